@@ -1,0 +1,41 @@
+"""AddSub (Hosseini et al., 2014, via MAWPS): 395 addition/subtraction word problems.
+
+Records: ``sQuestion.strip()``, answer ``str(lSolutions[0])`` (the file stores strings: "43").
+Split: random 70:30 (276/119). Answers compare as floats.
+"""
+
+from ftcot_hf.answers import NumberAnswer
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record
+from ftcot_hf.tasks.sources import field, read_json
+from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+
+SOURCES = {
+    "data": kojima(
+        "dataset/AddSub/AddSub.json",
+        "21930fa90385c72b5a15f4b9a4dda27276b889ae9ff44285505cdd9fa0a20df8",
+        "unknown (MAWPS; no licence stated)",
+    )
+}
+
+
+def build(paths):
+    path = paths["data"]
+    for i, ex in enumerate(read_json(path)):
+        where = f"item {i}"
+        yield i, record(field(ex, "sQuestion", path=path, where=where).strip(),
+                        str(field(ex, "lSolutions", path=path, where=where)[0]))
+
+
+TASK = TaskSpec(
+    name="addsub",
+    title="AddSub",
+    description=__doc__,
+    sources=SOURCES,
+    build=build,
+    answer=NumberAnswer(),
+    size=395,
+    split=RandomSplit(),
+    license=SOURCES["data"].license,
+    citation=FINE_TUNE_COT_CITATION,
+    homepage="https://github.com/sroy9/mawps",
+)

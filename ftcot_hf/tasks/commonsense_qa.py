@@ -1,0 +1,47 @@
+"""CommonsenseQA (Talmor et al., 2019), v1.11 random split: 9,741 train + 1,221 dev questions, five options.
+
+Records: ``stem.strip() + " Answer choices: (A) .., (B) .."`` + ``"."``; answer ``answerKey``. Train then dev; the dev
+set is the test split (the official test set has no labels).
+"""
+
+from ftcot_hf.answers import ChoiceAnswer
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima
+from ftcot_hf.tasks.sources import field, read_jsonl
+from ftcot_hf.tasks.spec import OrderedSplit, TaskSpec
+
+SOURCES = {
+    "train": kojima("dataset/CommonsenseQA/train_rand_split.jsonl",
+                    "58ffa3c8472410e24b8c43f423d89c8a003d8284698a6ed7874355dedd09a2fb", "MIT"),
+    "test": kojima("dataset/CommonsenseQA/dev_rand_split.jsonl",
+                   "3210497fdaae614ac085d9eb873dd7f4d49b6f965a93adadc803e1229fd8a02a", "MIT"),
+}
+
+
+def build(paths):
+    index = 0
+    for role in ("train", "test"):
+        path = paths[role]
+        for lineno, ex in enumerate(read_jsonl(path), start=1):
+            where = f"line {lineno}"
+            q = field(ex, "question", path=path, where=where)
+            stem = field(q, "stem", path=path, where=f"{where} .question")
+            choices = [field(c, "text", path=path, where=f"{where} choice") for c in
+                       field(q, "choices", path=path, where=f"{where} .question")]
+            yield index, choice_record(stem.strip(), choices, field(ex, "answerKey", path=path, where=where))
+            index += 1
+
+
+TASK = TaskSpec(
+    name="commonsense_qa",
+    title="CommonsenseQA",
+    description=__doc__,
+    sources=SOURCES,
+    build=build,
+    answer=ChoiceAnswer("ABCDE"),
+    size=10962,
+    split=OrderedSplit(train_size=9741),
+    license="MIT",
+    citation=FINE_TUNE_COT_CITATION,
+    homepage="https://www.tau-nlp.sites.tau.ac.il/commonsenseqa",
+    has_choices=True,
+)

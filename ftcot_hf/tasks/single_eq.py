@@ -1,0 +1,41 @@
+"""SingleEq (Koncel-Kedziorski et al., 2015, via MAWPS): 508 single-equation algebra word problems.
+
+Records: ``sQuestion`` as is (not stripped, unlike AddSub/MultiArith), answer ``str(lSolutions[0])`` ("43.0").
+Split: random 70:30 (356/152). Answers compare as floats.
+"""
+
+from ftcot_hf.answers import NumberAnswer
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record
+from ftcot_hf.tasks.sources import field, read_json
+from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+
+SOURCES = {
+    "data": kojima(
+        "dataset/SingleEq/questions.json",
+        "051507bd2b489c257057b485774a83d2710c23a4bc0f4a58e1822ae2773ef05e",
+        "unknown (MAWPS; no licence stated)",
+    )
+}
+
+
+def build(paths):
+    path = paths["data"]
+    for i, ex in enumerate(read_json(path)):
+        where = f"item {i}"
+        yield i, record(field(ex, "sQuestion", path=path, where=where),
+                        str(field(ex, "lSolutions", path=path, where=where)[0]))
+
+
+TASK = TaskSpec(
+    name="single_eq",
+    title="SingleEq",
+    description=__doc__,
+    sources=SOURCES,
+    build=build,
+    answer=NumberAnswer(),
+    size=508,
+    split=RandomSplit(),
+    license=SOURCES["data"].license,
+    citation=FINE_TUNE_COT_CITATION,
+    homepage="https://github.com/sroy9/mawps",
+)

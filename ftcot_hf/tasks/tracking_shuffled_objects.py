@@ -1,0 +1,49 @@
+"""Tracking Shuffled Objects, three objects (BIG-bench): 750 questions, three options.
+
+Records: ``input`` NOT stripped (it ends "has the ") + ``"\\nWhich choice is true?"`` + the options in file order
+(no shuffling), each option's trailing "." removed. Split: random 70:30 (525/225). In paper mode every capital A-C in
+the completion is a candidate (the "A" of "Answer" counts), as in the reference.
+"""
+
+from ftcot_hf.answers import ChoiceAnswer
+from ftcot_hf.tasks._common import (
+    FINE_TUNE_COT_CITATION,
+    LETTERS,
+    bigbench_examples,
+    choice_record,
+    correct_choice,
+    kojima,
+    strip_period,
+)
+from ftcot_hf.tasks.sources import field
+from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+
+SOURCES = {
+    "data": kojima("dataset/Bigbench_object_tracking/task.json",
+                   "74b74d3c8827c0387a3f24ee9efa7edd90b2d53af3daacb9961341af66f750a0", "Apache-2.0"),
+}
+
+
+def build(paths):
+    path = paths["data"]
+    for i, ex in enumerate(bigbench_examples(path)):
+        gold = correct_choice(ex, path, i)
+        options = list(ex["target_scores"])
+        question = field(ex, "input", path=path, where=f"example {i}") + "\nWhich choice is true?"
+        yield i, choice_record(question, [strip_period(c) for c in options], LETTERS[options.index(gold)])
+
+
+TASK = TaskSpec(
+    name="tracking_shuffled_objects",
+    title="Tracking Shuffled Objects",
+    description=__doc__,
+    sources=SOURCES,
+    build=build,
+    answer=ChoiceAnswer("ABC"),
+    size=750,
+    split=RandomSplit(),
+    license="Apache-2.0",
+    citation=FINE_TUNE_COT_CITATION,
+    homepage="https://github.com/google/BIG-bench/tree/main/bigbench/benchmark_tasks/tracking_shuffled_objects",
+    has_choices=True,
+)
