@@ -1,6 +1,7 @@
 """CommonsenseQA (Talmor et al., 2019), v1.11 random split: 9,741 train + 1,221 dev questions, five options.
 
-Records: ``stem.strip() + " Answer choices: (A) .., (B) .."`` + ``"."``; answer ``answerKey``. Train then dev; the dev
+Records: ``stem.strip() + " Answer choices: (A) .., (B) .."`` + ``"."`` with each choice text stripped (one train
+choice reads "ice cream "); answer ``answerKey``. Train then dev; the dev
 set is the test split (the official test set has no labels).
 """
 
@@ -25,7 +26,7 @@ def build(paths):
             where = f"line {lineno}"
             q = field(ex, "question", path=path, where=where)
             stem = field(q, "stem", path=path, where=f"{where} .question")
-            choices = [field(c, "text", path=path, where=f"{where} choice") for c in
+            choices = [field(c, "text", path=path, where=f"{where} choice").strip() for c in
                        field(q, "choices", path=path, where=f"{where} .question")]
             yield index, choice_record(stem.strip(), choices, field(ex, "answerKey", path=path, where=where))
             index += 1

@@ -1,0 +1,29 @@
+# Two entry points do all the set-up on a fresh machine: `make demo` (the main job) and `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The offline mirror of the raw data files: $FTCOT_DATA_MIRROR, else ../shared/data when it exists.
+MIRROR ?= $(or $(FTCOT_DATA_MIRROR),$(wildcard $(abspath ../shared/data)))
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,all]"
+	touch $@
+
+demo: $(VENV)/.installed
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/ftcot tasks
+
+test: $(VENV)/.installed
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check ftcot_hf tests bench dataset_scripts
+
+bench: $(VENV)/.installed
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/build_tasks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
