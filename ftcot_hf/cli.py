@@ -18,8 +18,8 @@ from ftcot_hf.errors import FtcotError
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*headers), line.format(*["-" * w for w in widths])]
     out += [line.format(*map(str, row)) for row in rows]
     return "\n".join(out)
@@ -32,15 +32,26 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for name, spec in TASKS.items():
         n_train, n_test = spec.split_sizes("default")
         optional = "*" if spec.optional_sources else ""
-        rows.append([name, spec.answer_type, f"{n_train}{optional}", n_test, spec.size,
-                     ", ".join(spec.split_variants()[1:]), spec.license])
+        rows.append(
+            [
+                name,
+                spec.answer_type,
+                f"{n_train}{optional}",
+                n_test,
+                spec.size,
+                ", ".join(spec.split_variants()[1:]),
+                spec.license,
+            ]
+        )
     if args.json:
-        print(json.dumps([dict(zip(["task", "answer_type", "train", "test", "size", "variants", "license"], r))
-                          for r in rows], indent=2))
+        keys = ["task", "answer_type", "train", "test", "size", "variants", "license"]
+        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
         return 0
     print(_table(rows, ["task", "answer type", "train", "test", "records", "split variants", "source licence"]))
-    print("\n* AQuA's train split needs the 97,467-question train.json of deepmind/AQuA (downloaded when online; "
-          "not in the offline mirror).")
+    print(
+        "\n* AQuA's train split needs the 97,467-question train.json of deepmind/AQuA (downloaded when online; "
+        "not in the offline mirror)."
+    )
     print("Load one with: python -c \"import ftcot_hf; print(ftcot_hf.load_task('coin_flip'))\"")
     return 0
 
@@ -52,7 +63,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.split not in ds:
         raise FtcotError(f"Task {args.task} has no {args.split!r} split here (available: {', '.join(ds)}).")
     split = ds[args.split]
-    print(f"{args.task} [{args.variant}] {args.split}: {split.num_rows} records; columns: {', '.join(split.column_names)}")
+    columns = ", ".join(split.column_names)
+    print(f"{args.task} [{args.variant}] {args.split}: {split.num_rows} records; columns: {columns}")
     for row in split.select(range(min(args.n, split.num_rows))):
         print(f"\n#{row['sample_index']}")
         print(f"  Q: {row['question']}")

@@ -24,16 +24,34 @@ REFERENCE_FILES = {
     "strategy_qa": "strategy_qa.json",
 }
 SPLIT_FILES = [
-    ("addsub", "default"), ("aqua", "default"), ("coin_flip", "default"), ("commonsense_qa", "default"),
-    ("date_understanding", "default"), ("date_understanding", "template"), ("gsm8k", "default"),
-    ("last_letter_concatenation", "default"), ("multiarith", "default"), ("multiarith", "template"),
-    ("single_eq", "default"), ("strategy_qa", "default"), ("svamp", "default"),
+    ("addsub", "default"),
+    ("aqua", "default"),
+    ("coin_flip", "default"),
+    ("commonsense_qa", "default"),
+    ("date_understanding", "default"),
+    ("date_understanding", "template"),
+    ("gsm8k", "default"),
+    ("last_letter_concatenation", "default"),
+    ("multiarith", "default"),
+    ("multiarith", "template"),
+    ("single_eq", "default"),
+    ("strategy_qa", "default"),
+    ("svamp", "default"),
     ("tracking_shuffled_objects", "default"),
 ]
 SPEC_SIZES = {  # SPEC §1
-    "single_eq": 508, "addsub": 395, "multiarith": 600, "gsm8k": 8792, "aqua": 97721, "svamp": 1000,
-    "tracking_shuffled_objects": 750, "date_understanding": 369, "coin_flip": 500,
-    "last_letter_concatenation": 500, "commonsense_qa": 10962, "strategy_qa": 2290,
+    "single_eq": 508,
+    "addsub": 395,
+    "multiarith": 600,
+    "gsm8k": 8792,
+    "aqua": 97721,
+    "svamp": 1000,
+    "tracking_shuffled_objects": 750,
+    "date_understanding": 369,
+    "coin_flip": 500,
+    "last_letter_concatenation": 500,
+    "commonsense_qa": 10962,
+    "strategy_qa": 2290,
 }
 
 
@@ -43,8 +61,18 @@ def _all_rows(ds) -> dict[int, dict]:
 
 def test_registry_has_the_twelve_paper_tasks_in_order():
     assert list(TASKS) == [
-        "single_eq", "addsub", "multiarith", "gsm8k", "aqua", "svamp", "date_understanding",
-        "tracking_shuffled_objects", "last_letter_concatenation", "coin_flip", "commonsense_qa", "strategy_qa",
+        "single_eq",
+        "addsub",
+        "multiarith",
+        "gsm8k",
+        "aqua",
+        "svamp",
+        "date_understanding",
+        "tracking_shuffled_objects",
+        "last_letter_concatenation",
+        "coin_flip",
+        "commonsense_qa",
+        "strategy_qa",
     ]
     assert {name: spec.size for name, spec in TASKS.items()} == SPEC_SIZES
 
@@ -142,7 +170,8 @@ def test_aqua_without_train_file_builds_test_split_and_names_the_file(built, cap
     assert ds["test"][0]["rationale"]
     message = caplog.text
     assert "train.json" in message
-    assert "https://raw.githubusercontent.com/deepmind/AQuA/26b64ed1f22208c6742f47df547dfd65088ec30d/train.json" in message
+    url = "https://raw.githubusercontent.com/deepmind/AQuA/26b64ed1f22208c6742f47df547dfd65088ec30d/train.json"
+    assert url in message
 
 
 def test_aqua_with_train_file_builds_the_paper_10000_question_subset(mirror, tmp_path):

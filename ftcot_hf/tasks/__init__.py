@@ -26,9 +26,7 @@ _MODULES = (
     "strategy_qa",
 )
 
-TASKS: dict[str, TaskSpec] = {
-    name: importlib.import_module(f"ftcot_hf.tasks.{name}").TASK for name in _MODULES
-}
+TASKS: dict[str, TaskSpec] = {name: importlib.import_module(f"ftcot_hf.tasks.{name}").TASK for name in _MODULES}
 """Task name -> task definition, in the paper's order."""
 
 

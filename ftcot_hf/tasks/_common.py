@@ -37,9 +37,7 @@ def record(question: str, answer: str, rationale: str | None = None) -> dict:
     return {"question": question, "answer": answer, "rationale": rationale}
 
 
-def choice_record(
-    question: str, choices: Sequence[str], answer: str, rationale: str | None = None
-) -> dict:
+def choice_record(question: str, choices: Sequence[str], answer: str, rationale: str | None = None) -> dict:
     """A multiple-choice record whose question ends ``" Answer choices: (A) x, (B) y."`` as in the paper."""
     listed = ", ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
     return {

@@ -20,11 +20,10 @@ from ftcot_hf.tasks.spec import SubsampledTrainSplit, TaskSpec
 TRAIN_SIZE = 97467
 
 SOURCES = {
-    "train": SourceFile(
-        "deepmind/AQuA", "26b64ed1f22208c6742f47df547dfd65088ec30d", "train.json", None, "Apache-2.0"
+    "train": SourceFile("deepmind/AQuA", "26b64ed1f22208c6742f47df547dfd65088ec30d", "train.json", None, "Apache-2.0"),
+    "test": kojima(
+        "dataset/AQuA/test.json", "de41581881ef95c5588c44ddc701c77fd480839241dd422a0d181262af24520c", "Apache-2.0"
     ),
-    "test": kojima("dataset/AQuA/test.json", "de41581881ef95c5588c44ddc701c77fd480839241dd422a0d181262af24520c",
-                   "Apache-2.0"),
 }
 
 _OPTION = re.compile(r"^[A-E]\)")

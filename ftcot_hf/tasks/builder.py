@@ -65,8 +65,12 @@ class FtcotTasks(datasets.GeneratorBasedBuilder):
 
     BUILDER_CONFIG_CLASS = FtcotTaskConfig
     BUILDER_CONFIGS = [
-        FtcotTaskConfig(name=config_name(name, variant), task=name, split_variant=variant,
-                        description=f"{spec.title}, {variant} split")
+        FtcotTaskConfig(
+            name=config_name(name, variant),
+            task=name,
+            split_variant=variant,
+            description=f"{spec.title}, {variant} split",
+        )
         for name, spec in TASKS.items()
         for variant in spec.split_variants()
     ]
@@ -97,21 +101,33 @@ class FtcotTasks(datasets.GeneratorBasedBuilder):
         paths: dict[str, Path | None] = {}
         for role, source in spec.sources.items():
             try:
-                paths[role] = resolve(source, data_dir=self.config.data_dir, dl_manager=dl_manager,
-                                      verify_checksum=self.config.verify_checksums)
+                paths[role] = resolve(
+                    source,
+                    data_dir=self.config.data_dir,
+                    dl_manager=dl_manager,
+                    verify_checksum=self.config.verify_checksums,
+                )
             except (MissingSourceError, FileNotFoundError, OSError) as e:
                 if role not in spec.optional_sources:
                     raise
                 logger.warning(
                     "%s: optional source %s is not available (%s). Only the splits that do not need it are built. "
                     "Download %s into the mirror (as %s) to build them too.",
-                    spec.name, source.path, type(e).__name__, source.url, source.mirror_path,
+                    spec.name,
+                    source.path,
+                    type(e).__name__,
+                    source.url,
+                    source.mirror_path,
                 )
                 paths[role] = None
         template = None
         if self.config.split_variant == "template":
-            template = resolve(spec.template_split, data_dir=self.config.data_dir, dl_manager=dl_manager,
-                               verify_checksum=self.config.verify_checksums)
+            template = resolve(
+                spec.template_split,
+                data_dir=self.config.data_dir,
+                dl_manager=dl_manager,
+                verify_checksum=self.config.verify_checksums,
+            )
         records = dict(spec.build(paths))
         splits = spec.split_indices(self.config.split_variant, template)
         generators = []
@@ -124,9 +140,7 @@ class FtcotTasks(datasets.GeneratorBasedBuilder):
                     f"{spec.name}: the {split} split of variant {self.config.split_variant!r} refers to "
                     f"{len(missing)} sample indices the sources do not have (first: {missing[:5]})."
                 )
-            generators.append(
-                datasets.SplitGenerator(name=split, gen_kwargs={"records": records, "indices": indices})
-            )
+            generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"records": records, "indices": indices}))
         return generators
 
     def _generate_examples(self, records, indices):

@@ -11,10 +11,16 @@ from ftcot_hf.tasks.sources import field, read_jsonl
 from ftcot_hf.tasks.spec import OrderedSplit, TaskSpec
 
 SOURCES = {
-    "train": kojima("dataset/CommonsenseQA/train_rand_split.jsonl",
-                    "58ffa3c8472410e24b8c43f423d89c8a003d8284698a6ed7874355dedd09a2fb", "MIT"),
-    "test": kojima("dataset/CommonsenseQA/dev_rand_split.jsonl",
-                   "3210497fdaae614ac085d9eb873dd7f4d49b6f965a93adadc803e1229fd8a02a", "MIT"),
+    "train": kojima(
+        "dataset/CommonsenseQA/train_rand_split.jsonl",
+        "58ffa3c8472410e24b8c43f423d89c8a003d8284698a6ed7874355dedd09a2fb",
+        "MIT",
+    ),
+    "test": kojima(
+        "dataset/CommonsenseQA/dev_rand_split.jsonl",
+        "3210497fdaae614ac085d9eb873dd7f4d49b6f965a93adadc803e1229fd8a02a",
+        "MIT",
+    ),
 }
 
 
@@ -26,8 +32,10 @@ def build(paths):
             where = f"line {lineno}"
             q = field(ex, "question", path=path, where=where)
             stem = field(q, "stem", path=path, where=f"{where} .question")
-            choices = [field(c, "text", path=path, where=f"{where} choice").strip() for c in
-                       field(q, "choices", path=path, where=f"{where} .question")]
+            choices = [
+                field(c, "text", path=path, where=f"{where} choice").strip()
+                for c in field(q, "choices", path=path, where=f"{where} .question")
+            ]
             yield index, choice_record(stem.strip(), choices, field(ex, "answerKey", path=path, where=where))
             index += 1
 

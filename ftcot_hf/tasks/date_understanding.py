@@ -23,8 +23,11 @@ from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
 
 SOURCES = {
-    "data": kojima("dataset/Bigbench_Date/task.json",
-                   "ff716f0e399109146db3a998281c39954907b78268a9b633a95582d63847822f", "Apache-2.0"),
+    "data": kojima(
+        "dataset/Bigbench_Date/task.json",
+        "ff716f0e399109146db3a998281c39954907b78268a9b633a95582d63847822f",
+        "Apache-2.0",
+    ),
 }
 
 

@@ -24,8 +24,13 @@ def build(paths):
     path = paths["data"]
     for i, ex in enumerate(read_json(path)):
         where = f"item {i}"
-        yield i, record(field(ex, "sQuestion", path=path, where=where).strip(),
-                        str(int(field(ex, "lSolutions", path=path, where=where)[0])))
+        yield (
+            i,
+            record(
+                field(ex, "sQuestion", path=path, where=where).strip(),
+                str(int(field(ex, "lSolutions", path=path, where=where)[0])),
+            ),
+        )
 
 
 TASK = TaskSpec(
@@ -40,5 +45,7 @@ TASK = TaskSpec(
     license=SOURCES["data"].license,
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/sroy9/mawps",
-    template_split=rt_split("multiarith", "template", "188abcfb1358424791e2d9c8d622ad10356283405fab11e1a58fa374cd9a48f4"),
+    template_split=rt_split(
+        "multiarith", "template", "188abcfb1358424791e2d9c8d622ad10356283405fab11e1a58fa374cd9a48f4"
+    ),
 )

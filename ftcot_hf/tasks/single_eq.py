@@ -22,8 +22,12 @@ def build(paths):
     path = paths["data"]
     for i, ex in enumerate(read_json(path)):
         where = f"item {i}"
-        yield i, record(field(ex, "sQuestion", path=path, where=where),
-                        str(field(ex, "lSolutions", path=path, where=where)[0]))
+        yield (
+            i,
+            record(
+                field(ex, "sQuestion", path=path, where=where), str(field(ex, "lSolutions", path=path, where=where)[0])
+            ),
+        )
 
 
 TASK = TaskSpec(

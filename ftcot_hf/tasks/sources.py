@@ -166,5 +166,6 @@ def field(record: dict, key: str, *, path: str | os.PathLike, where: str) -> Any
         return record[key]
     except (KeyError, TypeError):
         raise SourceFormatError(
-            f"{path}: {where} has no field {key!r} (fields: {sorted(record) if isinstance(record, dict) else record!r})."
+            f"{path}: {where} has no field {key!r} "
+            f"(fields: {sorted(record) if isinstance(record, dict) else record!r})."
         ) from None

@@ -5,13 +5,23 @@ Records: ``input.strip()``; answer "Yes"/"No" (from target_scores); rationale = 
 """
 
 from ftcot_hf.answers import YesNoAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_examples, correct_choice, kojima, raise_format, record
+from ftcot_hf.tasks._common import (
+    FINE_TUNE_COT_CITATION,
+    bigbench_examples,
+    correct_choice,
+    kojima,
+    raise_format,
+    record,
+)
 from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
 
 SOURCES = {
-    "data": kojima("dataset/StrategyQA/task.json",
-                   "60af9081fed20102fd8bb1e02dc7d9f12238efcba33e4c1a56b4d61cb6409803", "MIT (BIG-bench: Apache-2.0)"),
+    "data": kojima(
+        "dataset/StrategyQA/task.json",
+        "60af9081fed20102fd8bb1e02dc7d9f12238efcba33e4c1a56b4d61cb6409803",
+        "MIT (BIG-bench: Apache-2.0)",
+    ),
 }
 
 

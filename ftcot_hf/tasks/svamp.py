@@ -10,7 +10,9 @@ from ftcot_hf.tasks.sources import field, read_json
 from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
 
 SOURCES = {
-    "data": kojima("dataset/SVAMP/SVAMP.json", "5be77703a6d891ae476d7c082787ad361392aa02453b132516cdd5f4e7934e3e", "MIT")
+    "data": kojima(
+        "dataset/SVAMP/SVAMP.json", "5be77703a6d891ae476d7c082787ad361392aa02453b132516cdd5f4e7934e3e", "MIT"
+    )
 }
 
 

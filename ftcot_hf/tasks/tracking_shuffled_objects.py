@@ -19,8 +19,11 @@ from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
 
 SOURCES = {
-    "data": kojima("dataset/Bigbench_object_tracking/task.json",
-                   "74b74d3c8827c0387a3f24ee9efa7edd90b2d53af3daacb9961341af66f750a0", "Apache-2.0"),
+    "data": kojima(
+        "dataset/Bigbench_object_tracking/task.json",
+        "74b74d3c8827c0387a3f24ee9efa7edd90b2d53af3daacb9961341af66f750a0",
+        "Apache-2.0",
+    ),
 }
 
 
