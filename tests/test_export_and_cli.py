@@ -1,0 +1,81 @@
+"""The Hub-ready export loads with plain `load_dataset`; the `ftcot` CLI prints what it says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from datasets import load_dataset
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from ftcot_hf.cli import main
+from tests.conftest import REPO_ROOT
+
+
+def test_export_loads_with_load_dataset_and_equals_load_task(mirror, built, tmp_path, monkeypatch):
+    out = tmp_path / "ftcot-tasks"
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dataset_scripts/export_tasks.py"), str(out),
+         "--tasks", "coin_flip", "multiarith", "aqua", "--variants", "default", "template",
+         "--data-dir", str(mirror)],
+        check=True, capture_output=True, text=True, env={**__import__("os").environ, "HF_HOME": str(tmp_path / "hf")},
+    )  # fmt: skip
+    card = DatasetCard.load(out / "README.md")
+    configs = {c["config_name"]: c for c in card.data.to_dict()["configs"]}
+    assert set(configs) == {"coin_flip", "multiarith", "multiarith__template", "aqua"}
+    assert [f["split"] for f in configs["aqua"]["data_files"]] == ["test"]
+    assert "kojima-takeshi188/zero_shot_cot" in card.text and "sha256" in card.text
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    for name, variant in [("coin_flip", "default"), ("multiarith", "template")]:
+        cname = name if variant == "default" else f"{name}__{variant}"
+        loaded = load_dataset(str(out), cname)
+        expected = built(name, variant)
+        for split in ("train", "test"):
+            assert loaded[split].to_list() == expected[split].to_list()
+    aqua = load_dataset(str(out), "aqua")
+    assert aqua["test"].features["choices"] == built("aqua")["test"].features["choices"]
+    # The YAML header is valid for the Hub (round-trips through DatasetCardData).
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert DatasetCardData(**header).to_dict() == header
+    assert header["pretty_name"] == "Fine-tune-CoT tasks"
+    assert header["license"] == ["apache-2.0", "other"]  # coin_flip and multiarith state no licence
+
+
+def test_cli_tasks_lists_all_twelve_with_spec_sizes(capsys):
+    assert main(["tasks", "--json"]) == 0
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    assert len(rows) == 12
+    assert (rows["coin_flip"]["train"], rows["coin_flip"]["test"]) == ("350", 150)
+    assert (rows["gsm8k"]["train"], rows["gsm8k"]["test"], rows["gsm8k"]["size"]) == ("7473", 1319, 8792)
+    assert rows["aqua"]["train"] == "10000*" and rows["aqua"]["size"] == 97721
+    assert rows["commonsense_qa"]["license"] == "MIT"
+    assert main(["tasks"]) == 0
+    table = capsys.readouterr().out
+    assert "tracking_shuffled_objects" in table and "choice (A-C)" in table
+
+
+def test_cli_show_prints_records(mirror, capsys):
+    assert main(["show", "coin_flip", "-n", "2", "--data-dir", str(mirror)]) == 0
+    out = capsys.readouterr().out
+    assert "coin_flip [default] test: 150 records" in out
+    assert out.count("  Q: A coin is heads up.") == 2
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [(["show", "coin_fip"], "Did you mean 'coin_flip'"), (["show", "aqua", "--split", "train"], "no 'train' split")],
+)
+def test_cli_errors_are_one_line_without_traceback(argv, needle, mirror, capsys):
+    assert main([*argv, "--data-dir", str(mirror)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_console_script_runs():
+    exe = REPO_ROOT / ".venv/bin/ftcot"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ftcot_hf.cli"]
+    result = subprocess.run([*cmd, "tasks"], capture_output=True, text=True, check=True)
+    assert "strategy_qa" in result.stdout
