@@ -1,0 +1,98 @@
+"""The teacher interface: prompts and sampling parameters in, completions (with finish reason and token counts) out.
+
+A backend implements :meth:`Teacher.generate`, which yields results *as they complete* (in any order) so the request
+cache can store each one the moment it arrives: a crash loses only what was in flight. Backends register themselves
+in :data:`TEACHERS` with :func:`register_teacher`; adding a backend is adding one module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftcot_hf.errors import FtcotError
+
+
+class TeacherError(FtcotError):
+    """A teacher could not produce a completion (unreachable server, unrecorded prompt, bad response...)."""
+
+
+class MissingRecordingError(TeacherError, KeyError):
+    """The replay teacher has no recording for a prompt."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. Every field is part of the request-cache key."""
+
+    temperature: float = 0.0
+    """0 = greedy."""
+    max_tokens: int = 128
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def key(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"stop": list(self.stop)}
+
+
+@dataclass(frozen=True)
+class Request:
+    """``n`` samples of one prompt. ``first_index`` numbers them (sample j is ``first_index + j``), so a request
+    for samples 3..7 of a prompt can be made after 0..2 are cached."""
+
+    prompt: str
+    params: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1
+    first_index: int = 0
+    chat: bool = False
+    """Send the prompt as one user message of a chat API instead of a raw completion (where the backend can)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion."""
+
+    text: str
+    finish_reason: str
+    """``"stop"`` (stop string, EOS, natural end) or ``"length"`` (hit max_tokens)."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Teacher:
+    """Base class of teacher backends."""
+
+    backend: str = ""
+    """Registry name of the backend (``replay``, ``transformers``, ``openai``)."""
+    model: str = ""
+    """Model identity, part of the cache key (a Hub id, a URL+model name, a recording's name)."""
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
+        """Yield ``(position in requests, n generations)`` for every request, in completion order."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two teachers interchangeable for the cache (never a secret)."""
+        return {"backend": self.backend, "model": self.model}
+
+    def close(self) -> None:
+        """Release connections/models."""
+
+
+TEACHERS: dict[str, Callable[..., Teacher]] = {}
+"""Backend name -> factory (keyword arguments of the backend's constructor)."""
+
+
+def register_teacher(name: str) -> Callable[[type[Teacher]], type[Teacher]]:
+    def wrap(cls: type[Teacher]) -> type[Teacher]:
+        cls.backend = name
+        TEACHERS[name] = cls
+        return cls
+
+    return wrap
