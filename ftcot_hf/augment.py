@@ -1,0 +1,275 @@
+"""Rationale augmentation: task records in, one row per teacher sample out (Fine-tune-CoT step 1-2).
+
+``RationaleAugmenter`` is a callable for ``Dataset.map(batched=True)``. For each record it asks the teacher for D
+stage-1 rationales (Zero-shot-CoT, temperature T), then for each rationale a greedy stage-2 answer, parses it with the
+task's answer parser and marks it correct or not. :func:`augment` runs the map, applies the filter
+(``keep="correct" | "all"``) and returns the :class:`YieldReport`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from ftcot_hf.answers import score_completion
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.prompts import answer_trigger, stage1_prompt, stage2_prompt
+from ftcot_hf.tasks import get_task
+from ftcot_hf.teachers.base import Request, SamplingParams, Teacher
+
+logger = logging.getLogger(__name__)
+
+AUGMENTED_COLUMNS = (
+    "completion_index",
+    "rationale",
+    "teacher_answer",
+    "teacher_prediction",
+    "correct",
+    "finish_reason",
+    "temperature",
+    "teacher",
+)
+
+FUNDAMENTALS_PROMPT = (
+    "Q: {question}\nCorrect answer: {answer}\n"
+    "List the fundamental knowledge and skills needed to solve this question.\nFundamentals:"
+)
+COMMON_ERRORS_PROMPT = (
+    "Q: {question}\nCorrect answer: {answer}\n"
+    "List the common mistakes a student could make on this question.\nCommon errors:"
+)
+
+
+@dataclass
+class YieldReport:
+    """How much usable reasoning the teacher produced for one task."""
+
+    task: str
+    teacher: str
+    degree: int
+    temperature: float
+    questions: int = 0
+    samples: int = 0
+    correct: int = 0
+    kept: int = 0
+    questions_without_correct: int = 0
+    duplicates: int = 0
+    """Kept rows whose rationale repeats another kept rationale of the same question."""
+    extra_samples: int = 0
+    """Samples drawn by resample-until-k on top of the D per question."""
+    finish_length: int = 0
+    """Rationales cut by the token limit."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.samples if self.samples else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"accuracy": round(self.accuracy, 4)}
+
+    @staticmethod
+    def markdown(reports: Sequence[YieldReport]) -> str:
+        head = "| task | teacher | D | T | questions | samples | correct | teacher acc. | kept | no correct | dup. |"
+        lines = [head, "|" + "---|" * 11]
+        for r in reports:
+            lines.append(
+                f"| {r.task} | {r.teacher} | {r.degree} | {r.temperature} | {r.questions} | {r.samples} | "
+                f"{r.correct} | {100 * r.accuracy:.2f}% | {r.kept} | {r.questions_without_correct} | {r.duplicates} |"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class RationaleAugmenter:
+    """Callable for ``Dataset.map(batched=True)``: records -> one row per teacher sample.
+
+    Args:
+        teacher: any teacher backend (wrap it in ``CachedTeacher`` to make runs resumable).
+        task: the task name (selects the answer parser, and the Kojima trigger when ``trigger="kojima"``).
+        degree: D, samples per question (1-64).
+        temperature: sampling temperature; default 0.7 when D > 1, greedy when D = 1.
+        trigger: ``"generic"`` (the paper's ``Therefore, the answer is``) or ``"kojima"`` (task-specific).
+        resample_until: keep sampling questions with fewer than this many correct rationales...
+        max_extra_samples: ...up to this many extra samples in all (the budget cap).
+        annotations: also ask the teacher for ``fundamentals`` and ``common_errors`` per question (Teacher-LM style).
+    """
+
+    teacher: Teacher
+    task: str
+    degree: int = 1
+    temperature: float | None = None
+    trigger: Literal["generic", "kojima"] = "generic"
+    max_rationale_tokens: int = 128
+    max_answer_tokens: int = 128
+    mode: Literal["paper", "robust"] = "paper"
+    resample_until: int | None = None
+    max_extra_samples: int = 0
+    annotations: bool = False
+    chat: bool = False
+    extra_samples: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        if not 1 <= self.degree <= 64:
+            raise ValueError(f"degree (D) must be between 1 and 64, got {self.degree}.")
+        if self.temperature is None:
+            self.temperature = 0.7 if self.degree > 1 else 0.0
+        if self.degree > 1 and self.temperature == 0:
+            raise ValueError("D > 1 with temperature 0 would repeat one greedy rationale D times: set temperature.")
+        self._trigger = answer_trigger(self.task, self.trigger)
+
+    def fingerprint(self) -> str:
+        """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
+        config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("teacher", "extra_samples")}
+        config["teacher"] = self.teacher.identity()
+        return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _stage1(self, questions: list[str], first: list[int], counts: list[int]) -> dict[tuple[int, int], Any]:
+        params = SamplingParams(temperature=self.temperature, max_tokens=self.max_rationale_tokens)
+        requests = [
+            Request(stage1_prompt(q), params, n=c, first_index=f, chat=self.chat)
+            for q, f, c in zip(questions, first, counts, strict=True)
+        ]
+        out: dict[tuple[int, int], Any] = {}
+        for pos, gens in self.teacher.generate(requests):
+            for j, g in enumerate(gens):
+                out[pos, first[pos] + j] = g
+        return out
+
+    def _stage2(self, items: list[tuple[int, int, str, str]]) -> dict[tuple[int, int], Any]:
+        params = SamplingParams(temperature=0.0, max_tokens=self.max_answer_tokens)
+        requests = [Request(stage2_prompt(q, r, self._trigger), params, chat=self.chat) for _, _, q, r in items]
+        out: dict[tuple[int, int], Any] = {}
+        for pos, gens in self.teacher.generate(requests):
+            i, j, _, _ = items[pos]
+            out[i, j] = gens[0]
+        return out
+
+    def _annotate(self, questions: list[str], answers: list[str]) -> dict[str, list[str]]:
+        params = SamplingParams(temperature=0.0, max_tokens=self.max_rationale_tokens)
+        columns: dict[str, list[str]] = {}
+        for column, template in (("fundamentals", FUNDAMENTALS_PROMPT), ("common_errors", COMMON_ERRORS_PROMPT)):
+            requests = [
+                Request(template.format(question=q, answer=a), params, chat=self.chat)
+                for q, a in zip(questions, answers, strict=True)
+            ]
+            values = [""] * len(requests)
+            for pos, gens in self.teacher.generate(requests):
+                values[pos] = gens[0].text.strip()
+            columns[column] = values
+        return columns
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        missing = [c for c in ("sample_index", "question", "answer") if c not in batch]
+        if missing:
+            raise FtcotError(
+                f"RationaleAugmenter needs task records with columns sample_index, question, answer; the dataset "
+                f"lacks {', '.join(missing)} (it has {', '.join(batch)}). Use ftcot_hf.load_task({self.task!r})."
+            )
+        questions, answers = batch["question"], batch["answer"]
+        n = len(questions)
+        rationales = self._stage1(questions, [0] * n, [self.degree] * n)
+        answered = self._stage2([(i, j, questions[i], rationales[i, j].text) for (i, j) in rationales])
+        correct = {
+            key: score_completion(self.task, answered[key].text, answers[key[0]], mode=self.mode) for key in rationales
+        }
+        if self.resample_until:
+            self._resample(questions, answers, rationales, answered, correct)
+        notes = self._annotate(questions, answers) if self.annotations else {}
+
+        # The records' own (human) rationale must not be confused with the teacher's: it is kept as human_rationale.
+        renamed = {c: (f"human_{c}" if c in AUGMENTED_COLUMNS else c) for c in batch}
+        out: dict[str, list] = {c: [] for c in (*renamed.values(), *AUGMENTED_COLUMNS, *notes)}
+        for i, j in sorted(rationales):
+            for column, values in batch.items():
+                out[renamed[column]].append(values[i])
+            scored = correct[i, j]
+            out["completion_index"].append(j)
+            out["rationale"].append(rationales[i, j].text)
+            out["teacher_answer"].append(answered[i, j].text)
+            out["teacher_prediction"].append(None if scored["prediction"] is None else str(scored["prediction"]))
+            out["correct"].append(bool(scored["correct"]))
+            out["finish_reason"].append(rationales[i, j].finish_reason)
+            out["temperature"].append(float(self.temperature))
+            out["teacher"].append(self.teacher.model)
+            for column, values in notes.items():
+                out[column].append(values[i])
+        return out
+
+    def _resample(self, questions, answers, rationales, answered, correct) -> None:
+        while self.extra_samples < self.max_extra_samples:
+            good = Counter(i for (i, _), s in correct.items() if s["correct"])
+            drawn = Counter(i for i, _ in rationales)
+            need = [i for i in range(len(questions)) if good[i] < self.resample_until]
+            if not need:
+                return
+            budget = self.max_extra_samples - self.extra_samples
+            need = need[:budget]
+            if self.temperature == 0:
+                logger.warning("resample_until with temperature 0 would repeat the same rationale; skipped.")
+                return
+            new = self._stage1([questions[i] for i in need], [drawn[i] for i in need], [1] * len(need))
+            remapped = {(need[p], j): g for (p, j), g in new.items()}
+            rationales.update(remapped)
+            answered.update(self._stage2([(i, j, questions[i], g.text) for (i, j), g in remapped.items()]))
+            for key in remapped:
+                correct[key] = score_completion(self.task, answered[key].text, answers[key[0]], mode=self.mode)
+            self.extra_samples += len(need)
+
+
+def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> YieldReport:
+    """Count questions, samples, correct and kept rows of an augmentation run."""
+    report = YieldReport(augmenter.task, augmenter.teacher.model, augmenter.degree, float(augmenter.temperature))
+    index, correct = augmented["sample_index"], augmented["correct"]
+    report.questions = len(set(index))
+    report.samples = len(index)
+    report.correct = sum(correct)
+    report.questions_without_correct = report.questions - len({i for i, c in zip(index, correct, strict=True) if c})
+    report.kept = kept.num_rows
+    pairs = Counter(zip(kept["sample_index"], (r.strip() for r in kept["rationale"]), strict=True))
+    report.duplicates = sum(c - 1 for c in pairs.values())
+    report.extra_samples = augmenter.extra_samples
+    report.finish_length = sum(1 for f in augmented["finish_reason"] if f == "length")
+    return report
+
+
+def augment(
+    dataset: Any,
+    augmenter: RationaleAugmenter,
+    *,
+    keep: Literal["correct", "all"] = "correct",
+    batch_size: int = 1000,
+) -> tuple[Any, YieldReport]:
+    """Run ``augmenter`` over ``dataset`` (task records), filter, and report the yield.
+
+    Returns the kept rows (``keep="correct"``: only rationales whose parsed answer equals the gold one, all samples of
+    a question included, duplicates too, as in the paper) and the :class:`YieldReport`.
+    """
+    if keep not in ("correct", "all"):
+        raise ValueError(f"keep must be 'correct' or 'all', not {keep!r}.")
+    if dataset.num_rows == 0:
+        raise FtcotError(f"Nothing to augment: the {augmenter.task} dataset given has no rows.")
+    fingerprint = augmenter.fingerprint()
+    augmented = dataset.map(
+        augmenter,
+        batched=True,
+        batch_size=batch_size,
+        remove_columns=dataset.column_names,
+        new_fingerprint=f"{dataset._fingerprint}-{fingerprint}",
+        desc=f"Teaching {augmenter.task}",
+    )
+    kept = (
+        augmented
+        if keep == "all"
+        else augmented.filter(
+            lambda c: c, input_columns="correct", batched=False, new_fingerprint=f"{augmented._fingerprint}-correct"
+        )
+    )
+    report = yield_report(augmenter, augmented, kept)
+    logger.info("%s: %s", augmenter.task, report.to_dict())
+    return kept, report

@@ -1,0 +1,221 @@
+"""Teaching: the request cache, the augmenter (two-stage CoT, D samples, filter, yield), the transformers backend."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+import pytest
+from datasets import Dataset
+
+from ftcot_hf.augment import RationaleAugmenter, augment
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.prompts import KOJIMA_ANSWER_TRIGGERS, stage1_prompt
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher
+from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, default_cache_path, request_key
+
+
+class ScriptedTeacher(Teacher):
+    """A deterministic stand-in for a model: rationale j of a question is correct when (j + hash) is even."""
+
+    backend = "scripted"
+    model = "scripted-v1"
+
+    def __init__(self):
+        self.prompts: list[Request] = []
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
+        for pos, r in enumerate(requests):
+            self.prompts.append(r)
+            gens = []
+            for j in range(r.first_index, r.first_index + r.n):
+                if "Therefore" in r.prompt:
+                    right = "RIGHT" in r.prompt
+                    gold = r.prompt.split("GOLD=")[1].split(".")[0]
+                    other = "no" if gold == "yes" else "yes"
+                    gens.append(Generation(f" {gold if right else other}.", "stop", 10, 2))
+                elif "Fundamentals:" in r.prompt or "Common errors:" in r.prompt:
+                    gens.append(Generation(" Parity of the number of flips.", "stop"))
+                else:
+                    h = int(hashlib.sha256(r.prompt.encode()).hexdigest(), 16)
+                    tag = "RIGHT" if (j + h) % 2 == 0 else "WRONG"
+                    gold = r.prompt.split("[gold:")[1].split("]")[0]
+                    gens.append(Generation(f" Rationale {j} {tag} GOLD={gold}.", "stop" if j % 5 else "length"))
+            yield pos, gens
+
+
+def _records(n: int = 6) -> Dataset:
+    answers = ["yes", "no"] * (n // 2)
+    return Dataset.from_dict({
+        "sample_index": list(range(n)),
+        "question": [f"Coin question {i} [gold:{a}]" for i, a in enumerate(answers)],
+        "answer": answers,
+        "rationale": [None] * n,
+    })  # fmt: skip
+
+
+def test_cache_location_follows_hf_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("FTCOT_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert default_cache_path() == tmp_path / "hf" / "ftcot" / "teacher_cache.sqlite"
+    monkeypatch.setenv("FTCOT_CACHE", str(tmp_path / "mine.sqlite"))
+    assert default_cache_path() == tmp_path / "mine.sqlite"
+
+
+def test_cache_key_covers_every_sampling_parameter():
+    ident = {"backend": "b", "model": "m"}
+    base = Request("p", SamplingParams())
+    keys = {
+        request_key(ident, base, 0),
+        request_key(ident, base, 1),
+        request_key(ident, Request("p", SamplingParams(temperature=0.7)), 0),
+        request_key(ident, Request("p", SamplingParams(max_tokens=64)), 0),
+        request_key(ident, Request("p", SamplingParams(top_p=0.9)), 0),
+        request_key(ident, Request("p", SamplingParams(stop=("END",))), 0),
+        request_key(ident, Request("p", SamplingParams(seed=1)), 0),
+        request_key(ident, Request("p", chat=True), 0),
+        request_key({"backend": "b", "model": "m2"}, base, 0),
+        request_key(ident, Request("q", SamplingParams()), 0),
+    }
+    assert len(keys) == 10
+
+
+def test_rerun_makes_zero_calls_and_extra_samples_ask_only_for_the_tail(tmp_path):
+    scripted = ScriptedTeacher()
+    teacher = CachedTeacher(scripted, tmp_path / "c.sqlite")
+    requests = [Request(f"Q{i} [gold:yes]", SamplingParams(temperature=0.7), n=3) for i in range(4)]
+    first = dict(teacher.generate(requests))
+    assert teacher.calls == 4 and len(teacher.cache) == 12
+    again = CachedTeacher(scripted, tmp_path / "c.sqlite")
+    assert dict(again.generate(requests)) == first
+    assert again.calls == 0
+    more = [Request(r.prompt, r.params, n=5) for r in requests]
+    out = dict(again.generate(more))
+    assert again.calls == 4
+    assert [(r.first_index, r.n) for r in scripted.prompts[-4:]] == [(3, 2)] * 4
+    assert all(out[i][:3] == first[i] for i in range(4))
+
+
+def _writer(path: str, worker: int) -> None:
+    cache = RequestCache(path)
+    for k in range(200):
+        cache.put_many([(f"{worker}-{k}", Generation(f"text {worker} {k}", "stop", 1, 2), None)])
+
+
+def test_concurrent_writer_processes_do_not_corrupt_the_cache(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    RequestCache(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(RequestCache(path)) == 800
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    got = RequestCache(path).get_many(["3-199"])
+    assert got["3-199"].text == "text 3 199"
+
+
+def test_augmenter_two_stages_filter_and_yield(tmp_path):
+    scripted = ScriptedTeacher()
+    teacher = CachedTeacher(scripted, tmp_path / "c.sqlite")
+    aug = RationaleAugmenter(teacher, "coin_flip", degree=4)
+    assert aug.temperature == 0.7
+    kept, report = augment(_records(), aug)
+    everything, _ = augment(_records(), RationaleAugmenter(teacher, "coin_flip", degree=4), keep="all")
+    assert everything.num_rows == 24
+    assert set(everything.column_names) >= {
+        "sample_index", "completion_index", "rationale", "teacher_answer", "teacher_prediction", "correct",
+        "finish_reason", "temperature", "teacher", "question", "answer",
+    }  # fmt: skip
+    assert sorted(set(everything["completion_index"])) == [0, 1, 2, 3]
+    expected_correct = [" RIGHT " in r for r in everything["rationale"]]
+    assert everything["correct"] == expected_correct
+    assert kept.num_rows == sum(expected_correct) == report.correct == report.kept
+    assert all(kept["correct"])
+    assert report.questions == 6 and report.samples == 24
+    assert report.finish_length == 6  # sample j=0 of each question is marked "length" by the script
+    stage1 = [r for r in scripted.prompts if "Therefore" not in r.prompt]
+    assert stage1[0].prompt == stage1_prompt("Coin question 0 [gold:yes]")
+    assert stage1[0].params.temperature == 0.7 and stage1[0].n == 4
+    stage2 = [r for r in scripted.prompts if "Therefore" in r.prompt]
+    assert stage2[0].prompt.endswith("\nTherefore, the answer is") and stage2[0].params.temperature == 0
+    calls = teacher.calls
+    augment(_records(), RationaleAugmenter(teacher, "coin_flip", degree=4))
+    assert teacher.calls == calls  # fully cached
+
+
+def test_kojima_trigger_and_greedy_default():
+    scripted = ScriptedTeacher()
+    aug = RationaleAugmenter(scripted, "coin_flip", trigger="kojima")
+    assert aug.temperature == 0.0
+    augment(_records(2), aug, keep="all")
+    stage2 = [r.prompt for r in scripted.prompts if "Therefore" in r.prompt]
+    assert all(p.endswith(KOJIMA_ANSWER_TRIGGERS["coin_flip"]) for p in stage2)
+
+
+def test_resample_until_k_correct_respects_the_budget():
+    scripted = ScriptedTeacher()
+    aug = RationaleAugmenter(scripted, "coin_flip", degree=1, temperature=0.7, resample_until=2, max_extra_samples=7)
+    everything, report = augment(_records(), aug, keep="all")
+    assert report.extra_samples == 7
+    assert everything.num_rows == 6 + 7
+    per_q = {i: everything["sample_index"].count(i) for i in range(6)}
+    assert sum(per_q.values()) == 13
+
+
+def test_teacher_lm_annotations_add_columns():
+    aug = RationaleAugmenter(ScriptedTeacher(), "coin_flip", annotations=True)
+    kept, _ = augment(_records(2), aug, keep="all")
+    assert kept["fundamentals"] == ["Parity of the number of flips."] * 2
+    assert kept["common_errors"] == ["Parity of the number of flips."] * 2
+
+
+def test_bad_augmenter_input_is_clear():
+    with pytest.raises(ValueError, match="between 1 and 64"):
+        RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=65)
+    with pytest.raises(ValueError, match="temperature 0"):
+        RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4, temperature=0)
+    with pytest.raises(FtcotError, match="lacks answer"):
+        augment(
+            Dataset.from_dict({"sample_index": [0], "question": ["q"]}),
+            RationaleAugmenter(ScriptedTeacher(), "coin_flip"),
+        )
+    with pytest.raises(FtcotError, match="no rows"):
+        augment(_records().select([]), RationaleAugmenter(ScriptedTeacher(), "coin_flip"))
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from tests.tiny_models import make_gpt2
+
+    return make_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+def test_transformers_teacher_batched_sampling_and_stop(tiny_gpt2, tmp_path):
+    from ftcot_hf.teachers.hf import TransformersTeacher
+
+    teacher = TransformersTeacher(str(tiny_gpt2), batch_size=2)
+    greedy = SamplingParams(temperature=0, max_tokens=12)
+    prompts = ["Q: A coin is heads up.", "Q: Take the last letters of each words", "Q: 1 2"]
+    out = dict(teacher.generate([Request(p, greedy) for p in prompts]))
+    single = [next(iter(teacher.generate([Request(p, greedy)])))[1] for p in prompts]
+    assert [out[i] for i in range(3)] == single  # left-padded batches equal one-by-one generation
+    for gens in out.values():
+        assert gens[0].finish_reason in ("stop", "length") and gens[0].completion_tokens <= 12
+    sampled = dict(teacher.generate([Request(prompts[0], SamplingParams(temperature=1.0, max_tokens=8), n=4)]))
+    assert len(sampled[0]) == 4 and len({g.text for g in sampled[0]}) > 1
+    stop = out[0][0].text[3:6] if len(out[0][0].text) > 6 else None
+    if stop:
+        cut = dict(teacher.generate([Request(prompts[0], SamplingParams(max_tokens=12, stop=(stop,)))]))
+        text = cut[0][0].text
+        assert stop not in text and out[0][0].text.startswith(text) and len(text) < len(out[0][0].text)
+        assert cut[0][0].finish_reason == "stop"
+    cached = CachedTeacher(teacher, tmp_path / "c.sqlite")
+    list(cached.generate([Request(p, greedy) for p in prompts]))
+    list(cached.generate([Request(p, greedy) for p in prompts]))
+    assert cached.calls == 3
