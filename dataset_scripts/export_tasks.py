@@ -17,12 +17,10 @@ import logging
 import sys
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, DatasetCardData
-
 from ftcot_hf import TASKS, get_task, load_task
+from ftcot_hf.export import licenses_of, write_dataset_repo
 from ftcot_hf.tasks.builder import config_name
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "tasks_dataset_card.md"
 logger = logging.getLogger("export_tasks")
 
 
@@ -35,9 +33,7 @@ def export(
     repo_id: str = "<user>/ftcot-tasks",
 ) -> Path:
     """Write ``{config}/{split}-00000-of-00001.parquet`` per task and variant, and a README.md card."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    configs, rows, sources, licenses = [], [], [], set()
+    configs, rows, sources, licenses = {}, [], [], set()
     for name in tasks or list(TASKS):
         spec = get_task(name)
         for variant in variants or ["default"]:
@@ -46,12 +42,7 @@ def export(
                 continue
             ds = load_task(name, variant, data_dir=data_dir)
             cname = config_name(name, variant)
-            files = []
-            for split, data in ds.items():
-                rel = f"{cname}/{split}-00000-of-00001.parquet"
-                data.to_parquet(str(out / rel))
-                files.append({"split": split, "path": rel})
-            configs.append({"config_name": cname, "data_files": files})
+            configs[cname] = ds
             rows.append(
                 {
                     "config": cname,
@@ -64,28 +55,24 @@ def export(
             )
         for source in [*spec.sources.values(), *([spec.template_split] if spec.template_split else [])]:
             sources.append({"task": name, **vars(source), "url": source.url, "sha256": source.sha256 or "not pinned"})
-        licenses.add(spec.license.split(" ")[0].lower())
-    known = sorted(lic for lic in licenses if lic in ("mit", "apache-2.0"))
-    card_data = DatasetCardData(
-        language="en",
-        license=known + (["other"] if len(known) < len(licenses) else []),
-        task_categories=["question-answering", "text-generation"],
-        pretty_name="Fine-tune-CoT tasks",
-        configs=configs,
-        tags=["reasoning", "chain-of-thought", "fine-tune-cot"],
-    )
-    card = DatasetCard.from_template(
-        card_data,
-        template_path=str(TEMPLATE),
+        licenses.add(spec.license)
+    return write_dataset_repo(
+        out_dir,
+        configs,
+        template="tasks_dataset_card.md",
+        card_data={
+            "language": "en",
+            "license": licenses_of(licenses),
+            "task_categories": ["question-answering", "text-generation"],
+            "pretty_name": "Fine-tune-CoT tasks",
+            "tags": ["reasoning", "chain-of-thought", "fine-tune-cot"],
+        },
         pretty_name="Fine-tune-CoT tasks",
         tasks=rows,
         sources=sources,
         repo_id=repo_id,
-        example_config=configs[0]["config_name"],
         citation=get_task(rows[0]["config"].split("__")[0]).citation,
     )
-    card.save(out / "README.md")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

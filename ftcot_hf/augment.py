@@ -111,6 +111,8 @@ class RationaleAugmenter:
     max_extra_samples: int = 0
     annotations: bool = False
     chat: bool = False
+    progress: bool = False
+    """Show a tqdm bar per stage (the CLI turns it on)."""
     extra_samples: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -125,9 +127,17 @@ class RationaleAugmenter:
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
-        config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("teacher", "extra_samples")}
+        skip = ("teacher", "extra_samples", "progress")
+        config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         config["teacher"] = self.teacher.identity()
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _progress(self, iterable, total: int, what: str):
+        if not self.progress:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=f"{self.task}: {what}", unit="req", leave=False)
 
     def _stage1(self, questions: list[str], first: list[int], counts: list[int]) -> dict[tuple[int, int], Any]:
         params = SamplingParams(temperature=self.temperature, max_tokens=self.max_rationale_tokens)
@@ -136,7 +146,7 @@ class RationaleAugmenter:
             for q, f, c in zip(questions, first, counts, strict=True)
         ]
         out: dict[tuple[int, int], Any] = {}
-        for pos, gens in self.teacher.generate(requests):
+        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "rationales"):
             for j, g in enumerate(gens):
                 out[pos, first[pos] + j] = g
         return out
@@ -145,7 +155,7 @@ class RationaleAugmenter:
         params = SamplingParams(temperature=0.0, max_tokens=self.max_answer_tokens)
         requests = [Request(stage2_prompt(q, r, self._trigger), params, chat=self.chat) for _, _, q, r in items]
         out: dict[tuple[int, int], Any] = {}
-        for pos, gens in self.teacher.generate(requests):
+        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "answers"):
             i, j, _, _ = items[pos]
             out[i, j] = gens[0]
         return out

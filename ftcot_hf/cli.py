@@ -3,6 +3,8 @@
 Subcommands:
     ftcot tasks                              the 12 tasks: answer type, train/test sizes, source licence
     ftcot show TASK [--split test] [-n 3]    a few records of a task
+    ftcot teach [--config teach.yaml] [--tasks coin_flip ...] [--teacher text-davinci-002|transformers|openai] ...
+                                             teach tasks, save the rationale dataset, print the yield report
 """
 
 from __future__ import annotations
@@ -74,6 +76,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teach(args: argparse.Namespace) -> int:
+    from trl import TrlParser
+
+    from ftcot_hf.augment import YieldReport
+    from ftcot_hf.teach import TeachConfig, save_rationales, teach
+
+    parser = TrlParser((TeachConfig,), prog="ftcot teach")
+    (config,) = parser.parse_args_and_config(args.rest)
+    results, reports = teach(config, progress=True)
+    out = save_rationales(config, results, reports)
+    print(YieldReport.markdown(reports))
+    print(f"\nSaved to {out}; load with: load_dataset({str(out)!r}, {config.tasks[0]!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftcot", description="Fine-tune-CoT on the Hugging Face stack.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
@@ -90,16 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=3, help="Number of records (default: 3).")
     p.add_argument("--data-dir", default=None, help="Offline mirror directory (default: $FTCOT_DATA_MIRROR).")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("teach", help="Teach tasks with a teacher; see `ftcot teach --help`.", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_teach)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["teach"]:  # its flags come from TeachConfig through TrlParser, not from argparse here
+        args = argparse.Namespace(command="teach", func=cmd_teach, rest=argv[1:], verbose="-v" in argv[1:])
+        args.rest = [a for a in args.rest if a != "-v"]
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except FtcotError as e:
+    except (FtcotError, ValueError) as e:
         print(f"ftcot: error: {e}", file=sys.stderr)
         return 2
 

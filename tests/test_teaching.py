@@ -219,3 +219,27 @@ def test_transformers_teacher_batched_sampling_and_stop(tiny_gpt2, tmp_path):
     list(cached.generate([Request(p, greedy) for p in prompts]))
     list(cached.generate([Request(p, greedy) for p in prompts]))
     assert cached.calls == 3
+
+
+def test_ftcot_teach_cli_writes_a_loadable_rationale_dataset(tiny_gpt2, mirror, tmp_path, capsys):
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    from ftcot_hf.cli import main
+
+    out = tmp_path / "rationales"
+    argv = ["teach", "--tasks", "coin_flip", "--teacher", "transformers", "--model", str(tiny_gpt2),
+            "--keep", "all", "--limit", "3", "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"),
+            "--output_dir", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| coin_flip |" in printed and "Saved to" in printed
+    ds = load_dataset(str(out), "coin_flip", cache_dir=str(tmp_path / "hf"))
+    assert ds["train"].num_rows == 3 and ds["test"].num_rows == 150
+    assert set(ds["train"]["sample_index"]) == {1, 2, 3}  # the first three train questions
+    card = DatasetCard.load(out / "README.md")
+    assert "Zero-shot-CoT" in card.text and "| degree D (samples per question) | 1 |" in card.text
+    report = (out / "yield_report.json").read_text()
+    assert '"samples": 3' in report
+    # A second run is served from the request cache.
+    assert main(argv) == 0
