@@ -1,0 +1,347 @@
+"""A loopback server speaking the OpenAI wire protocol, for testing and benchmarking the ``openai`` teacher offline.
+
+Why a real HTTP server rather than a mocked client: the teacher's retries, timeouts, connection reuse, concurrency
+bound and fail-over all live in the HTTP layer, so only real sockets exercise them. Stdlib only
+(:class:`~http.server.ThreadingHTTPServer`): each connection gets a thread, so the per-request latency (a sleep)
+overlaps across concurrent requests exactly like a batching inference server's would.
+
+Completions are deterministic functions of the request: sample ``j`` of prompt ``p`` is
+``"Answer for <last 4 words of p> #j"`` (plus ``" seed=<s>"`` when a seed is sent). A "token" is a
+whitespace-separated word, so ``max_tokens`` truncation is predictable (finish_reason ``"length"``).
+
+Faults are scripted: :attr:`FakeOpenAIServer.faults` is a list of directives consumed one per request, in arrival
+order (``None`` = behave normally):
+
+* ``("429", retry_after)`` / ``("503",)`` / ``("400",)`` ... -- that HTTP status with an OpenAI-style error body;
+  the optional second element becomes a ``Retry-After`` header (seconds; ``None`` = no header).
+* ``("timeout", seconds)`` -- sleep ``seconds`` (longer than the client's timeout), then answer normally.
+* ``("delay", seconds)`` -- extra latency for this request, then answer normally.
+* ``("malformed",)`` -- status 200, ``application/json``, but the body is not JSON.
+* ``("empty_choices",)`` -- a well-formed response with ``"choices": []``.
+* ``("few_choices",)`` -- one choice fewer than ``n``.
+* ``("length",)`` -- a normal completion whose finish_reason is ``"length"``.
+* ``("drop",)`` -- close the connection without answering.
+
+Use it as a context manager (``with FakeOpenAIServer(latency=0.05) as server: server.base_url``), as the pytest
+fixture ``fake_openai_server``, or run it in its own process (``python tests/fake_openai_server.py --latency 0.05``
+prints ``PORT <n>`` then serves until stdin closes), which keeps its CPU time off the client's GIL in benchmarks.
+``GET /_stats`` returns the request count and the maximum number in flight, so a separate process can still be
+checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Directive = tuple[Any, ...] | None
+LatencySpec = float | Callable[[dict[str, Any]], float]
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it."""
+
+    path: str
+    body: dict[str, Any] | None
+    """The parsed JSON body (``None`` when it was not JSON)."""
+    time: float
+    """``time.monotonic()`` at arrival."""
+    authorization: str | None = None
+    fault: Directive = None
+    """The directive applied to it."""
+
+
+def sample_text(prompt: str, index: int, seed: int | None = None) -> str:
+    """The (untruncated) completion the server produces for sample ``index`` of ``prompt``."""
+    text = f"Answer for {' '.join(prompt.split()[-4:])} #{index}"
+    return f"{text} seed={seed}" if seed is not None else text
+
+
+@dataclass
+class _State:
+    faults: list[Directive] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections, as they would with vLLM
+    disable_nagle_algorithm = True  # headers and body are separate writes: Nagle + delayed ACK would add 40 ms
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default stderr access log."""
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout fired)
+            self.close_connection = True
+
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), headers)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+        self._send_json(status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, headers)
+
+    # -- endpoints -----------------------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        if self.path.rstrip("/") == "/_stats":
+            with fake._state.lock:
+                stats = {"requests": len(fake._state.requests), "max_in_flight": fake._state.max_in_flight}
+            self._send_json(200, stats)
+        elif self.path.rstrip("/") == "/v1/models":
+            self._send_json(200, {"object": "list", "data": [{"id": fake.model or "fake-model", "object": "model"}]})
+        else:
+            self._error(404, f"No route for GET {self.path}")
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        state = fake._state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        with state.lock:
+            fault = state.faults.pop(0) if state.faults else None
+            state.requests.append(
+                RecordedRequest(self.path, body, time.monotonic(), self.headers.get("Authorization"), fault)
+            )
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(fake, body, fault)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        chat = path.endswith("/chat/completions")
+        if not (chat or path.endswith("/completions")):
+            return self._error(404, f"No route for POST {self.path}")
+        if not isinstance(body, dict):
+            return self._error(400, "Request body is not a JSON object.")
+        if fake.model is not None and body.get("model") != fake.model:
+            return self._error(404, f"The model `{body.get('model')}` does not exist.")
+        latency = fake.latency(body) if callable(fake.latency) else fake.latency
+        kind = str(fault[0]) if fault else "ok"
+        if kind in ("timeout", "delay"):
+            latency += float(fault[1])  # type: ignore[index]
+        if latency > 0 and fake._stopping.wait(latency):
+            self.close_connection = True
+            return None
+        if kind.isdigit():
+            retry_after = fault[1] if len(fault) > 1 else None  # type: ignore[arg-type]
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            return self._error(int(kind), f"Injected fault: HTTP {kind}.", headers)
+        if kind == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return None
+        if kind == "malformed":
+            return self._send(200, b'{"id": "cmpl-broken", "choices": [')
+        self._send_json(200, _completion(body, chat, kind))
+        return None
+
+
+def _completion(body: dict[str, Any], chat: bool, kind: str) -> dict[str, Any]:
+    """An OpenAI-shaped (chat) completion object for ``body``."""
+    n = int(body.get("n") or 1)
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    seed = body.get("seed")
+    if chat:
+        prompts = ["\n".join(str(m.get("content", "")) for m in body.get("messages", []))]
+    else:
+        prompt = body.get("prompt", "")
+        prompts = list(prompt) if isinstance(prompt, list) else [prompt]
+    choices: list[dict[str, Any]] = []
+    prompt_tokens = completion_tokens = 0
+    for p_idx, prompt in enumerate(prompts):
+        prompt_tokens += len(str(prompt).split())
+        for j in range(n):
+            words = sample_text(str(prompt), j, seed).split()
+            finish = "stop"
+            if max_tokens is not None and len(words) > int(max_tokens):
+                words, finish = words[: int(max_tokens)], "length"
+            if kind == "length":
+                finish = "length"
+            completion_tokens += len(words)
+            text = " ".join(words)
+            index = p_idx * n + j
+            if chat:
+                message = {"role": "assistant", "content": text}
+                choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+            else:
+                choices.append({"index": index, "text": text, "finish_reason": finish, "logprobs": None})
+    if kind == "empty_choices":
+        choices = []
+    elif kind == "few_choices":
+        choices = choices[:-1]
+    return {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-fake",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # idle keep-alive connections must not make stop() wait
+    request_queue_size = 1024  # a burst of many concurrent connects must not be refused
+    fake: FakeOpenAIServer
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on ``127.0.0.1:<random port>``; see the module docstring for the behaviour.
+
+    ``latency`` is seconds per request, or a function of the request body (e.g. slow for one prompt).
+    ``model``: when set, requests for another model get a 404 (as vLLM answers).
+    """
+
+    def __init__(
+        self,
+        latency: LatencySpec = 0.0,
+        faults: list[Directive] | None = None,
+        model: str | None = None,
+        port: int = 0,
+    ):
+        self.latency = latency
+        self.model = model
+        self._state = _State(faults=list(faults or []))
+        self._stopping = threading.Event()
+        self._port = port
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    def start(self) -> FakeOpenAIServer:
+        self._stopping.clear()
+        self._httpd = _Server(("127.0.0.1", self._port), _Handler)
+        self._httpd.fake = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers sleeping on latency/timeout faults
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what tests look at ----------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``base_url`` to an OpenAI client (ends in ``/v1``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def faults(self) -> list[Directive]:
+        """Pending fault directives; append to script more."""
+        return self._state.faults
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every POST received so far (a snapshot)."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._state.max_in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self._state.in_flight
+
+    def reset(self) -> None:
+        """Forget recorded requests, pending faults and the in-flight maximum."""
+        with self._state.lock:
+            self._state.requests.clear()
+            self._state.faults.clear()
+            self._state.max_in_flight = self._state.in_flight
+
+
+def dead_base_url() -> str:
+    """A loopback ``base_url`` where nothing listens (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+try:  # the fixture is a convenience for test suites; the server itself (and the benchmark) needs only stdlib
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture
+    def fake_openai_server() -> Iterator[FakeOpenAIServer]:
+        """A fresh server per test (register with ``pytest_plugins = ["tests.fake_openai_server"]``)."""
+        with FakeOpenAIServer() as server:
+            yield server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve in this process until stdin closes (so a parent that dies takes the server with it)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args(argv)
+    with FakeOpenAIServer(latency=args.latency, model=args.model, port=args.port) as server:
+        print(f"PORT {server.port}", flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
