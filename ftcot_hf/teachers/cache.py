@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.teachers.base import Generation, Request, Teacher
+from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,6 @@ class CachedTeacher(Teacher):
             pos, first = origin[mpos]
             request = missing[mpos]
             if len(gens) != request.n:
-                from ftcot_hf.teachers.base import TeacherError
-
                 raise TeacherError(
                     f"{self.backend} teacher returned {len(gens)} samples for a request of {request.n} "
                     f"(prompt {request.prompt[:60]!r})."
