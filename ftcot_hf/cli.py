@@ -5,6 +5,8 @@ Subcommands:
     ftcot show TASK [--split test] [-n 3]    a few records of a task
     ftcot teach [--config teach.yaml] [--tasks coin_flip ...] [--teacher text-davinci-002|transformers|openai] ...
                                              teach tasks, save the rationale dataset, print the yield report
+    ftcot train | eval | push | run ...      delegated: each module parses its own flags (TrlParser /
+                                             HfArgumentParser with --config YAML); see `ftcot <command> --help`
 """
 
 from __future__ import annotations
@@ -76,19 +78,28 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_teach(args: argparse.Namespace) -> int:
-    from trl import TrlParser
+# Commands whose flags come from config dataclasses (TrlParser/HfArgumentParser) live beside their config; the
+# module is imported only when its command runs, so `ftcot tasks` stays fast.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "teach": ("ftcot_hf.teach", "Teach tasks with a teacher and save the rationale dataset."),
+    "train": ("ftcot_hf.training.cli", "Fine-tune a student on a rationale dataset."),
+    "eval": ("ftcot_hf.evaluation.cli", "Evaluate a student (or a baseline) on a task's test split."),
+    "push": ("ftcot_hf.hub", "Publish a rationale dataset or a student to the Hub."),
+    "run": ("ftcot_hf.pipeline", "teach -> filter -> format -> train -> evaluate -> report (-> push)."),
+}
 
-    from ftcot_hf.augment import YieldReport
-    from ftcot_hf.teach import TeachConfig, save_rationales, teach
 
-    parser = TrlParser((TeachConfig,), prog="ftcot teach")
-    (config,) = parser.parse_args_and_config(args.rest)
-    results, reports = teach(config, progress=True)
-    out = save_rationales(config, results, reports)
-    print(YieldReport.markdown(reports))
-    print(f"\nSaved to {out}; load with: load_dataset({str(out)!r}, {config.tasks[0]!r})")
-    return 0
+def _run_delegated(command: str, argv: list[str]) -> int:
+    import importlib
+
+    module_name, _ = DELEGATED[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("ftcot_hf"):
+            raise FtcotError(f"`ftcot {command}` is not available in this version ({e.name} missing).") from e
+        raise
+    return int(module.cli_main(argv) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,22 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="Offline mirror directory (default: $FTCOT_DATA_MIRROR).")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("teach", help="Teach tasks with a teacher; see `ftcot teach --help`.", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_teach)
+    for command, (_, help_text) in DELEGATED.items():
+        p = sub.add_parser(command, help=f"{help_text} See `ftcot {command} --help`.", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["teach"]:  # its flags come from TeachConfig through TrlParser, not from argparse here
-        args = argparse.Namespace(command="teach", func=cmd_teach, rest=argv[1:], verbose="-v" in argv[1:])
-        args.rest = [a for a in args.rest if a != "-v"]
+    if argv[:1] and argv[0] in DELEGATED:  # their flags come from config dataclasses, not from argparse here
+        rest = [a for a in argv[1:] if a != "-v"]
+        args = argparse.Namespace(command=argv[0], rest=rest, verbose="-v" in argv[1:])
     else:
         args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        if args.command in DELEGATED:
+            return _run_delegated(args.command, args.rest)
         return args.func(args)
     except (FtcotError, ValueError) as e:
         print(f"ftcot: error: {e}", file=sys.stderr)

@@ -155,3 +155,16 @@ def save_rationales(config: TeachConfig, results: dict[str, Any], reports: list[
         json.dumps({"config": safe, "reports": [r.to_dict() for r in reports]}, indent=2)
     )
     return out
+
+
+def cli_main(argv: list[str]) -> int:
+    """`ftcot teach`: flags and `--config teach.yaml` come from TeachConfig through TrlParser."""
+    from trl import TrlParser
+
+    parser = TrlParser((TeachConfig,), prog="ftcot teach")
+    (config,) = parser.parse_args_and_config(argv)
+    results, reports = teach(config, progress=True)
+    out = save_rationales(config, results, reports)
+    print(YieldReport.markdown(reports))
+    print(f"\nSaved to {out}; load with: load_dataset({str(out)!r}, {config.tasks[0]!r})")
+    return 0
