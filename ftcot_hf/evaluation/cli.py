@@ -1,0 +1,245 @@
+"""``ftcot eval``: evaluate a student (or a baseline, or the recorded teacher) on tasks and write a report.
+
+    ftcot eval --model outputs/student --task coin_flip multiarith            # Fine-tune-CoT student, test split
+    ftcot eval --model gpt2 --task svamp --format few_shot_cot                 # a baseline
+    ftcot eval --model outputs/student --task coin_flip --sc 8                 # + self-consistency maj@8
+    ftcot eval --model text-davinci-002 --task coin_flip --split all           # the Teacher row (recorded)
+    ftcot eval --config eval.yaml                                              # the same flags as YAML keys
+
+Writes ``results.json``, ``completions.jsonl``, ``results.md`` and ``accuracy_per_task.png`` (+
+``accuracy_vs_degree.png`` with ``--compare_runs``) into ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftcot_hf.errors import FtcotError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    """Configuration of ``ftcot eval``.
+
+    Parameters that choose the model and the data:
+        model, gguf_file, dtype, task, split, split_variant, dataset, limit, data_dir
+    Parameters of generation and scoring:
+        format, batch_size, max_new_tokens, sc, sc_temperature, seed, mode, threads
+    Parameters of the report:
+        output_dir, paper_row, degree, compare_runs
+    """
+
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The student: a local folder, a Hub id, a .gguf file or 'smollm2-135m-instruct'; or a teacher "
+            "preset ('text-davinci-002': score the recorded Zero-shot-CoT completions, the paper's Teacher row)."
+        },
+    )
+    task: list[str] = field(default_factory=lambda: ["coin_flip"], metadata={"help": "Task names to evaluate."})
+    split: str = field(
+        default="test", metadata={"help": "Split to evaluate: test (default), train; 'all' for a teacher."}
+    )
+    split_variant: str = field(default="default", metadata={"help": "Split variant: default, template, {n}shot."})
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset folder/repo with one config per task (e.g. a rationale dataset) instead of the tasks."
+        },
+    )
+    limit: int | None = field(default=None, metadata={"help": "Evaluate the first N questions only (quick runs)."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Offline mirror of the sources (default: $FTCOT_DATA_MIRROR, else download)."}
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside --model (dequantised on load)."})
+    dtype: str | None = field(
+        default=None, metadata={"help": "Model dtype: float32, bfloat16, auto (default: as saved)."}
+    )
+    format: str = field(
+        default="ft_cot",
+        metadata={
+            "help": "ft_cot (Fine-tune-CoT), vanilla, natural, or a baseline: zero_shot, zero_shot_cot, few_shot_cot "
+            "(encoder-decoder models use the _t5 variants automatically)."
+        },
+    )
+    batch_size: int = field(default=16, metadata={"help": "Sequences decoded together."})
+    max_new_tokens: int = field(
+        default=512, metadata={"help": "Tokens generated per completion at most (the model's position limit applies)."}
+    )
+    sc: int = field(
+        default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k); 0: off."}
+    )
+    sc_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of self-consistency."})
+    seed: int = field(default=0, metadata={"help": "Seed of the self-consistency samples."})
+    mode: str = field(default="paper", metadata={"help": "Answer parsing: 'paper' (bit-exact) or 'robust'."})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Where results.json/results.md/plots go."})
+    paper_row: str | None = field(
+        default="auto",
+        metadata={
+            "help": "The paper's row to compare with, 'family/method/params' (e.g. gpt2/Fine-tune-CoT/124M); 'auto' "
+            "(from the model's type and size, and --format/--degree) or 'none'."
+        },
+    )
+    degree: int | None = field(
+        default=None, metadata={"help": "D the student was trained with (a label for the report and plots)."}
+    )
+    compare_runs: list[str] | None = field(
+        default=None,
+        metadata={"help": "results.json files (or folders) of runs with other D: adds accuracy_vs_degree.png."},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task, str):
+            self.task = [self.task]
+        if not self.model:
+            raise FtcotError("ftcot eval needs --model (a student folder, Hub id, .gguf file, or 'text-davinci-002').")
+        from ftcot_hf.answers import MODES
+        from ftcot_hf.tasks import get_task
+
+        for task in self.task:
+            get_task(task)  # unknown names fail here, with suggestions
+        if self.mode not in MODES:
+            raise FtcotError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}.")
+        for name in ("batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise FtcotError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
+        if self.sc < 0:
+            raise FtcotError(f"--sc must be 0 (off) or the number of samples per question (got {self.sc}).")
+        if self.limit is not None and self.limit < 1:
+            raise FtcotError(f"--limit must be at least 1 (got {self.limit}).")
+
+
+def _load_model(config: EvalConfig) -> tuple[Any, Any]:
+    try:
+        from ftcot_hf.students import load_student
+    except ImportError:  # the students module is optional for evaluation: plain transformers loading
+        return _load_plain(config)
+    return load_student(config.model, gguf_file=config.gguf_file, dtype=config.dtype)
+
+
+def _load_plain(config: EvalConfig) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    try:
+        model_config = AutoConfig.from_pretrained(config.model, **kwargs)
+        cls = AutoModelForSeq2SeqLM if getattr(model_config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        model = cls.from_pretrained(config.model, dtype=config.dtype or "auto", **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(config.model, **kwargs)
+    except OSError as e:
+        raise FtcotError(f"Could not load the model {config.model!r}: {e}") from None
+    return model.eval(), tokenizer
+
+
+def _task_records(config: EvalConfig, task: str) -> Any:
+    if config.dataset:
+        from datasets import load_dataset
+
+        try:
+            data = load_dataset(config.dataset, task, split=config.split)
+        except (ValueError, FileNotFoundError) as e:
+            raise FtcotError(
+                f"Could not load split {config.split!r} of config {task!r} from {config.dataset}: {e}"
+            ) from None
+    else:
+        from ftcot_hf.tasks.builder import load_task
+
+        splits = load_task(task, config.split_variant, data_dir=config.data_dir)
+        if config.split not in splits:
+            raise FtcotError(f"Task {task} has no {config.split!r} split here (available: {', '.join(splits)}).")
+        data = splits[config.split]
+    if config.limit is not None:
+        data = data.select(range(min(config.limit, len(data))))
+    return data
+
+
+def _auto_paper_row(config: EvalConfig, model: Any) -> str | None:
+    from ftcot_hf.evaluation.paper import match_student, method_for
+
+    method = method_for(config.format, config.degree)
+    num_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    matched = match_student(getattr(model.config, "model_type", None), num_params, str(config.model))
+    if method is None or matched is None:
+        return None
+    return f"{matched[0]}/{method}/{matched[1]}"
+
+
+def run_eval(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, progress: bool = True):
+    """Evaluate as ``ftcot eval`` does; returns ``(results, paths)``. A loaded ``model``/``tokenizer`` may be
+    given (the pipeline does) instead of ``config.model`` being loaded."""
+    from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
+    from ftcot_hf.evaluation.report import load_results, write_results
+    from ftcot_hf.teachers import PRESETS
+
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    results = []
+    paper_row = None if config.paper_row in (None, "none", "auto") else config.paper_row
+    if model is None and config.model in PRESETS:
+        for task in config.task:
+            results.append(evaluate_teacher(task, split=config.split, data_dir=config.data_dir, mode=config.mode))
+    else:
+        if model is None:
+            model, tokenizer = _load_model(config)
+        if config.paper_row == "auto":
+            paper_row = _auto_paper_row(config, model)
+        for task in config.task:
+            result = evaluate_student(
+                model,
+                tokenizer,
+                _task_records(config, task),
+                task=task,
+                format=config.format,
+                batch_size=config.batch_size,
+                max_new_tokens=config.max_new_tokens,
+                sc=config.sc,
+                sc_temperature=config.sc_temperature,
+                seed=config.seed,
+                mode=config.mode,
+                progress=progress,
+                data_dir=config.data_dir,
+            )
+            result.split = config.split
+            results.append(result)
+    runs = None
+    if config.compare_runs:
+        runs = {}
+        for path in config.compare_runs:
+            other_config, other = load_results(path)
+            if other_config.get("degree") is None:
+                raise FtcotError(f"{path}: its config has no 'degree' (D): re-run it with --degree to compare by D.")
+            runs[int(other_config["degree"])] = other
+        if config.degree is None:
+            raise FtcotError("--compare_runs plots accuracy against D: give this run's --degree too.")
+        runs[config.degree] = results
+    record = dataclasses.asdict(config) | {"paper_row": paper_row}
+    paths = write_results(results, config.output_dir, record, runs=runs)
+    return results, paths
+
+
+def cli_main(argv: list[str]) -> int:
+    """`ftcot eval`: flags and `--config eval.yaml` come from EvalConfig through TrlParser."""
+    from trl import TrlParser
+
+    from ftcot_hf.evaluation.report import _pct
+
+    parser = TrlParser((EvalConfig,), prog="ftcot eval")
+    (config,) = parser.parse_args_and_config(argv)
+    results, paths = run_eval(config)
+    for r in results:
+        maj = "" if r.maj_at_k is None else f"  maj@{r.k} {_pct(r.maj_at_k)}"
+        print(
+            f"{r.task:27s} {r.format:13s} n={r.n:<5d} accuracy {_pct(r.accuracy)}{maj}  complete {_pct(r.complete)}"
+            f"  ({r.wall_s:.1f} s)"
+        )
+    print(f"\nWrote {', '.join(str(Path(p)) for p in paths.values())}")
+    return 0

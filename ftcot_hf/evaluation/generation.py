@@ -1,0 +1,406 @@
+"""Batched generation for evaluation: left padding, length-sorted batches, a stop phrase per row, finished rows
+dropped from the batch.
+
+Why a loop of our own rather than ``model.generate``: ``generate`` keeps decoding every row of a batch until the
+last one finishes (a finished row is only padded), so a batch costs as much as its longest completion. Here a row
+that emits the stop phrase (`` END``), EOS or reaches its token limit leaves the batch at once: its row is removed
+from the KV cache (``Cache.batch_select_indices``), from the attention mask and, for decoder-only models, the
+left-padding columns no remaining row needs are cut from the cache too. Later steps run on the rows still going.
+``bench/eval_speed.py`` measures the difference.
+
+Contract of :func:`generate_completions`:
+
+* **Text**: the generated text up to, NOT including, the first occurrence of the stop phrase (the OpenAI API's
+  ``stop`` semantics, which the paper's GPT-3 runs used; ``ftcot_hf.answers`` expects completions that way). With
+  the default ``stop="END"`` and the trained completion ``" ... --> yes END"`` the text is ``" ... --> yes "``
+  (the space before END is kept; parsing ignores it). EOS and other special tokens are not part of the text.
+* **finish_reason**: ``"stop"`` (the stop phrase was generated), ``"eos"`` (an end-of-sequence token) or
+  ``"length"`` (``max_new_tokens`` reached, or the model's position limit: prompt + completion never exceed
+  ``n_positions``/``max_position_embeddings``; the paper's limit is 1024 in total).
+* **num_tokens**: tokens generated for the row, the stop phrase's and EOS tokens included (the work done).
+* **Order**: results come back in the order of ``prompts`` (outer list) and sample number (inner list), whatever the
+  batching. Greedy decoding gives the same completions batched or one by one (tested): positions are counted from
+  each row's first real token, so left padding does not shift them.
+* **Sampling** (``do_sample=True``): plain temperature sampling; each row has its own random generator seeded from
+  ``(seed, prompt position, sample number)``, so samples do not depend on the batch size or the sort order.
+* Prompts longer than the model's position limit keep their last tokens (logged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ftcot_hf.errors import FtcotError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+FinishReason = Literal["stop", "eos", "length"]
+
+RowLogitsProcessor = Callable[[Sequence[int], Sequence[Sequence[int]], "torch.Tensor"], "torch.Tensor"]
+"""``(rows, generated, scores) -> scores``: ``rows[i]`` is the flat sequence number (``prompt_position * k +
+sample_number``) of row ``i`` of ``scores`` (``[rows, vocab]``, float32), ``generated[i]`` its tokens so far.
+For tests and benchmarks (forcing a stop at a chosen step); rows are pruned and sorted, hence the explicit ids."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated completion (see the module docstring for the exact contract)."""
+
+    text: str
+    finish_reason: FinishReason
+    num_tokens: int
+
+
+@dataclass
+class _Row:
+    flat: int
+    prompt_index: int
+    sample: int
+    limit: int
+    generator: Any = None
+    generated: list[int] = field(default_factory=list)
+    finish: FinishReason | None = None
+
+
+def _max_positions(config: Any) -> int | None:
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for value in (
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+    ):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(v for v in value if isinstance(v, int))
+    return ids
+
+
+def _accepts(model: Any, name: str) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return name in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _row_seed(base: int, prompt_index: int, sample: int) -> int:
+    digest = hashlib.sha256(f"{base}:{prompt_index}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class _DecoderOnly:
+    """Left-padded batch of a causal LM with a KV cache whose rows can be dropped."""
+
+    def __init__(self, model: Any, pad_id: int):
+        self.model, self.pad_id = model, pad_id
+        self.device = model.device
+        self.extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+
+    def prefill(self, prompts: list[list[int]], k: int) -> torch.Tensor:
+        import torch
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[b, width - len(p) :] = 1
+        # Positions count from each row's first real token: left padding must not shift them.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **self.extra)
+        self.cache = out.past_key_values
+        logits = out.logits[:, -1, :]
+        self.mask = mask
+        self.next_pos = mask.sum(-1)
+        if k > 1:
+            self.cache.batch_repeat_interleave(k)
+            logits = logits.repeat_interleave(k, dim=0)
+            self.mask = self.mask.repeat_interleave(k, dim=0)
+            self.next_pos = self.next_pos.repeat_interleave(k, dim=0)
+        return logits
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask,
+            position_ids=self.next_pos[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache = out.past_key_values
+        self.next_pos = self.next_pos + 1
+        return out.logits[:, -1, :]
+
+    def select(self, keep: list[int]) -> None:
+        import torch
+
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(idx)
+        self.mask = self.mask[idx]
+        self.next_pos = self.next_pos[idx]
+        self._crop_left()
+
+    def _crop_left(self) -> None:
+        # The rows left may all start later than the longest prompt that was dropped: its padding columns are
+        # attended by nobody, so they leave the cache (plain dynamic layers only; other caches keep them).
+        from transformers.cache_utils import DynamicLayer
+
+        lead = int(self.mask.any(dim=0).int().argmax())
+        layers = getattr(self.cache, "layers", None)
+        if lead == 0 or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            return
+        for layer in layers:
+            if layer.is_initialized and layer.keys is not None and layer.keys.numel():
+                layer.keys = layer.keys[:, :, lead:, :]
+                layer.values = layer.values[:, :, lead:, :]
+        self.mask = self.mask[:, lead:]
+
+
+class _EncoderDecoder:
+    """Encoder run once; the decoder steps with a self- and cross-attention cache whose rows can be dropped."""
+
+    def __init__(self, model: Any, pad_id: int):
+        self.model, self.pad_id = model, pad_id
+        self.device = model.device
+        start = getattr(model.config, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(model.config, "pad_token_id", None)
+        if start is None:
+            raise FtcotError(
+                "The encoder-decoder model has no decoder_start_token_id (nor pad_token_id) in its config: set "
+                "model.config.decoder_start_token_id before evaluating."
+            )
+        self.start = int(start)
+
+    def prefill(self, prompts: list[list[int]], k: int) -> torch.Tensor:
+        import torch
+        from transformers.modeling_outputs import BaseModelOutput
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, : len(p)] = torch.tensor(p, dtype=torch.long)
+            mask[b, : len(p)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask, return_dict=True).last_hidden_state
+        if k > 1:
+            hidden, mask = hidden.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
+        self.hidden, self.mask, self.cache = hidden, mask, None
+        self._output = BaseModelOutput
+        start = torch.full((hidden.shape[0],), self.start, dtype=torch.long, device=self.device)
+        return self.step(start)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            encoder_outputs=self._output(last_hidden_state=self.hidden),
+            attention_mask=self.mask,
+            decoder_input_ids=tokens[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache = out.past_key_values
+        return out.logits[:, -1, :]
+
+    def select(self, keep: list[int]) -> None:
+        import torch
+
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(idx)
+        self.hidden, self.mask = self.hidden[idx], self.mask[idx]
+
+
+def _finish_text(tokenizer: Any, row: _Row, stop: str | None) -> str:
+    ids = row.generated[:-1] if row.finish == "eos" else row.generated
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if row.finish == "stop" and stop:
+        at = text.find(stop)
+        if at >= 0:
+            text = text[:at]
+    return text
+
+
+def generate_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 512,
+    batch_size: int = 16,
+    stop: str | None = "END",
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_return_sequences: int = 1,
+    seed: int | None = None,
+    progress: bool = False,
+    logits_processor: RowLogitsProcessor | None = None,
+) -> list[list[Completion]]:
+    """Generate completions for ``prompts``, batched, stopping each row at ``stop``/EOS/its token limit.
+
+    Args:
+        model: a ``transformers`` causal LM or encoder-decoder (``model.config.is_encoder_decoder``), or a peft
+            wrapper of one. Its training/eval mode is restored afterwards.
+        tokenizer: its tokenizer (not modified; padding is done here).
+        prompts: the prompt texts (for encoder-decoder models: the encoder inputs).
+        max_new_tokens: tokens generated per completion at most.
+        batch_size: sequences decoded together (prompts per batch = ``batch_size // num_return_sequences``, >= 1).
+        stop: the stop phrase (default ``"END"``, the paper's), or None to stop at EOS / the limit only.
+        do_sample / temperature: greedy (default) or temperature sampling.
+        num_return_sequences: completions per prompt (k for self-consistency).
+        seed: base seed of the per-row generators (sampling only; None: a random one).
+        progress: show a tqdm bar of finished sequences.
+        logits_processor: see :data:`RowLogitsProcessor` (tests and benchmarks).
+
+    Returns:
+        One list per prompt (in order) of ``num_return_sequences`` :class:`Completion` (in sample order).
+
+    Raises:
+        ValueError: a non-positive size, or ``temperature <= 0`` with sampling.
+
+    Example:
+        >>> completions = generate_completions(model, tok, ["A coin is heads up. ... ###"], max_new_tokens=64)
+        >>> completions[0][0].text, completions[0][0].finish_reason    # doctest: +SKIP
+        (' The coin was flipped once... --> no ', 'stop')
+    """
+    import torch
+
+    if max_new_tokens < 1 or batch_size < 1 or num_return_sequences < 1:
+        raise ValueError(
+            f"max_new_tokens ({max_new_tokens}), batch_size ({batch_size}) and num_return_sequences "
+            f"({num_return_sequences}) must be at least 1."
+        )
+    if do_sample and not temperature > 0:
+        raise ValueError(f"Sampling needs a temperature > 0 (got {temperature}); use do_sample=False for greedy.")
+    if stop == "":
+        stop = None
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    k = num_return_sequences
+    enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = next((v for v in (getattr(tokenizer, "pad_token_id", None), *sorted(eos_ids)) if isinstance(v, int)), 0)
+    encoded: list[list[int]] = [list(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+    max_pos = None if enc_dec else _max_positions(model.config)
+    limits = [max_new_tokens] * len(prompts)
+    if max_pos is not None:
+        cut = 0
+        for i, ids in enumerate(encoded):
+            if len(ids) >= max_pos:
+                encoded[i], cut = ids[-(max_pos - 1) :], cut + 1
+            limits[i] = min(max_new_tokens, max_pos - len(encoded[i]))
+        if cut:
+            logger.warning(
+                "%d prompt(s) exceed the model's %d positions: only their last %d tokens are used.",
+                cut,
+                max_pos,
+                max_pos - 1,
+            )
+    if any(len(ids) == 0 for ids in encoded):
+        raise FtcotError("An empty prompt tokenizes to no tokens: give every prompt some text.")
+    stop_window = len(stop) + 8 if stop else 0
+    base_seed = (seed if seed is not None else secrets.randbits(62)) if do_sample else 0
+    gen_device = model.device if getattr(model.device, "type", "cpu") != "meta" else "cpu"
+
+    # Longest prompts first: similar lengths share a batch (little padding) and memory peaks show up at once.
+    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+    per_batch = max(1, batch_size // k)
+    results: list[list[Completion | None]] = [[None] * k for _ in prompts]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", leave=False)
+    started, total_tokens = time.perf_counter(), 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), per_batch):
+                chunk = order[start : start + per_batch]
+                rows = []
+                for i in chunk:
+                    for j in range(k):
+                        gen = None
+                        if do_sample:
+                            gen = torch.Generator(device=gen_device)
+                            gen.manual_seed(_row_seed(base_seed, i, j))
+                        rows.append(_Row(flat=i * k + j, prompt_index=i, sample=j, limit=limits[i], generator=gen))
+                stepper = (_EncoderDecoder if enc_dec else _DecoderOnly)(model, pad_id)
+                logits = stepper.prefill([encoded[i] for i in chunk], k)
+                active = rows
+                while True:
+                    scores = logits.float()
+                    if logits_processor is not None:
+                        scores = logits_processor([r.flat for r in active], [r.generated for r in active], scores)
+                    if do_sample:
+                        probs = torch.softmax(scores / temperature, dim=-1)
+                        tokens = torch.cat(
+                            [torch.multinomial(probs[b], 1, generator=r.generator) for b, r in enumerate(active)]
+                        )
+                    else:
+                        tokens = scores.argmax(dim=-1)
+                    keep: list[int] = []
+                    for b, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+                        row.generated.append(token)
+                        if token in eos_ids:
+                            row.finish = "eos"
+                        elif stop and stop in tokenizer.decode(row.generated[-stop_window:], skip_special_tokens=True):
+                            row.finish = "stop"
+                        elif len(row.generated) >= row.limit:
+                            row.finish = "length"
+                        else:
+                            keep.append(b)
+                            continue
+                        results[row.prompt_index][row.sample] = Completion(
+                            _finish_text(tokenizer, row, stop), row.finish, len(row.generated)
+                        )
+                        total_tokens += len(row.generated)
+                        if bar is not None:
+                            bar.update(1)
+                    if not keep:
+                        break
+                    if len(keep) < len(active):
+                        stepper.select(keep)
+                        tokens = tokens[keep]
+                        active = [active[b] for b in keep]
+                    logits = stepper.step(tokens.to(stepper.device))
+    finally:
+        if was_training:
+            model.train()
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    logger.info(
+        "Generated %d sequences, %d tokens in %.1f s (%.1f tokens/s).",
+        len(prompts) * k,
+        total_tokens,
+        wall,
+        total_tokens / wall if wall > 0 else 0.0,
+    )
+    return [[c for c in per_prompt if c is not None] for per_prompt in results]
