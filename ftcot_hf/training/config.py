@@ -1,0 +1,188 @@
+"""``FineTuneCoTConfig``: TRL's ``SFTConfig`` with the paper's defaults (SPEC §6) and ftcot-hf's own options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers.trainer_utils import SaveStrategy, SchedulerType
+from trl import SFTConfig
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast helps where the hardware has it: CUDA with bf16 (Ampere+). On CPU it is fp32."""
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass
+class FineTuneCoTConfig(SFTConfig):
+    r"""Configuration of a Fine-tune-CoT student run (``ftcot train`` and :func:`train_student`).
+
+    A subclass of TRL's ``SFTConfig``, so every ``SFTConfig``/``TrainingArguments`` option works, a plain
+    ``SFTTrainer`` accepts it, and ``TrlParser`` turns it into flags and YAML keys.
+
+    Parameters that differ from ``SFTConfig`` (the paper's settings, SPEC §6):
+        learning_rate (3e-4), lr_scheduler_type (``constant``, no warm-up), per_device_train_batch_size (8),
+        num_train_epochs (20), max_length (1024 = 512 prompt + 512 completion), completion_only_loss (True),
+        weight_decay (0.01 and max_grad_norm 0, as the reference's ``torch.optim.AdamW`` under Lightning),
+        bf16 (auto: on where the hardware supports it, fp32 on CPU; the paper trained in fp32: ``--bf16 false``),
+        activation_checkpointing / gradient_checkpointing (off: it recomputes the forward pass, ~30% slower, and
+        small students do not need the memory), train_sampling_strategy (``group_by_length``: batches of similar
+        lengths pad less; ``random`` is the paper's sampling), save_strategy (epoch, keeping the last 2 checkpoints
+        for resuming).
+
+    Parameters that choose the data and the format:
+        task, format, student, max_source_length, max_target_length
+    Parameters of the per-epoch evaluation (the paper's protocol):
+        eval_every_epoch, eval_max_new_tokens, eval_batch_size, eval_sc, eval_mode, eval_limit, report_best_epoch
+    Parameters of speed:
+        cpu_threads, completion_logits_only, token_metrics
+    """
+
+    # Parameters whose default values are overridden from SFTConfig (the paper's settings)
+    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate (paper: 3e-4)."})
+    lr_scheduler_type: SchedulerType | str = field(
+        default="constant", metadata={"help": "Learning-rate schedule (paper: constant, no warm-up)."}
+    )
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per device (paper: 8)."})
+    num_train_epochs: float = field(default=20.0, metadata={"help": "Training epochs (paper: 20)."})
+    max_length: int | None = field(
+        default=1024,
+        metadata={"help": "Maximum tokens of prompt + completion (paper: 512 + 512). Longer rows are truncated."},
+    )
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "Loss on the completion only; the prompt is masked (paper: yes)."}
+    )
+    weight_decay: float = field(
+        default=0.01,
+        metadata={"help": "AdamW weight decay (0.01: torch.optim.AdamW's default, which the reference used)."},
+    )
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Gradient clipping norm; 0 disables it (the reference did not clip)."}
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 mixed precision. Default: on where supported (CUDA with bf16), off (fp32) on CPU. The "
+            "paper trained in fp32: pass --bf16 false for an exact replication on GPU."
+        },
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Recompute activations in the backward pass to save memory (about 30%% slower); off by default "
+            "(None) because paper-sized students fit without it. Alias: gradient_checkpointing."
+        },
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5); off by default."},
+    )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Batches of similar lengths (shuffled megabatches, sorted within): much less padding, about 1.5x "
+            "faster than 'random' on the paper's tasks. 'random' samples as the paper did.",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
+        },
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N optimizer steps."})
+    save_strategy: SaveStrategy | str = field(
+        default="epoch", metadata={"help": "When to save a checkpoint (each epoch)."}
+    )
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept (the newest ones); resuming needs the last one."}
+    )
+
+    # Parameters that choose the data and the format
+    task: str | None = field(
+        default=None, metadata={"help": "Task name (answer parsing of the per-epoch evaluation; dataset config)."}
+    )
+    format: str = field(
+        default="ft_cot",
+        metadata={
+            "help": "Student format (ftcot_hf.formats.FORMATS): ft_cot, vanilla, natural, ft_cot_t5, vanilla_t5, "
+            "middle_*/tail_* (Teacher-LM placements)..."
+        },
+    )
+    student: str | None = field(
+        default=None,
+        metadata={"help": "The student to fine-tune: a Hub id, a local folder, a .gguf file or a built-in alias."},
+    )
+    max_source_length: int = field(
+        default=512, metadata={"help": "Encoder-decoder students: maximum input tokens (paper: 512)."}
+    )
+    max_target_length: int = field(
+        default=512, metadata={"help": "Encoder-decoder students: maximum target tokens (paper: 512)."}
+    )
+
+    # Parameters of the per-epoch evaluation
+    eval_every_epoch: bool = field(
+        default=False,
+        metadata={
+            "help": "Generate on the test split after every epoch and record its accuracy (epoch_metrics.json)."
+        },
+    )
+    eval_max_new_tokens: int = field(
+        default=512, metadata={"help": "Per-epoch evaluation: maximum generated tokens (paper: 1024 in total)."}
+    )
+    eval_batch_size: int = field(default=32, metadata={"help": "Per-epoch evaluation: generation batch size."})
+    eval_sc: int = field(
+        default=1, metadata={"help": "Per-epoch evaluation: self-consistency samples (1 = greedy, as the paper)."}
+    )
+    eval_mode: str = field(
+        default="paper", metadata={"help": "Answer parsing of the evaluation: 'paper' (bit-exact) or 'robust'."}
+    )
+    eval_limit: int | None = field(
+        default=None, metadata={"help": "Per-epoch evaluation on the first N test questions only (quick runs)."}
+    )
+    report_best_epoch: bool = field(
+        default=False,
+        metadata={
+            "help": "Also report the best epoch's accuracy, labelled 'best epoch (selected on test)' (the paper's "
+            "protocol; optimistic). The last epoch is always reported."
+        },
+    )
+
+    # Parameters of speed
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch.set_num_threads for the run (default: torch's choice). On a CPU shared with other "
+            "processes, fewer threads than cores can be much faster (threads wait on each other)."
+        },
+    )
+    completion_logits_only: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Compute the LM head and a plain cross-entropy only at the positions that carry a label. TRL's "
+            "fused head scores every position on CPU (prompt and padding too) and recomputes it in the backward "
+            "pass. Default (None): on where TRL has no Triton kernel (CPU), off on CUDA/XPU, where TRL's own head "
+            "is compact and does not materialise the logits. TRL's loss is also used wherever it is needed: dft "
+            "loss, MoE, label smoothing, scaled logits."
+        },
+    )
+    token_metrics: bool = field(
+        default=False,
+        metadata={
+            "help": "Log mean token accuracy each step (TRL logs entropy and accuracy always; costly on CPU). Only "
+            "with completion_logits_only."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        # SFTConfig turns bf16=None into True, which raises on machines without bf16 ("doesn't support bf16/gpu").
+        if self.bf16 is None:
+            self.bf16 = False if self.fp16 else bf16_supported()
+        if not _cuda_available():
+            self.dataloader_pin_memory = False  # nothing to pin to; torch warns once per epoch otherwise
+        if self.eval_sc < 1:
+            raise ValueError(f"eval_sc must be >= 1, got {self.eval_sc}.")
+        super().__post_init__()

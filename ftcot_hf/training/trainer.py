@@ -1,0 +1,364 @@
+"""Training a student: ``FineTuneCoTTrainer`` (``SFTTrainer`` with a lean loss) and the ``train_student`` entry point.
+
+Decoder-only students train with TRL's ``SFTTrainer`` (prompt/completion rows: the prompt is masked, EOS appended);
+encoder-decoder students (T5, Flan-T5), which ``SFTTrainer`` does not support, with ``Seq2SeqTrainer`` behind the same
+config (:mod:`ftcot_hf.training.seq2seq`).
+
+Where the time goes with a plain ``SFTTrainer`` on CPU (``bench/train_throughput.py`` measures it):
+
+* ``gradient_checkpointing`` is on by default in TRL: the forward pass runs twice. :class:`FineTuneCoTConfig` turns it
+  off (paper-sized students fit without it).
+* TRL's fused LM head computes per-token log-probabilities in vocabulary tiles, and outside CUDA/XPU it scores
+  *every* position (prompt and padding too), computes the entropy and top-1 accuracy of each position for its logs,
+  and recomputes each tile in the backward pass. :class:`FineTuneCoTTrainer` (``completion_logits_only``) runs the
+  LM head only on the positions that carry a label and uses a plain cross-entropy: the same loss value.
+
+Multi-GPU: ``accelerate launch -m ftcot_hf.cli train --config recipes/gpt2_paper.yaml`` (or
+``accelerate launch $(which ftcot) train ...``); ``per_device_train_batch_size`` is per GPU, so divide the paper's 8 by
+the number of GPUs to keep its effective batch. The per-epoch evaluation runs on the main process while the others
+wait at their next gradient all-reduce: raise ``--ddp_timeout`` (default 1800 s) above one evaluation's duration.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from transformers.utils import ModelOutput
+from trl import SFTTrainer
+
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.formats import FORMATS, get_format
+from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
+from ftcot_hf.training.config import FineTuneCoTConfig
+from ftcot_hf.training.data import prepare_train_dataset
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+_SCALED_LOGITS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+)
+
+
+def _trl_has_fused_kernel(device: torch.device) -> bool:
+    """TRL scores only the labelled positions, in Triton tiles, on CUDA/XPU; elsewhere it scores every position."""
+    try:
+        from trl.kernels.chunked_logprob import _use_triton
+    except ImportError:
+        return False
+    return bool(_use_triton(device))
+
+
+@dataclass
+class CompactLMOutput(ModelOutput):
+    """What the compact LM head returns: the summed token loss and the token counts (for normalising and logs)."""
+
+    loss: torch.Tensor | None = None
+    num_valid: torch.Tensor | None = None
+    num_correct: torch.Tensor | None = None
+
+
+def add_compact_lm_head(model: PreTrainedModel) -> None:
+    """Patch ``model`` so that ``model(..., labels=..., compact_lm_head=True)`` runs the LM head on labelled positions.
+
+    The backbone runs as usual; the hidden states of positions whose next-token label is not -100 go through the LM
+    head, and the summed cross-entropy comes back (:class:`CompactLMOutput`). Without ``compact_lm_head`` the previous
+    forward runs (TRL's fused head, or the model's own), so generation and evaluation are unchanged.
+    """
+    previous = model.forward
+
+    @functools.wraps(type(model).forward)  # keep the signature: generate() validates its kwargs against it
+    def forward(self, *args, compact_lm_head: bool = False, compact_token_accuracy: bool = False, **kwargs):
+        if not compact_lm_head:
+            return previous(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        kwargs.pop("num_items_in_batch", None)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        head = self.get_output_embeddings()
+        labels = labels[:, 1:].to(hidden.device)
+        mask = labels != -100
+        target = labels[mask]
+        # A model split across devices can end its backbone elsewhere than its head (PEFT may wrap the head).
+        logits = head(hidden[mask].to(next(head.parameters()).device))
+        loss = F.cross_entropy(logits.float(), target.to(logits.device), reduction="sum")
+        correct = (logits.detach().argmax(-1) == target.to(logits.device)).sum() if compact_token_accuracy else None
+        return CompactLMOutput(loss=loss, num_valid=mask.sum(), num_correct=correct)
+
+    model.forward = types.MethodType(forward, model)
+
+
+class FineTuneCoTTrainer(SFTTrainer):
+    """``SFTTrainer`` whose loss runs the LM head only where there are labels (``completion_logits_only``).
+
+    Everything else is TRL's: dataset preparation (EOS appended, prompt masked via common token prefix), packing,
+    PEFT, logging. With a plain ``SFTConfig``, or where TRL's loss is needed (``loss_type="dft"``, label smoothing, a
+    ``compute_loss_func``, MoE auxiliary loss, sequence parallelism, models that scale their logits), it is exactly
+    ``SFTTrainer``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._compact = self._compact_supported()
+        if self._compact:
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            add_compact_lm_head(base)
+        logger.info("loss: %s", "compact LM head (labelled positions only)" if self._compact else "TRL's fused head")
+
+    def _compact_supported(self) -> bool:
+        args = self.args
+        wanted = getattr(args, "completion_logits_only", False)
+        if wanted is None:  # auto: where TRL's head has no fused kernel (CPU, MPS...); on CUDA/XPU it is compact too
+            wanted = not _trl_has_fused_kernel(args.device)
+        if not wanted:
+            return False
+        if args.loss_type != "nll" or self.compute_loss_func is not None or self.label_smoother is not None:
+            return False
+        if self.aux_loss_enabled:
+            return False
+        parallelism = getattr(self.accelerator, "parallelism_config", None)
+        if parallelism is not None and getattr(parallelism, "sp_enabled", False):
+            return False
+        text_config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else None
+        if text_config is None:
+            return False
+        return all(getattr(text_config, name, None) in (None, 1, 1.0) for name in _SCALED_LOGITS)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self._compact or return_outputs:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        mode = "train" if self.model.training else "eval"
+        want_accuracy = bool(getattr(self.args, "token_metrics", False))
+        outputs = model(**inputs, compact_lm_head=True, compact_token_accuracy=want_accuracy)
+        denominator = outputs.num_valid if num_items_in_batch is None else num_items_in_batch
+        loss = outputs.loss / torch.as_tensor(denominator).clamp(min=1)
+        # As in SFTTrainer.compute_loss: num_items_in_batch counts every rank's tokens, and DDP averages gradients.
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        if want_accuracy:
+            valid = self.accelerator.gather_for_metrics(outputs.num_valid).sum()
+            correct = self.accelerator.gather_for_metrics(outputs.num_correct).sum()
+            self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                n = inputs["attention_mask"].sum()
+            else:
+                n = torch.tensor(inputs["position_ids"].size(1), device=inputs["position_ids"].device)
+            self._total_train_tokens += int(self.accelerator.gather_for_metrics(n).sum().item()) // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: where, how far, the loss, and the per-epoch test accuracy (when evaluated)."""
+
+    output_dir: str
+    global_step: int
+    training_loss: float
+    train_runtime: float
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    """One record per evaluated epoch: epoch, global_step, accuracy, metrics."""
+    last_epoch: dict[str, Any] | None = None
+    best_epoch: dict[str, Any] | None = None
+    """Only when ``report_best_epoch``: the epoch with the highest test accuracy (selected on test)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [f"Trained {self.global_step} steps in {self.train_runtime:.0f} s; final training loss "
+                 f"{self.training_loss:.4f}. Model saved to {self.output_dir}"]  # fmt: skip
+        if self.last_epoch is not None:
+            lines.append(
+                f"last epoch ({self.last_epoch['epoch']}): test accuracy {100 * self.last_epoch['accuracy']:.2f}%"
+            )
+        if self.best_epoch is not None:
+            lines.append(
+                f"best epoch (selected on test): epoch {self.best_epoch['epoch']}, "
+                f"test accuracy {100 * self.best_epoch['accuracy']:.2f}%"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_student_for_training(
+    name_or_path: str, *, gguf_file: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a student through ``ftcot_hf.students.load_student`` (Hub id, folder, GGUF, built-in alias)."""
+    try:
+        from ftcot_hf.students import load_student
+    except ImportError:  # the students module arrives with its own issue; plain transformers loading meanwhile
+        load_student = None
+    if load_student is not None:
+        return load_student(name_or_path, gguf_file=gguf_file, for_training=True)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    model = cls.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+    return model, AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+
+
+def _resume_point(config: FineTuneCoTConfig, resume: str | bool | None) -> str | None:
+    resume = config.resume_from_checkpoint if resume is None else resume
+    if resume in (None, False, "", "false", "False", "no"):
+        return None
+    if resume in (True, "true", "True", "last", "auto", "yes"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
+        if last is None:
+            logger.warning("No checkpoint in %s to resume from: starting from scratch.", config.output_dir)
+        return last
+    if not Path(str(resume)).is_dir():
+        raise FtcotError(f"resume_from_checkpoint={resume!r} is not a checkpoint folder (use 'last' for the newest).")
+    return str(resume)
+
+
+def train_student(
+    config: FineTuneCoTConfig,
+    model_or_path: str | PreTrainedModel,
+    train_dataset: Dataset,
+    eval_dataset: Dataset | None = None,
+    peft_config: Any = None,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+    resume_from_checkpoint: str | bool | None = None,
+    gguf_file: str | None = None,
+) -> tuple[Trainer, TrainResult]:
+    """Fine-tune a student and save it to ``config.output_dir``.
+
+    Args:
+        config: the run's settings (:class:`FineTuneCoTConfig`; ``config.format`` formats the records).
+        model_or_path: a model object, or a Hub id / folder / GGUF file / alias for
+            ``ftcot_hf.students.load_student``.
+        train_dataset: records (question, answer, rationale...: a rationale dataset's train split), formatted with
+            ``config.format``; or prompt/completion rows, used as they are.
+        eval_dataset: the test records (question, answer) the per-epoch evaluation generates on
+            (``config.eval_every_epoch``).
+        peft_config: a ``peft.LoraConfig`` (LoRA/QLoRA) or None.
+        tokenizer: with a model object (default: loaded from ``model.name_or_path``).
+        callbacks: more ``TrainerCallback``s.
+        resume_from_checkpoint: a checkpoint folder, or ``"last"``/True for the newest in ``output_dir``
+            (default: ``config.resume_from_checkpoint``).
+        gguf_file: the GGUF file inside ``model_or_path`` when it is a folder holding one.
+
+    Returns:
+        ``(trainer, TrainResult)``; the per-epoch accuracies are also in ``output_dir/epoch_metrics.json`` and the
+        summary in ``output_dir/train_summary.json``.
+
+    Raises:
+        MissingColumnsError: the dataset lacks what the format needs (named), EmptyDatasetError: no rows, FtcotError:
+        a decoder format for an encoder-decoder student (or the reverse), evaluation asked without test data.
+    """
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    if isinstance(model_or_path, str):
+        model, loaded_tokenizer = load_student_for_training(model_or_path, gguf_file=gguf_file)
+        tokenizer = tokenizer or loaded_tokenizer
+        student_name = model_or_path
+    else:
+        model = model_or_path
+        student_name = getattr(model, "name_or_path", None) or type(model).__name__
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.student is None:
+        config.student = student_name
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    fmt = get_format(config.format)
+    if encoder_decoder and not fmt.encoder_decoder and f"{fmt.name}_t5" in FORMATS:
+        logger.info("Encoder-decoder student: format %s -> %s_t5", fmt.name, fmt.name)
+        fmt = FORMATS[f"{fmt.name}_t5"]
+        config.format = fmt.name
+    if fmt.encoder_decoder != encoder_decoder:
+        kind = "an encoder-decoder" if encoder_decoder else "a decoder-only"
+        hint = "ft_cot_t5 / vanilla_t5 / *_t5" if encoder_decoder else fmt.name.removesuffix("_t5")
+        raise FtcotError(f"Format {fmt.name!r} does not fit {student_name}, {kind} model: use {hint}.")
+    train = prepare_train_dataset(train_dataset, fmt)
+
+    all_callbacks = list(callbacks or [])
+    epoch_eval = None
+    if config.eval_every_epoch:
+        if eval_dataset is None or config.task is None:
+            raise FtcotError("eval_every_epoch needs the test records (eval_dataset) and the task (config.task).")
+        test = eval_dataset
+        if config.eval_limit:
+            test = test.select(range(min(config.eval_limit, test.num_rows)))
+        epoch_eval = EpochEvalCallback(
+            test,
+            task=config.task,
+            format=fmt.name,
+            tokenizer=tokenizer,
+            batch_size=config.eval_batch_size,
+            max_new_tokens=config.eval_max_new_tokens,
+            sc=config.eval_sc,
+            mode=config.eval_mode,
+            output_dir=config.output_dir,
+        )
+        all_callbacks.append(epoch_eval)
+
+    if encoder_decoder:
+        from ftcot_hf.training.seq2seq import build_seq2seq_trainer
+
+        trainer = build_seq2seq_trainer(
+            config, model, tokenizer, train, peft_config=peft_config, callbacks=all_callbacks
+        )
+    else:
+        trainer = FineTuneCoTTrainer(
+            model=model,
+            args=config,
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=all_callbacks,
+        )
+    checkpoint = _resume_point(config, resume_from_checkpoint)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(config.output_dir)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(config.output_dir)
+
+    epochs = list(epoch_eval.records) if epoch_eval is not None else []
+    last, best = summarize_epochs(epochs, report_best_epoch=config.report_best_epoch)
+    result = TrainResult(
+        output_dir=str(config.output_dir),
+        global_step=trainer.state.global_step,
+        training_loss=float(output.training_loss),
+        train_runtime=float(output.metrics.get("train_runtime", 0.0)),
+        epochs=epochs,
+        last_epoch=last,
+        best_epoch=best,
+        metrics=dict(output.metrics),
+    )
+    if trainer.is_world_process_zero():
+        summary = {"student": config.student, "task": config.task, "format": fmt.name, **result.to_dict()}
+        if best is not None:
+            summary["best_epoch_note"] = "best epoch (selected on test): optimistic, the paper's protocol"
+        path = Path(config.output_dir) / "train_summary.json"
+        path.write_text(json.dumps(summary, indent=2, default=str))
+    logger.info("%s", result.summary())
+    return trainer, result

@@ -1,0 +1,251 @@
+"""Training students: loss mask, END + EOS learnt, the lean loss equals TRL's, LoRA, packing, resume, learning,
+encoder-decoder students, bad input. Tiny random-init models with a tokenizer trained offline (tests/tiny_models)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+import torch
+from datasets import Dataset
+
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.formats import EmptyDatasetError, MissingColumnsError
+from ftcot_hf.training import FineTuneCoTConfig, FineTuneCoTTrainer, train_student
+from ftcot_hf.training.data import DataArgs, load_training_data
+
+NAMES = ["Whitney", "Erika", "Tj", "Benito", "Caleb", "Chase", "Chanel"]
+
+
+def coin_records(n: int, seed: int = 0) -> Dataset:
+    """A synthetic coin-flip task: the answer is the parity of the flips, the rationale counts them."""
+    rng = random.Random(seed)
+    rows = {"sample_index": [], "question": [], "answer": [], "rationale": [], "correct": []}
+    for i in range(n):
+        flips = rng.randint(0, 3)
+        people = rng.sample(NAMES, flips)
+        q = "A coin is heads up. " + " ".join(f"{p} flips the coin." for p in people) + " Is the coin still heads up?"
+        rows["sample_index"].append(i)
+        rows["question"].append(q)
+        rows["answer"].append("yes" if flips % 2 == 0 else "no")
+        rows["rationale"].append(
+            f"The coin was flipped {flips} times, so it is {'heads' if flips % 2 == 0 else 'tails'} up."
+        )
+        rows["correct"].append(True)
+    return Dataset.from_dict(rows)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models on a shared 2-core machine: OpenMP threads waiting on each other cost up to 10x; one is fastest.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from tests.tiny_models import make_gpt2
+
+    return make_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+def load(path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def config(tmp_path, **kwargs) -> FineTuneCoTConfig:
+    defaults = {"output_dir": str(tmp_path / "out"), "num_train_epochs": 1, "disable_tqdm": True, "seed": 0}
+    return FineTuneCoTConfig(**{**defaults, **kwargs})
+
+
+def test_config_has_the_papers_defaults_and_works_with_plain_sfttrainer(tiny_gpt2, tmp_path):
+    from trl import SFTTrainer
+
+    c = FineTuneCoTConfig(output_dir=str(tmp_path))
+    assert (c.learning_rate, c.per_device_train_batch_size, c.num_train_epochs, c.max_length) == (3e-4, 8, 20, 1024)
+    assert c.lr_scheduler_type == "constant" and c.warmup_steps == 0 and c.completion_only_loss is True
+    assert c.gradient_checkpointing is False and c.report_to == [] and c.save_strategy == "epoch"
+    assert c.bf16 is False  # CPU: fp32, where SFTConfig() would raise for its bf16 default
+    assert c.format == "ft_cot" and c.report_best_epoch is False and c.train_sampling_strategy == "group_by_length"
+    model, tok = load(tiny_gpt2)
+    trainer = SFTTrainer(
+        model=model,
+        args=c,
+        train_dataset=Dataset.from_dict({"prompt": ["q ###"], "completion": [" a END"]}),
+        processing_class=tok,
+    )
+    assert trainer.args.learning_rate == 3e-4
+
+
+def test_loss_mask_covers_exactly_the_completion_with_end_and_eos(tiny_gpt2, tmp_path):
+    model, tok = load(tiny_gpt2)
+    data = coin_records(4)
+    trainer = FineTuneCoTTrainer(
+        model=model, args=config(tmp_path), train_dataset=_formatted(data), processing_class=tok
+    )
+    for row, record in zip(trainer.train_dataset, data, strict=True):
+        prompt_ids = tok(f"{record['question']} ###")["input_ids"]
+        completion = f" {record['rationale']} --> {record['answer']} END"
+        ids, labels = row["input_ids"], row["labels"]
+        assert ids[: len(prompt_ids)] == prompt_ids
+        assert labels[: len(prompt_ids)] == [-100] * len(prompt_ids)  # token by token: the prompt is masked...
+        assert labels[len(prompt_ids) :] == ids[len(prompt_ids) :]  # ...and every completion token is a label
+        assert tok.decode(labels[len(prompt_ids) :]) == completion + tok.eos_token
+        assert labels[-1] == tok.eos_token_id and tok.decode(labels[-2:-1]).strip() == "END"
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    lengths = batch["attention_mask"].sum(1)
+    for b in range(4):  # padding is not learnt either
+        assert (batch["labels"][b, lengths[b] :] == -100).all()
+
+
+def _formatted(data: Dataset) -> Dataset:
+    from ftcot_hf.formats import format_dataset
+
+    return format_dataset(data, "ft_cot")
+
+
+def test_compact_loss_equals_trls_loss_and_gradients(tiny_gpt2, tmp_path):
+    model, tok = load(tiny_gpt2)
+    trainer = FineTuneCoTTrainer(
+        model=model, args=config(tmp_path), train_dataset=_formatted(coin_records(6)), processing_class=tok
+    )
+    assert trainer._compact
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+    results = []
+    for compact in (True, False):
+        trainer._compact = compact
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n_items)
+        loss.backward()
+        results.append((loss.detach(), trainer.model.transformer.h[0].mlp.c_fc.weight.grad.clone()))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5), (loss_a, loss_b)
+    assert torch.allclose(grad_a, grad_b, rtol=1e-4, atol=1e-7)
+    ref = trainer.model(**{k: v for k, v in batch.items()}).loss  # the model's own mean token loss
+    assert torch.allclose(loss_a, ref, rtol=1e-5)
+
+
+def test_lora_changes_only_adapter_weights(tiny_gpt2, tmp_path):
+    from peft import LoraConfig
+
+    model, tok = load(tiny_gpt2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], task_type="CAUSAL_LM", fan_in_fan_out=True)
+    trainer, result = train_student(
+        config(tmp_path, learning_rate=1e-2, per_device_train_batch_size=4),
+        model,
+        coin_records(8),
+        peft_config=lora,
+        tokenizer=tok,
+    )
+    assert result.global_step == 2
+    changed = {k for k, p in trainer.model.named_parameters() if "lora_" in k}
+    assert changed and all(p.requires_grad for k, p in trainer.model.named_parameters() if "lora_" in k)
+    assert not any(p.requires_grad for k, p in trainer.model.named_parameters() if "lora_" not in k)
+    lora_b = [p for k, p in trainer.model.named_parameters() if "lora_B" in k]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: non-zero means the adapters trained
+    base = trainer.model.get_base_model()
+    for k, v in base.state_dict().items():
+        name = k.replace(".base_layer", "")
+        if "lora_" not in k and name in before:
+            assert torch.equal(v, before[name]), k
+
+
+def test_packing_keeps_examples_apart(tiny_gpt2, tmp_path):
+    model, tok = load(tiny_gpt2)
+    model.eval()
+    args = config(tmp_path, packing=True, max_length=256, per_device_train_batch_size=1)
+    trainer = FineTuneCoTTrainer(
+        model=model, args=args, train_dataset=_formatted(coin_records(6)), processing_class=tok
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    assert len(starts) >= 2  # several examples in one packed row
+    bounds = [*starts, batch["input_ids"].shape[1]]
+    assert all(batch["labels"][0, s] == -100 for s in starts)  # no example learns to predict the next one's start
+    with torch.no_grad():
+        packed = trainer.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        for s, e in zip(bounds, bounds[1:], strict=False):
+            alone = trainer.model(input_ids=batch["input_ids"][:, s:e]).logits[0]
+            assert torch.allclose(packed[s:e], alone, atol=1e-4)  # nothing seen across the boundary
+
+
+def test_resumed_run_continues_from_its_checkpoint(tiny_gpt2, tmp_path):
+    from transformers import TrainerCallback
+
+    class CountSteps(TrainerCallback):
+        def __init__(self):
+            self.steps = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    data = coin_records(8)
+    first = CountSteps()
+    train_student(
+        config(tmp_path, num_train_epochs=2, per_device_train_batch_size=4), str(tiny_gpt2), data, callbacks=[first]
+    )
+    assert first.steps == [1, 2, 3, 4] and (tmp_path / "out" / "checkpoint-4").is_dir()
+    second = CountSteps()
+    trainer, result = train_student(
+        config(tmp_path, num_train_epochs=3, per_device_train_batch_size=4, resume_from_checkpoint="last"),
+        str(tiny_gpt2),
+        data,
+        callbacks=[second],
+    )
+    assert second.steps == [5, 6] and result.global_step == 6  # only the third epoch ran
+
+
+def test_training_drives_the_loss_down_on_a_synthetic_task(tiny_gpt2, tmp_path):
+    """~15 s of training (160 steps): the mean loss of the last 10 steps is under 10% of the first 10 steps'."""
+    args = config(
+        tmp_path,
+        learning_rate=3e-3,
+        per_device_train_batch_size=16,
+        num_train_epochs=8,
+        logging_steps=1,
+        save_strategy="no",
+    )
+    started = time.perf_counter()
+    trainer, result = train_student(args, str(tiny_gpt2), coin_records(320))
+    elapsed = time.perf_counter() - started
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    print(f"loss: first 10 steps {first:.3f}, last 10 steps {last:.3f}, {elapsed:.1f} s")
+    assert last < 0.1 * first, (first, last)
+    assert elapsed < 60, elapsed
+    assert (tmp_path / "out" / "model.safetensors").is_file() and json.loads(
+        (tmp_path / "out" / "train_summary.json").read_text()
+    )["global_step"] == result.global_step
+
+
+def test_bad_input_is_named(tiny_gpt2, tmp_path):
+    no_rationale = coin_records(4).remove_columns("rationale")
+    with pytest.raises(MissingColumnsError, match=r"format 'ft_cot' needs the column\(s\) rationale"):
+        train_student(config(tmp_path), str(tiny_gpt2), no_rationale)
+    from ftcot_hf.training.data import prepare_train_dataset
+
+    with pytest.raises(MissingColumnsError, match="lacks the column\\(s\\) completion, prompt"):
+        prepare_train_dataset(Dataset.from_dict({"question": ["q"]}), None)
+    with pytest.raises(EmptyDatasetError, match="empty"):
+        train_student(config(tmp_path), str(tiny_gpt2), coin_records(4).select([]))
+    with pytest.raises(FtcotError, match="a decoder-only model: use ft_cot"):
+        train_student(config(tmp_path, format="ft_cot_t5"), str(tiny_gpt2), coin_records(4))
+
+
+def test_correct_only_filter_that_leaves_nothing_is_a_clear_error(tmp_path):
+    wrong = coin_records(4).map(lambda r: {"correct": False})
+    wrong_dd = __import__("datasets").DatasetDict({"train": wrong, "test": coin_records(2)})
+    wrong_dd.save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(EmptyDatasetError, match=r"after keeping correct rationales only \(0 of 4\)"):
+        load_training_data(DataArgs(dataset=str(tmp_path / "ds")), "coin_flip")
+    train, test = load_training_data(DataArgs(dataset=str(tmp_path / "ds"), correct_only=False), "coin_flip")
+    assert train.num_rows == 4 and test.num_rows == 2
