@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/ftcot tasks
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/ftcot run
 
 test: $(VENV)/.installed
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
@@ -26,6 +26,9 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/build_tasks.py
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/teach_throughput.py
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/eval_speed.py
+	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -103,7 +103,7 @@ class RunConfig:
         metadata={"help": "A training recipe YAML (FineTuneCoTConfig keys, e.g. recipes/gpt2_paper.yaml)."},
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 3e-4 for GPT-2)."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Training epochs (paper: 20)."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Training epochs (paper: 20)."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Training batch size (paper: 8)."})
     max_length: int = field(default=512, metadata={"help": "Maximum tokens of prompt + completion."})
     bf16: str = field(
@@ -338,9 +338,14 @@ def _evaluate(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: st
 def _bf16(config: RunConfig) -> bool:
     if config.bf16 != "auto":
         return config.bf16 == "true"
+    import torch
+
     from ftcot_hf.training.config import bf16_supported
 
-    return bf16_supported()
+    if bf16_supported():
+        return True
+    # CPUs with native bf16 (AVX512-BF16, AMX) run autocast ~1.6x faster than fp32 (measured on SmolLM2-135M).
+    return not torch.cuda.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _training_config(config: RunConfig, task: str, out: Path) -> Any:
@@ -377,6 +382,10 @@ def _training_config(config: RunConfig, task: str, out: Path) -> Any:
             bf16=bf16,
             cpu_threads=config.cpu_threads,
         )
+    import torch
+
+    if values.get("bf16") and not torch.cuda.is_available():
+        values["use_cpu"] = True  # TrainingArguments only accepts bf16 without a GPU as CPU autocast
     return FineTuneCoTConfig(**values)
 
 

@@ -190,3 +190,38 @@ def test_run_config_rejects_push_without_repo():
         from ftcot_hf.pipeline import validate
 
         validate(RunConfig(teacher="nope"))
+
+
+def test_run_pushes_rationales_and_student_to_the_hub(tmp_path, tiny, mirror):
+    """`ftcot run --push_to_hub` against the loopback Hub: the finished stages are reused, only the push runs."""
+    import yaml
+
+    from tests.fake_hub_server import DEFAULT_TOKEN, DEFAULT_USER, FakeHub
+
+    config = small(tmp_path, tiny, mirror, eval_untrained=False)
+    run(config)
+    dataset_id, model_id = f"{DEFAULT_USER}/ftcot-rationales", f"{DEFAULT_USER}/tiny-ftcot-{{task}}"
+    args = ["run", "--student", str(tiny), "--limit_train", "12", "--limit_test", "3", "--eval_max_new_tokens", "6",
+            "--eval_batch_size", "4", "--output_dir", config.output_dir, "--cache_dir", config.cache_dir,
+            "--data_dir", str(mirror), "--eval_untrained", "false", "--cpu_threads", "1", "--push_to_hub",
+            "--hub_dataset_id", dataset_id, "--hub_model_id", model_id, "--hub_private"]  # fmt: skip
+    code = "import sys; from ftcot_hf.cli import main; sys.exit(main(sys.argv[1:]))"
+    with FakeHub(tmp_path / "server") as hub:
+        env = hub.client_env(tmp_path / "client_hf") | {"PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                              cwd=REPO, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "[train/coin_flip] reusing" in proc.stderr  # nothing paid for is redone to publish
+        data_files = hub.files("dataset", dataset_id)
+        assert hub.repo("dataset", dataset_id).private
+        assert any(name.startswith("coin_flip/train-") for name in data_files)
+        card = yaml.safe_load(data_files["README.md"].decode().split("---")[1])
+        assert [c["config_name"] for c in card["configs"]] == ["coin_flip"]
+        model_files = hub.files("model", model_id.replace("{task}", "coin_flip"))
+        assert {"config.json", "model.safetensors", "generation_config.json", "README.md"} <= set(model_files)
+        assert not any(name.startswith("checkpoint-") or name.endswith(".partial") for name in model_files), model_files.keys()
+        model_card = model_files["README.md"].decode()
+        assert "model-index" in model_card and dataset_id in model_card
+        written = [p for p in Path(config.output_dir).rglob("*") if p.is_file()]
+        assert all(DEFAULT_TOKEN.encode() not in p.read_bytes() for p in written)
+        assert DEFAULT_TOKEN not in proc.stdout + proc.stderr

@@ -148,12 +148,15 @@ def plot_accuracy_per_task(
     width = 0.8 / len(series)
     for s, (label, values) in enumerate(series):
         xs = [i + (s - (len(series) - 1) / 2) * width for i in range(len(ordered))]
-        ax.bar(xs, values, width=width, label=label)
+        bars = ax.bar(xs, values, width=width, label=label)
+        if len(ordered) <= 4:  # few bars: print the figures on them
+            ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=1)
     ax.set_xticks(range(len(ordered)))
     ax.set_xticklabels([TASK_LABELS.get(r.task, r.task) for r in ordered], rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize="small")
+    ax.set_ylim(0, 118)  # headroom so the legend row never covers a bar
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(fontsize="small", loc="upper center", ncol=len(series), frameon=False)
     ax.set_title("Accuracy per task")
     fig.tight_layout()
     path = Path(out_path)
