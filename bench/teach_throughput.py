@@ -79,12 +79,18 @@ def run_teacher(teacher, requests: list[Request]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_teacher(url: str, concurrency: int, count: int, latency: float, http_backend: str) -> dict:
-    with OpenAITeacher(MODEL, url, max_concurrency=concurrency, http_backend=http_backend) as teacher:
+def bench_teacher(
+    url: str, concurrency: int, count: int, latency: float, http_backend: str = "auto", processes: int = 1
+) -> dict:
+    """The warm-up call also starts the worker processes, so their start-up is not timed."""
+    with OpenAITeacher(
+        MODEL, url, max_concurrency=concurrency, http_backend=http_backend, processes=processes
+    ) as teacher:
         run_teacher(teacher, [Request(p, PARAMS) for p in prompts(f"warm{concurrency}", concurrency)])
         wall, cpu = run_teacher(teacher, [Request(p, PARAMS) for p in prompts(f"c{concurrency}", count)])
         assert teacher.stats["retries"] == 0, teacher.stats
-    return row(f"OpenAITeacher ({http_backend})", count, concurrency, wall, cpu, count * latency / concurrency)
+    name = f"OpenAITeacher ({http_backend}, {processes} proc)"
+    return row(name, count, concurrency, wall, cpu, count * latency / concurrency)
 
 
 def bench_reference_loop(url: str, count: int, latency: float, batch: int = 20) -> dict:

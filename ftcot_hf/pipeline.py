@@ -517,14 +517,43 @@ def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]
     loss_png = _plot_loss(logs, out / "loss.png")
     if loss_png:
         plots.append(loss_png)
+    degree_png = _plot_degrees(config, run_dir, per_task, out / "accuracy_vs_degree.png")
+    if degree_png:
+        plots.append(degree_png)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Files: `rationales/` (load_dataset(<it>, task)), `eval_untrained/`, `student/`, `eval/` "
               "(results.json, completions.jsonl per task)."]  # fmt: skip
     report = out / "results.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"tasks": per_task, "stages": stages}, indent=2), encoding="utf-8")
+    summary = {"config": config.to_dict(), "tasks": per_task, "stages": stages}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return report
+
+
+def _plot_degrees(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], out: Path) -> Path | None:
+    """Accuracy vs D over this run and its sibling run folders with the same student and format (a D sweep is
+    several runs side by side: `ftcot run --degree 4 --output_dir runs/d4` ...)."""
+    from ftcot_hf.evaluation import plot_accuracy_vs_degree
+
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for summary_file in sorted(run_dir.parent.glob("*/report/summary.json")):
+        if summary_file.parent.parent.resolve() == run_dir.resolve():
+            continue
+        try:
+            other = json.loads(summary_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        other_config = other.get("config") or {}
+        if (other_config.get("student"), other_config.get("format")) != (config.student, config.format):
+            continue
+        results = [{"task": t, "accuracy": m.get("accuracy")} for t, m in (other.get("tasks") or {}).items()]
+        runs.setdefault(int(other_config.get("degree", 1)), []).extend(results)
+    mine = [{"task": t, "accuracy": m.get("accuracy")} for t, m in per_task.items()]
+    runs.setdefault(config.degree, []).extend(mine)
+    if len(runs) < 2:
+        return None
+    return plot_accuracy_vs_degree(runs, out)
 
 
 # --- the run -------------------------------------------------------------------------------------------------------

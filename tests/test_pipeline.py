@@ -226,3 +226,19 @@ def test_run_pushes_rationales_and_student_to_the_hub(tmp_path, tiny, mirror):
         written = [p for p in Path(config.output_dir).rglob("*") if p.is_file()]
         assert all(DEFAULT_TOKEN.encode() not in p.read_bytes() for p in written)
         assert DEFAULT_TOKEN not in proc.stdout + proc.stderr
+
+
+def test_report_plots_accuracy_vs_degree_over_sibling_runs(tmp_path, tiny, mirror):
+    sibling = tmp_path / "run-d4" / "report"
+    sibling.mkdir(parents=True)
+    summary = {"config": {"student": str(tiny), "format": "ft_cot", "degree": 4},
+               "tasks": {"coin_flip": {"accuracy": 0.5}}}  # fmt: skip
+    (sibling / "summary.json").write_text(json.dumps(summary))
+    other = tmp_path / "run-other-student" / "report"
+    other.mkdir(parents=True)
+    (other / "summary.json").write_text(json.dumps({**summary, "config": {**summary["config"], "student": "x"}}))
+    result = run(small(tmp_path, tiny, mirror, eval_untrained=False))
+    png = Path(result.output_dir) / "report" / "accuracy_vs_degree.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "accuracy_vs_degree.png" in result.report.read_text()
+    assert json.loads((Path(result.output_dir) / "report" / "summary.json").read_text())["config"]["degree"] == 1
