@@ -134,7 +134,7 @@ def plot_accuracy_per_task(
     results: Sequence[EvalResult], out_path: str | os.PathLike, *, paper: tuple[str, str, str] | None = None
 ) -> Path | None:
     """Bars per task: this run's accuracy, the paper's row (if any) and the paper's Teacher row."""
-    fig = _figure(max(4.0, 1.1 * len(results) + 2), 3.6)
+    fig = _figure(max(6.0, 1.1 * len(results) + 2), 3.6)  # wide enough for the one-row legend
     if fig is None or not results:
         return None
     ordered = sorted(results, key=lambda r: _task_sort_key(r.task))
@@ -156,7 +156,7 @@ def plot_accuracy_per_task(
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 118)  # headroom so the legend row never covers a bar
     ax.set_yticks(range(0, 101, 20))
-    ax.legend(fontsize="small", loc="upper center", ncol=len(series), frameon=False)
+    ax.legend(fontsize="x-small", loc="upper center", ncol=len(series), frameon=False)
     ax.set_title("Accuracy per task")
     fig.tight_layout()
     path = Path(out_path)
