@@ -10,6 +10,11 @@ Why it looks the way it does:
   request cache stores each one at once and a crash loses only what was in flight. The loop lives in its own thread
   so ``generate`` also works where an event loop is already running (Jupyter) and so requests keep flowing while
   the caller is busy with a result.
+* That loop's CPU per request (the openai client, httpx2, aiohttp: ~0.6 ms) caps one process at ~1,500 requests/s,
+  which a fast server at high concurrency can exceed; ``processes=N`` runs N such loops in worker processes (spawned
+  once, reused), each with a share of ``max_concurrency`` and its own clients, and streams their results back over
+  pipes in the same per-loop-turn batches. Retries, fail-over and stats happen inside each worker (stats are merged
+  into the parent's :attr:`OpenAITeacher.stats` at the end of each call); a fleet's "down" marks are per worker.
 * Our retry loop is the only one (the client gets ``max_retries=0``): it can fail over to another server of a
   fleet, honour ``Retry-After``, count what it did (:attr:`OpenAITeacher.stats`), and give a clean error.
   Retried: 408, 409, 429, 5xx, timeouts, connection errors. Not retried (a retry cannot fix them): other 4xx, and a
