@@ -465,11 +465,13 @@ def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | Non
 
 def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], stages: dict[str, Any]) -> Path:
     from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task
-    from ftcot_hf.evaluation.paper import paper_row, teacher_row
+    from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
 
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    paper = paper_row("gpt2", "Fine-tune-CoT", "124M")
+    # The paper's GPT-2 124M row of the same method (Fine-tune-CoT, Diverse reasoning, vanilla Fine-tune).
+    method = method_for(config.format, config.degree) or "Fine-tune-CoT"
+    paper = paper_row("gpt2", method, "124M") or {}
     teacher = teacher_row()
     training = config.recipe or (
         f"lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s), batch "
@@ -483,7 +485,7 @@ def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]
         f"- training: {training}" + (f", LoRA r={config.lora_r}" if config.use_peft else ""),
         "- accuracy in % on the test split, last (only) epoch, greedy decoding stopped at END, paper-mode parsing",
         "",
-        "| task | rationales kept | untrained | trained | maj@k | paper GPT-2 124M Fine-tune-CoT | paper Teacher |",
+        f"| task | rationales kept | untrained | trained | maj@k | paper GPT-2 124M {method} | paper Teacher |",
         "|---|---|---|---|---|---|---|",
     ]
 
@@ -506,7 +508,7 @@ def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]
     for name, s in stages.items():
         lines.append(f"| {name} | {s['status']} | {s['seconds']:.1f} |")
     plots = []
-    acc_png = plot_accuracy_per_task(trained_results, out / "accuracy.png", paper=("gpt2", "Fine-tune-CoT", "124M"))
+    acc_png = plot_accuracy_per_task(trained_results, out / "accuracy.png", paper=("gpt2", method, "124M"))
     if acc_png:
         plots.append(acc_png)
     logs = {}
