@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check ftcot_hf tests bench dataset_scripts
+	$(BIN)/ruff check ftcot_hf tests bench dataset_scripts experiments
 
 bench: $(VENV)/.installed
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/build_tasks.py
