@@ -60,3 +60,23 @@ def built(mirror: Path, task_cache: Path):
 def _isolate_env(monkeypatch, tmp_path_factory):
     # Tests pass the mirror explicitly; a download must never be attempted by accident.
     monkeypatch.delenv("FTCOT_SOURCE_BASE_URL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """A 2-layer random GPT-2 with the offline tokenizer, saved to a folder (one per test module)."""
+    from tests.tiny_models import make_gpt2
+
+    return make_gpt2(tmp_path_factory.mktemp("tiny_gpt2") / "gpt2")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: OpenMP threads waiting on each other cost up to 10x; one is fastest.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,11 +27,6 @@ from tests.tiny_models import make_gpt2, make_tokenizer
 PROMPT = "Q: A coin is heads up. Whitney flips the coin. Is the coin still heads up? ###"
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory) -> Path:
-    return make_gpt2(tmp_path_factory.mktemp("students") / "gpt2")
-
-
 def test_decoder_folder_pads_left_for_inference_and_right_for_training(tiny_gpt2):
     model, tok = load_student(str(tiny_gpt2))
     assert type(model).__name__ == "GPT2LMHeadModel" and not model.training

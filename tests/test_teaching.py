@@ -189,13 +189,6 @@ def test_bad_augmenter_input_is_clear():
         augment(_records().select([]), RationaleAugmenter(ScriptedTeacher(), "coin_flip"))
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    from tests.tiny_models import make_gpt2
-
-    return make_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
-
-
 def test_transformers_teacher_batched_sampling_and_stop(tiny_gpt2, tmp_path):
     from ftcot_hf.teachers.hf import TransformersTeacher
 

@@ -37,20 +37,7 @@ def coin_records(n: int, seed: int = 0) -> Dataset:
     return Dataset.from_dict(rows)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: OpenMP threads waiting on each other cost up to 10x; one is fastest.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    from tests.tiny_models import make_gpt2
-
-    return make_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load(path):

@@ -12,20 +12,7 @@ from ftcot_hf.training import FineTuneCoTConfig, summarize_epochs, train_student
 from ftcot_hf.training.seq2seq import tokenize_seq2seq
 from tests.test_training import coin_records
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    from tests.tiny_models import make_gpt2
-
-    return make_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
