@@ -65,6 +65,12 @@ class EvalResult:
         return data
 
     @classmethod
+    def from_scores(cls, scores: Mapping[str, Any], **fields_: Any) -> EvalResult:
+        """An EvalResult whose metrics are those of a :func:`compute_accuracy` output."""
+        metrics = {k: scores[k] for k in ("accuracy", "contains_answer", "correct_format", "complete", "n")}
+        return cls(**metrics, **fields_)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -229,12 +235,8 @@ def evaluate_student(
         maj_at_k = sum(correct) / len(correct) if correct else None
 
     wall = time.perf_counter() - started
-    result = EvalResult(
-        accuracy=scores["accuracy"],
-        contains_answer=scores["contains_answer"],
-        correct_format=scores["correct_format"],
-        complete=scores["complete"],
-        n=scores["n"],
+    result = EvalResult.from_scores(
+        scores,
         maj_at_k=maj_at_k,
         k=sc,
         task=task,
@@ -359,12 +361,8 @@ def evaluate_teacher(
         }
         for i, (r, d) in enumerate(zip(rows, scores["details"], strict=True))
     ]
-    return EvalResult(
-        accuracy=scores["accuracy"],
-        contains_answer=scores["contains_answer"],
-        correct_format=scores["correct_format"],
-        complete=scores["complete"],
-        n=scores["n"],
+    return EvalResult.from_scores(
+        scores,
         task=task,
         format="zero_shot_cot",
         mode=mode,
@@ -410,12 +408,8 @@ def evaluate_completions(
         }
         for i, (r, c, d) in enumerate(zip(records, completions, scores["details"], strict=True))
     ]
-    return EvalResult(
-        accuracy=scores["accuracy"],
-        contains_answer=scores["contains_answer"],
-        correct_format=scores["correct_format"],
-        complete=scores["complete"],
-        n=scores["n"],
+    return EvalResult.from_scores(
+        scores,
         task=task,
         format=format or "none",
         mode=mode,
