@@ -236,3 +236,11 @@ def test_correct_only_filter_that_leaves_nothing_is_a_clear_error(tmp_path):
         load_training_data(DataArgs(dataset=str(tmp_path / "ds")), "coin_flip")
     train, test = load_training_data(DataArgs(dataset=str(tmp_path / "ds"), correct_only=False), "coin_flip")
     assert train.num_rows == 4 and test.num_rows == 2
+
+
+def test_bf16_on_a_cpu_only_machine_is_cpu_autocast(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
+    config = FineTuneCoTConfig(output_dir=str(tmp_path), bf16=True)  # plain TrainingArguments raises here
+    assert config.bf16 and config.use_cpu
+    assert not FineTuneCoTConfig(output_dir=str(tmp_path)).bf16  # the paper's fp32 stays the default
