@@ -1,32 +1,38 @@
 """The reproduction study (issue 7): Fine-tune-CoT vs vanilla fine-tuning of one student on the paper's small tasks.
 
 For each task and format it runs `ftcot run` (recorded text-davinci-002 teacher, D = 1) into
-``<root>/<format>-<task>`` (stages are reused, so an interrupted study resumes), then writes
-``experiments/results/<name>.json`` (every setting and figure), ``<name>.md`` (the table, with the paper's GPT-2 124M
-rows beside ours) and ``<name>.png`` (bar chart).
+``<root>/<name>/<format>-<task>`` (stages are reused, so an interrupted study resumes and a finished cell costs
+nothing), optionally scores the trained Fine-tune-CoT student with self-consistency (``--sc k``: maj@k, into
+``<run>/eval_maj<k>/<task>``), then merges the cells into ``experiments/results/<name>.json`` (every setting, command
+and figure per cell) and rewrites ``<name>.md`` (the tables, with the paper's GPT-2 124M rows beside ours) and
+``<name>.png`` (bar chart). Several invocations with different --formats / --tasks fill one table.
 
-    # CPU-sized (what fits a 2-core machine): 2 epochs, lr 1e-4, bf16 autocast
-    python experiments/reproduce.py --name cpu_smollm2 --tasks coin_flip tracking_shuffled_objects
-    # the paper's protocol on a GPU (20 epochs, lr 3e-4, per-epoch test accuracy: last and best epoch)
-    python experiments/reproduce.py --name gpu_paper --recipe recipes/gpt2_paper.yaml --student smollm2-135m-instruct
+    # what experiments/results/cpu_smollm2.* holds (2 CPU cores, no GPU): 2 epochs, lr 1e-4, bf16 autocast
+    python experiments/reproduce.py --formats ft_cot vanilla
+    python experiments/reproduce.py --formats ft_cot --sc 8 --tasks coin_flip ...       # + maj@8
+    python experiments/reproduce.py --formats tail_rationale --tasks coin_flip ...      # Teacher-LM placement
+    # the paper's protocol on a GPU (20 epochs, lr 3e-4, test accuracy after every epoch: last and best epoch)
+    python experiments/reproduce.py --name gpu_paper --recipe recipes/gpt2_paper.yaml
 
 Vanilla fine-tuning trains on every training question's gold answer (``keep=all``: the teacher's rationale is
-ignored by the format), as in the paper; Fine-tune-CoT on the teacher's correct rationales only.
+ignored by the format), as in the paper; the rationale formats on the teacher's correct rationales only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row  # noqa: E402
+from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
 from ftcot_hf.pipeline import RunConfig, run  # noqa: E402
 
@@ -35,6 +41,8 @@ SMALL_TASKS = [
     "last_letter_concatenation", "coin_flip", "strategy_qa",
 ]  # fmt: skip
 """The 9 tasks whose training questions have recorded text-davinci-002 completions."""
+
+PLACEMENTS = {"ft_cot": "rationale in the middle (`ft_cot`)", "tail_rationale": "rationale at the tail"}
 
 
 def main() -> int:
@@ -47,86 +55,231 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--use_peft", action="store_true")
-    parser.add_argument("--sc", type=int, default=0, help="maj@k of the trained Fine-tune-CoT student")
+    parser.add_argument("--cpu_threads", type=int, default=None, help="torch threads (1 per process when 2 run)")
+    parser.add_argument("--sc", type=int, default=0, help="also maj@k of the trained Fine-tune-CoT student")
+    parser.add_argument("--sc_temperature", type=float, default=0.7)
     parser.add_argument("--max_new_tokens", type=int, default=256)
+    parser.add_argument("--eval_batch_size", type=int, default=64)
+    parser.add_argument("--no_every_epoch", dest="every_epoch", action="store_false",
+                        help="score only the final model (no per-epoch accuracy, no best-epoch column)")  # fmt: skip
     parser.add_argument("--root", default="runs/repro")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--limit_train", type=int, default=None, help="quick runs: first N train questions")
     parser.add_argument("--limit_test", type=int, default=None, help="quick runs: first N test questions")
+    parser.add_argument("--table_only", action="store_true", help="only rewrite the .md/.png from the .json")
     args = parser.parse_args()
 
-    rows: dict[str, dict[str, dict]] = {}
-    for task in args.tasks:
-        for fmt in args.formats:
-            config = RunConfig(
-                tasks=[task], format=fmt, student=args.student, recipe=args.recipe,
-                num_train_epochs=args.epochs, learning_rate=args.learning_rate, use_peft=args.use_peft,
-                keep="correct" if fmt != "vanilla" else "all", sc=args.sc if fmt != "vanilla" else 0,
-                eval_untrained=False, eval_max_new_tokens=args.max_new_tokens if fmt != "vanilla" else 16,
-                data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit_test,
-                output_dir=f"{args.root}/{args.name}/{fmt}-{task}",
-            )  # fmt: skip
-            start = time.perf_counter()
-            result = run(config)
-            metrics = result.metrics[task] | {"wall_s": time.perf_counter() - start}
-            rows.setdefault(task, {})[fmt] = metrics
-            print(f"{task} {fmt}: {100 * (metrics.get('accuracy') or 0):.2f}%", flush=True)
-
-    settings = {k: v for k, v in vars(args).items()}
     out = REPO_ROOT / "experiments" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(
-        json.dumps({"settings": settings, "versions": versions(), "results": rows}, indent=2), encoding="utf-8"
-    )
-    ft_cot, vanilla = paper_row("gpt2", "Fine-tune-CoT", "124M"), paper_row("gpt2", "Fine-tune", "124M")
+    results_file = out / f"{args.name}.json"
+    saved = json.loads(results_file.read_text(encoding="utf-8")) if results_file.is_file() else {}
+    rows: dict[str, dict[str, dict[str, Any]]] = saved.get("results", {})
+    command = "python experiments/reproduce.py " + shlex.join(sys.argv[1:])
 
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
+    for task in [] if args.table_only else args.tasks:
+        for fmt in args.formats:
+            cell = _run_cell(args, task, fmt)
+            cell["command"] = command
+            old = rows.setdefault(task, {}).get(fmt, {})
+            if cell.get("maj_at_k") is None and old.get("run_dir") == cell["run_dir"]:
+                # a later invocation without --sc keeps the maj@k measured on the same trained student
+                cell.update({k: old[k] for k in ("maj_at_k", "k", "maj_command") if k in old})
+            rows[task][fmt] = cell
+            results_file.write_text(
+                json.dumps({"versions": versions(), "results": rows}, indent=2, default=str), encoding="utf-8"
+            )  # after every cell: an interrupted study keeps what it measured
 
-    lines = [
-        f"# Reproduction: {args.student}, {args.recipe or f'{args.epochs:g} epochs, lr {args.learning_rate}'}"
-        + (", LoRA" if args.use_peft else ""),
-        "",
-        "Accuracy (%) on each task's test split; ours = LAST epoch, greedy, paper-mode parsing; the paper = GPT-2 "
-        "124M, best of 20 epochs (selected on test).",
-        "",
-        "| task | paper Fine-tune-CoT | paper vanilla | ours vanilla | ours Fine-tune-CoT | ours maj@k |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task, by_format in rows.items():
-        ours_cot, ours_van = by_format.get("ft_cot", {}), by_format.get("vanilla", {})
-        maj = ours_cot.get("maj_at_k")
-        lines.append(
-            f"| {TASK_LABELS.get(task, task)} | {ft_cot.get(task)} | {vanilla.get(task)} | "
-            f"{pct(ours_van.get('accuracy'))} | {pct(ours_cot.get('accuracy'))} | {pct(maj)} |"
-        )
-    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _plot(rows, ft_cot, out / f"{args.name}.png")
-    print("\n".join(lines))
+    table = render_table(rows, args.name)
+    (out / f"{args.name}.md").write_text(table, encoding="utf-8")
+    plot(rows, out / f"{args.name}.png")
+    print(table)
     return 0
 
 
-def _plot(rows: dict[str, dict[str, dict]], paper: dict, path: Path) -> None:
+def _run_cell(args: argparse.Namespace, task: str, fmt: str) -> dict[str, Any]:
+    config = RunConfig(
+        tasks=[task], format=fmt, student=args.student, recipe=args.recipe,
+        num_train_epochs=args.epochs, learning_rate=args.learning_rate, use_peft=args.use_peft,
+        cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
+        eval_untrained=False, eval_max_new_tokens=args.max_new_tokens if fmt == "ft_cot" else 16,
+        eval_batch_size=args.eval_batch_size, eval_every_epoch=args.every_epoch and fmt == "ft_cot",
+        data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit_test,
+        output_dir=f"{args.root}/{args.name}/{fmt}-{task}",
+    )  # fmt: skip
+    start = time.perf_counter()
+    result = run(config)
+    cell = dict(result.metrics[task])
+    cell.update(
+        run_dir=str(result.output_dir),
+        stages={k: round(v["seconds"], 1) for k, v in result.stages.items()},
+        recipe=_recipe(config),
+        wall_s=round(time.perf_counter() - start, 1),
+    )
+    print(f"{task} {fmt}: {100 * (cell.get('accuracy') or 0):.2f}%", flush=True)
+    if args.sc and fmt == "ft_cot":
+        cell.update(_maj_at_k(config, task, args.sc, args.sc_temperature))
+        cell["maj_command"] = "python experiments/reproduce.py " + shlex.join(sys.argv[1:])
+        print(f"{task} {fmt}: maj@{args.sc} {100 * (cell.get('maj_at_k') or 0):.2f}%", flush=True)
+    return cell
+
+
+def _recipe(config: RunConfig) -> dict[str, Any]:
+    keys = ("student", "format", "keep", "degree", "recipe", "learning_rate", "num_train_epochs",
+            "per_device_train_batch_size", "max_length", "bf16", "use_peft", "lora_r", "lora_alpha", "seed",
+            "eval_max_new_tokens", "eval_every_epoch")  # fmt: skip
+    recipe = {k: getattr(config, k) for k in keys}
+    if not config.use_peft:
+        recipe.pop("lora_r"), recipe.pop("lora_alpha")
+    return recipe
+
+
+def _maj_at_k(config: RunConfig, task: str, k: int, temperature: float) -> dict[str, Any]:
+    """Self-consistency of the trained student: k samples at ``temperature`` per question, majority vote.
+
+    Kept apart from the run's eval stage (``<run>/eval_maj<k>/<task>``) so the greedy headline is untouched; reused
+    when it exists for the same student and settings."""
+    from datasets import load_dataset
+
+    from ftcot_hf.evaluation import evaluate_student, write_results
+    from ftcot_hf.students import load_student
+
+    run_dir = Path(config.output_dir)
+    folder, student = run_dir / f"eval_maj{k}" / task, run_dir / "student" / task
+    settings = {"model": f"{config.student} (Fine-tune-CoT, {task})", "format": config.format, "split": "test",
+                "mode": "paper", "sc": k, "sc_temperature": temperature, "seed": config.seed,
+                "max_new_tokens": config.eval_max_new_tokens, "limit_test": config.limit_test,
+                "student_stage": json.loads((student / "stage.json").read_text())["fingerprint"]}  # fmt: skip
+    done = folder / "results.json"
+    if not (done.is_file() and json.loads(done.read_text())["config"] == settings):
+        test = load_dataset(str(run_dir / "rationales"), task, split="test")
+        test = test.select_columns(
+            [c for c in ("sample_index", "question", "answer", "choices") if c in test.column_names]
+        )
+        if config.limit_test:
+            test = test.select(range(min(config.limit_test, test.num_rows)))
+        model, tokenizer = load_student(str(student))
+        start = time.perf_counter()
+        result = evaluate_student(model, tokenizer, test, task=task, format=config.format,
+                                  batch_size=config.eval_batch_size, max_new_tokens=config.eval_max_new_tokens,
+                                  sc=k, sc_temperature=temperature, seed=config.seed, progress=True)  # fmt: skip
+        write_results([result], folder, settings)
+        (folder / "seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    scored = json.loads(done.read_text())["results"][0]
+    return {"maj_at_k": scored["maj_at_k"], "k": k, "maj_greedy_accuracy": scored["accuracy"]}
+
+
+# --- table and chart -----------------------------------------------------------------------------------------------
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def _recipe_text(cell: dict[str, Any]) -> str:
+    r = cell.get("recipe") or {}
+    if r.get("recipe"):
+        return f"recipe {r['recipe']}"
+    text = f"{r.get('num_train_epochs', 0):g} epochs, lr {r.get('learning_rate')}"
+    text += f", batch {r.get('per_device_train_batch_size')}"
+    text += ", LoRA r" + str(r.get("lora_r")) if r.get("use_peft") else ", full fine-tune"
+    return text + (", bf16" if r.get("bf16") in ("auto", "true") else "")
+
+
+def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
+    paper_cot, paper_van = paper_row("gpt2", "Fine-tune-CoT", "124M"), paper_row("gpt2", "Fine-tune", "124M")
+    teacher = teacher_row()
+    tasks = [t for t in SMALL_TASKS if t in rows] + [t for t in rows if t not in SMALL_TASKS]
+    recipes = sorted({_recipe_text(c) for t in tasks for c in rows[t].values()})
+    students = sorted({(c.get("recipe") or {}).get("student", "?") for t in tasks for c in rows[t].values()})
+    ks = sorted({c["k"] for t in tasks for c in rows[t].values() if c.get("k")})
+    maj = f"maj@{ks[0]}" if len(ks) == 1 else "maj@k"
+    lines = [
+        f"# Reproduction `{name}`: student {', '.join(students)}",
+        "",
+        f"Ours: {'; '.join(recipes)}, on 2 CPU cores (no GPU was lent), D = 1, the recorded text-davinci-002 "
+        "rationales, correct-only filter (vanilla: every training question's answer), paper-mode answer parsing, "
+        "greedy decoding. **last** = the final model (the headline); **best** = the best epoch, selected on the "
+        "test set (the paper's protocol; optimistic). The paper: GPT-2 124M, 20 epochs, best epoch.",
+        "",
+        f"| task | paper GPT-2 Fine-tune-CoT | paper GPT-2 vanilla | paper teacher | ours vanilla (last) | "
+        f"ours Fine-tune-CoT last | ours Fine-tune-CoT best (epoch) | ours {maj} | beats paper (last) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        cot, van = rows[task].get("ft_cot", {}), rows[task].get("vanilla", {})
+        best = "-"
+        if cot.get("best_epoch") is not None:
+            best = f"{_pct(cot.get('best_epoch_accuracy'))} ({cot['best_epoch']})"
+        paper = (paper_cot or {}).get(task)
+        beats = "-" if cot.get("accuracy") is None or paper is None else (
+            "yes" if 100 * cot["accuracy"] > paper else "no")  # fmt: skip
+        k = f" @{cot['k']}" if cot.get("k") and len(ks) > 1 else ""
+        lines.append(
+            f"| {TASK_LABELS.get(task, task)} | {(paper_cot or {}).get(task, '-')} "
+            f"| {(paper_van or {}).get(task, '-')} "
+            f"| {teacher.get(task, '-')} | {_pct(van.get('accuracy'))} | **{_pct(cot.get('accuracy'))}** | {best} | "
+            f"{_pct(cot.get('maj_at_k'))}{k} | {beats} |"
+        )
+    per_epoch = [t for t in tasks if rows[t].get("ft_cot", {}).get("epoch_accuracy")]
+    if per_epoch:
+        lines += ["", "Fine-tune-CoT test accuracy after each epoch:", "",
+                  "| task | " + " | ".join(f"epoch {e}" for e in _epochs(rows, per_epoch)) + " |",
+                  "|---|" + "---|" * len(_epochs(rows, per_epoch))]  # fmt: skip
+        for t in per_epoch:
+            acc = {int(e): a for e, a in rows[t]["ft_cot"]["epoch_accuracy"].items()}
+            lines.append(
+                f"| {TASK_LABELS.get(t, t)} | " + " | ".join(_pct(acc.get(e)) for e in _epochs(rows, per_epoch)) + " |"
+            )
+    placed = [t for t in tasks if "tail_rationale" in rows[t]]
+    if placed:
+        lines += ["", "Teacher-LM placement: where the rationale sits in the training completion (same rationales, "
+                  "same recipe; at the tail the student answers first and inference stops at END, so the rationale "
+                  "is a training signal only):", "",
+                  "| task | vanilla (no rationale) | " + " | ".join(PLACEMENTS.values()) + " |",
+                  "|---|---|" + "---|" * len(PLACEMENTS)]  # fmt: skip
+        for t in placed:
+            cells = " | ".join(_pct(rows[t].get(f, {}).get("accuracy")) for f in PLACEMENTS)
+            lines.append(f"| {TASK_LABELS.get(t, t)} | {_pct(rows[t].get('vanilla', {}).get('accuracy'))} | {cells} |")
+    lines += [
+        "",
+        "Every cell's command, recipe, stage timings and run folder: `experiments/results/" + name + ".json`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _epochs(rows: dict[str, dict[str, dict[str, Any]]], tasks: list[str]) -> list[int]:
+    return sorted({int(e) for t in tasks for e in rows[t]["ft_cot"]["epoch_accuracy"]})
+
+
+def plot(rows: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    tasks = list(rows)
+    tasks = [t for t in SMALL_TASKS if t in rows] + [t for t in rows if t not in SMALL_TASKS]
+    paper = paper_row("gpt2", "Fine-tune-CoT", "124M") or {}
+    teacher = teacher_row()
+
+    def ours(fmt: str, key: str = "accuracy") -> list[float]:
+        return [100 * (rows[t].get(fmt, {}).get(key) or 0) for t in tasks]
+
     series = [
-        ("paper GPT-2 124M Fine-tune-CoT", [paper.get(t) or 0 for t in tasks]),
-        ("ours vanilla", [100 * (rows[t].get("vanilla", {}).get("accuracy") or 0) for t in tasks]),
-        ("ours Fine-tune-CoT (last epoch)", [100 * (rows[t].get("ft_cot", {}).get("accuracy") or 0) for t in tasks]),
+        ("paper GPT-2 124M Fine-tune-CoT (best epoch)", [paper.get(t) or 0 for t in tasks]),
+        ("ours vanilla (last epoch)", ours("vanilla")),
+        ("ours Fine-tune-CoT (last epoch)", ours("ft_cot")),
     ]
-    fig = Figure(figsize=(max(6.0, 1.2 * len(tasks) + 2), 3.8), dpi=110)
+    if any(rows[t].get("ft_cot", {}).get("maj_at_k") is not None for t in tasks):
+        series.append(("ours Fine-tune-CoT maj@k", ours("ft_cot", "maj_at_k")))
+    fig = Figure(figsize=(max(7.0, 1.25 * len(tasks) + 2), 4.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(series)
     for s, (label, values) in enumerate(series):
-        ax.bar([i + (s - 1) * width for i in range(len(tasks))], values, width=width, label=label)
+        ax.bar([i + (s - (len(series) - 1) / 2) * width for i in range(len(tasks))], values, width=width, label=label)
+    ax.scatter(range(len(tasks)), [teacher.get(t) or 0 for t in tasks], marker="_", s=400, color="black",
+               label="paper teacher (text-davinci-002)", zorder=3)  # fmt: skip
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([TASK_LABELS.get(t, t) for t in tasks], rotation=30, ha="right")
-    ax.set_ylim(0, 118)
+    ax.set_ylim(0, 125)
     ax.set_yticks(range(0, 101, 20))
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize="x-small", loc="upper center", ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +23,50 @@ def template_path(name: str) -> Path:
     raise FileNotFoundError(f"Card template {name} not found in ftcot_hf/model_cards or model_cards/.")
 
 
+def write_parquet_configs(
+    out_dir: str | Path, configs: Mapping[str, Any]
+) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """Write each config's splits (a ``DatasetDict`` per config) as ``{config}/{split}-00000-of-00001-{hash}.parquet``.
+
+    Returns (path in the folder -> file, the YAML ``configs`` entries naming each file). The content hash in the name
+    matters: ``datasets`` caches a local folder under a key made from the folder's name, the config name and the
+    ``data_files`` paths of its README, not from the files' contents, so two folders of the same name with
+    fixed file names (two runs' ``rationales/``) would share one cache entry and the second would load the first's
+    rows.
+    """
+    out = Path(out_dir)
+    files: dict[str, Path] = {}
+    yaml_configs = []
+    for name, dataset_dict in configs.items():
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        data_files = []
+        for split, data in dataset_dict.items():
+            for stale in folder.glob(f"{split}-00000-of-00001*.parquet"):
+                stale.unlink()
+            tmp = folder / f".{split}.parquet.tmp"
+            data.to_parquet(str(tmp))
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:16]
+            rel = f"{name}/{split}-00000-of-00001-{digest}.parquet"
+            tmp.replace(out / rel)
+            files[rel] = out / rel
+            data_files.append({"split": split, "path": rel})
+        yaml_configs.append({"config_name": name, "data_files": data_files})
+    return files, yaml_configs
+
+
 def write_dataset_repo(
     out_dir: str | Path,
-    configs: dict[str, Any],
+    configs: Mapping[str, Any],
     *,
     template: str,
     card_data: dict[str, Any],
     **template_kwargs: Any,
 ) -> Path:
-    """Write ``{config}/{split}-00000-of-00001.parquet`` for each config (a ``DatasetDict``) and ``README.md``."""
+    """Write each config (a ``DatasetDict``) with ``write_parquet_configs`` and a ``README.md`` card naming them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    yaml_configs = []
-    for name, dataset_dict in configs.items():
-        files = []
-        for split, data in dataset_dict.items():
-            rel = f"{name}/{split}-00000-of-00001.parquet"
-            data.to_parquet(str(out / rel))
-            files.append({"split": split, "path": rel})
-        yaml_configs.append({"config_name": name, "data_files": files})
+    _, yaml_configs = write_parquet_configs(out, configs)
     card = DatasetCard.from_template(
         DatasetCardData(configs=yaml_configs, **card_data),
         template_path=str(template_path(template)),

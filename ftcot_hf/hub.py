@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.export import licenses_of, template_path
+from ftcot_hf.export import licenses_of, template_path, write_parquet_configs
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -303,22 +303,6 @@ def _rationale_folder(folder: Path) -> tuple[dict[str, Path], list[dict[str, Any
     return files, configs, meta
 
 
-def _write_configs(configs: Mapping[str, DatasetDict], out: Path) -> tuple[dict[str, Path], list[dict[str, Any]]]:
-    """``{task: DatasetDict}`` as ``{task}/{split}-00000-of-00001.parquet`` files (the layout datasets uses)."""
-    files: dict[str, Path] = {}
-    yaml_configs = []
-    for task, data in configs.items():
-        data_files = []
-        for split, dataset in data.items():
-            rel = f"{task}/{split}-00000-of-00001.parquet"
-            (out / task).mkdir(parents=True, exist_ok=True)
-            dataset.to_parquet(str(out / rel))
-            files[rel] = out / rel
-            data_files.append({"split": split, "path": rel})
-        yaml_configs.append({"config_name": task, "data_files": data_files})
-    return files, yaml_configs
-
-
 def push_rationales(
     source: str | os.PathLike | Mapping[str, DatasetDict],
     repo_id: str,
@@ -360,7 +344,7 @@ def push_rationales(
         if isinstance(source, Mapping):
             if not source:
                 raise FtcotError("Nothing to push: no task configs.")
-            files, configs = _write_configs(source, Path(tmp))
+            files, configs = write_parquet_configs(Path(tmp), source)
             meta: dict[str, Any] = {}
         else:
             files, configs, meta = _rationale_folder(Path(source))

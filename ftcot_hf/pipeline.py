@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 STAGE_FILE = "stage.json"
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # Bumped when a stage's behaviour changes, so stale outputs of an older ftcot are not reused.
-_STAGE_VERSION = 1
+_STAGE_VERSION = 2
 
 
 @dataclass
@@ -59,7 +59,7 @@ class RunConfig:
         student, format, recipe, learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16,
         use_peft, lora_r, lora_alpha, cpu_threads, seed
     Parameters of the evaluation:
-        eval_untrained, eval_max_new_tokens, eval_batch_size, sc
+        eval_untrained, eval_every_epoch, eval_max_new_tokens, eval_batch_size, sc
     Parameters of the output:
         output_dir, push_to_hub, hub_dataset_id, hub_model_id, hub_private, hub_revision
     """
@@ -117,6 +117,14 @@ class RunConfig:
     seed: int = field(default=42, metadata={"help": "Training seed."})
     eval_untrained: bool = field(
         default=True, metadata={"help": "Also evaluate the student before training (the 'untrained' row)."}
+    )
+    eval_every_epoch: bool = field(
+        default=False,
+        metadata={
+            "help": "Also score the test split after every epoch before the last (the paper's protocol): the "
+            "report adds each epoch's accuracy and the best epoch, labelled as selected on test. The last epoch is "
+            "always the headline."
+        },
     )
     eval_max_new_tokens: int = field(default=160, metadata={"help": "Tokens generated per test question at most."})
     eval_batch_size: int = field(default=50, metadata={"help": "Test questions decoded together."})
@@ -290,8 +298,11 @@ def _train_inputs(config: RunConfig) -> dict[str, Any]:
     keys = ("student", "format", "learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_length")
     recipe = Path(config.recipe).read_text(encoding="utf-8") if config.recipe else None
     inputs = {k: getattr(config, k) for k in keys}
-    return {**inputs, "bf16": config.bf16, "peft": [config.use_peft, config.lora_r, config.lora_alpha],
-            "seed": config.seed, "recipe": recipe}  # fmt: skip
+    inputs = {**inputs, "bf16": config.bf16, "peft": [config.use_peft, config.lora_r, config.lora_alpha],
+              "seed": config.seed, "recipe": recipe}  # fmt: skip
+    if config.eval_every_epoch:  # the per-epoch scores are part of what the train stage produces
+        inputs["every_epoch"] = _eval_inputs(config)
+    return inputs
 
 
 def _eval_inputs(config: RunConfig) -> dict[str, Any]:
@@ -347,6 +358,7 @@ def _bf16(config: RunConfig) -> bool:
 
 
 def _training_config(config: RunConfig, task: str, out: Path) -> Any:
+    """The FineTuneCoTConfig of one task's training: the recipe (or the run's knobs) + what the run owns."""
     import yaml
 
     from ftcot_hf.training.config import FineTuneCoTConfig
@@ -364,7 +376,11 @@ def _training_config(config: RunConfig, task: str, out: Path) -> Any:
         student=config.student,
         seed=config.seed,
         report_to="none",
-        eval_every_epoch=False,  # the eval stage evaluates the final model; per-epoch eval is `ftcot train`'s
+        eval_every_epoch=config.eval_every_epoch,
+        eval_last_epoch=False,  # the eval stage scores the final model
+        eval_max_new_tokens=config.eval_max_new_tokens,
+        eval_batch_size=config.eval_batch_size,
+        report_best_epoch=config.eval_every_epoch,
         save_strategy="epoch",
         save_total_limit=1,
         save_only_model=False,
@@ -414,7 +430,8 @@ def _train(config: RunConfig, task: str, rationales: Path, final: Path, fp: str)
         )
     train_config = _training_config(config, task, partial)
     try:
-        trainer, result = train_student(train_config, config.student, train, peft_config=_peft_config(config),
+        test = _test_split(rationales, task, config.limit_test) if config.eval_every_epoch else None
+        trainer, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
                                         resume_from_checkpoint="last")  # fmt: skip
     except Exception as e:
         if _is_disk_error(e):
@@ -604,6 +621,24 @@ def _run_task(
     timed(f"eval/{task}", trained, eval_fp, do_eval)
     result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
     metrics.update(accuracy=result["accuracy"], maj_at_k=result.get("maj_at_k"), n=result["n"])
+    if config.eval_every_epoch:
+        metrics.update(_epoch_scores(student_dir, summary, result["accuracy"]))
+
+
+def _epoch_scores(student_dir: Path, summary: dict[str, Any], final: float | None) -> dict[str, Any]:
+    """Accuracy per epoch (the callback's epochs + the eval stage's final model) and the best epoch, which is
+    selected on the test set: optimistic, reported apart from the last epoch."""
+    from ftcot_hf.training.callbacks import EPOCH_METRICS
+
+    path = student_dir / EPOCH_METRICS
+    records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    per_epoch = {int(r["epoch"]): r["accuracy"] for r in records}
+    last = round(float(summary.get("metrics", {}).get("epoch") or max(per_epoch, default=0) + 1))
+    per_epoch[last] = final
+    scored = {e: a for e, a in per_epoch.items() if a is not None}
+    best = max(sorted(scored), key=lambda e: scored[e]) if scored else None  # ties: the earlier epoch
+    return {"epoch_accuracy": dict(sorted(per_epoch.items())), "best_epoch": best,
+            "best_epoch_accuracy": scored.get(best) if best is not None else None}  # fmt: skip
 
 
 def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:

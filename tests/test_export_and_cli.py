@@ -44,6 +44,30 @@ def test_export_loads_with_load_dataset_and_equals_load_task(mirror, built, tmp_
     assert header["license"] == ["apache-2.0", "other"]  # coin_flip and multiarith state no licence
 
 
+def test_two_folders_of_the_same_name_load_their_own_rows(tmp_path):
+    """datasets keys its cache of a local folder on the folder's name + the README's data_files, not the contents:
+    two runs' `rationales/` folders with fixed file names would share one entry (the second loads the first's rows).
+    """
+    from datasets import Dataset, DatasetDict
+
+    from ftcot_hf.export import write_dataset_repo
+
+    cache = str(tmp_path / "cache")
+    for run, n in (("run_a", 3), ("run_b", 5)):
+        rows = DatasetDict({"train": Dataset.from_dict({"question": [f"{run} q{i}" for i in range(n)]})})
+        write_dataset_repo(tmp_path / run / "rationales", {"coin_flip": rows}, template="tasks_dataset_card.md",
+                           card_data={"pretty_name": "t"}, tasks_table="", sources="", citation="")  # fmt: skip
+        loaded = load_dataset(str(tmp_path / run / "rationales"), "coin_flip", split="train", cache_dir=cache)
+        assert loaded["question"] == [f"{run} q{i}" for i in range(n)]
+    # Re-writing a folder replaces its files instead of leaving the old ones beside the new.
+    rows = DatasetDict({"train": Dataset.from_dict({"question": ["only"]})})
+    write_dataset_repo(tmp_path / "run_a" / "rationales", {"coin_flip": rows}, template="tasks_dataset_card.md",
+                       card_data={"pretty_name": "t"}, tasks_table="", sources="", citation="")  # fmt: skip
+    assert len(list((tmp_path / "run_a" / "rationales" / "coin_flip").glob("*.parquet"))) == 1
+    loaded = load_dataset(str(tmp_path / "run_a" / "rationales"), "coin_flip", split="train", cache_dir=cache)
+    assert loaded["question"] == ["only"]
+
+
 def test_cli_tasks_lists_all_twelve_with_spec_sizes(capsys):
     assert main(["tasks", "--json"]) == 0
     rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}

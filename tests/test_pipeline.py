@@ -93,6 +93,25 @@ def test_run_writes_a_self_describing_folder_and_reuses_stages(tmp_path, tiny, m
     assert settings["max_new_tokens"] == 4
 
 
+def test_every_epoch_scores_each_epoch_once_and_names_the_best(tmp_path, tiny, mirror):
+    config = small(tmp_path, tiny, mirror, num_train_epochs=3, eval_every_epoch=True, eval_untrained=False)
+    result = run(config)
+    student = Path(config.output_dir) / "student" / "coin_flip"
+    # The callback scored epochs 1 and 2; the eval stage scored the final model (epoch 3), not generated twice.
+    records = json.loads((student / "epoch_metrics.json").read_text())
+    assert [r["epoch"] for r in records] == [1, 2] and all(r["metrics"]["n"] == 3 for r in records)
+    assert sorted(p.name for p in (student / "epoch_completions").iterdir()) == ["epoch_1.jsonl", "epoch_2.jsonl"]
+    m = result.metrics["coin_flip"]
+    assert list(m["epoch_accuracy"]) == [1, 2, 3]
+    assert m["epoch_accuracy"][3] == m["accuracy"]
+    assert [m["epoch_accuracy"][e] for e in (1, 2)] == [r["accuracy"] for r in records]
+    best = max(m["epoch_accuracy"].values())
+    assert m["best_epoch_accuracy"] == best
+    assert m["best_epoch"] == min(e for e, a in m["epoch_accuracy"].items() if a == best)  # ties: the earlier
+    summary = json.loads((Path(config.output_dir) / "report" / "summary.json").read_text())
+    assert summary["tasks"]["coin_flip"]["best_epoch"] == m["best_epoch"]
+
+
 def test_interrupted_run_resumes_at_the_stage_it_died_in(tmp_path, tiny, mirror, monkeypatch):
     import ftcot_hf.training.trainer as trainer_module
 

@@ -56,6 +56,7 @@ class EpochEvalCallback(TrainerCallback):
         tokenizer: the student's tokenizer.
         batch_size, max_new_tokens, sc, mode: passed to the evaluation (``sc`` > 1: self-consistency).
         output_dir: where ``epoch_metrics.json`` is written (and read back when a run resumes).
+        last_epoch: also evaluate after the final epoch (False when the caller scores the final model itself).
         evaluate_fn: the evaluation function (default ``ftcot_hf.evaluation.evaluate_student``), returning an
             object with ``accuracy`` and ``to_dict()``.
     """
@@ -72,12 +73,14 @@ class EpochEvalCallback(TrainerCallback):
         sc: int = 1,
         mode: str = "paper",
         output_dir: str | Path,
+        last_epoch: bool = True,
         evaluate_fn: Callable[..., Any] | None = None,
     ) -> None:
         self.dataset = dataset
         self.task, self.format, self.tokenizer = task, format, tokenizer
         self.batch_size, self.max_new_tokens, self.sc, self.mode = batch_size, max_new_tokens, sc, mode
         self.path = Path(output_dir) / EPOCH_METRICS
+        self.last_epoch = last_epoch
         self.evaluate_fn = evaluate_fn or _default_evaluate()
         self.records: list[dict[str, Any]] = []
 
@@ -102,6 +105,9 @@ class EpochEvalCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or model is None:
+            return
+        final = state.global_step >= state.max_steps if state.max_steps > 0 else False
+        if final and not self.last_epoch:
             return
         epoch = int(round(state.epoch or 0))
         was_training = model.training

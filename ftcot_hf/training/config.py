@@ -48,7 +48,8 @@ class FineTuneCoTConfig(SFTConfig):
     Parameters that choose the data and the format:
         task, format, student, max_source_length, max_target_length
     Parameters of the per-epoch evaluation (the paper's protocol):
-        eval_every_epoch, eval_max_new_tokens, eval_batch_size, eval_sc, eval_mode, eval_limit, report_best_epoch
+        eval_every_epoch, eval_last_epoch, eval_max_new_tokens, eval_batch_size, eval_sc, eval_mode, eval_limit,
+        report_best_epoch
     Parameters of speed:
         cpu_threads, completion_logits_only, token_metrics
     """
@@ -135,6 +136,13 @@ class FineTuneCoTConfig(SFTConfig):
         default=False,
         metadata={
             "help": "Generate on the test split after every epoch and record its accuracy (epoch_metrics.json)."
+        },
+    )
+    eval_last_epoch: bool = field(
+        default=True,
+        metadata={
+            "help": "With eval_every_epoch: also evaluate after the final epoch. Off when the caller scores the final "
+            "model itself (`ftcot run`'s eval stage), so the last epoch is not generated twice."
         },
     )
     eval_max_new_tokens: int = field(

@@ -318,6 +318,7 @@ def train_student(
             sc=config.eval_sc,
             mode=config.eval_mode,
             output_dir=config.output_dir,
+            last_epoch=config.eval_last_epoch,
         )
         all_callbacks.append(epoch_eval)
 
