@@ -66,10 +66,11 @@ def main() -> int:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--limit_train", type=int, default=None, help="quick runs: first N train questions")
     parser.add_argument("--limit_test", type=int, default=None, help="quick runs: first N test questions")
+    parser.add_argument("--results_dir", default=str(REPO_ROOT / "experiments" / "results"))
     parser.add_argument("--table_only", action="store_true", help="only rewrite the .md/.png from the .json")
     args = parser.parse_args()
 
-    out = REPO_ROOT / "experiments" / "results"
+    out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / f"{args.name}.json"
     saved = json.loads(results_file.read_text(encoding="utf-8")) if results_file.is_file() else {}

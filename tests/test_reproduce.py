@@ -1,0 +1,61 @@
+"""experiments/reproduce.py: cells merge across invocations, maj@k and per-epoch scores reach the table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.tiny_models import make_gpt2
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO_ROOT / "experiments" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    reproduce = _reproduce()
+    tiny = make_gpt2(tmp_path / "tiny")
+    res = tmp_path / "results"
+    common = ["--name", "t", "--student", str(tiny), "--tasks", "coin_flip", "--epochs", "2", "--limit_train", "12",
+              "--limit_test", "4", "--max_new_tokens", "6", "--eval_batch_size", "4", "--root", str(tmp_path / "runs"),
+              "--results_dir", str(res), "--data_dir", str(mirror), "--cpu_threads", "1"]  # fmt: skip
+
+    def study(*flags: str) -> dict:
+        monkeypatch.setattr(sys, "argv", ["reproduce.py", *common, *flags])
+        assert reproduce.main() == 0
+        return json.loads((res / "t.json").read_text())["results"]["coin_flip"]
+
+    cells = study("--formats", "ft_cot", "vanilla", "--sc", "2")
+    cot, van = cells["ft_cot"], cells["vanilla"]
+    assert list(cot["epoch_accuracy"]) == ["1", "2"] and cot["epoch_accuracy"]["2"] == cot["accuracy"]
+    assert cot["k"] == 2 and cot["maj_at_k"] is not None and cot["n"] == 4
+    assert cot["maj_greedy_accuracy"] == cot["accuracy"]  # the maj@k pass re-derives the same greedy score
+    assert "best_epoch" not in van and van["recipe"]["keep"] == "all" and cot["recipe"]["keep"] == "correct"
+    maj_file = tmp_path / "runs" / "t" / "ft_cot-coin_flip" / "eval_maj2" / "coin_flip" / "results.json"
+    stamp = maj_file.stat().st_mtime_ns
+
+    # A later invocation adds a placement cell, re-uses every stage and keeps the maj@k already measured.
+    cells = study("--formats", "ft_cot", "tail_rationale")
+    assert set(cells) == {"ft_cot", "vanilla", "tail_rationale"}
+    assert cells["ft_cot"]["maj_at_k"] == cot["maj_at_k"] and cells["ft_cot"]["stages"]["train/coin_flip"] == 0
+    assert "--sc 2" in cells["ft_cot"]["maj_command"] and "tail_rationale" in cells["tail_rationale"]["command"]
+    # Asking for the same maj@k again reuses its folder (same student, same settings).
+    study("--formats", "ft_cot", "--sc", "2")
+    assert maj_file.stat().st_mtime_ns == stamp
+
+    table = (res / "t.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| CoinFlip | 77.33 | 60.0 | 90.04 |"))
+    assert f"**{100 * cot['accuracy']:.2f}**" in row and "ours maj@2" in table
+    assert "| epoch 1 | epoch 2 |" in table and "rationale at the tail" in table
+    assert "2 epochs, lr 0.0001, batch 8, full fine-tune" in table
+    assert (res / "t.png").stat().st_size > 10_000
