@@ -110,6 +110,9 @@ def test_every_epoch_scores_each_epoch_once_and_names_the_best(tmp_path, tiny, m
     assert m["best_epoch"] == min(e for e, a in m["epoch_accuracy"].items() if a == best)  # ties: the earlier
     summary = json.loads((Path(config.output_dir) / "report" / "summary.json").read_text())
     assert summary["tasks"]["coin_flip"]["best_epoch"] == m["best_epoch"]
+    report = (Path(config.output_dir) / "report" / "results.md").read_text()
+    assert f"- coin_flip: 1: {100 * m['epoch_accuracy'][1]:.2f}, 2: " in report
+    assert f"best epoch {m['best_epoch']} (" in report
 
 
 def test_interrupted_run_resumes_at_the_stage_it_died_in(tmp_path, tiny, mirror, monkeypatch):
