@@ -73,28 +73,42 @@ def main() -> int:
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / f"{args.name}.json"
-    saved = json.loads(results_file.read_text(encoding="utf-8")) if results_file.is_file() else {}
-    rows: dict[str, dict[str, dict[str, Any]]] = saved.get("results", {})
     command = "python experiments/reproduce.py " + shlex.join(sys.argv[1:])
-
     for task in [] if args.table_only else args.tasks:
         for fmt in args.formats:
             cell = _run_cell(args, task, fmt)
             cell["command"] = command
-            old = rows.setdefault(task, {}).get(fmt, {})
-            if cell.get("maj_at_k") is None and old.get("run_dir") == cell["run_dir"]:
-                # a later invocation without --sc keeps the maj@k measured on the same trained student
-                cell.update({k: old[k] for k in ("maj_at_k", "k", "maj_command") if k in old})
-            rows[task][fmt] = cell
-            results_file.write_text(
-                json.dumps({"versions": versions(), "results": rows}, indent=2, default=str), encoding="utf-8"
-            )  # after every cell: an interrupted study keeps what it measured
+            _save_cell(results_file, task, fmt, cell)  # after every cell: an interrupted study keeps what it measured
 
+    rows = _load(results_file).get("results", {})
     table = render_table(rows, args.name)
     (out / f"{args.name}.md").write_text(table, encoding="utf-8")
     plot(rows, out / f"{args.name}.png")
     print(table)
     return 0
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _save_cell(path: Path, task: str, fmt: str, cell: dict[str, Any]) -> None:
+    """Merge one cell into the results file under a lock: several studies (one per CPU core) fill one table."""
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = _load(path)
+        rows = saved.setdefault("results", {})
+        old = rows.setdefault(task, {}).get(fmt, {})
+        if cell.get("maj_at_k") is None and old.get("run_dir") == cell["run_dir"]:
+            # a later invocation without --sc keeps the maj@k measured on the same trained student
+            cell.update({k: old[k] for k in ("maj_at_k", "k", "maj_greedy_accuracy", "maj_command") if k in old})
+        rows[task][fmt] = cell
+        saved["versions"] = versions()
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(saved, indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)
 
 
 def _run_cell(args: argparse.Namespace, task: str, fmt: str) -> dict[str, Any]:
