@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The offline mirror of the raw data files: $FTCOT_DATA_MIRROR, else ../shared/data when it exists.
 MIRROR ?= $(or $(FTCOT_DATA_MIRROR),$(wildcard $(abspath ../shared/data)))
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench repro clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ bench: $(VENV)/.installed
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/teach_throughput.py
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/eval_speed.py
 	FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/train_throughput.py
+
+# The reproduction study (experiments/results/cpu_smollm2.*): ~4 h of one CPU core; finished cells are reused.
+STUDY = FTCOT_DATA_MIRROR=$(MIRROR) $(BIN)/python experiments/reproduce.py
+repro: $(VENV)/.installed
+	$(STUDY) --formats ft_cot vanilla
+	$(STUDY) --name cpu_smollm2_lora --formats ft_cot --use_peft --learning_rate 3e-4 --no_every_epoch --tasks coin_flip
+	$(STUDY) --formats ft_cot --sc 5 --tasks tracking_shuffled_objects date_understanding
+	$(STUDY) --formats tail_rationale --tasks coin_flip
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -34,7 +34,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
-from ftcot_hf.pipeline import RunConfig, run  # noqa: E402
+from ftcot_hf.pipeline import RunConfig, _bf16, run  # noqa: E402
 
 SMALL_TASKS = [
     "single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
@@ -143,6 +143,7 @@ def _recipe(config: RunConfig) -> dict[str, Any]:
             "per_device_train_batch_size", "max_length", "bf16", "use_peft", "lora_r", "lora_alpha", "seed",
             "eval_max_new_tokens", "eval_every_epoch")  # fmt: skip
     recipe = {k: getattr(config, k) for k in keys}
+    recipe["bf16"] = _bf16(config)  # what 'auto' became on this machine
     if not config.use_peft:
         recipe.pop("lora_r"), recipe.pop("lora_alpha")
     return recipe
@@ -195,7 +196,7 @@ def _recipe_text(cell: dict[str, Any]) -> str:
     text = f"{r.get('num_train_epochs', 0):g} epochs, lr {r.get('learning_rate')}"
     text += f", batch {r.get('per_device_train_batch_size')}"
     text += ", LoRA r" + str(r.get("lora_r")) if r.get("use_peft") else ", full fine-tune"
-    return text + (", bf16" if r.get("bf16") in ("auto", "true") else "")
+    return text + (", bf16 autocast" if r.get("bf16") in (True, "true") else ", fp32")
 
 
 def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
@@ -209,7 +210,8 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
     lines = [
         f"# Reproduction `{name}`: student {', '.join(students)}",
         "",
-        f"Ours: {'; '.join(recipes)}, on 2 CPU cores (no GPU was lent), D = 1, the recorded text-davinci-002 "
+        f"Ours: {'; '.join(recipes)}, on CPU (no GPU was lent; one core per run), D = 1, the recorded "
+        "text-davinci-002 "
         "rationales, correct-only filter (vanilla: every training question's answer), paper-mode answer parsing, "
         "greedy decoding. **last** = the final model (the headline); **best** = the best epoch, selected on the "
         "test set (the paper's protocol; optimistic). The paper: GPT-2 124M, 20 epochs, best epoch.",
