@@ -189,6 +189,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _recipe_text(cell: dict[str, Any]) -> str:
     r = cell.get("recipe") or {}
     if r.get("recipe"):
@@ -230,9 +234,9 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
             "yes" if 100 * cot["accuracy"] > paper else "no")  # fmt: skip
         k = f" @{cot['k']}" if cot.get("k") and len(ks) > 1 else ""
         lines.append(
-            f"| {TASK_LABELS.get(task, task)} | {(paper_cot or {}).get(task, '-')} "
-            f"| {(paper_van or {}).get(task, '-')} "
-            f"| {teacher.get(task, '-')} | {_pct(van.get('accuracy'))} | **{_pct(cot.get('accuracy'))}** | {best} | "
+            f"| {TASK_LABELS.get(task, task)} | {_num((paper_cot or {}).get(task))} "
+            f"| {_num((paper_van or {}).get(task))} "
+            f"| {_num(teacher.get(task))} | {_pct(van.get('accuracy'))} | **{_pct(cot.get('accuracy'))}** | {best} | "
             f"{_pct(cot.get('maj_at_k'))}{k} | {beats} |"
         )
     per_epoch = [t for t in tasks if rows[t].get("ft_cot", {}).get("epoch_accuracy")]

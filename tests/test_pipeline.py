@@ -115,6 +115,24 @@ def test_every_epoch_scores_each_epoch_once_and_names_the_best(tmp_path, tiny, m
     assert f"best epoch {m['best_epoch']} (" in report
 
 
+def test_lora_run_evaluates_its_adapter_student(tmp_path, tiny, mirror):
+    """--use_peft saves an adapter folder (no config.json); the eval stage and load_student merge it onto its base."""
+    import torch
+
+    from ftcot_hf.students import load_student
+
+    config = small(tmp_path, tiny, mirror, use_peft=True, lora_r=4, lora_alpha=8, eval_untrained=False)
+    result = run(config)
+    student = Path(config.output_dir) / "student" / "coin_flip"
+    assert (student / "adapter_config.json").is_file() and not (student / "config.json").exists()
+    assert result.metrics["coin_flip"]["n"] == 3
+    merged, tokenizer = load_student(str(student))
+    base, _ = load_student(str(tiny))
+    assert not hasattr(merged, "peft_config") and tokenizer.pad_token is not None
+    changed = [n for n, p in merged.named_parameters() if not torch.equal(p, base.state_dict()[n])]
+    assert changed and all("lora" not in n for n in changed)  # the trained adapter is folded into base weights
+
+
 def test_interrupted_run_resumes_at_the_stage_it_died_in(tmp_path, tiny, mirror, monkeypatch):
     import ftcot_hf.training.trainer as trainer_module
 
