@@ -54,7 +54,7 @@ def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
     assert maj_file.stat().st_mtime_ns == stamp
 
     table = (res / "t.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| CoinFlip | 77.33 | 60.0 | 90.04 |"))
+    row = next(line for line in table.splitlines() if line.startswith("| CoinFlip | 77.33 | 60.00 | 90.04 |"))
     assert f"**{100 * cot['accuracy']:.2f}**" in row and "ours maj@2" in table
     assert "| epoch 1 | epoch 2 |" in table and "rationale at the tail" in table
     assert "2 epochs, lr 0.0001, batch 8, full fine-tune" in table
