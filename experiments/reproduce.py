@@ -34,7 +34,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
-from ftcot_hf.pipeline import RunConfig, _bf16, run  # noqa: E402
+from ftcot_hf.pipeline import RunConfig, _bf16, _test_split, run  # noqa: E402
 
 SMALL_TASKS = [
     "single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
@@ -154,8 +154,6 @@ def _maj_at_k(config: RunConfig, task: str, k: int, temperature: float) -> dict[
 
     Kept apart from the run's eval stage (``<run>/eval_maj<k>/<task>``) so the greedy headline is untouched; reused
     when it exists for the same student and settings."""
-    from datasets import load_dataset
-
     from ftcot_hf.evaluation import evaluate_student, write_results
     from ftcot_hf.students import load_student
 
@@ -167,12 +165,7 @@ def _maj_at_k(config: RunConfig, task: str, k: int, temperature: float) -> dict[
                 "student_stage": json.loads((student / "stage.json").read_text())["fingerprint"]}  # fmt: skip
     done = folder / "results.json"
     if not (done.is_file() and json.loads(done.read_text())["config"] == settings):
-        test = load_dataset(str(run_dir / "rationales"), task, split="test")
-        test = test.select_columns(
-            [c for c in ("sample_index", "question", "answer", "choices") if c in test.column_names]
-        )
-        if config.limit_test:
-            test = test.select(range(min(config.limit_test, test.num_rows)))
+        test = _test_split(run_dir / "rationales", task, config.limit_test)
         model, tokenizer = load_student(str(student))
         start = time.perf_counter()
         result = evaluate_student(model, tokenizer, test, task=task, format=config.format,

@@ -635,17 +635,16 @@ def _run_task(
 def _epoch_scores(student_dir: Path, summary: dict[str, Any], final: float | None) -> dict[str, Any]:
     """Accuracy per epoch (the callback's epochs + the eval stage's final model) and the best epoch, which is
     selected on the test set: optimistic, reported apart from the last epoch."""
-    from ftcot_hf.training.callbacks import EPOCH_METRICS
+    from ftcot_hf.training.callbacks import EPOCH_METRICS, summarize_epochs
 
     path = student_dir / EPOCH_METRICS
     records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     per_epoch = {int(r["epoch"]): r["accuracy"] for r in records}
     last = round(float(summary.get("metrics", {}).get("epoch") or max(per_epoch, default=0) + 1))
     per_epoch[last] = final
-    scored = {e: a for e, a in per_epoch.items() if a is not None}
-    best = max(sorted(scored), key=lambda e: scored[e]) if scored else None  # ties: the earlier epoch
-    return {"epoch_accuracy": dict(sorted(per_epoch.items())), "best_epoch": best,
-            "best_epoch_accuracy": scored.get(best) if best is not None else None}  # fmt: skip
+    _, best = summarize_epochs([{"epoch": e, "accuracy": a} for e, a in per_epoch.items()], report_best_epoch=True)
+    return {"epoch_accuracy": dict(sorted(per_epoch.items())), "best_epoch": best and best["epoch"],
+            "best_epoch_accuracy": best and best["accuracy"]}  # fmt: skip
 
 
 def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:
