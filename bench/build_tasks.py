@@ -34,7 +34,8 @@ def main() -> int:
     totals = [0.0, 0.0, 0.0]
     with tempfile.TemporaryDirectory() as cache:
         t_all = time.perf_counter()
-        for name, spec in TASKS.items():
+        for name, task in TASKS.items():
+            spec = task.source
             t = time.perf_counter()
             paths = {}
             for role, source in spec.sources.items():

@@ -53,8 +53,8 @@ def export(
                     "license": spec.license,
                 }
             )
-        for source in [*spec.sources.values(), *([spec.template_split] if spec.template_split else [])]:
-            sources.append({"task": name, **vars(source), "url": source.url, "sha256": source.sha256 or "not pinned"})
+        for source in spec.provenance():
+            sources.append({"task": name, **source, "sha256": source["sha256"] or "not pinned"})
         licenses.add(spec.license)
     return write_dataset_repo(
         out_dir,
@@ -71,7 +71,7 @@ def export(
         tasks=rows,
         sources=sources,
         repo_id=repo_id,
-        citation=get_task(rows[0]["config"].split("__")[0]).citation,
+        citation=get_task(rows[0]["config"].split("__")[0]).citation,  # the edge: names from the command line
     )
 
 

@@ -34,7 +34,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
-from ftcot_hf.pipeline import RunConfig, _bf16, _test_split, run  # noqa: E402
+from ftcot_hf.pipeline import RunConfig, resolve_bf16, run, test_split  # noqa: E402
 
 SMALL_TASKS = [
     "single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
@@ -143,7 +143,7 @@ def _recipe(config: RunConfig) -> dict[str, Any]:
             "per_device_train_batch_size", "max_length", "bf16", "use_peft", "lora_r", "lora_alpha", "seed",
             "eval_max_new_tokens", "eval_every_epoch")  # fmt: skip
     recipe = {k: getattr(config, k) for k in keys}
-    recipe["bf16"] = _bf16(config)  # what 'auto' became on this machine
+    recipe["bf16"] = resolve_bf16(config)  # what 'auto' became on this machine
     if not config.use_peft:
         recipe.pop("lora_r"), recipe.pop("lora_alpha")
     return recipe
@@ -165,7 +165,7 @@ def _maj_at_k(config: RunConfig, task: str, k: int, temperature: float) -> dict[
                 "student_stage": json.loads((student / "stage.json").read_text())["fingerprint"]}  # fmt: skip
     done = folder / "results.json"
     if not (done.is_file() and json.loads(done.read_text())["config"] == settings):
-        test = _test_split(run_dir / "rationales", task, config.limit_test)
+        test = test_split(run_dir / "rationales", task, config.limit_test)
         model, tokenizer = load_student(str(student))
         start = time.perf_counter()
         result = evaluate_student(model, tokenizer, test, task=task, format=config.format,

@@ -1,34 +1,68 @@
 """ftcot-hf: Fine-tune-CoT (Ho, Schmid, Yun, ACL 2023) on the Hugging Face stack.
 
-The public API is the short list below; everything else is internal and may move.
+The public API is the short list below (imported lazily: ``import ftcot_hf`` loads no model library); everything
+else is internal and may move.
 """
 
-from ftcot_hf.answers import PREDICTION_PREFIXES, score_completion
-from ftcot_hf.errors import (
-    ChecksumMismatchError,
-    FtcotError,
-    MissingSourceError,
-    SourceError,
-    SourceFormatError,
-    UnknownTaskError,
-)
-from ftcot_hf.tasks import TASKS, TaskSpec, get_task
-from ftcot_hf.tasks.builder import FtcotTasks, load_task
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "TASKS",
-    "PREDICTION_PREFIXES",
-    "ChecksumMismatchError",
-    "FtcotError",
-    "FtcotTasks",
-    "MissingSourceError",
-    "SourceError",
-    "SourceFormatError",
-    "TaskSpec",
-    "UnknownTaskError",
-    "get_task",
-    "load_task",
-    "score_completion",
-]
+_EXPORTS: dict[str, str] = {
+    # tasks
+    "Task": "ftcot_hf.tasks.task",
+    "TASKS": "ftcot_hf.tasks",
+    "get_task": "ftcot_hf.tasks",
+    "register_task": "ftcot_hf.tasks",
+    "load_task": "ftcot_hf.tasks.builder",
+    "FtcotTasks": "ftcot_hf.tasks.builder",
+    # answers
+    "score_completion": "ftcot_hf.answers",
+    "PREDICTION_PREFIXES": "ftcot_hf.answers",
+    "register_answer_type": "ftcot_hf.answers",
+    # teachers and augmentation
+    "build_teacher": "ftcot_hf.teachers",
+    "register_teacher": "ftcot_hf.teachers",
+    "RationaleAugmenter": "ftcot_hf.augment",
+    "augment": "ftcot_hf.augment",
+    "TeachConfig": "ftcot_hf.teach",
+    # students, formats, training
+    "get_format": "ftcot_hf.formats",
+    "register_format": "ftcot_hf.formats",
+    "format_dataset": "ftcot_hf.formats",
+    "load_student": "ftcot_hf.students",
+    "FineTuneCoTConfig": "ftcot_hf.training.config",
+    "train_student": "ftcot_hf.training.trainer",
+    # evaluation
+    "evaluate_student": "ftcot_hf.evaluation.evaluator",
+    "compute_accuracy": "ftcot_hf.evaluation.metric",
+    # hub and the run
+    "push_rationales": "ftcot_hf.hub",
+    "push_student": "ftcot_hf.hub",
+    "RunConfig": "ftcot_hf.pipeline",
+    "run": "ftcot_hf.pipeline",
+    # errors
+    "FtcotError": "ftcot_hf.errors",
+    "UnknownTaskError": "ftcot_hf.errors",
+    "SourceError": "ftcot_hf.errors",
+    "MissingSourceError": "ftcot_hf.errors",
+    "ChecksumMismatchError": "ftcot_hf.errors",
+    "SourceFormatError": "ftcot_hf.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ftcot_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

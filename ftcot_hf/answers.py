@@ -18,8 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from ftcot_hf.registry import Registry
+
 if TYPE_CHECKING:
-    from ftcot_hf.tasks.spec import TaskSpec
+    from ftcot_hf.tasks.task import Task
 
 Mode = Literal["paper", "robust"]
 MODES: tuple[str, ...] = ("paper", "robust")
@@ -32,13 +34,15 @@ PREDICTION_PREFIXES: dict[str, str | None] = {
     "zero_shot": None,
     "vanilla": None,
 }
-"""The answer prefix of each prompt/completion format (SPEC §5)."""
+"""The answer prefix of each prompt/completion format (the text after which the student's answer stands)."""
 
-ANSWER_TYPES: dict[str, type[AnswerParser]] = {}
+ANSWER_TYPES: Registry[type[AnswerParser]] = Registry("answer type")
+"""answer type name -> parser class (``number``, ``choice``, ``yes_no``, ``letters``, ``text``)."""
 
 
 def register_answer_type(cls: type[AnswerParser]) -> type[AnswerParser]:
-    ANSWER_TYPES[cls.name] = cls
+    """Class decorator: make an :class:`AnswerParser` subclass available by its ``name`` (``--answer_type``)."""
+    ANSWER_TYPES.register(cls.name, cls)
     return cls
 
 
@@ -65,6 +69,26 @@ class AnswerParser:
     def describe(self) -> str:
         return self.name
 
+    def vote_key(self, prediction: str | None, mode: Mode = "paper") -> str | None:
+        """The form a parsed prediction votes in for self-consistency: answers equal under ``equal`` vote together."""
+        return prediction
+
+    def canonical_gold(self, value: Any, choices: list[dict[str, str]] | None = None) -> str:
+        """A user dataset's gold answer as this type stores it in the ``answer`` column; ValueError (saying why)
+        when ``value`` cannot be read as such an answer."""
+        text = "" if value is None else str(value).strip()
+        if not text:
+            raise ValueError("the gold answer is empty")
+        return text
+
+    @classmethod
+    def for_dataset(cls, choices: int = 0) -> AnswerParser:
+        """The parser of a user dataset with this answer type (``choices``: the most options a question has)."""
+        return cls()
+
+
+LETTERS = "ABCDEFGHIJ"
+"""Option labels of multiple-choice questions, in order."""
 
 _NUMBER_PAPER = re.compile(r"-?\d+(?:\.\d+)?")
 _NUMBER_ROBUST = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
@@ -115,6 +139,27 @@ class NumberAnswer(AnswerParser):
         value = float(candidate)
         return abs(value - gold) <= 1e-6 or (mode == "robust" and math.isclose(value, gold, rel_tol=1e-9))
 
+    def vote_key(self, prediction: str | None, mode: Mode = "paper") -> str | None:
+        # Numbers compared as numbers pool their votes ("18" and "18.0"); string-matched ones do not.
+        if prediction is None or (mode == "paper" and self.exact_string):
+            return prediction
+        try:
+            return repr(float(prediction))
+        except ValueError:
+            return prediction
+
+    def canonical_gold(self, value: Any, choices: list[dict[str, str]] | None = None) -> str:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        text = _robust_number_text(str(value if value is not None else "")).strip().rstrip(".")
+        found = _NUMBER_ROBUST.findall(text)
+        if len(found) != 1:
+            raise ValueError("no number in it" if not found else f"{len(found)} numbers in it, expected one")
+        number = float(found[0])
+        if not math.isfinite(number):
+            raise ValueError("not a finite number")
+        return str(int(number)) if number.is_integer() else repr(number)
+
 
 @register_answer_type
 @dataclass(frozen=True)
@@ -137,6 +182,30 @@ class ChoiceAnswer(AnswerParser):
     def cleanse_gold(self, gold: str, mode: Mode = "paper") -> Any:
         return gold if mode == "paper" else gold.strip().strip("()").upper()
 
+    @classmethod
+    def for_dataset(cls, choices: int = 0) -> AnswerParser:
+        if not 2 <= choices <= len(LETTERS):
+            raise ValueError(f"a choice task needs 2 to {len(LETTERS)} options per question, found {choices}")
+        return cls(LETTERS[:choices])
+
+    def canonical_gold(self, value: Any, choices: list[dict[str, str]] | None = None) -> str:
+        """A letter (``B``, ``(b)``, ``B)``), or the text of one of the choices (case-insensitive)."""
+        text = "" if value is None else str(value).strip()
+        if not choices:
+            raise ValueError("the question has no choices")
+        labels = [c["label"] for c in choices]
+        letter = re.fullmatch(r"\(?([A-Za-z])[).:]?", text)
+        if letter and letter.group(1).upper() in labels:
+            return letter.group(1).upper()
+        matches = [c["label"] for c in choices if c["text"].strip().casefold() == text.casefold()]
+        if len(matches) == 1:
+            return matches[0]
+        raise ValueError(f"neither a choice label ({', '.join(labels)}) nor the text of exactly one choice")
+
+
+_YES = {"yes", "true", "1", "y"}
+_NO = {"no", "false", "0", "n"}
+
 
 @register_answer_type
 @dataclass(frozen=True)
@@ -155,6 +224,20 @@ class YesNoAnswer(AnswerParser):
 
     def cleanse_gold(self, gold: str, mode: Mode = "paper") -> Any:
         return gold.lower() if (self.lower_gold or mode == "robust") else gold
+
+    @classmethod
+    def for_dataset(cls, choices: int = 0) -> AnswerParser:
+        return cls(lower_gold=True)
+
+    def canonical_gold(self, value: Any, choices: list[dict[str, str]] | None = None) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        text = "" if value is None else str(value).strip().rstrip(".").casefold()
+        if text in _YES:
+            return "yes"
+        if text in _NO:
+            return "no"
+        raise ValueError("not yes/no (yes, no, true, false, 1, 0)")
 
 
 @register_answer_type
@@ -175,6 +258,46 @@ class LettersAnswer(AnswerParser):
 
     def equal(self, candidate: str, gold: Any, mode: Mode = "paper") -> bool:
         return candidate == gold if mode == "paper" else candidate.lower() == gold
+
+    def canonical_gold(self, value: Any, choices: list[dict[str, str]] | None = None) -> str:
+        text = "" if value is None else re.sub(r"\"|'|\.|\s", "", str(value))
+        if not text.isalpha():
+            raise ValueError("not a string of letters")
+        return text
+
+
+def normalize_text(text: str) -> str:
+    """Free-text answers compare after this: whitespace collapsed, case-folded, surrounding quotes and trailing
+    punctuation removed."""
+    text = " ".join(str(text).split()).casefold()
+    return text.strip(" \"'`").rstrip(".!?;:,").strip(" \"'`")
+
+
+@register_answer_type
+@dataclass(frozen=True)
+class TextAnswer(AnswerParser):
+    """Free-text answers (user datasets). Each non-empty line is a candidate, normalised (:func:`normalize_text`);
+    paper and robust mode agree. A leading "the answer is" is dropped."""
+
+    name: ClassVar[str] = "text"
+
+    def candidates(self, text: str, mode: Mode = "paper") -> list[str]:
+        lines = (re.sub(r"^(?:the )?answer(?: is)?:?\s*", "", normalize_text(line)) for line in text.splitlines())
+        return [line for line in lines if line]
+
+    def cleanse_gold(self, gold: str, mode: Mode = "paper") -> Any:
+        return normalize_text(gold)
+
+    def canonical_gold(self, value: Any, choices: list[dict[str, str]] | None = None) -> str:
+        text = " ".join(("" if value is None else str(value)).split())
+        if not normalize_text(text):
+            raise ValueError("the gold answer is empty")
+        return text
+
+
+def make_parser(answer_type: str, *, choices: int = 0) -> AnswerParser:
+    """The parser of a user dataset's ``--answer_type`` (``choices``: the most options a question has)."""
+    return ANSWER_TYPES[answer_type].for_dataset(choices)
 
 
 def score_with_parser(
@@ -204,7 +327,7 @@ def score_with_parser(
 
 
 def score_completion(
-    task: str | TaskSpec,
+    task: str | Task,
     completion: str,
     gold: str,
     *,
@@ -214,7 +337,7 @@ def score_completion(
     """Parse ``completion`` for ``task`` and compare it with ``gold``.
 
     Args:
-        task: a task name (see ``ftcot_hf.TASKS``) or a task definition.
+        task: a task name (see ``ftcot_hf.TASKS``) or a :class:`~ftcot_hf.Task`.
         completion: the generated text, without its stop string.
         gold: the gold answer as stored in the task's ``answer`` column.
         prefix: the literal answer prefix of the format (``"-->"`` for Fine-tune-CoT, see
@@ -229,7 +352,7 @@ def score_completion(
         >>> score_completion("coin_flip", "The coin was flipped twice. --> yes", "yes", prefix="-->")["correct"]
         True
     """
-    from ftcot_hf.tasks import get_task
+    # Imported here: tasks import this module for their parsers, so the name lookup cannot be at module level.
+    from ftcot_hf.tasks import resolve_task
 
-    spec = get_task(task) if isinstance(task, str) else task
-    return score_with_parser(spec.answer, completion, gold, prefix=prefix, mode=mode)
+    return score_with_parser(resolve_task(task).answer, completion, gold, prefix=prefix, mode=mode)

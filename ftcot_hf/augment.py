@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from ftcot_hf.answers import score_completion
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.prompts import answer_trigger, stage1_prompt, stage2_prompt
-from ftcot_hf.tasks import get_task
+from ftcot_hf.prompts import stage1_prompt, stage2_prompt
+from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.teachers.base import Request, SamplingParams, Teacher
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ class RationaleAugmenter:
 
     Args:
         teacher: any teacher backend (wrap it in ``CachedTeacher`` to make runs resumable).
-        task: the task name (selects the answer parser, and the Kojima trigger when ``trigger="kojima"``).
+        task: the :class:`~ftcot_hf.Task` or a registered task's name (selects the answer parser, and the Kojima
+            trigger when ``trigger="kojima"``).
         degree: D, samples per question (1-64).
         temperature: sampling temperature; default 0.7 when D > 1, greedy when D = 1.
         trigger: ``"generic"`` (the paper's ``Therefore, the answer is``) or ``"kojima"`` (task-specific).
@@ -100,7 +101,7 @@ class RationaleAugmenter:
     """
 
     teacher: Teacher
-    task: str
+    task: Task | str
     degree: int = 1
     temperature: float | None = None
     trigger: Literal["generic", "kojima"] = "generic"
@@ -116,20 +117,21 @@ class RationaleAugmenter:
     extra_samples: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        self.task = resolve_task(self.task)
         if not 1 <= self.degree <= 64:
             raise ValueError(f"degree (D) must be between 1 and 64, got {self.degree}.")
         if self.temperature is None:
             self.temperature = 0.7 if self.degree > 1 else 0.0
         if self.degree > 1 and self.temperature == 0:
             raise ValueError("D > 1 with temperature 0 would repeat one greedy rationale D times: set temperature.")
-        self._trigger = answer_trigger(self.task, self.trigger)
+        self._trigger = self.task.answer_trigger(self.trigger)
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
-        skip = ("teacher", "extra_samples", "progress")
+        skip = ("teacher", "extra_samples", "progress", "task")
         config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         config["teacher"] = self.teacher.identity()
+        config["task"] = [self.task.name, self.task.answer_type]
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _progress(self, iterable, total: int, what: str):
@@ -137,7 +139,7 @@ class RationaleAugmenter:
             return iterable
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=f"{self.task}: {what}", unit="req", leave=False)
+        return tqdm(iterable, total=total, desc=f"{self.task.name}: {what}", unit="req", leave=False)
 
     def _stage1(self, questions: list[str], first: list[int], counts: list[int]) -> dict[tuple[int, int], Any]:
         params = SamplingParams(temperature=self.temperature, max_tokens=self.max_rationale_tokens)
@@ -179,7 +181,7 @@ class RationaleAugmenter:
         if missing:
             raise FtcotError(
                 f"RationaleAugmenter needs task records with columns sample_index, question, answer; the dataset "
-                f"lacks {', '.join(missing)} (it has {', '.join(batch)}). Use ftcot_hf.load_task({self.task!r})."
+                f"lacks {', '.join(missing)} (it has {', '.join(batch)}). Use ftcot_hf.load_task({self.task.name!r})."
             )
         questions, answers = batch["question"], batch["answer"]
         n = len(questions)
@@ -234,7 +236,7 @@ class RationaleAugmenter:
 
 def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> YieldReport:
     """Count questions, samples, correct and kept rows of an augmentation run."""
-    report = YieldReport(augmenter.task, augmenter.teacher.model, augmenter.degree, float(augmenter.temperature))
+    report = YieldReport(augmenter.task.name, augmenter.teacher.model, augmenter.degree, float(augmenter.temperature))
     index, correct = augmented["sample_index"], augmented["correct"]
     report.questions = len(set(index))
     report.samples = len(index)
@@ -263,23 +265,30 @@ def augment(
     if keep not in ("correct", "all"):
         raise ValueError(f"keep must be 'correct' or 'all', not {keep!r}.")
     if dataset.num_rows == 0:
-        raise FtcotError(f"Nothing to augment: the {augmenter.task} dataset given has no rows.")
+        raise FtcotError(f"Nothing to augment: the {augmenter.task.name} dataset given has no rows.")
     fingerprint = augmenter.fingerprint()
+    # The request cache is the only cache of teacher output: a map cache keyed on the config would serve rows of
+    # another server (or of a deleted request cache) with 0 requests, so it is never read.
     augmented = dataset.map(
         augmenter,
         batched=True,
         batch_size=batch_size,
         remove_columns=dataset.column_names,
         new_fingerprint=f"{dataset._fingerprint}-{fingerprint}",
-        desc=f"Teaching {augmenter.task}",
+        load_from_cache_file=False,
+        desc=f"Teaching {augmenter.task.name}",
     )
     kept = (
         augmented
         if keep == "all"
         else augmented.filter(
-            lambda c: c, input_columns="correct", batched=False, new_fingerprint=f"{augmented._fingerprint}-correct"
+            lambda c: c,
+            input_columns="correct",
+            batched=False,
+            new_fingerprint=f"{augmented._fingerprint}-correct",
+            load_from_cache_file=False,
         )
     )
     report = yield_report(augmenter, augmented, kept)
-    logger.info("%s: %s", augmenter.task, report.to_dict())
+    logger.info("%s: %s", augmenter.task.name, report.to_dict())
     return kept, report

@@ -33,18 +33,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from ftcot_hf.tasks import TASKS
 
     rows = []
-    for name, spec in TASKS.items():
-        n_train, n_test = spec.split_sizes("default")
-        optional = "*" if spec.optional_sources else ""
+    for name, task in TASKS.items():
+        n_train, n_test = task.split_sizes("default")
+        optional = "*" if task.source.optional_sources else ""
         rows.append(
             [
                 name,
-                spec.answer_type,
+                task.answer_type,
                 f"{n_train}{optional}",
                 n_test,
-                spec.size,
-                ", ".join(spec.split_variants()[1:]),
-                spec.license,
+                task.source.size,
+                ", ".join(task.split_variants()[1:]),
+                task.license,
             ]
         )
     if args.json:

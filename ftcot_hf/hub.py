@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
     from huggingface_hub import DatasetCard, HfApi, ModelCard
 
+    from ftcot_hf.tasks import Task
+
 logger = logging.getLogger(__name__)
 
 PAPER_CITATION = """@inproceedings{ho-etal-2023-large,
@@ -182,12 +184,35 @@ def validate_card(card: DatasetCard | ModelCard | str, kind: str) -> dict[str, A
 
 
 # -- the rationale dataset --------------------------------------------------------------------------------------------
-def _scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A teach config fit for publishing: no local paths, no URL query strings (they may hold keys)."""
+def scrub_url(url: str) -> str:
+    """``url`` without credentials (``user:password@``) and without its query string (it may hold a key)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<unparsable URL>"
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "") if "@" in parts.netloc else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+_SECRET_KEYS = ("key", "token", "secret", "password", "authorization")
+
+
+def scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A teach config fit for writing and publishing: no local paths, no credentials or query strings in URLs, no
+    secret-looking backend options (``api_key``...), a local dataset named by its file name only."""
     local = ("cache_dir", "output_dir", "data_dir", "replay_file")
     out = {k: v for k, v in config.items() if k not in local}
     if out.get("base_url"):
-        out["base_url"] = [str(u).split("?")[0] for u in out["base_url"]]
+        urls = [out["base_url"]] if isinstance(out["base_url"], str) else out["base_url"]
+        out["base_url"] = [scrub_url(u) for u in urls]
+    if isinstance(out.get("teacher_kwargs"), Mapping):
+        out["teacher_kwargs"] = {k: ("<redacted>" if any(s in k.lower() for s in _SECRET_KEYS) else v)
+                                 for k, v in out["teacher_kwargs"].items()}  # fmt: skip
+    if out.get("dataset") and Path(str(out["dataset"])).expanduser().exists():
+        out["dataset"] = Path(str(out["dataset"])).name
     return out
 
 
@@ -204,7 +229,7 @@ def _reports(reports: Sequence[Any] | None) -> list[Any]:
 
 
 def render_dataset_card(
-    tasks: Sequence[str],
+    tasks: Sequence[str | Task],
     *,
     repo_id: str,
     teach_config: Mapping[str, Any] | Any | None = None,
@@ -212,10 +237,11 @@ def render_dataset_card(
     configs: list[dict[str, Any]] | None = None,
     dataset_info: Any = None,
 ) -> DatasetCard:
-    """The rationale dataset card (``model_cards/rationale_dataset_card.md``), as ``ftcot teach`` writes it.
+    """The rationale dataset card (``rationale_dataset_card.md``): the one writer of it (``ftcot teach`` saves it,
+    :func:`push_rationales` uploads it).
 
     Args:
-        tasks: the task configs in the dataset.
+        tasks: the tasks in the dataset (objects, or registered names).
         repo_id: shown in "How to load".
         teach_config: the ``TeachConfig`` (or its dict, as in ``yield_report.json``): teacher, D, T, filter.
         reports: the ``YieldReport`` objects (or their dicts): the yield table.
@@ -225,26 +251,30 @@ def render_dataset_card(
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from ftcot_hf.augment import YieldReport
-    from ftcot_hf.prompts import answer_trigger
-    from ftcot_hf.tasks import get_task
+    from ftcot_hf.tasks import resolve_task
+    from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION
 
     if not tasks:
         raise FtcotError("A rationale dataset needs at least one task.")
+    task_objs = [resolve_task(t) for t in tasks]
     config = asdict(teach_config) if is_dataclass(teach_config) else dict(teach_config or {})  # type: ignore[arg-type]
     reps = _reports(reports)
-    sources, licenses = [], set()
-    for task in tasks:
-        spec = get_task(task)
-        for source in spec.sources.values():
-            sources.append({"task": task, **vars(source), "url": source.url})
-        licenses.add(spec.license)
+    sources, custom, licenses = [], [], set()
+    for task in task_objs:
+        for source in task.provenance():
+            entry = {"task": task.name, **source}
+            if task.builtin:
+                sources.append(entry)
+            else:
+                custom.append(entry | {"answer_type": task.answer_type})
+        licenses.add(task.license)
     backend = config.get("teacher", "not recorded")
     style = config.get("trigger") or ("kojima" if backend == "text-davinci-002" else "generic")
     keep = config.get("keep", "correct")
     if configs is None:
         configs = [
-            {"config_name": t, "data_files": [{"split": s, "path": f"{t}/{s}-*"} for s in ("train", "test")]}
-            for t in tasks
+            {"config_name": t.name, "data_files": [{"split": s, "path": f"{t.name}/{s}-*"} for s in ("train", "test")]}
+            for t in task_objs
         ]
     card_data = dict(DATASET_CARD_DATA, license=licenses_of(licenses), configs=configs)
     if dataset_info is not None:
@@ -259,15 +289,24 @@ def render_dataset_card(
         backend=backend,
         degree=config.get("degree", reps[0].degree if reps else "not recorded"),
         temperature=reps[0].temperature if reps else config.get("temperature", "not recorded"),
-        trigger=", ".join(sorted({answer_trigger(t, style).strip() for t in tasks})),
+        trigger=", ".join(sorted({t.answer_trigger(style).strip() for t in task_objs})),
         keep=f"keep={keep}" + (" (parsed answer == gold answer)" if keep == "correct" else ""),
         mode=config.get("mode", "paper"),
         yield_table=YieldReport.markdown(reps) if reps else "Not recorded.",
         sources=sources,
-        citation=get_task(tasks[0]).citation,
+        custom_sources=custom,
+        citation=task_objs[0].citation or FINE_TUNE_COT_CITATION,
     )
     validate_card(card, "dataset")
     return card
+
+
+def folder_tasks(meta: Mapping[str, Any], names: Sequence[str]) -> list[Task]:
+    """The tasks of a rationale folder: user-dataset tasks rebuilt from ``yield_report.json``, built-ins by name."""
+    from ftcot_hf.tasks import Task, resolve_task
+
+    stored = meta.get("tasks") or {}
+    return [Task.from_dict(stored[n]) if n in stored else resolve_task(n) for n in names]
 
 
 def _rationale_folder(folder: Path) -> tuple[dict[str, Path], list[dict[str, Any]], dict[str, Any]]:
@@ -352,16 +391,18 @@ def push_rationales(
         config = asdict(config) if is_dataclass(config) else dict(config or {})  # type: ignore[arg-type]
         reps = _reports(reports if reports is not None else meta.get("reports"))
         tasks = [c["config_name"] for c in configs]
+        task_objs = folder_tasks(meta, tasks)
 
         token = resolve_token(token)
         api = _api(token)
         repo_id = _full_repo_id(api, repo_id)
-        card = render_dataset_card(tasks, repo_id=repo_id, teach_config=config, reports=reps, configs=configs)
+        card = render_dataset_card(task_objs, repo_id=repo_id, teach_config=config, reports=reps, configs=configs)
         url = _prepare_repo(api, repo_id, "dataset", private, revision)
         operations: list[Any] = [CommitOperationAdd(path, str(file)) for path, file in files.items()]
         operations.append(CommitOperationAdd("README.md", str(card).encode()))
         if config or reps:
-            report = {"config": _scrub_config(config), "reports": [r.to_dict() for r in reps]}
+            report = {"config": scrub_config(config), "reports": [r.to_dict() for r in reps],
+                      "tasks": meta.get("tasks") or {}}  # fmt: skip
             operations.append(CommitOperationAdd("yield_report.json", (json.dumps(report, indent=2) + "\n").encode()))
         with _hub_errors(f"push the rationales to {repo_id}"):
             existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)

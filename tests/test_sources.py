@@ -20,7 +20,7 @@ from ftcot_hf import (
 )
 from ftcot_hf.tasks.sources import read_json, read_jsonl
 
-COIN = get_task("coin_flip").sources["data"]
+COIN = get_task("coin_flip").source.sources["data"]
 
 
 def _mini_mirror(mirror: Path, dest: Path, *sources) -> Path:
@@ -83,7 +83,7 @@ def test_checksum_mismatch_names_file_hashes_and_fix_and_leaves_no_cache(mirror,
 
 
 def test_malformed_json_line_names_file_and_line(mirror, tmp_path):
-    gsm = get_task("gsm8k").sources
+    gsm = get_task("gsm8k").source.sources
     bad = _mini_mirror(mirror, tmp_path / "mirror", gsm["train"], gsm["test"])
     path = bad / gsm["test"].mirror_path
     lines = path.read_text().splitlines(keepends=True)

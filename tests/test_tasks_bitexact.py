@@ -74,7 +74,7 @@ def test_registry_has_the_twelve_paper_tasks_in_order():
         "commonsense_qa",
         "strategy_qa",
     ]
-    assert {name: spec.size for name, spec in TASKS.items()} == SPEC_SIZES
+    assert {name: task.source.size for name, task in TASKS.items()} == SPEC_SIZES
 
 
 @pytest.mark.parametrize("task", sorted(REFERENCE_FILES))
@@ -82,8 +82,8 @@ def test_records_equal_reference_compiled_dataset(task, built, reference_dir):
     reference = json.loads((reference_dir / "initial_commit_5a5104a/dataset" / REFERENCE_FILES[task]).read_text())
     rows = _all_rows(built(task))
     offset = 7473 if task == "gsm8k" else 0
-    assert len(rows) == TASKS[task].size
-    assert sorted(rows) == list(range(TASKS[task].size))
+    assert len(rows) == TASKS[task].source.size
+    assert sorted(rows) == list(range(TASKS[task].source.size))
     mismatches = []
     for i, ref in enumerate(reference):
         row = rows[offset + i]
@@ -105,7 +105,7 @@ def test_records_without_a_source_rationale_have_none(built):
 @pytest.mark.parametrize("task,variant", SPLIT_FILES)
 def test_split_indices_equal_reference_split_files(task, variant, built, reference_dir):
     expected = json.loads((reference_dir / "data/split" / f"{task}__{variant}.json").read_text())
-    spec = get_task(task)
+    spec = get_task(task).source
     template = reference_dir / "data/split" / f"{task}__{variant}.json" if variant == "template" else None
     assert spec.split_indices(variant, template) == {"train": expected["train"], "test": expected["test"]}
     ds = built(task, variant)

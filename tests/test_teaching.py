@@ -12,7 +12,8 @@ from datasets import Dataset
 
 from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.prompts import KOJIMA_ANSWER_TRIGGERS, stage1_prompt
+from ftcot_hf.prompts import stage1_prompt
+from ftcot_hf.tasks import get_task
 from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, default_cache_path, request_key
 
@@ -155,7 +156,7 @@ def test_kojima_trigger_and_greedy_default():
     assert aug.temperature == 0.0
     augment(_records(2), aug, keep="all")
     stage2 = [r.prompt for r in scripted.prompts if "Therefore" in r.prompt]
-    assert all(p.endswith(KOJIMA_ANSWER_TRIGGERS["coin_flip"]) for p in stage2)
+    assert all(p.endswith(get_task("coin_flip").kojima_trigger) for p in stage2)
 
 
 def test_resample_until_k_correct_respects_the_budget():
@@ -190,7 +191,7 @@ def test_bad_augmenter_input_is_clear():
 
 
 def test_transformers_teacher_batched_sampling_and_stop(tiny_gpt2, tmp_path):
-    from ftcot_hf.teachers.hf import TransformersTeacher
+    from ftcot_hf.teachers.transformers import TransformersTeacher
 
     teacher = TransformersTeacher(str(tiny_gpt2), batch_size=2)
     greedy = SamplingParams(temperature=0, max_tokens=12)

@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks import Task
+from ftcot_hf.tasks.args import TaskDatasetArgs
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(TaskDatasetArgs):
     """Configuration of ``ftcot eval``.
 
     Parameters that choose the model and the data:
-        model, gguf_file, dtype, task, split, split_variant, dataset, limit, data_dir
+        model, gguf_file, dtype, task, split, split_variant, dataset, limit, data_dir; or your own dataset:
+        dataset + question_column, answer_column, answer_type, task_name (and the other TaskDatasetArgs)
     Parameters of generation and scoring:
         format, batch_size, max_new_tokens, sc, sc_temperature, seed, mode, threads
     Parameters of the report:
@@ -50,7 +53,8 @@ class EvalConfig:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "A dataset folder/repo with one config per task (e.g. a rationale dataset) instead of the tasks."
+            "help": "A dataset folder/repo with one config per task (e.g. a rationale dataset) instead of the tasks; "
+            "or, with --question_column/--answer_column/--answer_type/--task_name, your own dataset."
         },
     )
     limit: int | None = field(default=None, metadata={"help": "Evaluate the first N questions only (quick runs)."})
@@ -101,10 +105,16 @@ class EvalConfig:
         if not self.model:
             raise FtcotError("ftcot eval needs --model (a student folder, Hub id, .gguf file, or 'text-davinci-002').")
         from ftcot_hf.answers import MODES
-        from ftcot_hf.tasks import get_task
+        from ftcot_hf.tasks import resolve_task
+        from ftcot_hf.tasks.custom import recorded_tasks
 
-        for task in self.task:
-            get_task(task)  # unknown names fail here, with suggestions
+        custom = self.custom_task()
+        if custom is not None:
+            self.task = [custom.name]
+            self.tasks: list[Task] = [custom]
+        else:  # a rationale folder of `ftcot teach` records its user-dataset tasks; other names are registered
+            recorded = recorded_tasks(self.dataset) if self.dataset else {}
+            self.tasks = [recorded.get(t) or resolve_task(t) for t in self.task]  # unknown names fail here
         if self.mode not in MODES:
             raise FtcotError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}.")
         for name in ("batch_size", "max_new_tokens"):
@@ -138,22 +148,26 @@ def _load_plain(config: EvalConfig) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def _task_records(config: EvalConfig, task: str) -> Any:
-    if config.dataset:
+def _task_records(config: EvalConfig, task: Task) -> Any:
+    if config.wants_custom_task():
+        splits = task.load()
+        split = "test" if config.split == config.test_split else config.split
+        if split not in splits:
+            raise FtcotError(f"Task {task.name} has no {config.split!r} split (available: {', '.join(splits)}).")
+        data = splits[split]
+    elif config.dataset:
         from datasets import load_dataset
 
         try:
-            data = load_dataset(config.dataset, task, split=config.split)
+            data = load_dataset(config.dataset, task.name, split=config.split)
         except (ValueError, FileNotFoundError) as e:
             raise FtcotError(
-                f"Could not load split {config.split!r} of config {task!r} from {config.dataset}: {e}"
+                f"Could not load split {config.split!r} of config {task.name!r} from {config.dataset}: {e}"
             ) from None
     else:
-        from ftcot_hf.tasks.builder import load_task
-
-        splits = load_task(task, config.split_variant, data_dir=config.data_dir)
+        splits = task.load(config.split_variant, data_dir=config.data_dir)
         if config.split not in splits:
-            raise FtcotError(f"Task {task} has no {config.split!r} split here (available: {', '.join(splits)}).")
+            raise FtcotError(f"Task {task.name} has no {config.split!r} split here (available: {', '.join(splits)}).")
         data = splits[config.split]
     if config.limit is not None:
         data = data.select(range(min(config.limit, len(data))))
@@ -185,14 +199,14 @@ def run_eval(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, pr
     results = []
     paper_row = None if config.paper_row in (None, "none", "auto") else config.paper_row
     if model is None and config.model in PRESETS:
-        for task in config.task:
+        for task in config.tasks:
             results.append(evaluate_teacher(task, split=config.split, data_dir=config.data_dir, mode=config.mode))
     else:
         if model is None:
             model, tokenizer = _load_model(config)
         if config.paper_row == "auto":
             paper_row = _auto_paper_row(config, model)
-        for task in config.task:
+        for task in config.tasks:
             result = evaluate_student(
                 model,
                 tokenizer,

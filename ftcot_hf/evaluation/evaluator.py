@@ -21,7 +21,8 @@ from ftcot_hf.evaluation.baselines import eval_plan
 from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
 from ftcot_hf.evaluation.selfconsistency import vote
-from ftcot_hf.prompts import answer_trigger, stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import stage1_prompt, stage2_prompt
+from ftcot_hf.tasks import Task, resolve_task
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def evaluate_student(
     tokenizer: Any,
     dataset: Any,
     *,
-    task: str,
+    task: str | Task,
     format: str = "ft_cot",
     batch_size: int = 16,
     max_new_tokens: int = 512,
@@ -119,7 +120,7 @@ def evaluate_student(
             train/eval mode is restored afterwards, so a training callback can call this between epochs.
         dataset: records with ``question`` and ``answer`` (and ``sample_index``): a task's test split, a list of
             dicts, or a ``DatasetDict`` (its ``test`` split is used).
-        task: the task name (chooses the answer parser and, for few-shot-CoT, the exemplars).
+        task: the task or its name (chooses the answer parser and, for few-shot-CoT, the exemplars).
         format: a student format (``ft_cot``, ``vanilla``, ``natural``, ...; switched to its ``_t5`` variant for an
             encoder-decoder) or a baseline (``zero_shot``, ``zero_shot_cot``, ``few_shot_cot``); see
             :mod:`ftcot_hf.evaluation.baselines`.
@@ -142,9 +143,10 @@ def evaluate_student(
     if sc < 0:
         raise ValueError(f"sc must be 0 (greedy only) or the number of samples per question, not {sc}.")
     sc = sc if sc >= 2 else 0
+    task = resolve_task(task)
     records = _records(dataset)
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
-    plan = eval_plan(format, task, encoder_decoder=enc_dec, data_dir=data_dir)
+    plan = eval_plan(format, task.name, encoder_decoder=enc_dec, data_dir=data_dir)
     prompts = [plan.prompt(r) for r in records]
     answers = [str(r["answer"]) for r in records]
     started = time.perf_counter()
@@ -224,9 +226,7 @@ def evaluate_student(
             mode=mode,
             return_details=True,
         )["details"]
-        from ftcot_hf.tasks import get_task
-
-        parser = get_task(task).answer
+        parser = task.answer
         correct = []
         for i, example in enumerate(examples):
             voted = vote(parser, sample_scores[i * sc : (i + 1) * sc], mode)
@@ -239,7 +239,7 @@ def evaluate_student(
         scores,
         maj_at_k=maj_at_k,
         k=sc,
-        task=task,
+        task=task.name,
         format=plan.name,
         mode=mode,
         examples=examples,
@@ -256,7 +256,7 @@ def evaluate_student(
     )
     logger.info(
         "%s [%s] accuracy %s over %d questions%s (%.1f s, %d tokens).",
-        task,
+        task.name,
         plan.name,
         "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%",
         result.n,
@@ -281,7 +281,7 @@ def _teacher_rows(dataset: Mapping[str, Iterable[Mapping[str, Any]]] | Any, spli
 
 
 def evaluate_teacher(
-    task: str,
+    task: str | Task,
     *,
     teacher: Any = None,
     trigger: str | None = None,
@@ -311,22 +311,21 @@ def evaluate_teacher(
     from ftcot_hf.teachers.base import Request, SamplingParams
     from ftcot_hf.teachers.replay import KOJIMA_ANSWER_MAX_TOKENS, KOJIMA_COT_MAX_TOKENS, ReplayTeacher
 
+    task = resolve_task(task)
     if dataset is None:
-        from ftcot_hf.tasks.builder import load_task
-
-        dataset = load_task(task, data_dir=data_dir, cache_dir=cache_dir)
+        dataset = task.load(data_dir=data_dir, cache_dir=cache_dir)
     if teacher is None:
-        teacher = ReplayTeacher.from_kojima_logs([task], data_dir=data_dir, datasets={task: dataset})
+        teacher = ReplayTeacher.from_kojima_logs([task.name], data_dir=data_dir, datasets={task.name: dataset})
         trigger = trigger or "kojima"
-    trigger_text = answer_trigger(task, trigger or "generic")
+    trigger_text = task.answer_trigger(trigger or "generic")
     rows = _teacher_rows(dataset, split)
     if isinstance(teacher, ReplayTeacher):
         covered = [r for r in rows if stage1_prompt(r["question"]) in teacher]
         if len(covered) < len(rows):
-            logger.info("%s: the recording covers %d of %d %s questions.", task, len(covered), len(rows), split)
+            logger.info("%s: the recording covers %d of %d %s questions.", task.name, len(covered), len(rows), split)
         rows = covered
     if not rows:
-        raise FtcotError(f"No {task} {split} question to score for teacher {teacher.model!r}.")
+        raise FtcotError(f"No {task.name} {split} question to score for teacher {teacher.model!r}.")
     started = time.perf_counter()
     stage1 = SamplingParams(temperature=0.0, max_tokens=KOJIMA_COT_MAX_TOKENS)
     stage2 = SamplingParams(temperature=0.0, max_tokens=KOJIMA_ANSWER_MAX_TOKENS)
@@ -363,7 +362,7 @@ def evaluate_teacher(
     ]
     return EvalResult.from_scores(
         scores,
-        task=task,
+        task=task.name,
         format="zero_shot_cot",
         mode=mode,
         examples=examples,
@@ -378,13 +377,14 @@ def evaluate_completions(
     completions: Sequence[str],
     dataset: Any,
     *,
-    task: str,
+    task: str | Task,
     format: str | None = "ft_cot",
     finish_reasons: Sequence[str] | None = None,
     mode: str = "paper",
     model: str | None = None,
 ) -> EvalResult:
     """Score completions made elsewhere (a file, another engine) against ``dataset``'s answers, in order."""
+    task = resolve_task(task)
     records = _records(dataset)
     if len(completions) != len(records):
         raise ValueError(f"{len(completions)} completions for {len(records)} records: they must pair up.")
@@ -410,7 +410,7 @@ def evaluate_completions(
     ]
     return EvalResult.from_scores(
         scores,
-        task=task,
+        task=task.name,
         format=format or "none",
         mode=mode,
         examples=examples,

@@ -16,10 +16,13 @@ Metrics (fractions in [0, 1]; None when there is nothing to average):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.answers import MODES, PREDICTION_PREFIXES, score_with_parser
 from ftcot_hf.errors import FtcotError
+
+if TYPE_CHECKING:
+    from ftcot_hf.tasks import Task
 
 COMPLETE_REASONS = frozenset({"stop", "eos"})
 """Finish reasons that count as a completed generation (the reference counts OpenAI's ``"stop"``)."""
@@ -52,7 +55,7 @@ def compute_accuracy(
     predictions: Sequence[str],
     references: Sequence[str],
     *,
-    task: str,
+    task: str | Task,
     format: str | None = "ft_cot",
     mode: str = "paper",
     finish_reasons: Sequence[str | None] | None = None,
@@ -63,7 +66,7 @@ def compute_accuracy(
     Args:
         predictions: the raw generated texts (without the stop phrase, as :func:`generate_completions` returns them).
         references: the gold answers, as in the task's ``answer`` column.
-        task: a task name (``ftcot_hf.TASKS``): chooses the answer parser.
+        task: a :class:`~ftcot_hf.Task` or a registered task's name: chooses the answer parser.
         format: the format whose answer prefix applies (``"ft_cot"`` -> ``-->``, ``"few_shot_cot"`` ->
             ``The answer is``, ``"vanilla"``/``"zero_shot"``/None -> no prefix).
         mode: ``"paper"`` (bit-exact with the reference) or ``"robust"``.
@@ -83,7 +86,7 @@ def compute_accuracy(
         >>> compute_accuracy([" heads, flipped: tails --> no "], ["no"], task="coin_flip")["accuracy"]
         1.0
     """
-    from ftcot_hf.tasks import get_task
+    from ftcot_hf.tasks import resolve_task
 
     if mode not in MODES:
         raise ValueError(f"Unknown answer-parsing mode {mode!r}: use one of {', '.join(MODES)}.")
@@ -93,7 +96,8 @@ def compute_accuracy(
     if finish_reasons is not None and len(finish_reasons) != len(predictions):
         raise ValueError(f"{len(finish_reasons)} finish_reasons for {len(predictions)} predictions.")
     prefix = resolve_prefix(format)
-    parser = get_task(task).answer
+    task = resolve_task(task)
+    parser = task.answer
     details: list[dict[str, Any]] = []
     for i, (prediction, gold) in enumerate(zip(predictions, references, strict=True)):
         if prediction is not None and not isinstance(prediction, str):
@@ -101,7 +105,7 @@ def compute_accuracy(
         try:
             scored = score_with_parser(parser, prediction or "", str(gold), prefix=prefix, mode=mode)  # type: ignore[arg-type]
         except ValueError as e:
-            raise FtcotError(f"references[{i}] ({gold!r}) cannot be read as a {task} answer: {e}") from None
+            raise FtcotError(f"references[{i}] ({gold!r}) cannot be read as a {task.name} answer: {e}") from None
         scored["complete"] = None if finish_reasons is None else finish_reasons[i] in COMPLETE_REASONS
         details.append(scored)
     result: dict[str, Any] = {
@@ -110,7 +114,7 @@ def compute_accuracy(
         "correct_format": _mean([d["correct_format"] for d in details]),
         "complete": None if finish_reasons is None else _mean([d["complete"] for d in details]),
         "n": len(details),
-        "task": task,
+        "task": task.name,
         "format": format,
         "prefix": prefix,
         "mode": mode,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ftcot_hf.answers import AnswerParser, NumberAnswer
+from ftcot_hf.answers import AnswerParser
 
 
 def majority_vote(answers: Sequence[str | None]) -> str | None:
@@ -37,15 +37,8 @@ def majority_vote(answers: Sequence[str | None]) -> str | None:
 
 
 def vote_key(parser: AnswerParser, prediction: str | None, mode: str = "paper") -> str | None:
-    """The form a parsed prediction votes in (see the module docstring)."""
-    if prediction is None:
-        return None
-    if isinstance(parser, NumberAnswer) and (mode == "robust" or not parser.exact_string):
-        try:
-            return repr(float(prediction))
-        except ValueError:
-            return prediction
-    return prediction
+    """The form a parsed prediction votes in (the answer type decides: see ``AnswerParser.vote_key``)."""
+    return parser.vote_key(prediction, mode)
 
 
 def vote(parser: AnswerParser, scored: Sequence[dict[str, Any]], mode: str = "paper") -> dict[str, Any]:

@@ -1,17 +1,18 @@
-"""The 12 Fine-tune-CoT tasks: one module each (``ftcot_hf/tasks/<name>.py``), registered here in paper order.
+"""The task registry: the paper's 12 tasks (one module each, ``ftcot_hf/tasks/<name>.py``, in paper order) and any
+task a user registers (:func:`register_task`, e.g. a ``Task.from_dataset``).
 
-Adding a task is adding one module that defines ``TASK = TaskSpec(...)`` and one line in ``_MODULES``.
+A name is turned into a :class:`Task` here, once, at the edge (CLI, configs, public functions taking
+``str | Task``); below that, stages receive ``Task`` objects. Adding a built-in task is adding its module and its
+line below; a user's task needs no file at all.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
+from ftcot_hf.errors import FtcotError, UnknownTaskError
+from ftcot_hf.registry import Registry
+from ftcot_hf.tasks.task import Task
 
-from ftcot_hf.errors import UnknownTaskError
-from ftcot_hf.tasks.spec import TaskSpec
-
-_MODULES = (
+BUILTIN_TASKS = (
     "single_eq",
     "addsub",
     "multiarith",
@@ -25,19 +26,35 @@ _MODULES = (
     "commonsense_qa",
     "strategy_qa",
 )
+"""The paper's tasks, in its order."""
 
-TASKS: dict[str, TaskSpec] = {name: importlib.import_module(f"ftcot_hf.tasks.{name}").TASK for name in _MODULES}
-"""Task name -> task definition, in the paper's order."""
-
-
-def get_task(name: str) -> TaskSpec:
-    """The task definition of ``name``; an unknown name raises :class:`UnknownTaskError` with the valid names."""
-    try:
-        return TASKS[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), TASKS, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownTaskError(f"Unknown task {name!r}.{hint} Valid tasks: {', '.join(TASKS)}.") from None
+TASKS: Registry[Task] = Registry(
+    "task", {name: f"ftcot_hf.tasks.{name}:TASK" for name in BUILTIN_TASKS}, error=UnknownTaskError
+)
+"""Task name -> :class:`Task`: the paper's 12 (in its order), then registered ones."""
 
 
-__all__ = ["TASKS", "TaskSpec", "get_task"]
+def get_task(name: str) -> Task:
+    """The registered task called ``name``; an unknown name raises :class:`UnknownTaskError` with the valid names."""
+    return TASKS[name]
+
+
+def resolve_task(task: str | Task) -> Task:
+    """``task`` itself if it is a :class:`Task`, else the registered task of that name."""
+    return task if isinstance(task, Task) else TASKS[task]
+
+
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Make ``task`` available by its name everywhere a built-in's name works (``ftcot_hf.load_task``, the
+    augmenter, ``compute_accuracy``, ``ftcot eval --task``). A name that is already registered is an error (a
+    built-in's always; another user task's unless ``replace=True``)."""
+    if not isinstance(task, Task):
+        raise TypeError(f"register_task takes a Task, not {type(task).__name__}.")
+    if task.name in BUILTIN_TASKS or (task.name in TASKS and not replace):
+        kind = "a built-in" if task.name in BUILTIN_TASKS else "a registered"
+        raise FtcotError(f"The task name {task.name!r} is already taken by {kind} task: choose another --task_name.")
+    TASKS.register(task.name, task, replace=True)
+    return task
+
+
+__all__ = ["BUILTIN_TASKS", "TASKS", "Task", "get_task", "register_task", "resolve_task"]

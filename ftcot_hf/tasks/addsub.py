@@ -6,8 +6,9 @@ Split: random 70:30 (276/119). Answers compare as floats.
 
 from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_json
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -31,16 +32,20 @@ def build(paths):
         )
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="addsub",
     title="AddSub",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=NumberAnswer(),
-    size=395,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=395,
+        split=RandomSplit(),
+    ),
+    description=__doc__,
     license=SOURCES["data"].license,
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/sroy9/mawps",
+    kojima_trigger="\nTherefore, the answer (arabic numerals) is",
+    label="AddSub",
 )

@@ -14,8 +14,9 @@ import re
 
 from ftcot_hf.answers import ChoiceAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima, raise_format
+from ftcot_hf.tasks.source import SubsampledTrainSplit, TaskSource
 from ftcot_hf.tasks.sources import SourceFile, field, read_jsonl
-from ftcot_hf.tasks.spec import SubsampledTrainSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 TRAIN_SIZE = 97467
 
@@ -57,19 +58,23 @@ def build(paths):
         yield TRAIN_SIZE + i, rec
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="aqua",
     title="AQuA",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=ChoiceAnswer("ABCDE"),
-    size=TRAIN_SIZE + 254,
-    split=SubsampledTrainSplit(train_size=TRAIN_SIZE, n=10000),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=TRAIN_SIZE + 254,
+        split=SubsampledTrainSplit(train_size=TRAIN_SIZE, n=10000),
+        has_rationale=True,
+        optional_sources=frozenset({"train"}),
+    ),
+    description=__doc__,
     license="Apache-2.0",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/deepmind/AQuA",
     has_choices=True,
-    has_rationale=True,
-    optional_sources=frozenset({"train"}),
+    kojima_trigger="\nTherefore, among A through E, the answer is",
+    label="AQUA",
 )

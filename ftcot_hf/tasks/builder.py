@@ -1,4 +1,4 @@
-"""The ``datasets`` builder of the 12 tasks, and :func:`load_task`.
+"""The ``datasets`` builder of the paper's tasks (a ``TaskSource``), and :func:`load_task` (any task).
 
 ``datasets`` >= 4 no longer runs loading scripts, so the builder is a plain ``GeneratorBasedBuilder`` subclass used
 directly (``FtcotTasks(config_name="coin_flip").download_and_prepare()``; ``load_task`` does that). One config per
@@ -14,26 +14,28 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 
 from ftcot_hf.errors import MissingSourceError, SourceFormatError
-from ftcot_hf.tasks import TASKS, get_task
+from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task, resolve_task
 from ftcot_hf.tasks.sources import resolve
-from ftcot_hf.tasks.spec import TaskSpec
 
 logger = logging.getLogger(__name__)
 
 
-def task_features(spec: TaskSpec) -> datasets.Features:
+def task_features(task: Task | None = None, *, has_choices: bool | None = None) -> datasets.Features:
     """The declared columns of a task's records."""
+    if has_choices is None:
+        has_choices = bool(task and task.has_choices)
     features = {
         "sample_index": datasets.Value("int64"),
         "question": datasets.Value("string"),
         "answer": datasets.Value("string"),
         "rationale": datasets.Value("string"),
     }
-    if spec.has_choices:
+    if has_choices:
         features["choices"] = datasets.List({"label": datasets.Value("string"), "text": datasets.Value("string")})
     return datasets.Features(features)
 
@@ -69,35 +71,42 @@ class FtcotTasks(datasets.GeneratorBasedBuilder):
             name=config_name(name, variant),
             task=name,
             split_variant=variant,
-            description=f"{spec.title}, {variant} split",
+            description=f"{TASKS[name].title}, {variant} split",
         )
-        for name, spec in TASKS.items()
-        for variant in spec.split_variants()
+        for name in BUILTIN_TASKS
+        for variant in TASKS[name].split_variants()
     ]
     DEFAULT_CONFIG_NAME = "coin_flip"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, task: Task | None = None, **kwargs):
+        # A registered task of its own (a 13th paper-style task) is passed as an object; built-ins by config.
+        self._task = task
         kwargs.setdefault("dataset_name", "ftcot_tasks")
         kwargs.setdefault("hash", _code_version())
         super().__init__(*args, **kwargs)
 
     @property
-    def spec(self) -> TaskSpec:
-        return get_task(self.config.task)
+    def task(self) -> Task:
+        return self._task if self._task is not None else TASKS[self.config.task]
+
+    @property
+    def spec(self) -> Any:
+        """The task's ``TaskSource``."""
+        return self.task.source
 
     def _info(self) -> datasets.DatasetInfo:
-        spec = self.spec
+        task = self.task
         return datasets.DatasetInfo(
-            description=spec.description,
-            features=task_features(spec),
-            homepage=spec.homepage,
-            license=spec.license,
-            citation=spec.citation,
+            description=task.description,
+            features=task_features(task),
+            homepage=task.homepage,
+            license=task.license,
+            citation=task.citation,
         )
 
     def _split_generators(self, dl_manager):
-        spec = self.spec
-        spec.check_variant(self.config.split_variant)
+        spec, name = self.spec, self.task.name
+        spec.check_variant(self.config.split_variant, name)
         paths: dict[str, Path | None] = {}
         for role, source in spec.sources.items():
             try:
@@ -113,7 +122,7 @@ class FtcotTasks(datasets.GeneratorBasedBuilder):
                 logger.warning(
                     "%s: optional source %s is not available (%s). Only the splits that do not need it are built. "
                     "Download %s into the mirror (as %s) to build them too.",
-                    spec.name,
+                    name,
                     source.path,
                     type(e).__name__,
                     source.url,
@@ -137,7 +146,7 @@ class FtcotTasks(datasets.GeneratorBasedBuilder):
                 continue  # the optional source behind this split is absent (warned above)
             if missing:
                 raise SourceFormatError(
-                    f"{spec.name}: the {split} split of variant {self.config.split_variant!r} refers to "
+                    f"{name}: the {split} split of variant {self.config.split_variant!r} refers to "
                     f"{len(missing)} sample indices the sources do not have (first: {missing[:5]})."
                 )
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"records": records, "indices": indices}))
@@ -153,7 +162,7 @@ _VARIANT = re.compile(r"default|template|\d+shot")
 
 
 def load_task(
-    name: str,
+    name: str | Task,
     split_variant: str = "default",
     *,
     data_dir: str | os.PathLike | None = None,
@@ -164,7 +173,8 @@ def load_task(
     """Build (or read from cache) one Fine-tune-CoT task with the paper's records and splits.
 
     Args:
-        name: task key, one of ``ftcot_hf.TASKS`` (``"coin_flip"``).
+        name: a task name (``ftcot_hf.TASKS``: ``"coin_flip"``, or one registered with ``register_task``) or a
+            :class:`~ftcot_hf.Task` (e.g. ``Task.from_dataset(...)``).
         split_variant: ``"default"`` (the paper's split), ``"template"`` (multiarith, date_understanding) or
             ``"{n}shot"`` (n training questions, the paper's 8/32/128-shot ablations; test unchanged).
         data_dir: offline mirror directory laid out ``{owner}__{repo}/{path}``; defaults to ``$FTCOT_DATA_MIRROR``,
@@ -188,18 +198,39 @@ def load_task(
         >>> ds["train"].num_rows, ds["test"].num_rows
         (350, 150)
     """
-    spec = get_task(name)
-    spec.check_variant(split_variant)
+    return resolve_task(name).load(
+        split_variant,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        download_mode=download_mode,
+        verify_checksums=verify_checksums,
+    )
+
+
+def build_task(
+    task: Task,
+    split_variant: str = "default",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download_mode: str | None = None,
+    verify_checksums: bool = True,
+) -> datasets.DatasetDict:
+    """Build (or read from the ``datasets`` cache) a task whose source is a ``TaskSource`` (see :func:`load_task`)."""
+    task.check_variant(split_variant)
     registered = {c.name for c in FtcotTasks.BUILDER_CONFIGS}
-    cname = config_name(name, split_variant)
+    cname = config_name(task.name, split_variant)
     kwargs: dict = {"verify_checksums": verify_checksums}
-    if cname not in registered:  # an n-shot size the paper did not use: same config family, other variant
-        cname, kwargs["split_variant"] = name, split_variant
+    if task.name not in BUILTIN_TASKS:  # a registered paper-style task: its own config, keyed on its name
+        cname = None
+        kwargs.update(name=task.name, task=task.name, split_variant=split_variant)
+    elif cname not in registered:  # an n-shot size the paper did not use: same config family, other variant
+        cname, kwargs["split_variant"] = task.name, split_variant
     if data_dir is not None:
         kwargs["data_dir"] = str(Path(data_dir).expanduser().resolve())
     elif os.environ.get("FTCOT_DATA_MIRROR"):
         # Key the cache on the mirror too, so switching mirrors never serves another mirror's build.
         kwargs["data_dir"] = str(Path(os.environ["FTCOT_DATA_MIRROR"]).expanduser().resolve())
-    builder = FtcotTasks(config_name=cname, cache_dir=str(cache_dir) if cache_dir else None, **kwargs)
+    builder = FtcotTasks(config_name=cname, cache_dir=str(cache_dir) if cache_dir else None, task=task, **kwargs)
     builder.download_and_prepare(download_mode=download_mode)
     return builder.as_dataset()

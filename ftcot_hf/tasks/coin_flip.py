@@ -4,8 +4,9 @@ flip it or not. Records: the file's examples as they are (answers "yes"/"no"). S
 
 from ftcot_hf.answers import YesNoAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_examples, kojima, record
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -23,16 +24,20 @@ def build(paths):
         yield i, record(field(ex, "question", path=path, where=where), field(ex, "answer", path=path, where=where))
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="coin_flip",
     title="Coin Flip",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=YesNoAnswer(),
-    size=500,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=500,
+        split=RandomSplit(),
+    ),
+    description=__doc__,
     license=SOURCES["data"].license,
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/kojima-takeshi188/zero_shot_cot",
+    kojima_trigger="\nTherefore, the answer (Yes or No) is",
+    label="CoinFlip",
 )

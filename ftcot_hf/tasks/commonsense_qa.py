@@ -7,8 +7,9 @@ set is the test split (the official test set has no labels).
 
 from ftcot_hf.answers import ChoiceAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima
+from ftcot_hf.tasks.source import OrderedSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_jsonl
-from ftcot_hf.tasks.spec import OrderedSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "train": kojima(
@@ -40,17 +41,21 @@ def build(paths):
             index += 1
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="commonsense_qa",
     title="CommonsenseQA",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=ChoiceAnswer("ABCDE"),
-    size=10962,
-    split=OrderedSplit(train_size=9741),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=10962,
+        split=OrderedSplit(train_size=9741),
+    ),
+    description=__doc__,
     license="MIT",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://www.tau-nlp.sites.tau.ac.il/commonsenseqa",
     has_choices=True,
+    kojima_trigger="\nTherefore, among A through E, the answer is",
+    label="CSQA",
 )

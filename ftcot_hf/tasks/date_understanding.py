@@ -19,8 +19,9 @@ from ftcot_hf.tasks._common import (
     rt_split,
     strip_period,
 )
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -45,20 +46,24 @@ def build(paths):
         yield i, choice_record(question, [strip_period(c) for c in shuffled], LETTERS[shuffled.index(gold)])
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="date_understanding",
     title="Date Understanding",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=ChoiceAnswer("ABCDEF"),
-    size=369,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=369,
+        split=RandomSplit(),
+        template_split=rt_split(
+            "date_understanding", "template", "9b4508734ffc2ae908615e3f9f6ca3c9e27f44e4b5e714d220bd7152ddd39d89"
+        ),
+    ),
+    description=__doc__,
     license="Apache-2.0",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/google/BIG-bench/tree/main/bigbench/benchmark_tasks/date_understanding",
     has_choices=True,
-    template_split=rt_split(
-        "date_understanding", "template", "9b4508734ffc2ae908615e3f9f6ca3c9e27f44e4b5e714d220bd7152ddd39d89"
-    ),
+    kojima_trigger="\nTherefore, among A through F, the answer is",
+    label="Date",
 )

@@ -7,8 +7,9 @@ train/test. Answers compare as strings in paper mode.
 
 from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, raise_format, record
+from ftcot_hf.tasks.source import OrderedSplit, TaskSource
 from ftcot_hf.tasks.sources import SourceFile, field, read_jsonl
-from ftcot_hf.tasks.spec import OrderedSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "train": SourceFile(
@@ -43,17 +44,21 @@ def build(paths):
             index += 1
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="gsm8k",
     title="GSM8K",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=NumberAnswer(exact_string=True),
-    size=8792,
-    split=OrderedSplit(train_size=7473),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=8792,
+        split=OrderedSplit(train_size=7473),
+        has_rationale=True,
+    ),
+    description=__doc__,
     license="MIT",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/openai/grade-school-math",
-    has_rationale=True,
+    kojima_trigger="\nTherefore, the answer (arabic numerals) is",
+    label="GSM8K",
 )

@@ -5,8 +5,9 @@ Paper mode compares the whole post-prefix text, minus quotes, periods and whites
 
 from ftcot_hf.answers import LettersAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_examples, kojima, record
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -24,16 +25,20 @@ def build(paths):
         yield i, record(field(ex, "question", path=path, where=where), field(ex, "answer", path=path, where=where))
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="last_letter_concatenation",
     title="Last Letter Concatenation",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=LettersAnswer(),
-    size=500,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=500,
+        split=RandomSplit(),
+    ),
+    description=__doc__,
     license=SOURCES["data"].license,
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/kojima-takeshi188/zero_shot_cot",
+    kojima_trigger="\nTherefore, the answer is",
+    label="LastLetter",
 )

@@ -8,8 +8,9 @@ Answers compare as strings in paper mode ("39.0" != "39").
 
 from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record, rt_split
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_json
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -33,19 +34,23 @@ def build(paths):
         )
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="multiarith",
     title="MultiArith",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=NumberAnswer(exact_string=True),
-    size=600,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=600,
+        split=RandomSplit(),
+        template_split=rt_split(
+            "multiarith", "template", "188abcfb1358424791e2d9c8d622ad10356283405fab11e1a58fa374cd9a48f4"
+        ),
+    ),
+    description=__doc__,
     license=SOURCES["data"].license,
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/sroy9/mawps",
-    template_split=rt_split(
-        "multiarith", "template", "188abcfb1358424791e2d9c8d622ad10356283405fab11e1a58fa374cd9a48f4"
-    ),
+    kojima_trigger="\nTherefore, the answer (arabic numerals) is",
+    label="MultiArith",
 )

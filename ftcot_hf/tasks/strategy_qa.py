@@ -13,8 +13,9 @@ from ftcot_hf.tasks._common import (
     raise_format,
     record,
 )
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -36,17 +37,21 @@ def build(paths):
         yield i, record(question, answer, target[len(answer) + 2 :].strip())
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="strategy_qa",
     title="StrategyQA",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=YesNoAnswer(lower_gold=True),
-    size=2290,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=2290,
+        split=RandomSplit(),
+        has_rationale=True,
+    ),
+    description=__doc__,
     license="MIT",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://allenai.org/data/strategyqa",
-    has_rationale=True,
+    kojima_trigger="\nTherefore, the answer (Yes or No) is",
+    label="StrategyQA",
 )

@@ -6,8 +6,9 @@ Answers compare as floats.
 
 from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_json
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -25,16 +26,20 @@ def build(paths):
         yield i, record(f"{body} {question}", str(field(ex, "Answer", path=path, where=where)))
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="svamp",
     title="SVAMP",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=NumberAnswer(),
-    size=1000,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=1000,
+        split=RandomSplit(),
+    ),
+    description=__doc__,
     license="MIT",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/arkilpatel/SVAMP",
+    kojima_trigger="\nTherefore, the answer (arabic numerals) is",
+    label="SVAMP",
 )

@@ -15,8 +15,9 @@ from ftcot_hf.tasks._common import (
     kojima,
     strip_period,
 )
+from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field
-from ftcot_hf.tasks.spec import RandomSplit, TaskSpec
+from ftcot_hf.tasks.task import Task
 
 SOURCES = {
     "data": kojima(
@@ -36,17 +37,21 @@ def build(paths):
         yield i, choice_record(question, [strip_period(c) for c in options], LETTERS[options.index(gold)])
 
 
-TASK = TaskSpec(
+TASK = Task(
     name="tracking_shuffled_objects",
     title="Tracking Shuffled Objects",
-    description=__doc__,
-    sources=SOURCES,
-    build=build,
     answer=ChoiceAnswer("ABC"),
-    size=750,
-    split=RandomSplit(),
+    source=TaskSource(
+        sources=SOURCES,
+        build=build,
+        size=750,
+        split=RandomSplit(),
+    ),
+    description=__doc__,
     license="Apache-2.0",
     citation=FINE_TUNE_COT_CITATION,
     homepage="https://github.com/google/BIG-bench/tree/main/bigbench/benchmark_tasks/tracking_shuffled_objects",
     has_choices=True,
+    kojima_trigger="\nTherefore, among A through C, the answer is",
+    label="Shuffled",
 )

@@ -1,10 +1,15 @@
 """Teacher backends, one module each: ``replay`` (recorded completions), ``transformers`` (a local model),
-``openai`` (any OpenAI-compatible server). :func:`build_teacher` turns a teach config into a teacher."""
+``openai`` (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, an API). :func:`build_teacher` turns a teach
+config into a teacher through the backend registry (:data:`TEACHERS`) and the named presets (:data:`PRESETS`).
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
+from ftcot_hf.errors import FtcotError
 from ftcot_hf.teachers.base import (
     TEACHERS,
     Generation,
@@ -17,42 +22,59 @@ from ftcot_hf.teachers.base import (
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "text-davinci-002": {"backend": "replay", "source": "kojima", "trigger": "kojima"},
+    "text-davinci-002": {"backend": "replay", "kwargs": {"source": "kojima"}, "trigger": "kojima"},
 }
 """Named teachers. ``text-davinci-002`` replays Kojima et al.'s recorded Zero-shot-CoT completions; those were made
 with task-specific stage-2 triggers, so the preset sets them (a user need not know)."""
 
 
-def build_teacher(config: Any) -> tuple[Teacher, str]:
-    """(teacher, trigger style) for a config with ``teacher``, ``model``, ``base_url``, ``max_concurrency``,
-    ``replay_file``, ``tasks``, ``data_dir`` and ``trigger`` fields (see ``ftcot_hf.teach.TeachConfig``)."""
-    preset = PRESETS.get(config.teacher, {})
-    backend = preset.get("backend", config.teacher)
+def teacher_names() -> list[str]:
+    return [*PRESETS, *TEACHERS]
+
+
+def resolve_teacher(name: str) -> tuple[str, dict[str, Any]]:
+    """(backend name, preset settings) of ``--teacher name``; an unknown name is an FtcotError listing the valid
+    ones. Checks names only: nothing is imported or loaded."""
+    if name in PRESETS:
+        return PRESETS[name]["backend"], PRESETS[name]
+    if name in TEACHERS:
+        return name, {}
+    import difflib
+
+    close = difflib.get_close_matches(str(name), teacher_names(), n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FtcotError(f"Unknown teacher {name!r}.{hint} Use one of: {', '.join(teacher_names())}.")
+
+
+def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]:
+    """(teacher, stage-2 trigger style) for a config with ``teacher``, ``model``, ``base_url``, ``teacher_kwargs``
+    and ``trigger`` (see ``ftcot_hf.teach.TeachConfig``); ``tasks`` are the :class:`~ftcot_hf.Task` objects taught
+    (the replay backend reads their recordings)."""
+    backend, preset = resolve_teacher(config.teacher)
     trigger = config.trigger or preset.get("trigger", "generic")
-    if backend == "replay":
-        from ftcot_hf.teachers.replay import ReplayTeacher
+    kwargs = {**preset.get("kwargs", {}), **teacher_kwargs_of(config)}
+    cls = TEACHERS[backend]
+    accepted = inspect.signature(cls.from_config).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            known = sorted(k for k in accepted if k not in ("model", "base_url", "tasks", "data_dir", "cls"))
+            raise FtcotError(f"The {backend} teacher takes no option {', '.join(unknown)} (teacher_kwargs); it takes: "
+                             f"{', '.join(known) or 'none'}.")  # fmt: skip
+    teacher = cls.from_config(
+        model=config.model, base_url=config.base_url, tasks=list(tasks), data_dir=config.data_dir, **kwargs
+    )
+    return teacher, trigger
 
-        if config.replay_file:
-            if config.replay_file.endswith(".jsonl"):
-                return ReplayTeacher.from_jsonl(config.replay_file), trigger
-            if len(config.tasks) != 1:
-                raise ValueError("A completion-data JSON holds one task: pass exactly one task with it.")
-            return ReplayTeacher.from_completion_data(config.replay_file, config.tasks[0]), trigger
-        return ReplayTeacher.from_kojima_logs(config.tasks, data_dir=config.data_dir), trigger
-    if backend == "transformers":
-        from ftcot_hf.teachers.hf import TransformersTeacher
 
-        if not config.model:
-            raise ValueError("The transformers teacher needs --model (a Hub id or a local folder).")
-        return TransformersTeacher(config.model), trigger
-    if backend == "openai":
-        from ftcot_hf.teachers.openai_backend import OpenAITeacher
-
-        if not config.model or not config.base_url:
-            raise ValueError("The openai teacher needs --model and --base_url (one or more).")
-        return OpenAITeacher(config.model, config.base_url, max_concurrency=config.max_concurrency), trigger
-    known = sorted({*TEACHERS, "replay", "transformers", "openai", *PRESETS})
-    raise ValueError(f"Unknown teacher {config.teacher!r}: use one of {', '.join(known)}.")
+def teacher_kwargs_of(config: Any) -> dict[str, Any]:
+    """The backend options of a teach config: ``teacher_kwargs`` plus the shortcut flags that are set."""
+    kwargs = dict(getattr(config, "teacher_kwargs", None) or {})
+    for name in ("max_concurrency", "replay_file"):
+        value = getattr(config, name, None)
+        if value is not None:
+            kwargs.setdefault(name, value)
+    return kwargs
 
 
 __all__ = [
@@ -66,4 +88,5 @@ __all__ = [
     "TeacherError",
     "build_teacher",
     "register_teacher",
+    "resolve_teacher",
 ]

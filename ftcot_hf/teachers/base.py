@@ -1,8 +1,9 @@
 """The teacher interface: prompts and sampling parameters in, completions (with finish reason and token counts) out.
 
 A backend implements :meth:`Teacher.generate`, which yields results *as they complete* (in any order) so the request
-cache can store each one the moment it arrives: a crash loses only what was in flight. Backends register themselves
-in :data:`TEACHERS` with :func:`register_teacher`; adding a backend is adding one module.
+cache can store each one the moment it arrives: a crash loses only what was in flight. A backend is a class with a
+``from_config(*, model, base_url, tasks, data_dir, **kwargs)`` constructor, listed in :data:`TEACHERS` (lazily, by
+``"module:Class"``) or registered with :func:`register_teacher`; adding a backend is adding one module.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.registry import Registry
 
 
 class TeacherError(FtcotError):
@@ -85,14 +87,24 @@ class Teacher:
         """Release connections/models."""
 
 
-TEACHERS: dict[str, Callable[..., Teacher]] = {}
-"""Backend name -> factory (keyword arguments of the backend's constructor)."""
+TEACHERS: Registry[type[Teacher]] = Registry(
+    "teacher backend",
+    {
+        "replay": "ftcot_hf.teachers.replay:ReplayTeacher",
+        "transformers": "ftcot_hf.teachers.transformers:TransformersTeacher",
+        "openai": "ftcot_hf.teachers.http.openai:OpenAITeacher",
+    },
+)
+"""Backend name -> Teacher class (built with its ``from_config``); imported on first use."""
 
 
 def register_teacher(name: str) -> Callable[[type[Teacher]], type[Teacher]]:
+    """Class decorator: the backend called ``name`` (``--teacher name``). The built-in backends are listed in
+    :data:`TEACHERS` already; registering them again when their module loads replaces the lazy entry."""
+
     def wrap(cls: type[Teacher]) -> type[Teacher]:
         cls.backend = name
-        TEACHERS[name] = cls
+        TEACHERS.register(name, cls, replace=True)
         return cls
 
     return wrap

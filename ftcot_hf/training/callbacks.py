@@ -65,7 +65,7 @@ class EpochEvalCallback(TrainerCallback):
         self,
         dataset: Dataset,
         *,
-        task: str,
+        task: Any,
         format: str,  # noqa: A002
         tokenizer: Any,
         batch_size: int = 32,
@@ -139,4 +139,6 @@ class EpochEvalCallback(TrainerCallback):
         state.log_history.append(
             {"epoch": float(epoch), "step": state.global_step, "test_accuracy": record["accuracy"]}
         )
-        logger.info("epoch %d: test accuracy %s (%s)", epoch, record["accuracy"], self.task)
+        logger.info(
+            "epoch %d: test accuracy %s (%s)", epoch, record["accuracy"], getattr(self.task, "name", self.task)
+        )

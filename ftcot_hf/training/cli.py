@@ -93,6 +93,22 @@ def _load_quantized(name: str, args: StudentArgs) -> tuple[Any, Any]:
     return prepare_model_for_kbit_training(model), AutoTokenizer.from_pretrained(name)
 
 
+def resolve_training_task(config: Any, data_args: DataArgs) -> Any:
+    """The edge of ``ftcot train``: the task of ``--task`` (registered, or recorded by the rationale folder of
+    ``--dataset``) or the one the column flags define; None when neither names one."""
+    from ftcot_hf.tasks import resolve_task
+    from ftcot_hf.tasks.custom import recorded_tasks
+
+    custom = data_args.custom_task()
+    if custom is not None:
+        config.task = custom.name
+        return custom
+    if config.task is None:
+        return None
+    recorded = recorded_tasks(data_args.dataset) if data_args.dataset else {}
+    return recorded.get(config.task) or resolve_task(config.task)
+
+
 def cli_main(argv: list[str]) -> int:
     """`ftcot train`: flags and `--config recipe.yaml` from FineTuneCoTConfig, StudentArgs and DataArgs."""
     from trl import TrlParser
@@ -104,7 +120,8 @@ def cli_main(argv: list[str]) -> int:
     config, student_args, data_args = parser.parse_args_and_config(argv)
     if not config.student:
         raise FtcotError("Which student? Pass --student (a Hub id, a folder, a .gguf file or an alias).")
-    train, test = load_training_data(data_args, config.task)
+    task = resolve_training_task(config, data_args)
+    train, test = load_training_data(data_args, task)
     if student_args.load_in_4bit or student_args.load_in_8bit:
         model, tokenizer = _load_quantized(config.student, student_args)
     else:
@@ -117,6 +134,7 @@ def cli_main(argv: list[str]) -> int:
         test if config.eval_every_epoch else None,
         peft_config=peft_config_from(student_args, encoder_decoder=encoder_decoder),
         tokenizer=tokenizer,
+        task=task,
     )
     print(result.summary())
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import EmptyDatasetError, MissingColumnsError, StudentFormat, format_dataset, get_format
+from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.tasks.args import TaskDatasetArgs
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -17,13 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DataArgs:
+class DataArgs(TaskDatasetArgs):
     """Where the training data comes from.
 
     ``dataset`` is a rationale dataset repo written by ``ftcot teach`` (a folder, or a Hub id of one pushed there):
     ``load_dataset(dataset, task)`` gives ``train`` (rationales) and ``test`` (the task's test questions). Without
     ``dataset``, the task's own records are used (``ftcot_hf.load_task``: enough for the vanilla format, or human
-    rationales where the task has them).
+    rationales where the task has them); with the column flags (``--question_column`` ... ``--task_name``),
+    ``dataset`` is your own question/answer data and its records are used the same way.
     """
 
     dataset: str | None = field(
@@ -47,18 +51,22 @@ class DataArgs:
     )
 
 
-def load_training_data(args: DataArgs, task: str | None) -> tuple[Dataset, Dataset | None]:
+def load_training_data(args: DataArgs, task: str | Task | None) -> tuple[Dataset, Dataset | None]:
     """(train records, test records or None) for ``args``; filtered, never empty."""
     from datasets import DatasetDict, load_dataset
 
-    if args.dataset is None:
+    if isinstance(task, Task) and not task.builtin and args.wants_custom_task():
+        splits = task.load()
+        source = f"task {task.name} ({args.dataset})"
+        args = dataclasses.replace(args, train_split="train", test_split="test")
+    elif args.dataset is None:
         if task is None:
             raise FtcotError("Give --dataset (a rationale dataset from `ftcot teach`) or --task (its own records).")
-        from ftcot_hf.tasks.builder import load_task
-
-        splits = load_task(task, data_dir=args.data_dir)
-        source = f"task {task}"
+        task = resolve_task(task)
+        splits = task.load(data_dir=args.data_dir)
+        source = f"task {task.name}"
     else:
+        task = task.name if isinstance(task, Task) else task
         config = args.dataset_config or task
         source = f"{args.dataset}" + (f" [{config}]" if config else "")
         path = Path(args.dataset)

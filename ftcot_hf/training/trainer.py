@@ -36,6 +36,7 @@ from trl import SFTTrainer
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import FORMATS, get_format
+from ftcot_hf.tasks import resolve_task
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.training.data import prepare_train_dataset
@@ -245,6 +246,7 @@ def train_student(
     callbacks: list[TrainerCallback] | None = None,
     resume_from_checkpoint: str | bool | None = None,
     gguf_file: str | None = None,
+    task: Any = None,
 ) -> tuple[Trainer, TrainResult]:
     """Fine-tune a student and save it to ``config.output_dir``.
 
@@ -259,6 +261,8 @@ def train_student(
         peft_config: a ``peft.LoraConfig`` (LoRA/QLoRA) or None.
         tokenizer: with a model object (default: loaded from ``model.name_or_path``).
         callbacks: more ``TrainerCallback``s.
+        task: the :class:`~ftcot_hf.Task` the per-epoch evaluation scores (default: the task named by
+            ``config.task``).
         resume_from_checkpoint: a checkpoint folder, or ``"last"``/True for the newest in ``output_dir``
             (default: ``config.resume_from_checkpoint``).
         gguf_file: the GGUF file inside ``model_or_path`` when it is a folder holding one.
@@ -303,14 +307,15 @@ def train_student(
     all_callbacks = list(callbacks or [])
     epoch_eval = None
     if config.eval_every_epoch:
-        if eval_dataset is None or config.task is None:
+        if eval_dataset is None or (config.task is None and task is None):
             raise FtcotError("eval_every_epoch needs the test records (eval_dataset) and the task (config.task).")
+        task = resolve_task(task if task is not None else config.task)
         test = eval_dataset
         if config.eval_limit:
             test = test.select(range(min(config.eval_limit, test.num_rows)))
         epoch_eval = EpochEvalCallback(
             test,
-            task=config.task,
+            task=task,
             format=fmt.name,
             tokenizer=tokenizer,
             batch_size=config.eval_batch_size,

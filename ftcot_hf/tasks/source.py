@@ -1,4 +1,4 @@
-"""What a task is: its sources, how records are built, its answer parser and its splits."""
+"""Where a paper task's records come from: pinned sources, record construction, split rules, n-shot subsets."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ftcot_hf.answers import AnswerParser
 from ftcot_hf.errors import UnknownTaskError
 from ftcot_hf.tasks.sources import SourceFile, read_json
 
@@ -77,26 +77,18 @@ def subsample(indices: list[int], n: int, seed: int = 0) -> list[int]:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
-    """Everything ftcot-hf knows about one task. One instance per task, defined in ``ftcot_hf/tasks/<name>.py``."""
+class TaskSource:
+    """Where a paper task's records come from: pinned raw files, how records are built from them, the split rule.
 
-    name: str
-    """Task key as in the paper's code (``coin_flip``)."""
-    title: str
-    """Display name (``Coin Flip``)."""
-    description: str
+    One per built-in task (``ftcot_hf/tasks/<name>.py``); a user dataset has a ``DatasetSource`` instead.
+    """
+
     sources: Mapping[str, SourceFile]
     """Raw files by role (``train``, ``test``, ``data``...)."""
     build: BuildFn
-    answer: AnswerParser
     size: int
     """Number of records of the compiled task (the paper's sample_index range)."""
     split: SplitRule
-    license: str
-    citation: str = ""
-    homepage: str = ""
-    has_choices: bool = False
-    """Multiple-choice tasks also carry a structured ``choices`` column."""
     has_rationale: bool = False
     """The source has a human rationale for (some) records."""
     template_split: SourceFile | None = None
@@ -104,24 +96,20 @@ class TaskSpec:
     optional_sources: frozenset[str] = field(default_factory=frozenset)
     """Roles that may be absent; the splits that need them are then left out (AQuA's 97,467-question train)."""
 
-    @property
-    def answer_type(self) -> str:
-        return self.answer.describe()
-
     def split_variants(self) -> list[str]:
         variants = ["default"]
         if self.template_split is not None:
             variants.append("template")
         return variants + [f"{n}shot" for n in PAPER_SHOTS]
 
-    def check_variant(self, variant: str) -> None:
+    def check_variant(self, variant: str, task: str = "") -> None:
         if variant in ("default", "template") and (variant == "default" or self.template_split is not None):
             return
         m = re.fullmatch(r"(\d+)shot", variant)
         if m and int(m.group(1)) > 0:
             return
         raise UnknownTaskError(
-            f"Task {self.name!r} has no split variant {variant!r}. Valid: {', '.join(self.split_variants())} "
+            f"Task {task!r} has no split variant {variant!r}. Valid: {', '.join(self.split_variants())} "
             "(any '{n}shot' with n > 0 selects n training questions)."
         )
 
@@ -139,7 +127,7 @@ class TaskSpec:
         self.check_variant(variant)
         if variant == "template":
             if template_path is None:
-                raise ValueError(f"The template split of {self.name} needs its split file ({self.template_split}).")
+                raise ValueError(f"The template split needs its split file ({self.template_split}).")
             data = read_json(template_path)
             return {"train": list(data["train"]), "test": list(data["test"])}
         train, test = self.split.indices(self.size)
@@ -147,3 +135,13 @@ class TaskSpec:
         if m:
             train = subsample(train, int(m.group(1)))
         return {"train": train, "test": test}
+
+    def provenance(self) -> list[dict[str, Any]]:
+        """The pinned files, for cards (repo, commit, path, sha256, licence, url)."""
+        files = [*self.sources.values(), *([self.template_split] if self.template_split else [])]
+        return [{**vars(f), "url": f.url} for f in files]
+
+    def load(self, task: Any, split_variant: str = "default", **kwargs: Any) -> Any:
+        from ftcot_hf.tasks.builder import build_task
+
+        return build_task(task, split_variant, **kwargs)

@@ -1,0 +1,69 @@
+"""One lazy registry type for every kind of plug-in: tasks, teacher backends, student formats, answer types.
+
+An entry is an object or a ``"module:attr"`` string imported on first use (so listing names never imports a task
+module or a backend's dependencies). Unknown names raise the registry's error with the closest match and the valid
+names; registering a name twice is an error unless ``replace=True``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from ftcot_hf.errors import FtcotError
+
+T = TypeVar("T")
+
+
+class Registry(Mapping[str, T], Generic[T]):
+    """name -> object, filled by ``register`` (or lazily from ``"module:attr"`` strings)."""
+
+    def __init__(self, kind: str, entries: Mapping[str, Any] | None = None, *, error: type[Exception] = FtcotError):
+        self.kind = kind
+        self.error = error
+        self._entries: dict[str, Any] = dict(entries or {})
+
+    def register(self, name: str, obj: T | str, *, replace: bool = False) -> T | str:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"A {self.kind} name must be a non-empty string, not {name!r}.")
+        if name in self._entries and not replace:
+            raise self.error(
+                f"A {self.kind} named {name!r} is already registered; choose another name (or pass replace=True)."
+            )
+        self._entries[name] = obj
+        return obj
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def get(self, name: str, default: Any = None) -> T | None:  # type: ignore[override]
+        return self[name] if name in self._entries else default
+
+    def __getitem__(self, name: str) -> T:
+        if not isinstance(name, str) or name not in self._entries:
+            raise self.error(self.unknown_message(name)) from None
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(module), attr)
+            self._entries[name] = entry
+        return entry
+
+    def unknown_message(self, name: Any) -> str:
+        close = difflib.get_close_matches(str(name), list(self._entries), n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(self._entries)}."
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {list(self._entries)})"

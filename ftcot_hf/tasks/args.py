@@ -1,0 +1,86 @@
+"""The flags that turn a user's dataset into a task, shared by ``ftcot teach``, ``train``, ``eval`` and ``run``.
+
+``--dataset my.jsonl --question_column q --answer_column a --answer_type number --task_name mine`` builds a
+:class:`~ftcot_hf.Task` with :meth:`Task.from_dataset` (the edge where a user's data becomes a value). Without the
+column flags, ``--dataset`` keeps the meaning each command gives it (for ``train``/``eval``: a rationale dataset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftcot_hf.errors import FtcotError
+
+CUSTOM_FLAGS = ("question_column", "answer_column", "answer_type", "task_name", "choices_column")
+
+
+@dataclass
+class TaskDatasetArgs:
+    """Parameters that define a task over a user's dataset (any of the column flags switches it on)."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own data: a Hub dataset id, a local folder with train.*/test.* files, or one "
+            ".jsonl/.json/.csv/.parquet file (with --question_column, --answer_column, --answer_type, --task_name)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The dataset's config name, if it has any."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub dataset revision (branch/commit)."})
+    train_split: str = field(default="train", metadata={"help": "The split to teach/train on."})
+    test_split: str = field(default="test", metadata={"help": "The split to evaluate on."})
+    test_size: float | None = field(
+        default=None,
+        metadata={"help": "Hold out this fraction (< 1) or count (>= 1) of train as the test split instead."},
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the --test_size split."})
+    question_column: str | None = field(default=None, metadata={"help": "Column holding the question."})
+    answer_column: str | None = field(default=None, metadata={"help": "Column holding the gold answer."})
+    choices_column: str | None = field(
+        default=None, metadata={"help": "choice tasks: column with a list of options (strings or {label, text})."}
+    )
+    answer_type: str | None = field(
+        default=None, metadata={"help": "How answers compare: number, choice, yes_no, letters or text."}
+    )
+    task_name: str | None = field(
+        default=None, metadata={"help": "Name of your task (the rationale dataset's config, the reports' key)."}
+    )
+    skip_bad_rows: bool = field(
+        default=False,
+        metadata={"help": "Skip (and count) rows whose gold answer cannot be read, instead of failing."},
+    )
+
+    def wants_custom_task(self) -> bool:
+        return any(getattr(self, f) is not None for f in CUSTOM_FLAGS)
+
+    def custom_task(self) -> Any:
+        """The :class:`~ftcot_hf.Task` these flags define, or None when no column flag is given."""
+        if not self.wants_custom_task():
+            return None
+        missing = [f"--{f}" for f in ("dataset", "question_column", "answer_column", "answer_type", "task_name")
+                   if getattr(self, f) is None]  # fmt: skip
+        if missing:
+            raise FtcotError(f"A task over your own dataset also needs {', '.join(missing)}.")
+        from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task
+
+        if self.task_name in BUILTIN_TASKS or self.task_name in TASKS:
+            raise FtcotError(f"--task_name {self.task_name!r} is the name of a built-in task: choose another.")
+        size: float | int | None = self.test_size
+        if size is not None and float(size).is_integer() and size >= 1:
+            size = int(size)
+        return Task.from_dataset(
+            self.dataset,  # type: ignore[arg-type]
+            question_column=self.question_column,  # type: ignore[arg-type]
+            answer_column=self.answer_column,  # type: ignore[arg-type]
+            answer_type=self.answer_type,  # type: ignore[arg-type]
+            task_name=self.task_name,  # type: ignore[arg-type]
+            dataset_config=self.dataset_config,
+            revision=self.dataset_revision,
+            train_split=self.train_split,
+            test_split=self.test_split,
+            test_size=size,
+            split_seed=self.split_seed,
+            choices_column=self.choices_column,
+            skip_bad_rows=self.skip_bad_rows,
+        )

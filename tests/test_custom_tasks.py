@@ -1,0 +1,215 @@
+"""Your own data as a task: ``Task.from_dataset`` and the ``--dataset`` flags of teach / eval / train / run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from ftcot_hf import TASKS, Task, compute_accuracy, register_task, score_completion
+from ftcot_hf.augment import RationaleAugmenter, augment
+from ftcot_hf.cli import main
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.teachers.base import Generation, Request, Teacher
+
+ARITH = [(f"What is {a} plus {b}?", str(a + b)) for a, b in zip(range(1, 21), range(3, 23), strict=True)]
+ARITH[0] = ("A toy costs 1,000 dollars and another 234. Total?", "$1,234")
+ARITH[1] = ("Half of 6?", "3.0")
+
+
+@pytest.fixture
+def registry_guard() -> Iterator[None]:
+    before = list(TASKS)
+    yield
+    for name in list(TASKS):
+        if name not in before:
+            TASKS.unregister(name)
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def arith_jsonl(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "my_arith.jsonl", [{"problem": q, "solution": a} for q, a in ARITH])
+
+
+class EchoTeacher(Teacher):
+    """Stage 1: a rationale naming the gold answer when the question says so; stage 2: that answer."""
+
+    backend = "echo"
+    model = "echo-v1"
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
+        for pos, r in enumerate(requests):
+            if "Therefore" in r.prompt:
+                yield pos, [Generation(" " + r.prompt.split("I think it is ")[-1].split(".")[0] + ".", "stop", 5, 2)]
+            else:
+                yield pos, [Generation(f" I think it is {self.guess(r.prompt)}.", "stop", 5, 4) for _ in range(r.n)]
+
+    @staticmethod
+    def guess(prompt: str) -> str:
+        numbers = [int(w.strip("?")) for w in prompt.split() if w.strip("?").isdigit()]
+        return str(sum(numbers[-2:])) if len(numbers) >= 2 else "0"
+
+    def identity(self) -> dict:
+        return {"backend": self.backend, "model": self.model}
+
+
+def test_jsonl_with_its_own_column_names_and_a_held_out_test_split(arith_jsonl):
+    task = Task.from_dataset(str(arith_jsonl), question_column="problem", answer_column="solution",
+                             answer_type="number", task_name="my_arith", test_size=0.25, split_seed=1)  # fmt: skip
+    ds = task.load()
+    assert (ds["train"].num_rows, ds["test"].num_rows) == (15, 5)
+    rows = {r["sample_index"]: r for s in ds.values() for r in s}
+    assert sorted(rows) == list(range(20))  # every source row once, indexed by its position in the file
+    assert rows[0]["answer"] == "1234" and rows[1]["answer"] == "3"  # "$1,234" and "3.0" normalised
+    assert rows[5]["question"] == ARITH[5][0] and rows[5]["rationale"] is None
+    assert task.answer.name == "number" and not task.builtin
+    assert task.load() is ds  # read and checked once
+    again = Task.from_dataset(str(arith_jsonl), question_column="problem", answer_column="solution",
+                              answer_type="number", task_name="my_arith", test_size=0.25, split_seed=1)  # fmt: skip
+    assert again.load()["test"]["sample_index"] == ds["test"]["sample_index"]  # the seeded split is stable
+    [prov] = task.provenance()
+    assert prov["file"] == "my_arith.jsonl" and len(prov["sha256"]) == 64
+
+
+def test_local_folder_with_train_and_test_files(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"q": f"{i} + 1?", "a": i + 1} for i in range(6)])
+    write_jsonl(folder / "test.jsonl", [{"q": f"{i} + 2?", "a": i + 2} for i in range(3)])
+    task = Task.from_dataset(str(folder), question_column="q", answer_column="a", answer_type="number",
+                             task_name="folder_task")  # fmt: skip
+    ds = task.load()
+    assert ds["train"]["answer"] == ["1", "2", "3", "4", "5", "6"]
+    assert ds["test"]["sample_index"] == [6, 7, 8]
+    assert {p["file"] for p in task.provenance()} == {"train.jsonl", "test.jsonl"}
+
+
+def test_choice_task_with_a_list_of_strings(tmp_path):
+    rows = [
+        {"question": "Sky colour?", "options": ["red", "blue", "green"], "gold": "blue"},
+        {"question": "Grass colour?", "options": ["red", "blue", "green"], "gold": "(C)"},
+        {"question": "Blood colour?", "options": ["red", "blue"], "gold": "a"},
+    ]
+    path = write_jsonl(tmp_path / "colours.jsonl", rows)
+    task = Task.from_dataset(str(path), question_column="question", answer_column="gold", answer_type="choice",
+                             choices_column="options", task_name="colours", test_size=1)  # fmt: skip
+    records = {r["sample_index"]: r for s in task.load().values() for r in s}
+    assert [records[i]["answer"] for i in range(3)] == ["B", "C", "A"]
+    assert records[0]["question"] == "Sky colour? Answer choices: (A) red, (B) blue, (C) green."
+    assert records[2]["choices"] == [{"label": "A", "text": "red"}, {"label": "B", "text": "blue"}]
+    assert task.has_choices and task.answer.letters == "ABC"
+    assert score_completion(task, " It is blue. --> (B)", "B", prefix="-->", mode="robust")["correct"]
+
+
+def test_yes_no_and_text_tasks(tmp_path):
+    path = write_jsonl(tmp_path / "yn.jsonl", [{"q": f"Is {i} even?", "a": [True, "No", "yes", "FALSE"][i % 4]}
+                                               for i in range(8)])  # fmt: skip
+    task = Task.from_dataset(str(path), question_column="q", answer_column="a", answer_type="yes_no",
+                             task_name="yn", test_size=0.5)  # fmt: skip
+    answers = [r["answer"] for s in task.load().values() for r in sorted(s, key=lambda r: r["sample_index"])]
+    assert sorted(answers) == ["no"] * 4 + ["yes"] * 4
+    assert score_completion(task, " so it is even --> Yes", "yes", prefix="-->")["correct"]
+    text = write_jsonl(tmp_path / "capitals.jsonl", [{"q": "Capital of France?", "a": "Paris"}] * 2)
+    capitals = Task.from_dataset(str(text), question_column="q", answer_column="a", answer_type="text",
+                                 task_name="capitals", test_size=1)  # fmt: skip
+    assert score_completion(capitals, " It is in Europe. --> paris.", "Paris", prefix="-->")["correct"]
+    assert not score_completion(capitals, " --> Lyon", "Paris", prefix="-->")["correct"]
+
+
+def test_a_registered_task_works_by_name_in_the_augmenter_and_the_metric(arith_jsonl, registry_guard):
+    task = register_task(Task.from_dataset(str(arith_jsonl), question_column="problem", answer_column="solution",
+                                           answer_type="number", task_name="mine", test_size=5))  # fmt: skip
+    assert TASKS["mine"] is task
+    kept, report = augment(task.load()["train"], RationaleAugmenter(EchoTeacher(), "mine"), keep="correct")
+    assert report.task == "mine" and report.questions == 15
+    assert 0 < report.kept < 15  # the echo teacher adds the last two numbers: right for most, not for all
+    assert all(r["correct"] for r in kept)
+    result = compute_accuracy([" --> 7", " --> 8"], ["7", "7"], task="mine")
+    assert result["accuracy"] == 0.5 and result["task"] == "mine"
+    with pytest.raises(FtcotError, match="already taken by a built-in"):
+        register_task(Task.from_dataset(str(arith_jsonl), question_column="problem", answer_column="solution",
+                                        answer_type="number", task_name="coin_flip", test_size=5))  # fmt: skip
+
+
+def test_ftcot_eval_scores_a_registered_task_by_name(arith_jsonl, tiny_gpt2, tmp_path, registry_guard):
+    register_task(Task.from_dataset(str(arith_jsonl), question_column="problem", answer_column="solution",
+                                    answer_type="number", task_name="mine", test_size=5))  # fmt: skip
+    out = tmp_path / "eval"
+    code = main(["eval", "--model", str(tiny_gpt2), "--task", "mine", "--max_new_tokens", "3", "--batch_size", "5",
+                 "--output_dir", str(out), "--paper_row", "none"])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())["results"][0]
+    assert result["task"] == "mine" and result["n"] == 5
+
+
+def test_ftcot_eval_with_the_dataset_flags(arith_jsonl, tiny_gpt2, tmp_path):
+    out = tmp_path / "eval"
+    code = main(["eval", "--model", str(tiny_gpt2), "--dataset", str(arith_jsonl), "--question_column", "problem",
+                 "--answer_column", "solution", "--answer_type", "number", "--task_name", "flags_task",
+                 "--test_size", "4", "--max_new_tokens", "3", "--output_dir", str(out), "--paper_row", "none"])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())["results"][0]
+    assert result["task"] == "flags_task" and result["n"] == 4
+    assert "flags_task" not in TASKS  # flags define a task for the command, they do not register it
+
+
+def _teach_args(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return ["teach", "--dataset", str(dataset), "--question_column", "problem", "--answer_column", "solution",
+            "--answer_type", "number", "--task_name", "my_arith", "--test_size", "0.25", "--output_dir", str(out),
+            *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"--question_column": "question"}, "has no column 'question' (--question_column); its columns: problem, "),
+        ({"--answer_type": "integer"}, "--answer_type 'integer' is not an answer type: use one of number, choice"),
+        ({"--task_name": "coin_flip"}, "--task_name 'coin_flip' is the name of a built-in task"),
+        ({"--test_size": "30"}, "--test_size 30: give a fraction in (0, 1) or a count in 1..19"),
+    ],
+)
+def test_bad_dataset_flags_fail_in_one_line_before_any_work(arith_jsonl, tmp_path, capsys, change, message):
+    args = _teach_args(arith_jsonl, tmp_path / "out")
+    for flag, value in change.items():
+        args[args.index(flag) + 1] = value
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_gold_answer_names_split_row_column_and_value(tmp_path, capsys):
+    rows = [{"problem": f"{i}+{i}?", "solution": str(2 * i)} for i in range(10)]
+    rows[7]["solution"] = "seven"
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    assert main(_teach_args(path, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "row 7" in err and "'solution'" in err and "'seven'" in err and "--skip_bad_rows" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+    task = Task.from_dataset(str(path), question_column="problem", answer_column="solution", answer_type="number",
+                             task_name="skips", test_size=2, skip_bad_rows=True)  # fmt: skip
+    ds = task.load()
+    assert ds["train"].num_rows + ds["test"].num_rows == 9 and sum(task.source.skipped.values()) == 1
+
+
+def test_an_empty_split_is_an_error(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, rows in (("train.csv", [("1+1?", "2"), ("2+2?", "4")]), ("test.csv", [])):
+        with (folder / name).open("w", newline="") as f:
+            csv.writer(f).writerows([("problem", "solution"), *rows])
+    args = _teach_args(folder, tmp_path / "out")
+    i = args.index("--test_size")
+    del args[i : i + 2]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "The test split of" in err and "is empty" in err
