@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -366,3 +367,54 @@ def test_finish_reason_heuristic(kojima):
     assert guess_finish_reason(" \n\n2,041 + 63,093 = 65,134", 128) == "stop"  # short: a natural end
     assert guess_finish_reason(" word" * 120, 128) == "length"
     assert guess_finish_reason(" word" * 120 + ".", 128) == "stop"
+
+
+# -- from_config: what `ftcot teach --teacher replay` (and the text-davinci-002 preset) calls -------------------------
+
+COMMON = {"model": None, "base_url": None, "data_dir": None}
+
+
+def test_from_config_reads_a_jsonl_replay_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"prompt": "P", "completion": "x", "finish_reason": "stop"}) + "\n")
+    teacher = ReplayTeacher.from_config(**COMMON, tasks=[SimpleNamespace(name="coin_flip")], replay_file=str(path))
+    assert teacher.samples("P") == {0: Generation("x", "stop")} and teacher.model == "recording r.jsonl"
+    # The replay file wins over the preset's source; the task list does not matter for a JSONL recording.
+    same = ReplayTeacher.from_config(**COMMON, tasks=["coin_flip", "gsm8k"], replay_file=path, source="kojima")
+    assert same.identity() == teacher.identity()
+
+
+def test_from_config_missing_replay_file_is_one_line_naming_it(tmp_path):
+    missing = tmp_path / "nowhere" / "rec.jsonl"
+    with pytest.raises(ValueError) as e:
+        ReplayTeacher.from_config(**COMMON, tasks=["coin_flip"], replay_file=str(missing))
+    assert str(missing) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_from_config_completion_data_needs_exactly_one_task(tmp_path, monkeypatch):
+    path = tmp_path / "D_coin_flip.json"
+    path.write_text(json.dumps({"metadata": {}, "data": {}}))
+    for tasks in ([], ["coin_flip", "gsm8k"]):
+        with pytest.raises(ValueError, match="exactly one task"):
+            ReplayTeacher.from_config(**COMMON, tasks=tasks, replay_file=str(path))
+    calls = []
+    monkeypatch.setattr(
+        ReplayTeacher, "from_completion_data", classmethod(lambda cls, *a, **kw: calls.append((a, kw)) or cls())
+    )
+    ReplayTeacher.from_config(model=None, base_url=None, tasks=[SimpleNamespace(name="coin_flip")],
+                              data_dir="/mirror", replay_file=str(path))  # fmt: skip
+    assert calls == [((path, "coin_flip"), {"data_dir": "/mirror"})]
+
+
+def test_from_config_without_a_file_replays_the_kojima_logs_of_the_tasks(mirror, built, monkeypatch):
+    import ftcot_hf.tasks.builder
+
+    monkeypatch.setattr(ftcot_hf.tasks.builder, "load_task", lambda name, **kw: built(name))
+    tasks = [SimpleNamespace(name="coin_flip"), "multiarith"]  # Task objects (their .name) or names
+    teacher = ReplayTeacher.from_config(model=None, base_url=None, tasks=tasks, data_dir=mirror)
+    assert teacher.model == KOJIMA_MODEL and len(teacher.sources) == 2
+    assert {teacher.info(p).task for p in teacher.prompts()} == {"coin_flip", "multiarith"}
+    with pytest.raises(ValueError, match="Unknown replay source 'elsewhere'"):
+        ReplayTeacher.from_config(**COMMON, tasks=tasks, source="elsewhere")
+    with pytest.raises(TypeError):
+        ReplayTeacher.from_config(**COMMON, tasks=tasks, max_concurrency=4)
