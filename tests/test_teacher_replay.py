@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from ftcot_hf import ChecksumMismatchError, SourceFormatError
-from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER, KOJIMA_ANSWER_TRIGGERS, stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt, stage2_prompt
+from ftcot_hf.tasks import get_task
 from ftcot_hf.teachers.base import TEACHERS, Generation, MissingRecordingError, Request, SamplingParams, TeacherError
 from ftcot_hf.teachers.cache import CachedTeacher, request_key
 from ftcot_hf.teachers.replay import (
@@ -86,8 +87,8 @@ def test_parser_agrees_with_the_derived_files_and_the_logs_accuracy_lines(mirror
                 # Ours is the split that reproduces the block's pred_before line.
                 squash = "".join(d["pred_before"].replace(":", "").replace(",", "").split())
                 assert "".join(entry.answer_completion.replace(":", "").replace(",", "").split()) == squash
-                assert entry.rationale + " " + KOJIMA_ANSWER_TRIGGERS[task] + entry.answer_completion == (
-                    d["rationale"] + " " + KOJIMA_ANSWER_TRIGGERS[task] + d["answer_completion"]
+                assert entry.rationale + " " + get_task(task).kojima_trigger + entry.answer_completion == (
+                    d["rationale"] + " " + get_task(task).kojima_trigger + d["answer_completion"]
                 )
     assert set(deviations) == DERIVED_SPLIT_WRONG
 
@@ -149,7 +150,7 @@ def test_replays_stage1_then_stage2_by_our_prompts(kojima, replay):
         requests = [Request(stage1_prompt(rec.question))]
         [(pos, [rationale])] = list(replay.generate(requests))
         assert pos == 0 and rationale.text == rec.rationale and rationale.finish_reason in ("stop", "length")
-        answer_prompt = stage2_prompt(rec.question, rationale.text, KOJIMA_ANSWER_TRIGGERS[task])
+        answer_prompt = stage2_prompt(rec.question, rationale.text, get_task(task).kojima_trigger)
         [(_, [answer])] = list(replay.generate([Request(answer_prompt)]))
         assert answer.text == rec.answer_completion
         assert replay.info(answer_prompt).task == task and replay.info(answer_prompt).stage == 2
@@ -179,7 +180,7 @@ def test_missing_recording_names_task_sample_index_and_prompt(kojima, replay):
     assert "What is the colour of a unicorn" in str(e.value)
 
     rec = kojima["gsm8k"][2][7]
-    edited = stage2_prompt(rec.question, rec.rationale.strip() + " Hmm.", KOJIMA_ANSWER_TRIGGERS["gsm8k"])
+    edited = stage2_prompt(rec.question, rec.rationale.strip() + " Hmm.", get_task("gsm8k").kojima_trigger)
     with pytest.raises(MissingRecordingError) as e:
         list(replay.generate([Request(edited)]))
     message = str(e.value)

@@ -272,7 +272,7 @@ class DatasetSource:
         out = {}
         for split, rows in raw.items():
             records, skipped = [], 0
-            for i, row in enumerate(rows):
+            for row in rows:
                 question = row.get(self.question_column)
                 where = f"{self.display}, split {row['_split']!r}, row {row['_pos']}"
                 if not isinstance(question, str) or not question.strip():

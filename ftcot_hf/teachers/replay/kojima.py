@@ -5,7 +5,7 @@ task records, and what the recorded teacher scores on our gold answers.
 source (download or offline mirror). Each question block is parsed (:func:`parse_kojima_log`) and matched to our
 record by question stem (:func:`match_kojima_log`); a matched :class:`KojimaRecord` is keyed by OUR prompts: stage 1
 ``stage1_prompt(question)`` -> the recorded rationale, stage 2
-``stage2_prompt(question, rationale, KOJIMA_ANSWER_TRIGGERS[task])`` -> the recorded answer completion
+``stage2_prompt(question, rationale, TASKS[task].kojima_trigger)`` -> the recorded answer completion
 (:meth:`ReplayTeacher.from_kojima_records` serves them). Where Kojima's option order differs from ours (Date
 Understanding: Kojima shuffled with its own RNG) the option letters in the answer and the letter mentions of the
 rationale are translated to our order by option text, so a replayed completion agrees with the prompt it is served
@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import SourceFormatError
-from ftcot_hf.prompts import KOJIMA_ANSWER_TRIGGERS, stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import stage1_prompt, stage2_prompt
+from ftcot_hf.tasks import TASKS
 from ftcot_hf.tasks.sources import SourceFile, resolve, sha256_of
 from ftcot_hf.teachers.replay.recordings import guess_finish_reason
 
@@ -171,7 +172,7 @@ def _answer_split(qa: str, trigger: str, pred_before: str, where: str) -> int:
 def parse_kojima_log(path: str | os.PathLike, task: str) -> KojimaLog:
     """Parse one raw ``*_zero_shot_cot.log``.
 
-    The answer trigger is taken from the log's own Namespace line and must equal ``KOJIMA_ANSWER_TRIGGERS[task]``
+    The answer trigger is taken from the log's own Namespace line and must equal the task's ``kojima_trigger``
     (the trigger our stage-2 prompts use). Within a block the LAST occurrence of the trigger whose following text
     agrees with the block's ``pred_before`` line splits rationale from answer (rationales often contain "Therefore,
     the answer is" themselves, and an answer that runs on can repeat the trigger: GSM8K #583, #621, AQuA #193).
@@ -181,7 +182,7 @@ def parse_kojima_log(path: str | os.PathLike, task: str) -> KojimaLog:
     """
     path = Path(path)
     text = path.read_bytes().decode("utf-8")
-    expected = KOJIMA_ANSWER_TRIGGERS[task]
+    expected = TASKS[task].kojima_trigger
     m = _NAMESPACE_TRIGGER.search(text[:5000])
     if m is None:
         raise SourceFormatError(f"{path}: no Namespace line with direct_answer_trigger (not a Kojima log?).")
@@ -189,7 +190,7 @@ def parse_kojima_log(path: str | os.PathLike, task: str) -> KojimaLog:
     if trigger != expected:
         raise SourceFormatError(
             f"{path}: its answer trigger is {trigger!r} but task {task!r} uses {expected!r} "
-            "(KOJIMA_ANSWER_TRIGGERS): is this the log of another task?"
+            "(Task.kojima_trigger): is this the log of another task?"
         )
     entries: list[KojimaLogEntry] = []
     for block in _BLOCK.finditer(text):
@@ -344,7 +345,7 @@ class KojimaRecord:
 
     @property
     def stage2_prompt(self) -> str:
-        return stage2_prompt(self.question, self.rationale, KOJIMA_ANSWER_TRIGGERS[self.task])
+        return stage2_prompt(self.question, self.rationale, TASKS[self.task].kojima_trigger)
 
 
 def match_kojima_log(
