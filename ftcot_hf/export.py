@@ -1,9 +1,11 @@
 """Write datasets as Hub-ready repositories: Parquet files + a README whose YAML ``configs:`` lets
-``datasets.load_dataset(folder_or_repo, config)`` read them with no code. Cards are rendered from ``model_cards/``."""
+``datasets.load_dataset(folder_or_repo, config)`` read them with no code. Cards are rendered from the Jinja templates
+of ``ftcot_hf/templates/`` (package data: in the wheel, read with ``importlib.resources``)."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,13 +16,27 @@ from huggingface_hub import DatasetCard, DatasetCardData
 logger = logging.getLogger(__name__)
 
 
-def template_path(name: str) -> Path:
-    """A card template of ``model_cards/`` (packaged as ``ftcot_hf/model_cards`` in wheels)."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "model_cards", here.parent / "model_cards"):
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"Card template {name} not found in ftcot_hf/model_cards or model_cards/.")
+TEMPLATES = "templates"
+"""The folder of ``ftcot_hf`` holding the card templates (declared as package data in pyproject.toml)."""
+
+
+def template_text(name: str) -> str:
+    """The text of the card template ``name`` (e.g. ``"student_model_card.md"``) in ``ftcot_hf/templates/``.
+
+    Read with ``importlib.resources``, so it works from a wheel or a zip as well as from the checkout.
+
+    Raises:
+        FileNotFoundError: no such template; the message lists the ones there are.
+    """
+    folder = importlib.resources.files("ftcot_hf") / TEMPLATES
+    resource = folder / name
+    if not resource.is_file():
+        known = sorted(p.name for p in folder.iterdir() if p.name.endswith(".md")) if folder.is_dir() else []
+        raise FileNotFoundError(
+            f"Card template {name!r} is not in ftcot_hf/{TEMPLATES}/ (there: {', '.join(known) or 'nothing'}); "
+            "if ftcot_hf was installed from a wheel, the wheel lacks its package data: reinstall it."
+        )
+    return resource.read_text(encoding="utf-8")
 
 
 def write_parquet_configs(
@@ -69,7 +85,7 @@ def write_dataset_repo(
     _, yaml_configs = write_parquet_configs(out, configs)
     card = DatasetCard.from_template(
         DatasetCardData(configs=yaml_configs, **card_data),
-        template_path=str(template_path(template)),
+        template_str=template_text(template),
         example_config=yaml_configs[0]["config_name"],
         **template_kwargs,
     )

@@ -5,8 +5,9 @@
 is the ``token`` argument, else ``huggingface_hub.get_token()`` (``HF_TOKEN`` or ``hf auth login``). The token is
 passed to the client only: it is never logged, printed, or written into a card or a file.
 
-Cards are rendered from ``model_cards/`` without pushing (:func:`render_dataset_card`, :func:`render_model_card`) and
-their YAML metadata is validated locally: it must survive a ``DatasetCardData`` / ``ModelCardData`` round trip.
+Cards are rendered from ``ftcot_hf/templates/`` without pushing (:func:`render_dataset_card`,
+:func:`render_model_card`) and their YAML metadata is validated locally: it must survive a ``DatasetCardData`` /
+``ModelCardData`` round trip.
 
 Example::
 
@@ -34,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.export import licenses_of, template_path, write_parquet_configs
+from ftcot_hf.export import licenses_of, template_text, write_parquet_configs
+from ftcot_hf.utils.fmt import pct
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -281,7 +283,7 @@ def render_dataset_card(
         card_data["dataset_info"] = dataset_info
     card = DatasetCard.from_template(
         DatasetCardData(**card_data),
-        template_path=str(template_path(DATASET_TEMPLATE)),
+        template_str=template_text(DATASET_TEMPLATE),
         example_config=configs[0]["config_name"],
         pretty_name=DATASET_CARD_DATA["pretty_name"],
         repo_id=repo_id,
@@ -420,10 +422,6 @@ def push_rationales(
 
 
 # -- the student ------------------------------------------------------------------------------------------------------
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
-
-
 def _result_rows(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for key, value in results.items():
@@ -434,7 +432,7 @@ def _result_rows(results: Mapping[str, Any]) -> list[tuple[str, str]]:
             name = f"maj@{results.get('k', 'k')} accuracy"
         is_fraction = key in FRACTION_KEYS or key.endswith("accuracy")
         if isinstance(value, float) and is_fraction:
-            rows.append((name, _pct(value)))
+            rows.append((name, f"{pct(value)}%"))  # the card shows the sign; reports do not
         else:
             rows.append((name, str(value)))
     return rows
@@ -513,7 +511,7 @@ def render_model_card(
     stopping: Mapping[str, Any] | None = None,
     example_question: str | None = None,
 ) -> ModelCard:
-    """The student's model card (``model_cards/student_model_card.md``).
+    """The student's model card (``ftcot_hf/templates/student_model_card.md``).
 
     Args:
         repo_id: the model repo (shown in the usage example; its name is the model-index name).
@@ -593,7 +591,7 @@ def render_model_card(
     ]
     card = ModelCard.from_template(
         card_data,
-        template_path=str(template_path(MODEL_TEMPLATE)),
+        template_str=template_text(MODEL_TEMPLATE),
         model_name=name,
         repo_id=repo_id,
         task=task,

@@ -21,21 +21,18 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import logging
 import os
 import re
-import shutil
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.utils.fs import atomic_dir, hf_home
 
 if TYPE_CHECKING:
     import torch
@@ -67,10 +64,7 @@ def default_student_cache() -> Path:
     """Where converted GGUF students live: ``$FTCOT_HOME/students`` or ``$HF_HOME/ftcot/students``."""
     if os.environ.get("FTCOT_HOME"):
         return Path(os.environ["FTCOT_HOME"]).expanduser() / "students"
-    hf_home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
-    )
-    return Path(hf_home).expanduser() / "ftcot" / "students"
+    return hf_home() / "ftcot" / "students"
 
 
 def embedded_student_path() -> Path:
@@ -128,53 +122,6 @@ def converted_dir(gguf_path: str | Path, cache_dir: str | Path | None = None) ->
     return root / f"{stem}-{gguf_fingerprint(gguf_path)[:16]}"
 
 
-# -- atomic folders -------------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def _remove_stale_tmp(dest: Path) -> None:
-    """Delete temporary folders of ``dest`` left by conversions whose process is gone (killed mid-way)."""
-    if not dest.parent.is_dir():
-        return
-    for tmp in dest.parent.glob(f".{dest.name}.tmp-*"):
-        match = re.match(rf"\.{re.escape(dest.name)}\.tmp-(\d+)-", tmp.name)
-        if match and not _pid_alive(int(match.group(1))):
-            logger.info("Removing %s, left by an interrupted conversion", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(dest: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success rename it to ``dest``, on any error delete it.
-
-    ``dest`` therefore either does not exist or is complete. When another process finished the same folder first,
-    its copy is kept and ours is discarded (both are conversions of the same content).
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(dest)
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-            logger.info("%s was completed by another process; keeping that copy", dest)
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # -- GGUF -----------------------------------------------------------------------------------------------------------
 def load_gguf(gguf_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a GGUF file with transformers (de-quantized) as a plain, un-quantized model and its tokenizer.
@@ -215,7 +162,8 @@ def convert_gguf(gguf_path: str | Path, dest: str | Path) -> tuple[PreTrainedMod
     loaded = time.perf_counter() - start
     import transformers
 
-    with atomic_dir(dest) as tmp:
+    # "keep": the folder is content-addressed, so a copy another process finished first is as good and may be in use.
+    with atomic_dir(dest, if_exists="keep") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         marker = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.students import (
     EMBEDDED_STUDENT,
     MARKER,
-    atomic_dir,
     convert_gguf,
     converted_dir,
     default_student_cache,
@@ -135,24 +133,6 @@ def test_converted_dir_is_content_addressed(tmp_path):
     assert converted_dir(a, tmp_path / "c").name.startswith("a.q4_1-")
     b.write_bytes(a.read_bytes()[:-1] + b"x")
     assert gguf_fingerprint(a) != gguf_fingerprint(b)
-
-
-def test_atomic_dir_leaves_no_half_folder_and_cleans_killed_leftovers(tmp_path):
-    dest = tmp_path / "students" / "x-123"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(dest) as tmp:
-            (tmp / "config.json").write_text("{}")
-            raise RuntimeError("killed while saving")
-    assert not dest.exists() and list(dest.parent.iterdir()) == []
-    # A conversion killed with SIGKILL leaves its temporary folder; the next one removes it (its pid is gone).
-    dead_pid = 2**22 + 12345
-    leftover = dest.parent / f".{dest.name}.tmp-{dead_pid}-deadbeef"
-    leftover.mkdir()
-    alive = dest.parent / f".{dest.name}.tmp-{os.getpid()}-cafecafe"
-    alive.mkdir()
-    with atomic_dir(dest) as tmp:
-        (tmp / "config.json").write_text("{}")
-    assert (dest / "config.json").is_file() and not leftover.exists() and alive.exists()
 
 
 # -- the embedded SmolLM2 GGUF: converted once per session ----------------------------------------------------------

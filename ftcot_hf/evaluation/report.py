@@ -18,6 +18,7 @@ from typing import Any
 
 from ftcot_hf.evaluation.evaluator import EvalResult
 from ftcot_hf.evaluation.paper import TASK_LABELS, TASK_ORDER, paper_row, teacher_row
+from ftcot_hf.utils.fmt import pct
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
+_pct = pct  # the old private name: ftcot_hf/evaluation/cli.py still imports it from here
 
 
 def _paper_pct(value: float | None) -> str:
@@ -90,11 +90,11 @@ def results_markdown(
             TASK_LABELS.get(r.task, r.task),
             r.format,
             str(r.n),
-            _pct(r.accuracy),
-            "-" if r.maj_at_k is None else f"{_pct(r.maj_at_k)} (k={r.k})",
-            _pct(r.contains_answer),
-            _pct(r.correct_format),
-            _pct(r.complete),
+            pct(r.accuracy),
+            "-" if r.maj_at_k is None else f"{pct(r.maj_at_k)} (k={r.k})",
+            pct(r.contains_answer),
+            pct(r.correct_format),
+            pct(r.complete),
             _paper_pct(reference.get(r.task)) if reference else "-",
             _paper_pct(teacher.get(r.task)),
             f"{r.wall_s:.1f}",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError
+from ftcot_hf.utils.fs import hf_home
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,11 @@ CACHE_ENV = "FTCOT_CACHE"
 
 
 def default_cache_path() -> Path:
+    """``$FTCOT_CACHE``, else ``<HF home>/ftcot/teacher_cache.sqlite`` (:func:`ftcot_hf.utils.fs.hf_home`: the
+    environment as it is now, by huggingface_hub's rule)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    hf_home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
-    )
-    return Path(hf_home).expanduser() / "ftcot" / "teacher_cache.sqlite"
+    return hf_home() / "ftcot" / "teacher_cache.sqlite"
 
 
 def request_key(identity: dict[str, Any], request: Request, sample_index: int) -> str:
