@@ -35,6 +35,7 @@ if str(REPO_ROOT) not in sys.path:
 from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
 from ftcot_hf.pipeline import RunConfig, resolve_bf16, run, test_split  # noqa: E402
+from ftcot_hf.utils.fmt import pct  # noqa: E402
 
 SMALL_TASKS = [
     "single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
@@ -178,10 +179,6 @@ def _maj_at_k(config: RunConfig, task: str, k: int, temperature: float) -> dict[
 
 
 # --- table and chart -----------------------------------------------------------------------------------------------
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -221,7 +218,7 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
         cot, van = rows[task].get("ft_cot", {}), rows[task].get("vanilla", {})
         best = "-"
         if cot.get("best_epoch") is not None:
-            best = f"{_pct(cot.get('best_epoch_accuracy'))} ({cot['best_epoch']})"
+            best = f"{pct(cot.get('best_epoch_accuracy'))} ({cot['best_epoch']})"
         paper = (paper_cot or {}).get(task)
         beats = "-" if cot.get("accuracy") is None or paper is None else (
             "yes" if 100 * cot["accuracy"] > paper else "no")  # fmt: skip
@@ -229,8 +226,8 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
         lines.append(
             f"| {TASK_LABELS.get(task, task)} | {_num((paper_cot or {}).get(task))} "
             f"| {_num((paper_van or {}).get(task))} "
-            f"| {_num(teacher.get(task))} | {_pct(van.get('accuracy'))} | **{_pct(cot.get('accuracy'))}** | {best} | "
-            f"{_pct(cot.get('maj_at_k'))}{k} | {beats} |"
+            f"| {_num(teacher.get(task))} | {pct(van.get('accuracy'))} | **{pct(cot.get('accuracy'))}** | {best} | "
+            f"{pct(cot.get('maj_at_k'))}{k} | {beats} |"
         )
     per_epoch = [t for t in tasks if rows[t].get("ft_cot", {}).get("epoch_accuracy")]
     if per_epoch:
@@ -240,7 +237,7 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
         for t in per_epoch:
             acc = {int(e): a for e, a in rows[t]["ft_cot"]["epoch_accuracy"].items()}
             lines.append(
-                f"| {TASK_LABELS.get(t, t)} | " + " | ".join(_pct(acc.get(e)) for e in _epochs(rows, per_epoch)) + " |"
+                f"| {TASK_LABELS.get(t, t)} | " + " | ".join(pct(acc.get(e)) for e in _epochs(rows, per_epoch)) + " |"
             )
     placed = [t for t in tasks if "tail_rationale" in rows[t]]
     if placed:
@@ -250,8 +247,8 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
                   "| task | vanilla (no rationale) | " + " | ".join(PLACEMENTS.values()) + " |",
                   "|---|---|" + "---|" * len(PLACEMENTS)]  # fmt: skip
         for t in placed:
-            cells = " | ".join(_pct(rows[t].get(f, {}).get("accuracy")) for f in PLACEMENTS)
-            lines.append(f"| {TASK_LABELS.get(t, t)} | {_pct(rows[t].get('vanilla', {}).get('accuracy'))} | {cells} |")
+            cells = " | ".join(pct(rows[t].get(f, {}).get("accuracy")) for f in PLACEMENTS)
+            lines.append(f"| {TASK_LABELS.get(t, t)} | {pct(rows[t].get('vanilla', {}).get('accuracy'))} | {cells} |")
     lines += [
         "",
         "Every cell's command, recipe, stage timings and run folder: `experiments/results/" + name + ".json`.",

@@ -236,24 +236,16 @@ def _disk_error(exc: BaseException, what: str, where: Path) -> FtcotError:
 
 @contextmanager
 def building(folder: Path, name: str, fp: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
-    """Build a stage's output in a hidden sibling folder; on success, write stage.json and rename into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Build a stage's output in a hidden sibling folder (``atomic_dir``); on success, write stage.json and swap it
+    into place, replacing an output of other inputs only now that the new one is complete."""
+    from ftcot_hf.utils.fs import atomic_dir
+
     try:
-        yield tmp
-        info = {"stage": name, "fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
-        (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
-        if folder.exists():  # an output of other inputs: replaced only now that the new one is complete
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
+        with atomic_dir(folder) as tmp:
+            yield tmp
+            info = {"stage": name, "fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
+            (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         if _is_disk_error(e):
             raise _disk_error(e, name, folder) from None
         raise
@@ -509,6 +501,7 @@ def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | Non
 def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], stages: dict[str, Any]) -> Path:
     from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task
     from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
+    from ftcot_hf.utils.fmt import pct
 
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -531,9 +524,6 @@ def _report(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]
         f"| task | rationales kept | untrained | trained | maj@k | paper GPT-2 124M {method} | paper Teacher |",
         "|---|---|---|---|---|---|---|",
     ]
-
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
 
     trained_results = []
     for task, m in per_task.items():

@@ -275,3 +275,15 @@ def test_the_readme_python_example_of_your_own_dataset_runs_as_written(tmp_path,
     write_jsonl(tmp_path / "my_arith.jsonl", [{"problem": q, "solution": a} for q, a in ARITH])
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 -- the documented example, verbatim
     assert TASKS["my_arith"].load()["train"].num_rows == 16
+
+
+def test_scrubbed_configs_hold_no_credentials_keys_or_local_paths(arith_jsonl):
+    from ftcot_hf.hub import scrub_config, scrub_url
+
+    assert scrub_url("https://user:s3cret@host.example:8443/v1?api_key=abc") == "https://host.example:8443/v1"
+    config = {"base_url": ["http://u:p@localhost:8000/v1?key=k"], "teacher_kwargs": {"api_key": "sk-1", "seed": 3},
+              "dataset": str(arith_jsonl), "cache_dir": "/home/me/c.sqlite"}  # fmt: skip
+    scrubbed = json.dumps(scrub_config(config))
+    for secret in ("u:p", "key=k", "sk-1", "/home/me", str(arith_jsonl.parent)):
+        assert secret not in scrubbed
+    assert '"seed": 3' in scrubbed and "my_arith.jsonl" in scrubbed

@@ -244,15 +244,15 @@ def cli_main(argv: list[str]) -> int:
     """`ftcot eval`: flags and `--config eval.yaml` come from EvalConfig through TrlParser."""
     from trl import TrlParser
 
-    from ftcot_hf.evaluation.report import _pct
+    from ftcot_hf.utils.fmt import pct
 
     parser = TrlParser((EvalConfig,), prog="ftcot eval")
     (config,) = parser.parse_args_and_config(argv)
     results, paths = run_eval(config)
     for r in results:
-        maj = "" if r.maj_at_k is None else f"  maj@{r.k} {_pct(r.maj_at_k)}"
+        maj = "" if r.maj_at_k is None else f"  maj@{r.k} {pct(r.maj_at_k)}"
         print(
-            f"{r.task:27s} {r.format:13s} n={r.n:<5d} accuracy {_pct(r.accuracy)}{maj}  complete {_pct(r.complete)}"
+            f"{r.task:27s} {r.format:13s} n={r.n:<5d} accuracy {pct(r.accuracy)}{maj}  complete {pct(r.complete)}"
             f"  ({r.wall_s:.1f} s)"
         )
     print(f"\nWrote {', '.join(str(Path(p)) for p in paths.values())}")

@@ -41,10 +41,9 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-_pct = pct  # the old private name: ftcot_hf/evaluation/cli.py still imports it from here
 
 
-def _paper_pct(value: float | None) -> str:
+def _paperpct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -95,8 +94,8 @@ def results_markdown(
             pct(r.contains_answer),
             pct(r.correct_format),
             pct(r.complete),
-            _paper_pct(reference.get(r.task)) if reference else "-",
-            _paper_pct(teacher.get(r.task)),
+            _paperpct(reference.get(r.task)) if reference else "-",
+            _paperpct(teacher.get(r.task)),
             f"{r.wall_s:.1f}",
             str(r.generated_tokens),
         ]
