@@ -287,3 +287,37 @@ def test_scrubbed_configs_hold_no_credentials_keys_or_local_paths(arith_jsonl):
     for secret in ("u:p", "key=k", "sk-1", "/home/me", str(arith_jsonl.parent)):
         assert secret not in scrubbed
     assert '"seed": 3' in scrubbed and "my_arith.jsonl" in scrubbed
+
+
+def test_ftcot_push_publishes_a_user_dataset_task_and_its_card_names_the_source(arith_jsonl, tmp_path):
+    import subprocess
+    import sys
+
+    from ftcot_hf.teach import TeachConfig, save_rationales, teach
+    from tests.fake_hub_server import DEFAULT_USER, FakeHub
+
+    config = TeachConfig(dataset=str(arith_jsonl), question_column="problem", answer_column="solution",
+                         answer_type="number", task_name="my_arith", test_size=5, keep="all",
+                         output_dir=str(tmp_path / "rationales"), cache_dir=str(tmp_path / "c.sqlite"))  # fmt: skip
+    tasks = config.resolve_tasks()
+    import ftcot_hf.teach as teach_module
+
+    real = teach_module.build_teacher
+    teach_module.build_teacher = lambda cfg, ts: (EchoTeacher(), "generic")
+    try:
+        results, reports = teach(config, tasks=tasks)
+    finally:
+        teach_module.build_teacher = real
+    folder = save_rationales(config, results, reports, tasks)
+    with FakeHub(tmp_path / "hub") as hub:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ftcot_hf.cli", "push", "--what", "rationales", "--path", str(folder),
+             "--repo_id", "my-arith-rationales"],
+            env=hub.client_env(tmp_path / "hf_home"), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        files = hub.files("dataset", f"{DEFAULT_USER}/my-arith-rationales")
+    card = files["README.md"].decode()
+    assert "config_name: my_arith" in card and "my_arith.jsonl" in card and "| number |" in card
+    assert str(tmp_path) not in card and str(tmp_path) not in files["yield_report.json"].decode()
+    assert json.loads(files["yield_report.json"])["tasks"]["my_arith"]["answer_type"] == "number"

@@ -78,7 +78,7 @@ class DatasetSource:
 
     def provenance(self) -> list[dict[str, Any]]:
         local = Path(self.path).expanduser()
-        where = {"dataset": self.path, "config": self.dataset_config, "revision": self.revision}
+        where = {"dataset": self.public_path, "config": self.dataset_config, "revision": self.revision}
         mapping = {"question_column": self.question_column, "answer_column": self.answer_column,
                    "choices_column": self.choices_column}  # fmt: skip
         if local.is_file():
@@ -88,10 +88,18 @@ class DatasetSource:
             return [{**where, "file": str(p.relative_to(local)), "sha256": _sha256(p), **mapping} for p in files]
         return [{**where, "revision": self.revision or "main", **mapping}]
 
+    @property
+    def public_path(self) -> str:
+        """The dataset as cards and reports name it: a Hub id as is, a local file or folder by its name only (its
+        absolute path says nothing to a reader and may be private)."""
+        local = Path(self.path).expanduser()
+        return local.name if local.exists() else self.path
+
     def to_dict(self) -> dict[str, Any]:
-        keys = ("path", "question_column", "answer_column", "dataset_config", "revision", "train_split",
+        """What ``yield_report.json`` records (the local path by its name only; the data is not read again)."""
+        keys = ("question_column", "answer_column", "dataset_config", "revision", "train_split",
                 "test_split", "test_size", "split_seed", "choices_column", "skip_bad_rows")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
+        return {"path": self.public_path, **{k: getattr(self, k) for k in keys}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetSource:
@@ -143,7 +151,7 @@ class DatasetSource:
             title=title or name,
             answer=parser,
             source=self,
-            description=f"User dataset {self.display} (question: {self.question_column!r}, answer: "
+            description=f"User dataset {self.public_path} (question: {self.question_column!r}, answer: "
             f"{self.answer_column!r}, answer type: {answer_type}).",
             license=license or "unknown",
             citation=citation,
