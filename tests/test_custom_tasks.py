@@ -321,3 +321,16 @@ def test_ftcot_push_publishes_a_user_dataset_task_and_its_card_names_the_source(
     assert "config_name: my_arith" in card and "my_arith.jsonl" in card and "| number |" in card
     assert str(tmp_path) not in card and str(tmp_path) not in files["yield_report.json"].decode()
     assert json.loads(files["yield_report.json"])["tasks"]["my_arith"]["answer_type"] == "number"
+
+
+def test_ftcot_train_on_your_own_dataset_scores_it_each_epoch(arith_jsonl, tiny_gpt2, tmp_path, capsys):
+    out = tmp_path / "student"
+    code = main(["train", "--student", str(tiny_gpt2), "--dataset", str(arith_jsonl), "--question_column", "problem",
+                 "--answer_column", "solution", "--answer_type", "number", "--task_name", "mine", "--test_size", "4",
+                 "--format", "vanilla", "--output_dir", str(out), "--num_train_epochs", "1",
+                 "--per_device_train_batch_size", "8", "--eval_every_epoch", "true", "--eval_max_new_tokens", "4",
+                 "--disable_tqdm", "true", "--cpu_threads", "1", "--report_to", "none"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "last epoch (1): test accuracy" in capsys.readouterr().out
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["task"] == "mine"
