@@ -40,7 +40,7 @@ import openai  # noqa: E402
 
 from ftcot_hf.teachers.base import Request, SamplingParams  # noqa: E402
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, request_key  # noqa: E402
-from ftcot_hf.teachers.openai_backend import OpenAITeacher  # noqa: E402
+from ftcot_hf.teachers.http.openai import OpenAITeacher  # noqa: E402
 
 MODEL = "bench-model"
 PARAMS = SamplingParams(temperature=0.0, max_tokens=64)

@@ -8,6 +8,7 @@ overlaps across concurrent requests exactly like a batching inference server's w
 Completions are deterministic functions of the request: sample ``j`` of prompt ``p`` is
 ``"Answer for <last 4 words of p> #j"`` (plus ``" seed=<s>"`` when a seed is sent). A "token" is a
 whitespace-separated word, so ``max_tokens`` truncation is predictable (finish_reason ``"length"``).
+``ignore_n=True`` behaves like llama.cpp's server: one choice (sample 0) whatever ``n`` asks for.
 
 Faults are scripted: :attr:`FakeOpenAIServer.faults` is a list of directives consumed one per request, in arrival
 order (``None`` = behave normally):
@@ -165,13 +166,13 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if kind == "malformed":
             return self._send(200, b'{"id": "cmpl-broken", "choices": [')
-        self._send_json(200, _completion(body, chat, kind))
+        self._send_json(200, _completion(body, chat, kind, fake.ignore_n))
         return None
 
 
-def _completion(body: dict[str, Any], chat: bool, kind: str) -> dict[str, Any]:
+def _completion(body: dict[str, Any], chat: bool, kind: str, ignore_n: bool = False) -> dict[str, Any]:
     """An OpenAI-shaped (chat) completion object for ``body``."""
-    n = int(body.get("n") or 1)
+    n = 1 if ignore_n else int(body.get("n") or 1)
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     seed = body.get("seed")
     if chat:
@@ -228,6 +229,7 @@ class FakeOpenAIServer:
 
     ``latency`` is seconds per request, or a function of the request body (e.g. slow for one prompt).
     ``model``: when set, requests for another model get a 404 (as vLLM answers).
+    ``ignore_n``: answer every request with one choice, whatever its ``n`` (as llama.cpp's server does).
     """
 
     def __init__(
@@ -236,9 +238,11 @@ class FakeOpenAIServer:
         faults: list[Directive] | None = None,
         model: str | None = None,
         port: int = 0,
+        ignore_n: bool = False,
     ):
         self.latency = latency
         self.model = model
+        self.ignore_n = ignore_n
         self._state = _State(faults=list(faults or []))
         self._stopping = threading.Event()
         self._port = port
@@ -336,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--ignore_n", action="store_true", help="one choice per request, whatever n (llama.cpp)")
     args = parser.parse_args(argv)
-    with FakeOpenAIServer(latency=args.latency, model=args.model, port=args.port) as server:
+    with FakeOpenAIServer(latency=args.latency, model=args.model, port=args.port, ignore_n=args.ignore_n) as server:
         print(f"PORT {server.port}", flush=True)
         sys.stdin.read()
     return 0

@@ -22,7 +22,9 @@ import pytest
 
 from ftcot_hf.teachers.base import TEACHERS, Request, SamplingParams, TeacherError
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache
-from ftcot_hf.teachers.openai_backend import OpenAITeacher, _parse_retry_after, _resolve_api_key
+from ftcot_hf.teachers.http.openai import OpenAITeacher
+from ftcot_hf.teachers.http.transport import parse_retry_after as _parse_retry_after
+from ftcot_hf.teachers.http.transport import resolve_api_key as _resolve_api_key
 from tests.fake_openai_server import FakeOpenAIServer, dead_base_url, sample_text
 
 SECRET = "sk-test-DO-NOT-LEAK-7f3a9c"
@@ -126,6 +128,127 @@ def test_length_truncation_gives_finish_reason_length(server, make_teacher, max_
     assert gen.finish_reason == "length"
 
 
+# -- servers that ignore n (llama.cpp) --------------------------------------------------------------------------------
+def n_warnings(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and "ignores `n`" in r.getMessage()]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_server_ignoring_n_gets_one_request_per_sample_after_one_warning(make_teacher, caplog, concurrency):
+    caplog.set_level(logging.INFO)
+    params = SamplingParams(temperature=0.7, seed=5)
+    with FakeOpenAIServer(ignore_n=True) as server:
+        teacher = make_teacher(server.base_url, max_concurrency=concurrency)  # supports_n: auto (the default)
+        out = run_all(teacher, [Request(f"p{i}", params, n=4) for i in range(6)])
+        # sample j of a seeded prompt is the request seeded 5 + j (as with supports_n=False): 4 distinct samples
+        for i in range(6):
+            assert [g.text for g in out[i]] == [sample_text(f"p{i}", 0, seed=5 + j) for j in range(4)]
+        assert len(n_warnings(caplog)) == 1 and SECRET not in caplog.text
+        assert server.base_url in n_warnings(caplog)[0].getMessage()
+        if concurrency == 1:  # one n=4 probe, its 3 missing samples, then one request per sample for the rest
+            assert [r.body.get("n", 1) for r in server.requests] == [4] + [1] * 23
+        # later calls send n=1 from the start, and resuming a seeded prompt gives new samples, no repeats
+        server.reset()
+        [gens] = run_all(teacher, [Request("p0", params, n=2, first_index=4)]).values()
+        assert [g.text for g in gens] == [sample_text("p0", 0, seed=s) for s in (9, 10)]
+        assert [r.body.get("n", 1) for r in server.requests] == [1, 1]
+        assert len(n_warnings(caplog)) == 1
+
+
+def test_server_ignoring_n_on_a_resumed_seeded_prompt_gives_the_missing_samples(make_teacher, caplog):
+    """Samples 3..4 ask for n=5 and drop 3 choices: a server that ignores n answers one, so none is usable."""
+    with FakeOpenAIServer(ignore_n=True) as server:
+        teacher = make_teacher(server.base_url, max_concurrency=1)
+        params = SamplingParams(temperature=0.7, seed=1)
+        [gens] = run_all(teacher, [Request("p", params, n=2, first_index=3)]).values()
+        assert [g.text for g in gens] == [sample_text("p", 0, seed=s) for s in (4, 5)]
+        assert [r.body.get("n", 1) for r in server.requests] == [5, 1, 1]
+        assert len(n_warnings(caplog)) == 1
+
+
+def test_supports_n_forced(make_teacher, caplog):
+    """False: one n=1 request per sample from the start (no probe, no warning); True: too few choices is an error."""
+    with FakeOpenAIServer(ignore_n=True) as server:
+        teacher = OpenAITeacher.from_config(model="fake-model", base_url=[server.base_url], supports_n=False, **FAST)
+        try:
+            out = run_all(teacher, [Request(f"p{i}", SamplingParams(temperature=0.7), n=4) for i in range(3)])
+        finally:
+            teacher.close()
+        assert all(len(gens) == 4 for gens in out.values())
+        assert len(server.requests) == 12 and all("n" not in r.body for r in server.requests)
+        assert n_warnings(caplog) == []
+        server.reset()
+        teacher = make_teacher(server.base_url, supports_n=True)
+        with pytest.raises(TeacherError, match="1 choice.*n=4.*supports_n=False"):
+            run_all(teacher, [Request("p", n=4)])
+        assert len(server.requests) == 1
+
+
+# -- from_config and the backend options ------------------------------------------------------------------------------
+def test_from_config_builds_the_teacher_with_its_options(server):
+    teacher = OpenAITeacher.from_config(
+        model="fake-model", base_url=[server.base_url], tasks=["coin_flip"], data_dir="/nowhere",
+        max_concurrency=3, timeout=7.5, max_retries=2, api_key=SECRET,
+    )  # fmt: skip
+    with teacher:
+        assert isinstance(teacher, OpenAITeacher) and teacher is not TEACHERS["openai"]
+        assert (teacher.max_concurrency, teacher.timeout, teacher.max_retries, teacher.supports_n) == (3, 7.5, 2, None)
+        assert run_all(teacher, [Request("p")])[0][0].text == sample_text("p", 0)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"base_url": ["http://127.0.0.1:1/v1"]}, "needs --teacher_model"),
+        ({"model": "m"}, "needs --base_url"),
+        ({"model": "m", "base_url": []}, "needs --base_url"),
+        (
+            {"model": "m", "base_url": ["http://127.0.0.1:1/v1"], "max_concurency": 4},
+            "max_concurency.*max_concurrency",
+        ),
+    ],
+)
+def test_from_config_errors_are_one_line_saying_what_to_pass(config, match):
+    with pytest.raises(ValueError, match=match) as info:
+        OpenAITeacher.from_config(**config)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("The openai teacher")
+    if "max_concurency" in config:  # the accepted options are listed
+        assert all(name in message for name in ("supports_n", "extra_body", "seed", "timeout", "api_key_env"))
+
+
+def test_extra_body_seed_and_stop_reach_the_server(server):
+    teacher = OpenAITeacher.from_config(
+        model="fake-model", base_url=[server.base_url], extra_body={"repeat_penalty": 1.0, "top_k": 1}, seed=3,
+        stop=["\nQ:"],
+    )  # fmt: skip
+    with teacher:
+        run_all(teacher, [Request("p", SamplingParams(stop=("\n\n",))), Request("q", SamplingParams(seed=8))])
+    bodies = {r.body["prompt"]: r.body for r in server.requests}
+    assert bodies["p"]["repeat_penalty"] == 1.0 and bodies["p"]["top_k"] == 1
+    assert bodies["p"]["seed"] == 3 and bodies["q"]["seed"] == 8  # the request's own seed wins
+    assert bodies["p"]["stop"] == ["\n\n", "\nQ:"] and bodies["q"]["stop"] == ["\nQ:"]
+    assert teacher.identity() == {
+        "backend": "openai", "model": "fake-model", "extra_body": {"repeat_penalty": 1.0, "top_k": 1}, "seed": 3,
+        "stop": ["\nQ:"],
+    }  # fmt: skip
+
+
+def test_api_key_env_names_the_variable_holding_the_key(server, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("FTCOT_TEST_KEY", SECRET)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server.faults.append(("401",))
+    with OpenAITeacher.from_config(model="fake-model", base_url=[server.base_url], api_key_env="FTCOT_TEST_KEY") as t:
+        with pytest.raises(TeacherError, match="HTTP 401.*FTCOT_TEST_KEY") as info:
+            run_all(t, [Request("p")])
+        assert server.requests[0].authorization == f"Bearer {SECRET}"
+        assert_clean(info.value, t, caplog)
+    monkeypatch.delenv("FTCOT_TEST_KEY")
+    with pytest.raises(ValueError, match="FTCOT_TEST_KEY.*not set"):
+        OpenAITeacher.from_config(model="m", base_url=["http://127.0.0.1:1/v1"], api_key_env="FTCOT_TEST_KEY")
+
+
 # -- concurrency ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("limit", [1, 4])
 def test_concurrency_bound(make_teacher, limit):
@@ -218,7 +341,7 @@ def assert_clean(error: BaseException, teacher: OpenAITeacher, caplog) -> None:
 def test_bad_responses_raise_a_clean_teacher_error_without_retrying(server, make_teacher, caplog, fault, match):
     caplog.set_level(logging.DEBUG)
     server.faults.append(fault)
-    teacher = make_teacher(server.base_url)
+    teacher = make_teacher(server.base_url, supports_n=True)  # forced: by default, too few choices fall back
     with pytest.raises(TeacherError, match=match) as info:
         run_all(teacher, [Request("p", n=2)])
     assert len(server.requests) == 1

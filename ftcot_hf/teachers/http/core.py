@@ -1,0 +1,540 @@
+"""The transport every HTTP API teacher shares: :class:`HTTPTeacher`. A provider subclasses it and only speaks its
+API: :meth:`~HTTPTeacher.request_path`, :meth:`~HTTPTeacher.build_body` (a :class:`Request` -> a JSON body) and
+:meth:`~HTTPTeacher.parse_response` (a decoded answer -> :class:`Generation` s); see ``openai.py``.
+
+Why it looks the way it does:
+
+* Teaching a dataset means tens of thousands of independent requests whose latency is the server's, so the
+  throughput comes from keeping ``max_concurrency`` requests in flight (a vLLM server batches them), not from
+  batching prompts into one request. An asyncio loop in a private thread drives the clients; results reach the
+  caller's (synchronous) :meth:`HTTPTeacher.generate` through a queue *as each request completes*, so the request
+  cache stores each one at once and a crash loses only what was in flight. The loop lives in its own thread so
+  ``generate`` also works where an event loop is already running (Jupyter) and so requests keep flowing while the
+  caller is busy with a result. ``processes=N`` runs N such loops in worker processes (``workers.py``).
+* Retries, fail-over and the bound on requests in flight are the fleet's (``transport.py``). A *malformed* 200
+  answer (not JSON, or what ``parse_response`` rejects) is not retried: it almost always means ``base_url`` is not
+  the API it should be.
+* ``n`` samples of a prompt go in one request where the server does ``n``, else one request per sample. By default
+  (``supports_n=None``) the first answer with fewer choices than asked shows the server ignores ``n`` (llama.cpp's
+  does): the teacher says so once and sends one request per sample from then on, the missing samples included.
+* Errors name the (credential-free) base URL and the model, and never contain an API key.
+* ``identity()`` is backend + model (+ ``extra_body``, ``seed``, ``stop`` when set), never the URLs: a fleet serving
+  one model shares the cache, and moving a server to another port does not invalidate it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import difflib
+import inspect
+import json
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, TeacherError
+from ftcot_hf.teachers.http import transport as tp
+from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
+from ftcot_hf.teachers.http.workers import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound="HTTPTeacher")
+_Plan = tuple[SamplingParams, int, int]
+"""(the sampling parameters sent, ``n`` asked for, leading choices of the answer to drop)."""
+
+
+class HTTPTeacher(Teacher):
+    """A teacher behind one or more HTTP API servers (the transport; subclasses speak an API).
+
+    Args:
+        model: the served model name.
+        base_url: the API root; several (a list, or one comma-separated string) form a fleet: requests go to the
+            least busy live server, and a dead one is skipped for ``down_cooldown`` seconds.
+        api_key: else ``$<api_key_env>``, else the HF token for Hugging Face hosts, else ``"EMPTY"``.
+        max_concurrency: HTTP requests in flight at most (for the whole teacher, across the fleet).
+        timeout: seconds per HTTP request.
+        max_retries: backoff rounds per request after the first try; each round tries every live server once, so
+            a request makes at most ``(max_retries + 1) * len(base_url)`` attempts.
+        supports_n: ``None`` (auto): ask for ``n`` choices per request and, on the first answer with fewer, log a
+            warning and send one request per sample from then on; ``True``: the server does ``n`` (fewer choices
+            is an error); ``False``: always one request per sample (sample ``i`` seeded ``seed + i``).
+        backoff_base, backoff_max: exponential backoff ``min(backoff_max, backoff_base * 2**k)``, jittered to
+            50-100 % of that; a ``Retry-After`` header (seconds) replaces it (plus up to 10 %).
+        down_after: consecutive 5xx/timeouts that mark a server down (a refused connection marks it at once).
+        down_cooldown: seconds a down server is skipped before being tried again.
+        extra_body: extra JSON fields merged into every request body (vLLM's ``top_k``, llama.cpp's
+            ``repeat_penalty``...); part of ``identity()`` since they change the output.
+        seed: the seed of requests whose sampling parameters have none; part of ``identity()``.
+        stop: stop strings added to every request's own; part of ``identity()``.
+        api_key_env: the environment variable holding the API key (default: the API's, e.g. ``OPENAI_API_KEY``).
+        http_backend: ``"aiohttp"`` (the openai client's aiohttp transport: about half the client CPU per request
+            of the default in ``bench/teach_throughput.py``), ``"httpx"`` (the client's default), or ``"auto"``
+            (aiohttp when the installed ``openai`` provides it).
+        processes: worker processes doing the HTTP work, each with its own event loop and clients and a share of
+            ``max_concurrency``; ``"auto"``: one per CPU (at most 4) when ``max_concurrency`` >= 32, else 1. They
+            start on the first ``generate`` and are reused until :meth:`close`; a script using them needs the
+            usual ``if __name__ == "__main__":`` guard.
+    """
+
+    default_api_key_env: ClassVar[str] = "OPENAI_API_KEY"
+    """Where the key is read from when neither ``api_key`` nor ``api_key_env`` is given."""
+    api_has_n: ClassVar[bool] = True
+    """False for an API without ``n`` (one request per sample, always)."""
+    base_url_hint: ClassVar[str] = "is base_url the API root?"
+    """Said with an answer that is not JSON."""
+
+    # -- what a provider implements --------------------------------------------------------------------------------
+    def request_path(self, request: Request) -> str:
+        """The path (below ``base_url``) that ``request`` is POSTed to."""
+        raise NotImplementedError
+
+    def build_body(self, request: Request, params: SamplingParams, n: int) -> dict[str, Any]:
+        """The JSON body asking for ``n`` samples of ``request.prompt`` with ``params`` (the teacher's ``seed`` and
+        ``stop`` already applied; ``n`` is 1 unless the API has ``n``). ``extra_body`` is merged in afterwards."""
+        raise NotImplementedError
+
+    def parse_response(self, data: Any, request: Request, params: SamplingParams) -> list[Generation]:
+        """Every choice of a decoded 200 answer, in order; a malformed one raises :class:`ResponseError`."""
+        raise NotImplementedError
+
+    def status_hint(self, status: int) -> str:
+        """What to do about a non-retryable HTTP error ``status``."""
+        hints = {
+            401: f"check the API key (argument api_key, ${self.api_key_env}, or `hf auth login` for Hugging Face "
+            "hosts).",
+            403: "the key is not allowed to use this model.",
+            404: "check the model name and base_url.",
+        }
+        return hints.get(status, "the server rejected the request; check the sampling parameters for this server.")
+
+    def default_headers(self, api_key: str) -> dict[str, Any]:
+        """Headers of every request of a client (the openai client adds ``Authorization: Bearer <key>``). Here: drop
+        its telemetry headers (``X-Stainless-*``): no server needs them, and every header is handled by four layers
+        (openai, httpx2, the aiohttp adapter, aiohttp) on every request: ~7 % of the client CPU per request."""
+        return dict.fromkeys(tp.TELEMETRY_HEADERS, self._openai.Omit())
+
+    # -- construction ----------------------------------------------------------------------------------------------
+    def __init__(
+        self,
+        model: str,
+        base_url: str | Sequence[str],
+        api_key: str | None = None,
+        max_concurrency: int = 16,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        supports_n: bool | None = None,
+        *,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        down_after: int = 3,
+        down_cooldown: float = 30.0,
+        extra_body: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] = (),
+        api_key_env: str | None = None,
+        http_backend: str = "auto",
+        processes: int | str = 1,
+    ):
+        label = self._label
+        if not model:
+            raise ValueError(f"{label} teacher: model is empty; give the served model's name.")
+        if max_concurrency < 1:
+            raise ValueError(f"{label} teacher: max_concurrency must be >= 1, not {max_concurrency}.")
+        if max_retries < 0:
+            raise ValueError(f"{label} teacher: max_retries must be >= 0, not {max_retries}.")
+        if not timeout > 0:
+            raise ValueError(f"{label} teacher: timeout must be > 0 seconds, not {timeout}.")
+        if supports_n not in (None, True, False):
+            raise ValueError(f"{label} teacher: supports_n must be true, false or null (auto), not {supports_n!r}.")
+        if http_backend not in ("auto", "aiohttp", "httpx"):
+            raise ValueError(
+                f"{label} teacher: http_backend must be 'auto', 'aiohttp' or 'httpx', not {http_backend!r}."
+            )
+        if extra_body is not None and not isinstance(extra_body, Mapping):
+            raise ValueError(f"{label} teacher: extra_body must be a JSON object (a dict), not {extra_body!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"{label} teacher: seed must be an integer or null, not {seed!r}.")
+        if processes == "auto":
+            processes = min(os.cpu_count() or 1, 4) if max_concurrency >= 32 else 1
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"{label} teacher: processes must be an integer >= 1 or 'auto', not {processes!r}.")
+        try:
+            import openai
+        except ImportError as exc:
+            raise TeacherError(
+                f"The {label} teacher needs the `openai` package (its HTTP client): pip install 'ftcot-hf[openai]'."
+            ) from exc
+        self._openai = openai
+        self.model = model
+        self.max_concurrency = int(max_concurrency)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.supports_n: bool | None = supports_n if self.api_has_n else False
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.down_after = max(1, int(down_after))
+        self.down_cooldown = float(down_cooldown)
+        self.extra_body = dict(extra_body) if extra_body else None
+        self.seed = seed
+        self.stop: tuple[str, ...] = (stop,) if isinstance(stop, str) else tuple(stop)
+        self.api_key_env = api_key_env or self.default_api_key_env
+        self.http_backend = http_backend
+        self.processes = min(processes, self.max_concurrency)  # a worker with no share of the bound does nothing
+        self._workers: WorkerPool | None = None
+        self._ignores_n = False
+        """Learnt from an answer (``supports_n=None``): the server ignores ``n``."""
+        if api_key_env and not api_key and not os.environ.get(api_key_env):
+            raise ValueError(
+                f"{label} teacher: api_key_env={api_key_env!r} names an environment variable that is not set: "
+                "export it, or pass api_key."
+            )
+        self.stats: Counter[str] = Counter()
+        """What happened on the wire: ``http_requests``, ``retries``, ``failovers``, ``http_429``, ``http_5xx``,
+        ``timeouts``, ``connection_errors``, ``marked_down``."""
+        fleet_options = ("max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max", "down_after",
+                         "down_cooldown", "http_backend", "api_key_env")  # fmt: skip
+        self._fleet = Fleet(
+            base_url, openai=openai, api_key=api_key, label=label, model=model, status_hint=self.status_hint,
+            stats=self.stats, **{name: getattr(self, name) for name in fleet_options},
+        )  # fmt: skip
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    @classmethod
+    def from_config(
+        cls: type[T],
+        *,
+        model: str | None = None,
+        base_url: str | Sequence[str] | None = None,
+        tasks: Sequence[Any] = (),
+        data_dir: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """The teacher of a teach config (the contract of every backend's ``from_config``).
+
+        Args:
+            model: the served model name (``--teacher_model``).
+            base_url: the server's API root, or several (``--base_url``).
+            tasks / data_dir: not used (a server serves any task); accepted because every caller passes them.
+            **kwargs: the constructor's options (``max_concurrency``, ``supports_n``, ``timeout``, ``extra_body``...).
+
+        Raises:
+            ValueError: no ``model`` or no ``base_url`` (saying which flag to pass), an option the constructor does
+                not take (naming the ones it takes), or an invalid value.
+        """
+        label = cls._class_label()
+        if not model:
+            raise ValueError(f"The {label} teacher needs --teacher_model: the name the server serves the model under.")
+        if not base_url:
+            raise ValueError(
+                f"The {label} teacher needs --base_url: the server's API root, e.g. http://localhost:8000/v1 "
+                "(several for a fleet)."
+            )
+        accepted = cls.option_names()
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], accepted, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(
+                f"The {label} teacher takes no option {', '.join(unknown)}{hint}; it takes: {', '.join(accepted)}."
+            )
+        return cls(model, base_url, **kwargs)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The constructor's options (what ``from_config`` accepts besides model/base_url/tasks/data_dir)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        skip = {"self", "model", "base_url"}
+        return [p.name for p in params if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    # -- public surface --------------------------------------------------------------------------------------------
+    @property
+    def base_urls(self) -> list[str]:
+        """The fleet's base URLs (without any credentials they carried)."""
+        return self._fleet.base_urls
+
+    def identity(self) -> dict[str, Any]:
+        identity: dict[str, Any] = {"backend": self.backend, "model": self.model}
+        if self.extra_body:
+            identity["extra_body"] = self.extra_body
+        if self.seed is not None:
+            identity["seed"] = self.seed
+        if self.stop:
+            identity["stop"] = list(self.stop)
+        return identity
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model!r}, base_url={self.base_urls!r}, "
+            f"max_concurrency={self.max_concurrency}, supports_n={self.supports_n})"
+        )
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
+        """Yield ``(position, generations)`` for each request as soon as it completes (completion order).
+
+        Stopping the iteration early (``break``, an exception in the caller) cancels what is still in flight.
+        """
+        requests = list(requests)
+        if not requests:
+            return
+        if self.processes > 1:
+            yield from self._pool().generate(requests)
+            return
+        loop = self._ensure_loop()
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        future = asyncio.run_coroutine_threadsafe(self._run(requests, results), loop)
+        remaining = len(requests)
+        try:
+            while remaining:
+                item = results.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:  # the run ended without delivering everything: a bug, but never hang on it
+                    raise TeacherError(
+                        f"{self._label} teacher: {remaining} request(s) of {self._where()} got no result."
+                    )
+                for result in item:  # a batch: every request that completed in one turn of the loop
+                    remaining -= 1
+                    yield result
+        finally:
+            if not future.done():
+                future.cancel()
+
+    def close(self) -> None:
+        """Close the HTTP clients and stop the private loop and the worker processes (``generate`` starts new ones
+        if called again)."""
+        with self._lock:
+            loop, thread, finalizer = self._loop, self._thread, self._finalizer
+            self._loop = self._thread = self._finalizer = None
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()
+        if loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._aclose(), loop).result(timeout=10)
+        except Exception as exc:  # closing must not raise over whatever the caller is doing
+            logger.debug("%s teacher: closing the clients failed: %s", self._label, type(exc).__name__)
+        if finalizer is not None:
+            finalizer()
+        if thread is not None:
+            thread.join(timeout=10)
+        if not thread or not thread.is_alive():
+            loop.close()
+
+    # -- worker processes ------------------------------------------------------------------------------------------
+    def _pool(self) -> WorkerPool:
+        with self._lock:
+            if self._workers is not None and self._workers.broken:
+                self._workers.close()
+                self._workers = None
+            if self._workers is None:
+                self._workers = WorkerPool(self)
+            return self._workers
+
+    def _worker_options(self) -> dict[str, Any]:
+        """The constructor options a worker gets as they are (a subclass with options of its own adds them)."""
+        names = ("timeout", "max_retries", "supports_n", "backoff_base", "backoff_max", "down_after", "down_cooldown",
+                 "extra_body", "seed", "stop", "api_key_env", "http_backend")  # fmt: skip
+        return {name: getattr(self, name) for name in names}
+
+    # -- the private loop ------------------------------------------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                name = f"{self._label}-teacher-{self.model}"
+                thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+                thread.start()
+                try:
+                    asyncio.run_coroutine_threadsafe(self._setup(), loop).result()
+                except BaseException:
+                    tp.stop_loop(loop)
+                    raise
+                self._loop, self._thread = loop, thread
+                self._finalizer = weakref.finalize(self, tp.stop_loop, loop)
+            return self._loop
+
+    async def _setup(self) -> None:
+        await self._fleet.open(self.default_headers)
+
+    async def _aclose(self) -> None:
+        await self._fleet.aclose()
+
+    # -- scheduling ------------------------------------------------------------------------------------------------
+    def _per_sample(self) -> bool:
+        """One request per sample (the server does not do ``n``, by configuration or as found out)?"""
+        return self.supports_n is False or self._ignores_n
+
+    async def _run(self, requests: list[Request], out: queue.SimpleQueue[Any]) -> None:
+        """Feed ``max_concurrency`` workers from a queue of units (a request, or one sample of it when the server
+        cannot do ``n``); report each request to ``out`` once all its samples are in."""
+        # Results are handed to the consuming thread in batches, one per turn of the event loop: a put per result
+        # wakes that thread every time, and the GIL ping-pong that follows cost ~1 ms per result at concurrency 64
+        # (bench/teach_throughput.py), more than the HTTP work itself.
+        loop = asyncio.get_running_loop()
+        pending: list[tuple[int, list[Generation]]] = []
+
+        def flush() -> None:
+            if pending:
+                out.put(pending.copy())
+                pending.clear()
+
+        def deliver(result: tuple[int, list[Generation]]) -> None:
+            if not pending:
+                loop.call_soon(flush)
+            pending.append(result)
+
+        try:
+            units: deque[tuple[int, int, int]] = deque()  # (position, first sample offset, sample count)
+            for pos, request in enumerate(requests):
+                if request.n <= 0:
+                    deliver((pos, []))
+                elif not self._per_sample() or request.n == 1:
+                    units.append((pos, 0, request.n))
+                else:
+                    units.extend((pos, j, 1) for j in range(request.n))
+            partial: dict[int, list[Generation | None]] = {}
+
+            async def worker() -> None:
+                while units:
+                    pos, offset, count = units.popleft()
+                    request = requests[pos]
+                    gens = await self._call(request, offset, count)
+                    if count == request.n:
+                        deliver((pos, gens))
+                        continue
+                    slots = partial.setdefault(pos, [None] * request.n)
+                    slots[offset : offset + count] = gens
+                    if all(g is not None for g in slots):
+                        del partial[pos]
+                        deliver((pos, slots))  # type: ignore[arg-type]
+
+            tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.max_concurrency, len(units)))]
+            try:
+                if tasks:
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                    for task in done:
+                        if task.exception() is not None:
+                            raise task.exception()  # type: ignore[misc]
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            raise  # the caller stopped iterating; nobody is listening
+        except TeacherError as exc:
+            flush()
+            out.put(exc)
+        except Exception as exc:  # never leave the caller waiting; never leak a key through an odd message
+            flush()
+            out.put(TeacherError(f"{self._label} teacher: unexpected {type(exc).__name__} talking to {self._where()}: "
+                                 f"{self._scrub(str(exc))[:300]}"))  # fmt: skip
+        finally:
+            flush()
+            out.put(None)
+
+    async def _call(self, request: Request, offset: int, count: int) -> list[Generation]:
+        """``count`` samples (from ``offset``) of ``request``: one HTTP request where the server does ``n``, else one
+        per sample (concurrently, within the bound); a server found to ignore ``n`` is asked for the rest."""
+        if count > 1 and self._per_sample():
+            return await tp.gather_all([self._call_http(request, offset + j, 1) for j in range(count)])
+        gens = await self._call_http(request, offset, count)
+        if len(gens) < count:  # it ignored n (now known): the missing samples, one request each
+            rest = range(offset + len(gens), offset + count)
+            gens = gens + await tp.gather_all([self._call_http(request, j, 1) for j in rest])
+        return gens
+
+    def _plan(self, request: Request, offset: int, count: int) -> _Plan:
+        """What to ask for, for ``count`` samples from ``offset``.
+
+        With a seed, a server's sample ``j`` of an ``n`` request is a function of (seed, j). So sample ``i`` is
+        always "choice ``i`` of a seeded request" when the server does ``n`` (asking for ``i + count`` choices and
+        dropping the first ``i`` when resuming at ``i > 0``), and "the request seeded ``seed + i``" when it does
+        not: either way resuming a prompt never returns duplicates of the cached samples (and sample 0 is the same
+        either way, so a server found to ignore ``n`` keeps the one choice it gave)."""
+        params = request.params
+        index = request.first_index + offset
+        n, skip = count, 0
+        seed = params.seed if params.seed is not None else self.seed
+        if seed is not None:
+            if self._per_sample():
+                seed += index
+            elif index > 0 and params.temperature > 0:
+                n, skip = index + count, index
+        stop = params.stop + tuple(s for s in self.stop if s not in params.stop)
+        if seed != params.seed or stop != params.stop:
+            params = dataclasses.replace(params, seed=seed, stop=stop)
+        return params, n, skip
+
+    async def _call_http(self, request: Request, offset: int, count: int) -> list[Generation]:
+        """At most ``count`` samples (from ``offset``) of ``request`` from one HTTP request (retried and failed over
+        by the fleet); fewer only when the server ignored ``n``. A malformed answer is not retried."""
+        params, n, skip = self._plan(request, offset, count)
+        body = self.build_body(request, params, n)
+        if self.extra_body:
+            body.update(self.extra_body)
+        ep, content = await self._fleet.post(self.request_path(request), body)
+        try:
+            data = json.loads(content)
+        except ValueError:
+            snippet = self._scrub(content[:4096].decode("utf-8", "replace"))[:120]  # scrubbed before it is cut
+            what = f"the response is not valid JSON (starts {snippet!r})"
+            raise self._fleet.fatal(ep, what, self.base_url_hint) from None
+        try:
+            gens = self.parse_response(data, request, params)
+        except ResponseError as exc:
+            raise self._fleet.fatal(ep, exc.what, exc.hint) from None
+        if len(gens) < n:
+            self._fewer_choices(ep, len(gens), n)
+        return gens[skip : skip + count]
+
+    def _fewer_choices(self, ep: Endpoint, got: int, n: int) -> None:
+        """An answer with ``got`` < ``n`` choices: an error when ``supports_n=True``; else (auto) the server ignores
+        ``n``: say so once, and send one request per sample from now on."""
+        if self.supports_n:
+            hint = "this server seems to ignore `n`; pass supports_n=False to send one request per sample."
+            raise self._fleet.fatal(ep, f"the response has {got} choice(s) for n={n}", hint)
+        if not self._ignores_n:
+            self._ignores_n = True
+            logger.warning(
+                "%s teacher: %s (model %r) returned %d choice(s) for n=%d: it ignores `n`; sending one request per "
+                "sample from now on (pass supports_n=False to do so from the start).",
+                self._label, ep.display, self.model, got, n,
+            )  # fmt: skip
+
+    # -- messages --------------------------------------------------------------------------------------------------
+    @classmethod
+    def _class_label(cls) -> str:
+        return cls.backend or cls.__name__
+
+    @property
+    def _label(self) -> str:
+        """How messages name this teacher: its backend name (``openai``)."""
+        return self._class_label()
+
+    def _where(self) -> str:
+        return self._fleet.where()
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with every API key in use replaced by ``***`` (a server may echo what it was sent)."""
+        return self._fleet.scrub(text)
+
+    def _set_api_keys(self, keys: Sequence[str]) -> None:
+        """One key per server of the fleet (a worker process gets them through its pipe)."""
+        self._fleet.set_api_keys(keys)
