@@ -20,7 +20,7 @@ _EXPORTS: dict[str, str] = {
     "load_task": "ftcot_hf.tasks.builder",
     "FtcotTasks": "ftcot_hf.tasks.builder",
     # answers
-    "score_completion": "ftcot_hf.answers",
+    "score_completion": "ftcot_hf.tasks",
     "PREDICTION_PREFIXES": "ftcot_hf.answers",
     "register_answer_type": "ftcot_hf.answers",
     # teachers and augmentation

@@ -16,12 +16,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from ftcot_hf.registry import Registry
-
-if TYPE_CHECKING:
-    from ftcot_hf.tasks.task import Task
 
 Mode = Literal["paper", "robust"]
 MODES: tuple[str, ...] = ("paper", "robust")
@@ -324,35 +321,3 @@ def score_with_parser(
         "correct_format": prefix is None or prefix in completion,
         "mode": mode,
     }
-
-
-def score_completion(
-    task: str | Task,
-    completion: str,
-    gold: str,
-    *,
-    prefix: str | None = None,
-    mode: Mode = "paper",
-) -> dict[str, Any]:
-    """Parse ``completion`` for ``task`` and compare it with ``gold``.
-
-    Args:
-        task: a task name (see ``ftcot_hf.TASKS``) or a :class:`~ftcot_hf.Task`.
-        completion: the generated text, without its stop string.
-        gold: the gold answer as stored in the task's ``answer`` column.
-        prefix: the literal answer prefix of the format (``"-->"`` for Fine-tune-CoT, see
-            ``PREDICTION_PREFIXES``), or None when the format has none.
-        mode: ``"paper"`` (bit-exact with the reference) or ``"robust"``.
-
-    Returns:
-        ``prediction`` (the chosen candidate text, or None), ``candidates``, ``correct``, ``contains_answer``
-        (any candidate is correct), ``correct_format`` (prefix present, or no prefix defined) and ``mode``.
-
-    Example:
-        >>> score_completion("coin_flip", "The coin was flipped twice. --> yes", "yes", prefix="-->")["correct"]
-        True
-    """
-    # Imported here: tasks import this module for their parsers, so the name lookup cannot be at module level.
-    from ftcot_hf.tasks import resolve_task
-
-    return score_with_parser(resolve_task(task).answer, completion, gold, prefix=prefix, mode=mode)

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from ftcot_hf.answers import score_completion
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.prompts import stage1_prompt, stage2_prompt
-from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import Request, SamplingParams, Teacher
 
 logger = logging.getLogger(__name__)

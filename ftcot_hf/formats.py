@@ -1,4 +1,4 @@
-"""Student formats: how a record becomes a prompt and a completion (SPEC §4), one registry.
+"""Student formats: how a record becomes a prompt and a completion, one registry.
 
 A format is a pair of pure functions over a record (a dict with at least ``question`` and ``answer``; CoT formats
 also need ``rationale``) plus the answer prefix used to parse what a student generates. Training formats produce

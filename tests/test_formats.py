@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
-from ftcot_hf.answers import score_completion
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import (
     END,
@@ -18,6 +17,7 @@ from ftcot_hf.formats import (
     get_format,
     make_format,
 )
+from ftcot_hf.tasks import score_completion
 
 RECORD = {
     "question": " A coin is heads up. Whitney flips the coin. Is the coin still heads up? ",

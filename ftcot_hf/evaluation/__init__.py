@@ -1,4 +1,4 @@
-"""Evaluation of students and baselines (SPEC §5): batched generation with stop at END, the paper's metric,
+"""Evaluation of students and baselines: batched generation with stop at END, the paper's metric,
 self-consistency (maj@k), the Teacher row, reports and the ``ftcot eval`` command.
 
     >>> from ftcot_hf.evaluation import compute_accuracy

@@ -29,14 +29,13 @@ from typing import Any
 from ftcot_hf.errors import FtcotError, SourceFormatError
 from ftcot_hf.formats import FORMATS, get_format
 from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt
-from ftcot_hf.tasks._common import RT_COMMIT, RT_REPO
-from ftcot_hf.tasks.sources import SourceFile, read_json, resolve
+from ftcot_hf.tasks.sources import REFERENCE_COMMIT, REFERENCE_REPO, SourceFile, read_json, resolve
 
 logger = logging.getLogger(__name__)
 
 FEW_SHOT_COT_SOURCE = SourceFile(
-    RT_REPO,
-    RT_COMMIT,
+    REFERENCE_REPO,
+    REFERENCE_COMMIT,
     "data/few_shot_cot_prompts.json",
     "72bb973daf1ab1217ec5bc1cc95a8be8ab78d05ff42356a3176341d848956d19",
     "MIT",

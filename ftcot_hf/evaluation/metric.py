@@ -1,4 +1,4 @@
-"""Accuracy of generated completions: the paper's metrics over a list of predictions (SPEC §5).
+"""Accuracy of generated completions: the paper's metrics over a list of predictions.
 
 :func:`compute_accuracy` is the one implementation; the ``evaluate`` module (``ftcot_hf/metrics/ftcot_accuracy``)
 and :func:`ftcot_hf.evaluation.evaluate_student` call it. Parsing is ``ftcot_hf.answers`` (paper mode bit-exact

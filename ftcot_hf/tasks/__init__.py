@@ -8,6 +8,9 @@ line below; a user's task needs no file at all.
 
 from __future__ import annotations
 
+from typing import Any
+
+from ftcot_hf.answers import Mode, score_with_parser
 from ftcot_hf.errors import FtcotError, UnknownTaskError
 from ftcot_hf.registry import Registry
 from ftcot_hf.tasks.task import Task
@@ -57,4 +60,33 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     return task
 
 
-__all__ = ["BUILTIN_TASKS", "TASKS", "Task", "get_task", "register_task", "resolve_task"]
+def score_completion(
+    task: str | Task,
+    completion: str,
+    gold: str,
+    *,
+    prefix: str | None = None,
+    mode: Mode = "paper",
+) -> dict[str, Any]:
+    """Parse ``completion`` for ``task`` and compare it with ``gold``.
+
+    Args:
+        task: a task name (see ``ftcot_hf.TASKS``) or a :class:`~ftcot_hf.Task`.
+        completion: the generated text, without its stop string.
+        gold: the gold answer as stored in the task's ``answer`` column.
+        prefix: the literal answer prefix of the format (``"-->"`` for Fine-tune-CoT, see
+            ``PREDICTION_PREFIXES``), or None when the format has none.
+        mode: ``"paper"`` (bit-exact with the reference) or ``"robust"``.
+
+    Returns:
+        ``prediction`` (the chosen candidate text, or None), ``candidates``, ``correct``, ``contains_answer``
+        (any candidate is correct), ``correct_format`` (prefix present, or no prefix defined) and ``mode``.
+
+    Example:
+        >>> score_completion("coin_flip", "The coin was flipped twice. --> yes", "yes", prefix="-->")["correct"]
+        True
+    """
+    return score_with_parser(resolve_task(task).answer, completion, gold, prefix=prefix, mode=mode)
+
+
+__all__ = ["BUILTIN_TASKS", "TASKS", "Task", "get_task", "register_task", "resolve_task", "score_completion"]

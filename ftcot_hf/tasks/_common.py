@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ftcot_hf.tasks.sources import SourceFile, field, read_json
+from ftcot_hf.tasks.sources import (
+    KOJIMA_COMMIT,
+    KOJIMA_REPO,
+    REFERENCE_COMMIT,
+    REFERENCE_REPO,
+    SourceFile,
+    field,
+    read_json,
+)
 
 LETTERS = "ABCDEFGHIJ"
 
-KOJIMA_REPO = "kojima-takeshi188/zero_shot_cot"
-KOJIMA_COMMIT = "5ef330fcdeec0cd26aee27943504f91f8ec1c33c"
-RT_REPO = "itsnamgyu/reasoning-teacher"
-RT_COMMIT = "a2ca4d28d3bbabbd77106b76d06885d1a5eac0d9"
 
 FINE_TUNE_COT_CITATION = """@inproceedings{ho-etal-2023-large,
     title = "Large Language Models Are Reasoning Teachers",
@@ -30,7 +34,7 @@ def kojima(path: str, sha256: str, license: str) -> SourceFile:
 
 def rt_split(task: str, variant: str, sha256: str) -> SourceFile:
     """A split file of the reference implementation (MIT)."""
-    return SourceFile(RT_REPO, RT_COMMIT, f"data/split/{task}__{variant}.json", sha256, "MIT")
+    return SourceFile(REFERENCE_REPO, REFERENCE_COMMIT, f"data/split/{task}__{variant}.json", sha256, "MIT")
 
 
 def record(question: str, answer: str, rationale: str | None = None) -> dict:

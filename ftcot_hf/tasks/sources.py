@@ -28,6 +28,13 @@ BASE_URL_ENV = "FTCOT_SOURCE_BASE_URL"
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 
+KOJIMA_REPO = "kojima-takeshi188/zero_shot_cot"
+"""Kojima et al.'s Zero-shot-CoT repository: most task files and the recorded text-davinci-002 logs."""
+KOJIMA_COMMIT = "5ef330fcdeec0cd26aee27943504f91f8ec1c33c"
+REFERENCE_REPO = "itsnamgyu/reasoning-teacher"
+"""The paper's reference implementation: split files, few-shot exemplars, completion data."""
+REFERENCE_COMMIT = "a2ca4d28d3bbabbd77106b76d06885d1a5eac0d9"
+
 
 @dataclass(frozen=True)
 class SourceFile:

@@ -57,12 +57,14 @@ _SCALED_LOGITS = (
 
 
 def _trl_has_fused_kernel(device: torch.device) -> bool:
-    """TRL scores only the labelled positions, in Triton tiles, on CUDA/XPU; elsewhere it scores every position."""
-    try:
-        from trl.kernels.chunked_logprob import _use_triton
-    except ImportError:
+    """TRL scores only the labelled positions, in Triton tiles, on CUDA/XPU; elsewhere it scores every position.
+    The same condition as TRL's own (private) check in ``trl.kernels.chunked_logprob``: the kernel module loads and
+    Triton is importable, on a CUDA or XPU device."""
+    import importlib.util
+
+    if device.type not in ("cuda", "xpu") or importlib.util.find_spec("triton") is None:
         return False
-    return bool(_use_triton(device))
+    return importlib.util.find_spec("trl.kernels.chunked_logprob") is not None
 
 
 @dataclass

@@ -29,14 +29,12 @@ from typing import Any
 
 from ftcot_hf.errors import SourceFormatError
 from ftcot_hf.prompts import stage1_prompt, stage2_prompt
-from ftcot_hf.tasks import TASKS
-from ftcot_hf.tasks.sources import SourceFile, resolve, sha256_of
+from ftcot_hf.tasks import TASKS, score_completion
+from ftcot_hf.tasks.sources import KOJIMA_COMMIT, KOJIMA_REPO, SourceFile, resolve, sha256_of
 from ftcot_hf.teachers.replay.recordings import guess_finish_reason
 
 logger = logging.getLogger(__name__)
 
-KOJIMA_REPO = "kojima-takeshi188/zero_shot_cot"
-KOJIMA_COMMIT = "5ef330fcdeec0cd26aee27943504f91f8ec1c33c"
 KOJIMA_LOG_LICENSE = "unknown (OpenAI model output)"
 KOJIMA_MODEL = "text-davinci-002 (Kojima et al. Zero-shot-CoT logs)"
 KOJIMA_COT_MAX_TOKENS = 128
@@ -460,7 +458,6 @@ def kojima_teacher_accuracy(
         ``n_all``/``n_train``/``n_test``, ``log_accuracy`` (the log's own line, as a fraction), ``unmatched``
         (log questions matching none of our records) and ``length`` (rationales marked ``"length"``).
     """
-    from ftcot_hf.answers import score_completion
 
     log = read_kojima_log(task, data_dir=data_dir)
     if dataset is None:
