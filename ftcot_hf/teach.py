@@ -89,9 +89,11 @@ class TeachConfig(TaskDatasetArgs):
     repo_id: str = field(default="<user>/ftcot-rationales", metadata={"help": "Repo id shown in the card."})
 
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset(
-        {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id"}
+        {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id", "base_url"}
     )
-    """Fields that do not change what the teach stage produces (``ftcot run`` leaves them out of its fingerprint)."""
+    """Fields that do not change what the teach stage produces (``ftcot run`` leaves them out of its fingerprint).
+    ``base_url`` among them: the served model is named by ``model``, and the request cache (keyed on the model and
+    the prompt, not the server) already serves a fleet or a restarted server the same samples."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
