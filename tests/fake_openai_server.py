@@ -22,6 +22,9 @@ order (``None`` = behave normally):
 * ``("few_choices",)`` -- one choice fewer than ``n``.
 * ``("length",)`` -- a normal completion whose finish_reason is ``"length"``.
 * ``("drop",)`` -- close the connection without answering.
+* ``("reasoning", field, content)`` -- a chat reply whose trace (the normal sample text) is in ``message[field]``
+  (``reasoning_content`` as vLLM/SGLang/DeepSeek send it, or ``reasoning``) and whose visible ``content`` is
+  ``content`` (may be None), as a reasoning parser splits a reasoning model's output.
 
 Use it as a context manager (``with FakeOpenAIServer(latency=0.05) as server: server.base_url``), as the pytest
 fixture ``fake_openai_server``, or run it in its own process (``python tests/fake_openai_server.py --latency 0.05``
@@ -166,7 +169,13 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if kind == "malformed":
             return self._send(200, b'{"id": "cmpl-broken", "choices": [')
-        self._send_json(200, _completion(body, chat, kind, fake.ignore_n))
+        reply = _completion(body, chat, kind, fake.ignore_n)
+        if kind == "reasoning" and chat:
+            field_name, content = fault[1], fault[2]  # type: ignore[index]
+            for choice in reply["choices"]:
+                message = choice["message"]
+                message[field_name], message["content"] = message["content"], content
+        self._send_json(200, reply)
         return None
 
 

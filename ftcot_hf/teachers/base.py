@@ -67,6 +67,33 @@ class Generation:
     completion_tokens: int | None = None
 
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+@dataclass(frozen=True)
+class Reasoned:
+    """A reasoning model's reply split at its trace: ``trace`` (None: the reply has no trace), the visible
+    ``answer`` after it, and ``complete`` (False when the trace never closed: cut by the token limit)."""
+
+    trace: str | None
+    answer: str
+    complete: bool
+
+
+def split_reasoning(text: str) -> Reasoned:
+    """Split ``"<think>trace</think>answer"`` (a leading ``<think>`` may be missing, as when a chat template opens
+    it in the prompt). A ``<think>`` without its ``</think>`` is an incomplete trace; text with no tags has none."""
+    close = text.find(THINK_CLOSE)
+    if close == -1:
+        start = text.find(THINK_OPEN)
+        if start == -1:
+            return Reasoned(None, text, True)
+        return Reasoned(text[start + len(THINK_OPEN) :].strip(), "", False)
+    start = text.find(THINK_OPEN, 0, close)
+    trace = text[(start + len(THINK_OPEN)) if start != -1 else 0 : close]
+    return Reasoned(trace.strip(), text[close + len(THINK_CLOSE) :].strip(), True)
+
+
 class Teacher:
     """Base class of teacher backends."""
 

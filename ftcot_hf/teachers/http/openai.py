@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, register_teacher
+from ftcot_hf.teachers.base import THINK_CLOSE, THINK_OPEN, Generation, Request, SamplingParams, register_teacher
 from ftcot_hf.teachers.http.core import HTTPTeacher
 from ftcot_hf.teachers.http.transport import ResponseError, normalize_finish_reason
 
@@ -80,9 +80,10 @@ class OpenAITeacher(HTTPTeacher):
     def _choice_text(self, choice: Any, chat: bool) -> str:
         if isinstance(choice, dict):
             if chat and isinstance(choice.get("message"), dict):
-                return choice["message"].get("content") or ""  # None: a refusal or tool call, no text
+                message = choice["message"]
+                return with_reasoning(message.get("content"), message)  # content None: a refusal or tool call
             if not chat and "text" in choice:
-                return choice["text"] or ""
+                return with_reasoning(choice["text"], choice)
         kind = "a 'message'" if chat else "a 'text'"
         raise ResponseError(f"a choice has no {kind} field: {self._scrub(repr(choice))[:200]}")
 
@@ -90,3 +91,15 @@ class OpenAITeacher(HTTPTeacher):
         if status == 404:
             return "check the model name and that base_url is the API root ending in /v1 (e.g. http://host:8000/v1)."
         return super().status_hint(status)
+
+
+def with_reasoning(content: str | None, part: dict[str, Any]) -> str:
+    """The reply as one text: a reasoning trace the server parsed out (``reasoning_content``: vLLM, SGLang and the
+    DeepSeek API; ``reasoning``: newer vLLM and OpenRouter) goes back inline as ``<think>trace</think>`` before the
+    visible answer, the form a reasoning model writes it in, so the cache, the transformers teacher and the
+    augmenter see one representation."""
+    trace = part.get("reasoning_content") or part.get("reasoning")
+    text = content or ""
+    if isinstance(trace, str) and trace:
+        return f"{THINK_OPEN}{trace}{THINK_CLOSE}{text}"
+    return text
