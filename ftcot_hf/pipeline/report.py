@@ -1,0 +1,136 @@
+"""The run report: results.md, summary.json and its plots (accuracy, loss, accuracy vs D)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ftcot_hf.pipeline.config import RunConfig
+from ftcot_hf.pipeline.stages import resolve_bf16
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | None:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    points = {t: log for t, log in logs.items() if log}
+    if not points:
+        return None
+    fig = Figure(figsize=(5.0, 3.4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for task, log in points.items():
+        ax.plot([p["epoch"] for p in log], [p["loss"] for p in log], marker=".", label=task)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (completion tokens)")
+    ax.set_title("Training loss")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out)
+    return out
+
+
+def write_report(
+    config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], stages: dict[str, Any]
+) -> Path:
+    from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task
+    from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
+    from ftcot_hf.utils.fmt import pct
+
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    # The paper's GPT-2 124M row of the same method (Fine-tune-CoT, Diverse reasoning, vanilla Fine-tune).
+    method = method_for(config.format, config.degree) or "Fine-tune-CoT"
+    paper = paper_row("gpt2", method, "124M") or {}
+    teacher = teacher_row()
+    training = config.recipe or (
+        f"lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s), batch "
+        f"{config.per_device_train_batch_size}, bf16={resolve_bf16(config)}"
+    )
+    lines = [
+        "# ftcot run report",
+        "",
+        f"- teacher: `{config.teacher}` (D={config.degree}, filter: {config.keep}); student: `{config.student}`; "
+        f"format: `{config.format}`",
+        f"- training: {training}" + (f", LoRA r={config.lora_r}" if config.use_peft else ""),
+        "- accuracy in % on the test split, last epoch, greedy decoding stopped at END, paper-mode parsing",
+        "",
+        f"| task | rationales kept | untrained | trained | maj@k | paper GPT-2 124M {method} | paper Teacher |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    trained_results = []
+    for task, m in per_task.items():
+        maj = "-" if m.get("maj_at_k") is None else f"{pct(m['maj_at_k'])} (k={config.sc})"
+        ref = paper.get(task)
+        lines.append(
+            f"| {task} | {m.get('kept', '-')}/{m.get('questions', '-')} | {pct(m.get('untrained_accuracy'))} | "
+            f"{pct(m.get('accuracy'))} | {maj} | {'-' if ref is None else f'{ref:.2f}'} | "
+            f"{teacher.get(task, '-')} |"
+        )
+        if m.get("accuracy") is not None:
+            trained_results.append(EvalResult(accuracy=m["accuracy"], contains_answer=None, correct_format=None,
+                                              complete=None, n=m.get("n", 0), task=task))  # fmt: skip
+    scored = {t: m for t, m in per_task.items() if m.get("epoch_accuracy")}
+    if scored:
+        lines += ["", "Test accuracy after each epoch; the best epoch is selected on the test set (the paper's "
+                  "protocol; optimistic), the headline above is the last:", ""]  # fmt: skip
+        for task, m in scored.items():
+            epochs = ", ".join(f"{e}: {pct(a)}" for e, a in m["epoch_accuracy"].items())
+            lines.append(f"- {task}: {epochs}; best epoch {m['best_epoch']} ({pct(m['best_epoch_accuracy'])})")
+    lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+    for name, s in stages.items():
+        lines.append(f"| {name} | {s['status']} | {s['seconds']:.1f} |")
+    plots = []
+    acc_png = plot_accuracy_per_task(trained_results, out / "accuracy.png", paper=("gpt2", method, "124M"))
+    if acc_png:
+        plots.append(acc_png)
+    logs = {}
+    for task in per_task:
+        log_file = run_dir / "student" / task / "loss_log.json"
+        if log_file.exists():
+            logs[task] = json.loads(log_file.read_text(encoding="utf-8"))
+    loss_png = _plot_loss(logs, out / "loss.png")
+    if loss_png:
+        plots.append(loss_png)
+    degree_png = _plot_degrees(config, run_dir, per_task, out / "accuracy_vs_degree.png")
+    if degree_png:
+        plots.append(degree_png)
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "Files: `rationales/` (load_dataset(<it>, task)), `eval_untrained/`, `student/`, `eval/` "
+              "(results.json, completions.jsonl per task)."]  # fmt: skip
+    report = out / "results.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = {"config": config.to_dict(), "tasks": per_task, "stages": stages}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return report
+
+
+def _plot_degrees(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], out: Path) -> Path | None:
+    """Accuracy vs D over this run and its sibling run folders with the same student and format (a D sweep is
+    several runs side by side: `ftcot run --degree 4 --output_dir runs/d4` ...)."""
+    from ftcot_hf.evaluation import plot_accuracy_vs_degree
+
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for summary_file in sorted(run_dir.parent.glob("*/report/summary.json")):
+        if summary_file.parent.parent.resolve() == run_dir.resolve():
+            continue
+        try:
+            other = json.loads(summary_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        other_config = other.get("config") or {}
+        if (other_config.get("student"), other_config.get("format")) != (config.student, config.format):
+            continue
+        results = [{"task": t, "accuracy": m.get("accuracy")} for t, m in (other.get("tasks") or {}).items()]
+        runs.setdefault(int(other_config.get("degree", 1)), []).extend(results)
+    mine = [{"task": t, "accuracy": m.get("accuracy")} for t, m in per_task.items()]
+    runs.setdefault(config.degree, []).extend(mine)
+    if len(runs) < 2:
+        return None
+    return plot_accuracy_vs_degree(runs, out)

@@ -1,0 +1,235 @@
+"""The run itself: validation, the stages in order, the push, and the ``ftcot run`` CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.pipeline.config import RunConfig, RunResult
+from ftcot_hf.pipeline.report import write_report
+from ftcot_hf.pipeline.stages import (
+    building,
+    check_writable,
+    disk_error,
+    eval_inputs,
+    evaluate_stage,
+    fingerprint,
+    is_disk_error,
+    stage_done,
+    teach_inputs,
+    teach_stage_config,
+    test_split,
+    train_inputs,
+    train_stage,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- validation (before any work: a typo must not cost a teaching run) ---------------------------------------------
+def validate(config: RunConfig) -> list[Any]:
+    """Check every name and file of ``config`` before any work; returns the run's :class:`~ftcot_hf.Task` objects
+    (the edge: below it, stages receive these objects)."""
+    from ftcot_hf.formats import get_format
+    from ftcot_hf.tasks import resolve_task
+    from ftcot_hf.teachers import resolve_teacher
+
+    custom = config.custom_task()
+    tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
+    fmt = get_format(config.format)
+    missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
+    if missing and not config.annotations:
+        raise FtcotError(f"Format {fmt.name!r} trains on the teacher's {', '.join(missing)}: add --annotations true.")
+    backend, _ = resolve_teacher(config.teacher)
+    if backend in ("transformers", "openai") and not config.teacher_model:
+        raise FtcotError(f"The {backend} teacher needs --teacher_model (a model id / served model name).")
+    if backend == "openai" and not config.base_url:
+        raise FtcotError("The openai teacher needs --base_url (e.g. http://localhost:8000/v1).")
+    if config.replay_file and not Path(config.replay_file).is_file():
+        raise FtcotError(f"--replay_file {config.replay_file} not found.")
+    from ftcot_hf.students import resolve_student
+
+    resolve_student(config.student)
+    if config.recipe and not Path(config.recipe).is_file():
+        raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
+    return tasks
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+def _write_run_files(config: RunConfig, run_dir: Path) -> None:
+    import yaml
+
+    from ftcot_hf.evaluation.report import versions
+
+    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2), encoding="utf-8")
+
+
+def _run_task(
+    config: RunConfig,
+    task: Any,
+    run_dir: Path,
+    rationales: Path,
+    teach_fp: str,
+    timed: Callable[[str, Path, str, Callable[[], None]], None],
+    metrics: dict[str, Any],
+) -> None:
+    from ftcot_hf.students import load_student
+
+    name = task.name
+    test = test_split(rationales, name, config.limit_test)
+    # the student before training
+    if config.eval_untrained:
+        untrained = run_dir / "eval_untrained" / name
+        fp = fingerprint("eval_untrained", name, config.student, eval_inputs(config))
+
+        def do_untrained() -> None:
+            model, tokenizer = load_student(config.student)
+            with building(untrained, "eval_untrained", fp) as tmp:
+                evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (untrained)")
+
+        timed(f"eval_untrained/{name}", untrained, fp, do_untrained)
+        metrics["untrained_accuracy"] = _accuracy(untrained)
+    # format + train
+    student_dir = run_dir / "student" / name
+    train_fp = fingerprint("train", name, teach_fp, train_inputs(config))
+    timed(f"train/{name}", student_dir, train_fp, lambda: train_stage(config, task, rationales, student_dir, train_fp))
+    summary = json.loads((student_dir / "train_summary.json").read_text(encoding="utf-8"))
+    metrics["training_loss"] = summary.get("training_loss")
+    # the trained student
+    trained = run_dir / "eval" / name
+    eval_fp = fingerprint("eval", name, train_fp, eval_inputs(config))
+
+    def do_eval() -> None:
+        model, tokenizer = load_student(str(student_dir))
+        with building(trained, "eval", eval_fp) as tmp:
+            evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT, {name})")
+
+    timed(f"eval/{name}", trained, eval_fp, do_eval)
+    result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
+    metrics.update(accuracy=result["accuracy"], maj_at_k=result.get("maj_at_k"), n=result["n"])
+    if config.eval_every_epoch:
+        metrics.update(_epoch_scores(student_dir, summary, result["accuracy"]))
+
+
+def _epoch_scores(student_dir: Path, summary: dict[str, Any], final: float | None) -> dict[str, Any]:
+    """Accuracy per epoch (the callback's epochs + the eval stage's final model) and the best epoch, which is
+    selected on the test set: optimistic, reported apart from the last epoch."""
+    from ftcot_hf.training.callbacks import EPOCH_METRICS, summarize_epochs
+
+    path = student_dir / EPOCH_METRICS
+    records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    per_epoch = {int(r["epoch"]): r["accuracy"] for r in records}
+    last = round(float(summary.get("metrics", {}).get("epoch") or max(per_epoch, default=0) + 1))
+    per_epoch[last] = final
+    _, best = summarize_epochs([{"epoch": e, "accuracy": a} for e, a in per_epoch.items()], report_best_epoch=True)
+    return {"epoch_accuracy": dict(sorted(per_epoch.items())), "best_epoch": best and best["epoch"],
+            "best_epoch_accuracy": best and best["accuracy"]}  # fmt: skip
+
+
+def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:
+    """Run every stage of ``config`` (reusing finished ones); returns where the report is and the metrics."""
+    say = log or logger.info
+    tasks = validate(config)
+    run_dir = Path(config.output_dir)
+    check_writable(run_dir)
+    try:
+        _write_run_files(config, run_dir)
+    except OSError as e:
+        if is_disk_error(e):
+            raise disk_error(e, "setup", run_dir) from None
+        raise
+    stages: dict[str, dict[str, Any]] = {}
+    per_task: dict[str, dict[str, Any]] = {t.name: {} for t in tasks}
+
+    def timed(name: str, folder: Path, fp: str, work: Callable[[], None]) -> None:
+        if stage_done(folder, fp):
+            say(f"[{name}] reusing {folder}")
+            stages[name] = {"status": "reused", "seconds": 0.0, "output": str(folder)}
+            return
+        say(f"[{name}] running -> {folder}")
+        t = time.perf_counter()
+        work()
+        stages[name] = {"status": "ran", "seconds": time.perf_counter() - t, "output": str(folder)}
+
+    # 1. teach + filter
+    rationales = run_dir / "rationales"
+    teach_fp = fingerprint("teach", teach_inputs(config, tasks))
+
+    def do_teach() -> None:
+        from ftcot_hf.teach import save_rationales, teach
+
+        with building(rationales, "teach", teach_fp) as tmp:
+            teach_config = teach_stage_config(config, tmp)
+            results, reports = teach(teach_config, tasks=tasks, progress=True)
+            save_rationales(teach_config, results, reports, tasks)
+
+    timed("teach", rationales, teach_fp, do_teach)
+    yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
+    for report in yields.get("reports", yields if isinstance(yields, list) else []):
+        if report.get("task") in per_task:
+            per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"))
+
+    for task in tasks:
+        _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name])
+
+    # 5. report (always rebuilt: cheap, and it reflects every stage)
+    report = write_report(config, run_dir, per_task, stages)
+    (run_dir / "stages.json").write_text(json.dumps(stages, indent=2), encoding="utf-8")
+    # 6. push
+    if config.push_to_hub:
+        _push(config, run_dir, per_task)
+    return RunResult(output_dir=run_dir, report=report, metrics=per_task, stages=stages)
+
+
+def _accuracy(folder: Path) -> float | None:
+    return json.loads((folder / "results.json").read_text(encoding="utf-8"))["results"][0]["accuracy"]
+
+
+def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]]) -> None:
+    from ftcot_hf.hub import push_rationales, push_student
+    from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
+
+    common = {"private": config.hub_private, "revision": config.hub_revision}
+    if config.hub_dataset_id:
+        url = push_rationales(run_dir / "rationales", config.hub_dataset_id, **common)
+        logger.info("Pushed the rationale dataset to %s", url)
+    if config.hub_model_id:
+        base = EMBEDDED_BASE_MODEL if is_embedded(config.student) else config.student
+        for task, m in per_task.items():
+            results = {k: v for k, v in m.items() if k in ("accuracy", "maj_at_k", "untrained_accuracy")}
+            url = push_student(
+                run_dir / "student" / task,
+                config.hub_model_id.replace("{task}", task),
+                base_model=base,
+                task=task,
+                format=config.format,
+                recipe={k: v for k, v in train_inputs(config).items() if k != "recipe"},
+                results=results,
+                dataset_repo=config.hub_dataset_id,
+                **common,
+            )
+            logger.info("Pushed the %s student to %s", task, url)
+
+
+def cli_main(argv: list[str]) -> int:
+    """`ftcot run`: flags or `--config run.yaml` (RunConfig keys)."""
+    from trl import TrlParser
+
+    parser = TrlParser((RunConfig,), prog="ftcot run")
+    (config,) = parser.parse_args_and_config(argv)
+    start = time.perf_counter()
+    result = run(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for task, m in result.metrics.items():
+        untrained = m.get("untrained_accuracy")
+        before = "" if untrained is None else f"untrained {100 * untrained:.2f}% -> "
+        print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
+    print(f"Done in {time.perf_counter() - start:.0f} s. Report: {result.report}")
+    print(f"Rationales: load_dataset({str(result.output_dir / 'rationales')!r}, {next(iter(result.metrics))!r})")
+    return 0

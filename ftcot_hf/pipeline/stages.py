@@ -1,0 +1,280 @@
+"""The stage machinery (fingerprints, atomic stage folders, disk errors) and the teach/train/eval stages."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from ftcot_hf.errors import FtcotError
+from ftcot_hf.pipeline.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# Bumped when a stage's behaviour changes, so stale outputs of an older ftcot are not reused.
+_STAGE_VERSION = 2
+
+
+# --- stage machinery -----------------------------------------------------------------------------------------------
+def fingerprint(*parts: Any) -> str:
+    payload = json.dumps([_STAGE_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _read_stage(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / STAGE_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def stage_done(folder: Path, fp: str) -> bool:
+    info = _read_stage(folder)
+    return info is not None and info.get("fingerprint") == fp
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """Out of space / over a file-size or quota limit, also when a native writer (safetensors, Arrow) reports it
+    in its own exception type with the OS error in the message."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return True
+    text = str(exc)
+    return any(f"os error {n})" in text or os.strerror(n) in text for n in _DISK_ERRNOS)
+
+
+def disk_error(exc: BaseException, what: str, where: Path) -> FtcotError:
+    code = (
+        exc.errno
+        if isinstance(exc, OSError)
+        else next(
+            (n for n in _DISK_ERRNOS if f"os error {n})" in str(exc) or os.strerror(n) in str(exc)), errno.ENOSPC
+        )
+    )
+    reason = "the disk is full" if code == errno.ENOSPC else f"a write failed ({os.strerror(code)})"
+    return FtcotError(
+        f"Stage {what!r}: {reason} while saving to {where}. Nothing of this stage was kept; earlier stages' "
+        f"outputs are intact. Free some space (or choose another --output_dir) and re-run the same command: it "
+        "resumes at this stage."
+    )
+
+
+@contextmanager
+def building(folder: Path, name: str, fp: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Build a stage's output in a hidden sibling folder (``atomic_dir``); on success, write stage.json and swap it
+    into place, replacing an output of other inputs only now that the new one is complete."""
+    from ftcot_hf.utils.fs import atomic_dir
+
+    try:
+        with atomic_dir(folder) as tmp:
+            yield tmp
+            info = {"stage": name, "fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
+            (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    except BaseException as e:
+        if is_disk_error(e):
+            raise disk_error(e, name, folder) from None
+        raise
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise FtcotError(
+            f"Cannot write to the run folder {path} ({e.strerror or e}). Choose a writable --output_dir."
+        ) from None
+
+
+# --- the stages ----------------------------------------------------------------------------------------------------
+def teach_stage_config(config: RunConfig, out: Path) -> Any:
+    """The ``TeachConfig`` of the run's teach stage: every field ``ftcot teach`` has, taken from the run."""
+    from ftcot_hf.teach import TeachConfig
+
+    own = {f.name for f in fields(TeachConfig)}
+    renamed = {"model": config.teacher_model, "limit": config.limit_train, "output_dir": str(out),
+               "repo_id": config.hub_dataset_id or "<user>/ftcot-rationales"}  # fmt: skip
+    values = {k: getattr(config, k) for k in own if hasattr(config, k) and k not in renamed}
+    return TeachConfig(**values, **renamed)
+
+
+def teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
+    """What the teach stage's output depends on: every TeachConfig field (minus ``NOT_FINGERPRINTED``), so a new
+    field can never silently reuse a stale stage, and the data of user-dataset tasks (their files' sha256)."""
+    from ftcot_hf.teach import TeachConfig
+
+    teach_config = teach_stage_config(config, Path("."))
+    kept = [f.name for f in fields(TeachConfig) if f.name not in TeachConfig.NOT_FINGERPRINTED]
+    inputs = {name: getattr(teach_config, name) for name in kept}
+    inputs["tasks"] = [t.name for t in tasks]
+    inputs["data"] = {t.name: t.provenance() for t in tasks if not t.builtin}
+    return inputs
+
+
+def train_inputs(config: RunConfig) -> dict[str, Any]:
+    keys = ("student", "format", "learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_length")
+    recipe = Path(config.recipe).read_text(encoding="utf-8") if config.recipe else None
+    inputs = {k: getattr(config, k) for k in keys}
+    inputs = {**inputs, "bf16": config.bf16, "peft": [config.use_peft, config.lora_r, config.lora_alpha],
+              "seed": config.seed, "recipe": recipe}  # fmt: skip
+    if config.eval_every_epoch:  # the per-epoch scores are part of what the train stage produces
+        inputs["every_epoch"] = eval_inputs(config)
+    return inputs
+
+
+def eval_inputs(config: RunConfig) -> dict[str, Any]:
+    keys = ("format", "limit_test", "eval_max_new_tokens", "sc", "mode")
+    return {k: getattr(config, k) for k in keys}
+
+
+def test_split(rationales: Path, task: str, limit: int | None) -> Any:
+    from datasets import load_dataset
+
+    test = load_dataset(str(rationales), task, split="test")
+    keep = [c for c in ("sample_index", "question", "answer", "choices") if c in test.column_names]
+    test = test.select_columns(keep)
+    return test.select(range(min(limit, test.num_rows))) if limit else test
+
+
+def _train_split(rationales: Path, task: str) -> Any:
+    from datasets import load_dataset
+
+    return load_dataset(str(rationales), task, split="train")
+
+
+def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str) -> Any:
+    from ftcot_hf.evaluation import evaluate_student, write_results
+
+    result = evaluate_student(
+        model,
+        tokenizer,
+        test,
+        task=task,
+        format=config.format,
+        batch_size=config.eval_batch_size,
+        max_new_tokens=config.eval_max_new_tokens,
+        sc=config.sc,
+        seed=config.seed,
+        mode=config.mode,
+        progress=True,
+    )
+    settings = {"model": label, "format": config.format, "split": "test", "mode": config.mode, "sc": config.sc,
+                "max_new_tokens": config.eval_max_new_tokens, "batch_size": config.eval_batch_size}  # fmt: skip
+    write_results([result], out, settings)
+    return result
+
+
+def resolve_bf16(config: RunConfig) -> bool:
+    if config.bf16 != "auto":
+        return config.bf16 == "true"
+    import torch
+
+    from ftcot_hf.training.config import bf16_supported, cpu_bf16_native
+
+    # Unlike FineTuneCoTConfig (fp32 on CPU, as the paper), a run also takes bf16 where the CPU has it natively.
+    return bf16_supported() or (not torch.cuda.is_available() and cpu_bf16_native())
+
+
+def _training_config(config: RunConfig, task: str, out: Path) -> Any:
+    """The FineTuneCoTConfig of one task's training: the recipe (or the run's knobs) + what the run owns."""
+    import yaml
+
+    from ftcot_hf.training.config import FineTuneCoTConfig
+
+    values: dict[str, Any] = {}
+    if config.recipe:
+        values = yaml.safe_load(Path(config.recipe).read_text(encoding="utf-8")) or {}
+    known = {f.name for f in fields(FineTuneCoTConfig)}
+    values = {k: v for k, v in values.items() if k in known}
+    bf16 = resolve_bf16(config)
+    values.update(
+        output_dir=str(out),
+        task=task,
+        format=config.format,
+        student=config.student,
+        seed=config.seed,
+        report_to="none",
+        eval_every_epoch=config.eval_every_epoch,
+        eval_last_epoch=False,  # the eval stage scores the final model
+        eval_max_new_tokens=config.eval_max_new_tokens,
+        eval_batch_size=config.eval_batch_size,
+        report_best_epoch=config.eval_every_epoch,
+        save_strategy="epoch",
+        save_total_limit=1,
+        save_only_model=False,
+        logging_steps=values.get("logging_steps", 5),
+        disable_tqdm=False,
+    )
+    if not config.recipe:  # the run's own knobs; a recipe sets them itself
+        values.update(
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.num_train_epochs,
+            per_device_train_batch_size=config.per_device_train_batch_size,
+            max_length=config.max_length,
+            bf16=bf16,
+            cpu_threads=config.cpu_threads,
+        )
+    return FineTuneCoTConfig(**values)
+
+
+def _peft_config(config: RunConfig) -> Any:
+    if not config.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05, target_modules="all-linear",
+                      task_type="CAUSAL_LM")  # fmt: skip
+
+
+def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp: str) -> None:
+    """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
+    from ftcot_hf.training.trainer import train_student
+
+    partial = final.parent / f".{final.name}.partial"
+    marker = partial / "ftcot_partial.json"
+    info = None
+    if marker.exists():
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    if info and info.get("fingerprint") != fp:  # checkpoints of other inputs are no use
+        logger.info("Discarding checkpoints of a run with other inputs in %s", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
+    train = _train_split(rationales, task.name)
+    if train.num_rows == 0:
+        raise FtcotError(
+            f"No training rationales for {task.name}: the teacher got no question right (see "
+            f"{rationales}/yield_report.json). Use keep='all', more samples (--degree), or another teacher."
+        )
+    train_config = _training_config(config, task.name, partial)
+    try:
+        test = test_split(rationales, task.name, config.limit_test) if config.eval_every_epoch else None
+        trainer, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
+                                        resume_from_checkpoint="last", task=task)  # fmt: skip
+    except Exception as e:
+        if is_disk_error(e):
+            raise disk_error(e, "train", partial) from None
+        raise
+    summary = result.to_dict()
+    with building(final, "train", fp, {"training_loss": summary.get("training_loss")}) as tmp:
+        for item in partial.iterdir():
+            if item.name.startswith("checkpoint-") or item.name == marker.name:
+                continue
+            shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
+        (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        log = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]}
+               for h in trainer.state.log_history if "loss" in h]  # fmt: skip
+        (tmp / "loss_log.json").write_text(json.dumps(log, indent=2), encoding="utf-8")
+    shutil.rmtree(partial, ignore_errors=True)
