@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ftcot_hf.citation import PAPER_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.utils.fmt import pct
@@ -18,20 +19,6 @@ if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, ModelCard
 
     from ftcot_hf.tasks import Task
-
-PAPER_CITATION = """@inproceedings{ho-etal-2023-large,
-    title = "Large Language Models Are Reasoning Teachers",
-    author = "Ho, Namgyu and Schmid, Laura and Yun, Se-Young",
-    booktitle = "Proceedings of the 61st Annual Meeting of the Association for Computational Linguistics
-                 (Volume 1: Long Papers)",
-    month = jul,
-    year = "2023",
-    address = "Toronto, Canada",
-    publisher = "Association for Computational Linguistics",
-    url = "https://aclanthology.org/2023.acl-long.830",
-    doi = "10.18653/v1/2023.acl-long.830",
-    pages = "14852--14882",
-}"""
 
 DATASET_TEMPLATE = "rationale_dataset_card.md"
 MODEL_TEMPLATE = "student_model_card.md"
@@ -151,7 +138,6 @@ def render_dataset_card(
 
     from ftcot_hf.augment import YieldReport
     from ftcot_hf.tasks import resolve_task
-    from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION
 
     if not tasks:
         raise FtcotError("A rationale dataset needs at least one task.")
@@ -194,7 +180,7 @@ def render_dataset_card(
         yield_table=YieldReport.markdown(reps) if reps else "Not recorded.",
         sources=sources,
         custom_sources=custom,
-        citation=task_objs[0].citation or FINE_TUNE_COT_CITATION,
+        citation=task_objs[0].citation or PAPER_CITATION,
     )
     validate_card(card, "dataset")
     return card

@@ -52,7 +52,6 @@ from ftcot_hf.cards import (  # noqa: F401
     validate_card,
     yield_reports,
 )
-from ftcot_hf.cards import result_rows as _result_rows  # noqa: F401 -- the old name (tests/test_utils.py)
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import write_parquet_configs
 

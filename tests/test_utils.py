@@ -116,15 +116,15 @@ def test_pct_is_two_decimals_of_a_fraction_and_a_dash_for_none():
 
 
 def test_report_and_model_card_keep_their_percentage_formats():
+    from ftcot_hf.cards import result_rows
     from ftcot_hf.evaluation import EvalResult
     from ftcot_hf.evaluation.report import results_markdown
-    from ftcot_hf.hub import _result_rows
 
     result = EvalResult(accuracy=0.7733, contains_answer=None, correct_format=1.0, complete=0.5, n=150,
                         maj_at_k=0.8, k=5, task="coin_flip", format="ft_cot")  # fmt: skip
     table = results_markdown([result], {})
     assert "| 150 | 77.33 | 80.00 (k=5) | - | 100.00 | 50.00 |" in table  # reports: no sign (the text says "in %")
-    rows = dict(_result_rows({"accuracy": 0.7733, "untrained_accuracy": 0.0, "n": 150, "complete": None}))
+    rows = dict(result_rows({"accuracy": 0.7733, "untrained_accuracy": 0.0, "n": 150, "complete": None}))
     assert rows == {"accuracy": "77.33%", "untrained accuracy": "0.00%", "test questions": "150"}  # cards: with %
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ftcot_hf.citation import PAPER_CITATION
 from ftcot_hf.tasks.sources import (
     KOJIMA_COMMIT,
     KOJIMA_REPO,
@@ -18,13 +19,7 @@ from ftcot_hf.tasks.sources import (
 LETTERS = "ABCDEFGHIJ"
 
 
-FINE_TUNE_COT_CITATION = """@inproceedings{ho-etal-2023-large,
-    title = "Large Language Models Are Reasoning Teachers",
-    author = "Ho, Namgyu and Schmid, Laura and Yun, Se-Young",
-    booktitle = "Proceedings of the 61st Annual Meeting of the Association for Computational Linguistics",
-    year = "2023",
-    url = "https://aclanthology.org/2023.acl-long.830",
-}"""
+FINE_TUNE_COT_CITATION = PAPER_CITATION
 
 
 def kojima(path: str, sha256: str, license: str) -> SourceFile:
