@@ -197,3 +197,14 @@ def test_mirror_env_var_is_used_when_no_data_dir(mirror, monkeypatch, tmp_path):
     assert load_task("last_letter_concatenation", cache_dir=tmp_path)["train"].num_rows == 350
     assert not (tmp_path / "downloads").exists() or not any((tmp_path / "downloads").iterdir())
     assert os.environ["FTCOT_DATA_MIRROR"] == str(mirror)
+
+
+def test_an_unreachable_host_without_a_mirror_is_one_line_naming_the_mirror_variable(tmp_path, monkeypatch, capsys):
+    from ftcot_hf.cli import main
+
+    monkeypatch.delenv("FTCOT_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("FTCOT_SOURCE_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    assert main(["show", "coin_flip"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "FTCOT_DATA_MIRROR" in err and "127.0.0.1" in err

@@ -123,7 +123,17 @@ def resolve(
             from datasets import DownloadManager
 
             dl_manager = DownloadManager()
-        path = Path(dl_manager.download(source.url))
+        try:
+            path = Path(dl_manager.download(source.url))
+        except (OSError, ConnectionError) as e:  # datasets reports an unreachable host as FileNotFoundError(url)
+            from urllib.parse import urlsplit
+
+            host = urlsplit(source.url).hostname or source.url
+            raise MissingSourceError(
+                f"Could not download {source.path} of {source.repo} from {host} ({type(e).__name__}): the host is "
+                f"unreachable or the file is gone. Offline, point {MIRROR_ENV} (or --data_dir) at a mirror folder "
+                f"holding {source.mirror_path}; behind a proxy, set {BASE_URL_ENV}."
+            ) from None
     if verify_checksum:
         try:
             verify(source, path, from_mirror=mirror is not None)
