@@ -125,22 +125,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_VERBOSE = ("-v", "--verbose")
+
+
+def _check_config_file(rest: list[str]) -> None:
+    """``--config FILE`` must exist and be YAML: say so in one line instead of TrlParser's traceback."""
+    import yaml
+
+    for i, arg in enumerate(rest):
+        path = rest[i + 1] if arg == "--config" and i + 1 < len(rest) else arg.partition("=")[2]
+        if not (arg == "--config" or arg.startswith("--config=")) or not path:
+            continue
+        try:
+            yaml.safe_load(open(path, encoding="utf-8").read())  # noqa: SIM115 -- read once, closed at exit
+        except FileNotFoundError:
+            raise FtcotError(f"--config {path}: no such file.") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise FtcotError(f"--config {path} is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    while argv[:1] and argv[0] in _VERBOSE:  # `ftcot -v teach ...`, the form --help shows
+        verbose, argv = True, argv[1:]
     if argv[:1] and argv[0] in DELEGATED:  # their flags come from config dataclasses, not from argparse here
-        rest = [a for a in argv[1:] if a != "-v"]
-        args = argparse.Namespace(command=argv[0], rest=rest, verbose="-v" in argv[1:])
+        rest = [a for a in argv[1:] if a not in _VERBOSE]
+        args = argparse.Namespace(command=argv[0], rest=rest, verbose=verbose or len(rest) < len(argv) - 1)
     else:
         args = parser.parse_args(argv)
+        args.verbose = args.verbose or verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         if args.command in DELEGATED:
+            _check_config_file(args.rest)
             return _run_delegated(args.command, args.rest)
         return args.func(args)
     except (FtcotError, ValueError) as e:
         print(f"ftcot: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\nftcot: interrupted. What was finished is kept (every teacher reply in the request cache, every "
+            f"completed stage and epoch checkpoint): run the same `ftcot {args.command}` command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

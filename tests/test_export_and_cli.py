@@ -103,3 +103,41 @@ def test_console_script_runs():
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ftcot_hf.cli"]
     result = subprocess.run([*cmd, "tasks"], capture_output=True, text=True, check=True)
     assert "strategy_qa" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(None, "--config {path}: no such file."), ("tasks: [coin_flip\n", "is not valid YAML (line 2")],
+)
+def test_a_bad_config_file_is_one_line(tmp_path, capsys, content, message):
+    from ftcot_hf.cli import main
+
+    path = tmp_path / "run.yaml"
+    if content is not None:
+        path.write_text(content)
+    assert main(["teach", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message.format(path=path) in err and len(err.splitlines()) == 1
+
+
+def test_verbose_flag_before_the_command(tmp_path, mirror, capsys):
+    from ftcot_hf.cli import main
+
+    out = tmp_path / "out"
+    assert main(["-v", "teach", "--tasks", "coin_flip", "--limit", "2", "--data_dir", str(mirror),
+                 "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)]) == 0  # fmt: skip
+    assert (out / "README.md").is_file()
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, capsys):
+    import ftcot_hf.teach as teach_module
+    from ftcot_hf.cli import main
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teach_module, "cli_main", interrupted)
+    assert main(["teach"]) == 130
+    err = capsys.readouterr().err
+    assert "re-run" not in err and "run the same `ftcot teach` command again to resume" in err
+    assert "Traceback" not in err
