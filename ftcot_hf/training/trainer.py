@@ -221,20 +221,89 @@ def load_student_for_training(
     return model, AutoTokenizer.from_pretrained(name_or_path, **kwargs)
 
 
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from (None: it can): a crash mid-save leaves a truncated
+    ``trainer_state.json``, weights file or optimizer state, which would otherwise fail every re-run."""
+    from safetensors import safe_open
+
+    state = folder / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json unreadable ({type(e).__name__})"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("pytorch_model*.bin")):
+        return "no weights file"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in list(f.keys())[-1:]:  # the last tensor ends at the end of the file
+                    f.get_slice(key)
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                header = int.from_bytes(f.read(8), "little")
+                meta = json.loads(f.read(header))
+            end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
+            if 8 + header + end != size:
+                return f"{path.name} is truncated ({size} of {8 + header + end} bytes)"
+        except Exception as e:  # noqa: BLE001 -- safetensors raises its own error types
+            return f"{path.name} unreadable ({type(e).__name__})"
+    import zipfile
+
+    for path in folder.glob("*.pt"):  # torch.save files are zip archives: a truncated one has no central directory
+        if path.stat().st_size and not zipfile.is_zipfile(path):
+            return f"{path.name} is truncated"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` of ``output_dir`` that is complete; broken newer ones are removed with a warning
+    naming them (they hold nothing usable). None when there is none (a fresh run: nothing to say)."""
+    import re
+    import shutil
+
+    root = Path(output_dir)
+    found = sorted(
+        (p for p in root.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]),
+        reverse=True,
+    ) if root.is_dir() else []  # fmt: skip
+    for i, folder in enumerate(found):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        fallback = found[i + 1].name if i + 1 < len(found) else "none left: training restarts from the base model"
+        logger.warning("Checkpoint %s cannot be resumed from (%s); removing it. Falling back to: %s.", folder,
+                       problem, fallback)  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
 def _resume_point(config: FineTuneCoTConfig, resume: str | bool | None) -> str | None:
     resume = config.resume_from_checkpoint if resume is None else resume
     if resume in (None, False, "", "false", "False", "no"):
         return None
     if resume in (True, "true", "True", "last", "auto", "yes"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
-        if last is None:
-            logger.warning("No checkpoint in %s to resume from: starting from scratch.", config.output_dir)
-        return last
+        return last_complete_checkpoint(config.output_dir)
     if not Path(str(resume)).is_dir():
         raise FtcotError(f"resume_from_checkpoint={resume!r} is not a checkpoint folder (use 'last' for the newest).")
     return str(resume)
+
+
+def whole_run_loss(state: Any, after_resume: float, resumed_at: int) -> float:
+    """The training loss of the whole run. After a resume, transformers averages only the steps run since the
+    checkpoint; the steps before it come from the logged losses up to the checkpoint (restored with its state)."""
+    total = state.global_step
+    if not resumed_at or total <= resumed_at:
+        return after_resume
+    logged = [(h["step"], h["loss"]) for h in state.log_history if "loss" in h and h["step"] <= resumed_at]
+    if not logged:
+        return after_resume
+    weighted, previous = 0.0, 0
+    for step, loss in logged:
+        weighted, previous = weighted + loss * (step - previous), step
+    before = weighted / previous
+    return (before * resumed_at + after_resume * (total - resumed_at)) / total
 
 
 def train_student(
@@ -345,6 +414,9 @@ def train_student(
             callbacks=all_callbacks,
         )
     checkpoint = _resume_point(config, resume_from_checkpoint)
+    resumed_at = 0
+    if checkpoint is not None:
+        resumed_at = int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
     output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
@@ -355,7 +427,7 @@ def train_student(
     result = TrainResult(
         output_dir=str(config.output_dir),
         global_step=trainer.state.global_step,
-        training_loss=float(output.training_loss),
+        training_loss=whole_run_loss(trainer.state, float(output.training_loss), resumed_at),
         train_runtime=float(output.metrics.get("train_runtime", 0.0)),
         epochs=epochs,
         last_epoch=last,

@@ -1,0 +1,63 @@
+"""Resuming training: a checkpoint truncated by a crash mid-save is detected and skipped; the reported training
+loss covers the whole run, not only the steps after the resume."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+
+from ftcot_hf.training.config import FineTuneCoTConfig
+from ftcot_hf.training.trainer import checkpoint_problem, last_complete_checkpoint, train_student
+from tests.test_training import coin_records
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def cfg(out, **kwargs) -> FineTuneCoTConfig:
+    values = {"output_dir": str(out), "disable_tqdm": True, "seed": 0, "per_device_train_batch_size": 4,
+              "logging_steps": 1, "save_total_limit": 3, "report_to": "none"}  # fmt: skip
+    return FineTuneCoTConfig(**{**values, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tiny_gpt2, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "out"
+    _, result = train_student(cfg(out, num_train_epochs=2), str(tiny_gpt2), coin_records(8))
+    return out, result
+
+
+def test_a_truncated_checkpoint_is_removed_and_the_previous_one_used(two_epochs, tmp_path, caplog):
+    out = tmp_path / "out"
+    shutil.copytree(two_epochs[0], out)
+    assert checkpoint_problem(out / "checkpoint-4") is None
+    weights = out / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a crash mid-save
+    assert "model.safetensors" in checkpoint_problem(out / "checkpoint-4")
+    with caplog.at_level(logging.WARNING):
+        assert last_complete_checkpoint(out) == str(out / "checkpoint-2")
+    assert "checkpoint-4 cannot be resumed from" in caplog.text and "checkpoint-2" in caplog.text
+    assert not (out / "checkpoint-4").exists()
+    (out / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_hist')
+    assert last_complete_checkpoint(out) is None  # none left: training restarts
+
+
+def test_resuming_past_a_truncated_checkpoint_trains_on(two_epochs, tiny_gpt2, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(two_epochs[0], out)
+    state = out / "checkpoint-4" / "trainer_state.json"
+    state.write_text(state.read_text()[:50])  # "Expecting ',' delimiter" before
+    _, result = train_student(cfg(out, num_train_epochs=2, resume_from_checkpoint="last"), str(tiny_gpt2),
+                              coin_records(8))  # fmt: skip
+    assert result.global_step == 4
+
+
+def test_the_training_loss_of_a_resumed_run_covers_the_whole_run(two_epochs, tiny_gpt2, tmp_path):
+    out = tmp_path / "out"
+    train_student(cfg(out, num_train_epochs=1), str(tiny_gpt2), coin_records(8))
+    _, resumed = train_student(cfg(out, num_train_epochs=2, resume_from_checkpoint="last"), str(tiny_gpt2),
+                               coin_records(8))  # fmt: skip
+    full = two_epochs[1].training_loss
+    assert resumed.global_step == 4
+    assert resumed.training_loss == pytest.approx(full, rel=1e-3)
