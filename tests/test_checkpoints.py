@@ -61,3 +61,18 @@ def test_the_training_loss_of_a_resumed_run_covers_the_whole_run(two_epochs, tin
     full = two_epochs[1].training_loss
     assert resumed.global_step == 4
     assert resumed.training_loss == pytest.approx(full, rel=1e-3)
+
+
+def test_a_student_whose_tokenizer_knows_no_words_is_refused(tiny_gpt2, tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from ftcot_hf.errors import FtcotError
+
+    empty = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]")),
+                                    unk_token="[UNK]", eos_token="[UNK]")  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    with pytest.raises(FtcotError, match="has no usable tokenizer"):
+        train_student(cfg(tmp_path / "out", num_train_epochs=1), model, coin_records(8), tokenizer=empty)
+    assert not (tmp_path / "out").exists()

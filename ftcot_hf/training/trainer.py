@@ -290,6 +290,23 @@ def _resume_point(config: FineTuneCoTConfig, resume: str | bool | None) -> str |
     return str(resume)
 
 
+_PROBE = "Q: A coin is heads up. Is the coin still heads up? ### The coin was not flipped. --> yes END"
+
+
+def check_tokenizer(tokenizer: Any, student: str) -> None:
+    """Refuse a tokenizer that cannot represent text (an empty or unknown-only vocabulary): training on it runs every
+    step on nothing, with loss 0, and saves a student that can say nothing."""
+    ids = list(tokenizer(_PROBE, add_special_tokens=False)["input_ids"])
+    unk = getattr(tokenizer, "unk_token_id", None)
+    distinct = {i for i in ids if i != unk}
+    if len(distinct) < 5:
+        raise FtcotError(
+            f"The student {student} has no usable tokenizer: a {len(_PROBE)}-character sentence becomes {len(ids)} "
+            f"token(s), {len(distinct)} of them known (vocabulary size {len(tokenizer)}). Save the tokenizer beside "
+            "the weights (tokenizer.save_pretrained(folder)) or give a student that has one."
+        )
+
+
 def whole_run_loss(state: Any, after_resume: float, resumed_at: int) -> float:
     """The training loss of the whole run. After a resume, transformers averages only the steps run since the
     checkpoint; the steps before it come from the logged losses up to the checkpoint (restored with its state)."""
@@ -359,6 +376,7 @@ def train_student(
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
+    check_tokenizer(tokenizer, student_name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if config.student is None:
