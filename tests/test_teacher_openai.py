@@ -450,14 +450,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+_LLAMA_PYTHON = os.environ.get("FTCOT_LLAMA_CPP_PYTHON") or (
+    sys.executable if importlib.util.find_spec("llama_cpp") else None
+)
+
+
+@pytest.mark.skipif(_LLAMA_PYTHON is None, reason="set FTCOT_LLAMA_CPP_PYTHON (llama-cpp-python venv)")
 def test_against_llama_cpp_server(make_teacher):
-    model = os.environ.get("FTCOT_LLAMA_CPP_MODEL")
+    from tests.test_real_servers import _gguf
+
+    model = os.environ.get("FTCOT_LLAMA_CPP_MODEL") or (str(_gguf()) if _gguf() else None)
     if not model or not os.path.isfile(model):
         pytest.skip("set FTCOT_LLAMA_CPP_MODEL to a small local .gguf file")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
+        [_LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
