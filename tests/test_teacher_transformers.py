@@ -143,6 +143,19 @@ def test_sampling_top_p_and_later_samples(teacher):
     assert len({g.text for g in first}) > 1 and [g.text for g in later] != [g.text for g in first]
 
 
-def test_chat_requests_are_refused(teacher):
-    with pytest.raises(ValueError, match="raw prompts"):
-        list(teacher.generate([Request("hi", chat=True)]))
+def test_chat_requests_go_through_the_chat_template(teacher):
+    params = SamplingParams(max_tokens=4)
+    with pytest.raises(ValueError, match="has no chat template: teach with --chat false"):
+        list(teacher.generate([Request("hi", params, chat=True)]))
+    teacher.tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    try:
+        rendered = teacher.render(Request("Is 4 even?", params, chat=True))
+        assert rendered == "<|user|> Is 4 even?\n<|assistant|>"
+        chat = dict(teacher.generate([Request("Is 4 even?", params, chat=True)]))[0]
+        raw = dict(teacher.generate([Request(rendered, params)]))[0]
+        assert [g.text for g in chat] == [g.text for g in raw]
+    finally:
+        teacher.tokenizer.chat_template = None

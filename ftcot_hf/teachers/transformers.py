@@ -120,15 +120,26 @@ class TransformersTeacher(Teacher):
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
         groups: dict[tuple[SamplingParams, int, int], list[int]] = defaultdict(list)
         for pos, request in enumerate(requests):
-            if request.chat:
-                raise ValueError("The transformers teacher takes raw prompts (chat=False).")
             groups[request.params, request.n, request.first_index].append(pos)
         for (params, n, first_index), positions in groups.items():
             for start in range(0, len(positions), self.batch_size):
                 batch = positions[start : start + self.batch_size]
-                outputs = self._generate_batch([requests[p].prompt for p in batch], params, n, first_index)
+                prompts = [self.render(requests[p]) for p in batch]
+                outputs = self._generate_batch(prompts, params, n, first_index)
                 for pos, gens in zip(batch, outputs, strict=True):
                     yield pos, gens
+
+    def render(self, request: Request) -> str:
+        """The text the model continues: the prompt itself, or for a chat request the prompt as a user turn through
+        the tokenizer's chat template (with the assistant turn opened), as a chat server would render it."""
+        if not request.chat:
+            return request.prompt
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(
+                f"The transformers teacher {self.model!r} has no chat template: teach with --chat false (raw prompts)."
+            )
+        messages = [{"role": "user", "content": request.prompt}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def _generate_batch(
         self, prompts: list[str], params: SamplingParams, n: int, first_index: int = 0
