@@ -3,7 +3,8 @@
 ``RationaleAugmenter`` is a callable for ``Dataset.map(batched=True)``. For each record it asks the teacher for D
 stage-1 rationales (Zero-shot-CoT, temperature T), then for each rationale a greedy stage-2 answer, parses it with the
 task's answer parser and marks it correct or not. :func:`augment` runs the map, applies the filter
-(``keep="correct" | "all"``) and returns the :class:`YieldReport`.
+(``keep="correct" | "all"``; a reply cut by the token limit is not kept by ``correct`` unless ``keep_truncated``)
+and returns the :class:`YieldReport`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -30,9 +32,13 @@ AUGMENTED_COLUMNS = (
     "teacher_prediction",
     "correct",
     "finish_reason",
+    "answer_finish_reason",
     "temperature",
     "teacher",
 )
+
+TRUNCATED = "length"
+"""The finish reason of a reply cut by the token limit (``max_tokens``)."""
 
 FUNDAMENTALS_PROMPT = (
     "Q: {question}\nCorrect answer: {answer}\n"
@@ -61,8 +67,17 @@ class YieldReport:
     """Kept rows whose rationale repeats another kept rationale of the same question."""
     extra_samples: int = 0
     """Samples drawn by resample-until-k on top of the D per question."""
-    finish_length: int = 0
-    """Rationales cut by the token limit."""
+    rationale_truncated: int = 0
+    """Rationales (stage 1) cut by the token limit (``finish_reason == "length"``)."""
+    answer_truncated: int = 0
+    """Stage-2 answers cut by the token limit."""
+    truncated_dropped: int = 0
+    """Correct samples that were not kept because their rationale or answer was cut (``keep_truncated=False``)."""
+
+    @property
+    def finish_length(self) -> int:
+        """Rationales cut by the token limit: the older name of :attr:`rationale_truncated`."""
+        return self.rationale_truncated
 
     @property
     def accuracy(self) -> float:
@@ -71,16 +86,44 @@ class YieldReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"accuracy": round(self.accuracy, 4)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> YieldReport:
+        """A report from :meth:`to_dict`'s output (``yield_report.json``); derived and unknown keys are ignored, an
+        older file's ``finish_length`` is read as ``rationale_truncated``."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        if "finish_length" in data and "rationale_truncated" not in data:
+            values["rationale_truncated"] = data["finish_length"]
+        return cls(**values)
+
     @staticmethod
     def markdown(reports: Sequence[YieldReport]) -> str:
-        head = "| task | teacher | D | T | questions | samples | correct | teacher acc. | kept | no correct | dup. |"
-        lines = [head, "|" + "---|" * 11]
+        head = ("| task | teacher | D | T | questions | samples | correct | teacher acc. | kept | no correct | dup. | "
+                "cut (rationale/answer) |")  # fmt: skip
+        lines = [head, "|" + "---|" * 12]
         for r in reports:
             lines.append(
                 f"| {r.task} | {r.teacher} | {r.degree} | {r.temperature} | {r.questions} | {r.samples} | "
-                f"{r.correct} | {100 * r.accuracy:.2f}% | {r.kept} | {r.questions_without_correct} | {r.duplicates} |"
+                f"{r.correct} | {100 * r.accuracy:.2f}% | {r.kept} | {r.questions_without_correct} | {r.duplicates} | "
+                f"{r.rationale_truncated}/{r.answer_truncated} |"
             )
         return "\n".join(lines)
+
+    def truncation_summary(self) -> str | None:
+        """One line on the replies cut by the token limit (None when none was): how many per stage, and how many
+        correct samples were left out because of it."""
+        if not (self.rationale_truncated or self.answer_truncated):
+            return None
+
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        line = (f"{self.task}: {n(self.rationale_truncated, 'rationale')} and {n(self.answer_truncated, 'answer')} "
+                "cut by the token limit")  # fmt: skip
+        if self.truncated_dropped:
+            line += (f"; {n(self.truncated_dropped, 'correct sample')} among them not kept "
+                     "(--keep_truncated true keeps them)")  # fmt: skip
+        return line + "."
 
 
 @dataclass
@@ -97,6 +140,9 @@ class RationaleAugmenter:
         resample_until: keep sampling questions with fewer than this many correct rationales...
         max_extra_samples: ...up to this many extra samples in all (the budget cap).
         annotations: also ask the teacher for ``fundamentals`` and ``common_errors`` per question (Teacher-LM style).
+        keep_truncated: let ``keep="correct"`` keep a sample whose rationale or stage-2 answer was cut by the token
+            limit (``finish_reason == "length"``); by default such a sample is left out (its reasoning is
+            incomplete, or its answer was parsed from a cut reply). Either way it is counted in the yield report.
     """
 
     teacher: Teacher
@@ -113,12 +159,15 @@ class RationaleAugmenter:
     chat: bool = False
     progress: bool = False
     """Show a tqdm bar per stage (the CLI turns it on)."""
+    keep_truncated: bool = False
     extra_samples: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.task = resolve_task(self.task)
         if not 1 <= self.degree <= 64:
             raise ValueError(f"degree (D) must be between 1 and 64, got {self.degree}.")
+        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {self.temperature}.")
         if self.temperature is None:
             self.temperature = 0.7 if self.degree > 1 else 0.0
         if self.degree > 1 and self.temperature == 0:
@@ -127,7 +176,7 @@ class RationaleAugmenter:
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
-        skip = ("teacher", "extra_samples", "progress", "task")
+        skip = ("teacher", "extra_samples", "progress", "task", "keep_truncated")  # keep_truncated: a filter, after
         config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         config["teacher"] = self.teacher.identity()
         config["task"] = [self.task.name, self.task.answer_type]
@@ -206,6 +255,7 @@ class RationaleAugmenter:
             out["teacher_prediction"].append(None if scored["prediction"] is None else str(scored["prediction"]))
             out["correct"].append(bool(scored["correct"]))
             out["finish_reason"].append(rationales[i, j].finish_reason)
+            out["answer_finish_reason"].append(answered[i, j].finish_reason)
             out["temperature"].append(float(self.temperature))
             out["teacher"].append(self.teacher.model)
             for column, values in notes.items():
@@ -245,7 +295,14 @@ def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> Yi
     pairs = Counter(zip(kept["sample_index"], (r.strip() for r in kept["rationale"]), strict=True))
     report.duplicates = sum(c - 1 for c in pairs.values())
     report.extra_samples = augmenter.extra_samples
-    report.finish_length = sum(1 for f in augmented["finish_reason"] if f == "length")
+    report.rationale_truncated = sum(1 for f in augmented["finish_reason"] if f == TRUNCATED)
+    report.answer_truncated = sum(1 for f in augmented["answer_finish_reason"] if f == TRUNCATED)
+    if not augmenter.keep_truncated:
+        report.truncated_dropped = sum(
+            1
+            for c, f1, f2 in zip(correct, augmented["finish_reason"], augmented["answer_finish_reason"], strict=True)
+            if c and TRUNCATED in (f1, f2)
+        )
     return report
 
 
@@ -259,7 +316,8 @@ def augment(
     """Run ``augmenter`` over ``dataset`` (task records), filter, and report the yield.
 
     Returns the kept rows (``keep="correct"``: only rationales whose parsed answer equals the gold one, all samples of
-    a question included, duplicates too, as in the paper) and the :class:`YieldReport`.
+    a question included, duplicates too, as in the paper; without ``augmenter.keep_truncated``, not those whose
+    rationale or answer was cut by the token limit) and the :class:`YieldReport`.
     """
     if keep not in ("correct", "all"):
         raise ValueError(f"keep must be 'correct' or 'all', not {keep!r}.")
@@ -277,17 +335,24 @@ def augment(
         load_from_cache_file=False,
         desc=f"Teaching {augmenter.task.name}",
     )
-    kept = (
-        augmented
-        if keep == "all"
-        else augmented.filter(
+    if keep == "all":
+        kept = augmented
+    elif augmenter.keep_truncated:
+        kept = augmented.filter(
             lambda c: c,
             input_columns="correct",
             batched=False,
             new_fingerprint=f"{augmented._fingerprint}-correct",
             load_from_cache_file=False,
         )
-    )
+    else:
+        kept = augmented.filter(
+            lambda c, f1, f2: c and TRUNCATED not in (f1, f2),
+            input_columns=["correct", "finish_reason", "answer_finish_reason"],
+            batched=False,
+            new_fingerprint=f"{augmented._fingerprint}-correct-complete",
+            load_from_cache_file=False,
+        )
     report = yield_report(augmenter, augmented, kept)
     logger.info("%s: %s", augmenter.task.name, report.to_dict())
     return kept, report

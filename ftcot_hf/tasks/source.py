@@ -107,6 +107,12 @@ class TaskSource:
             return
         m = re.fullmatch(r"(\d+)shot", variant)
         if m and int(m.group(1)) > 0:
+            n, n_train = int(m.group(1)), self.split.sizes(self.size)[0]
+            if n > n_train:
+                raise UnknownTaskError(
+                    f"Split variant {variant!r} asks for {n} training questions, but the train split of "
+                    f"{task or 'this task'} has {n_train}: use at most '{n_train}shot' ('default' for all of them)."
+                )
             return
         raise UnknownTaskError(
             f"Task {task!r} has no split variant {variant!r}. Valid: {', '.join(self.split_variants())} "

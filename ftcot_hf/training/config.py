@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from transformers.trainer_utils import SaveStrategy, SchedulerType
@@ -202,4 +203,25 @@ class FineTuneCoTConfig(SFTConfig):
                 self.use_cpu = True  # TrainingArguments accepts bf16 without a GPU only as CPU autocast
         if self.eval_sc < 1:
             raise ValueError(f"eval_sc must be >= 1, got {self.eval_sc}.")
+        self._check_training_values()
         super().__post_init__()
+
+    def _check_training_values(self) -> None:
+        """Refuse settings that would train nothing and still report a "trained" student, and an unknown format
+        (before any model is loaded). ``--max_steps N`` (> 0) decides the length instead of the epochs."""
+        from ftcot_hf.formats import get_format
+
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):  # fmt: skip
+            raise ValueError(
+                f"learning_rate must be > 0 (got {self.learning_rate}): --learning_rate 3e-4 is the paper's."
+            )
+        max_steps = self.max_steps if isinstance(self.max_steps, int) else -1
+        epochs = self.num_train_epochs
+        if max_steps <= 0 and not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
+            raise ValueError(
+                f"num_train_epochs must be > 0 (got {epochs}): an untrained student would be reported as trained. "
+                "Pass --num_train_epochs 1 or more (paper: 20), or --max_steps N."
+            )
+        if isinstance(self.format, str):
+            get_format(self.format)  # UnknownFormatError: names the close match and the known formats

@@ -1,5 +1,6 @@
-"""Filesystem helpers: folders that appear complete or not at all (:func:`atomic_dir`), and the Hugging Face home
-folder that our caches live under (:func:`hf_home`)."""
+"""Filesystem helpers: folders that appear complete or not at all (:func:`atomic_dir`), one writer at a time on a
+folder (:func:`dir_lock`), cheap copies of a folder's files (:func:`link_tree`), and the Hugging Face home folder
+that our caches live under (:func:`hf_home`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): dir_lock is then a no-op
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +132,113 @@ def atomic_dir(dest: str | os.PathLike[str], *, if_exists: IfExists = "replace")
     except BaseException:
         _remove(tmp)
         raise
+
+
+# -- one writer at a time ------------------------------------------------------------------------------------------
+class DirLockTimeout(TimeoutError):
+    """:func:`dir_lock` waited ``timeout`` seconds and another process still held the lock."""
+
+    def __init__(self, dest: Path, lock_file: Path, timeout: float, holder: str) -> None:
+        self.dest, self.lock_file, self.timeout, self.holder = dest, lock_file, timeout, holder
+        super().__init__(f"{dest} is locked by another writer ({holder}; lock file {lock_file}) for more than "
+                         f"{timeout:g} s")  # fmt: skip
+
+
+def lock_path(dest: str | os.PathLike[str]) -> Path:
+    """The lock file of ``dest`` for :func:`dir_lock`: the hidden sibling ``.{name}.lock``."""
+    dest = Path(dest)
+    return dest.parent / f".{dest.name}.lock"
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+
+
+@contextlib.contextmanager
+def dir_lock(dest: str | os.PathLike[str], *, timeout: float | None = None, poll: float = 0.1) -> Iterator[Path]:
+    """Hold an exclusive lock on the folder ``dest`` for the ``with`` body: an ``flock`` on its sibling
+    ``.{name}.lock`` (:func:`lock_path`), so that processes (and threads) writing ``dest`` take turns.
+
+    A second writer waits, polling every ``poll`` seconds, up to ``timeout`` seconds (None: as long as it takes).
+    The lock goes with its process: a killed holder leaves no stale lock (at most the file, reused by the next one).
+    The holder deletes the lock file when it is done; a waiter that then acquires the deleted file notices and
+    locks the new one, so two writers never hold "the" lock at once. ``dest`` itself need not exist; its parent is
+    created. The file holds the holder's pid (named when a waiter gives up). Without ``fcntl`` (not POSIX) nothing
+    is locked.
+
+    Raises:
+        DirLockTimeout: another process still held the lock after ``timeout`` seconds (a ``TimeoutError``).
+
+    Example::
+
+        with dir_lock(out, timeout=600), atomic_dir(out) as tmp:
+            write_everything(tmp)
+    """
+    dest = Path(dest)
+    path = lock_path(dest)
+    if fcntl is None:
+        yield path
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DirLockTimeout(dest, path, float(timeout or 0), _holder(path)) from None
+                    time.sleep(poll)
+            try:  # still the file at `path`? (its previous holder deletes it on release)
+                held, current = os.fstat(fd), os.stat(path)
+                if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                    break
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still holding it: a waiter on this file retries on the next one
+        os.close(fd)
+
+
+def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, exclude: frozenset[str] = frozenset()
+              ) -> None:  # fmt: skip
+    """Put every entry of the folder ``src`` into the existing folder ``dst``, except the top-level names in
+    ``exclude``: files as hard links where the filesystem allows (instant, no extra space; fine for files that are
+    replaced, never edited in place), else copies; symlinks as symlinks."""
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    src, dst = Path(src), Path(dst)
+    for entry in src.iterdir():
+        if entry.name in exclude:
+            continue
+        target = dst / entry.name
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        elif entry.is_dir():
+            shutil.copytree(entry, target, symlinks=True, copy_function=link_or_copy)
+        else:
+            link_or_copy(str(entry), str(target))
 
 
 # -- locations ------------------------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Bad values are refused where the config is built, with one line naming the field and what to pass instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftcot_hf import load_task
+from ftcot_hf.augment import RationaleAugmenter
+from ftcot_hf.cli import main
+from ftcot_hf.errors import FtcotError, UnknownTaskError
+from ftcot_hf.formats import UnknownFormatError
+from ftcot_hf.tasks import get_task
+from ftcot_hf.teach import TeachConfig
+from ftcot_hf.teachers.base import Teacher
+from ftcot_hf.training.config import FineTuneCoTConfig
+
+
+def _one_line_exit_2(argv: list[str], capsys, needle: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+# -- TeachConfig ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("limit", [0, -5])
+def test_teach_limit_must_be_positive(limit, capsys):
+    with pytest.raises(FtcotError, match=rf"--limit must be a positive number of questions \(got {limit}\)"):
+        TeachConfig(limit=limit)
+    _one_line_exit_2(["teach", "--limit", str(limit)], capsys, "--limit must be a positive number")
+    assert TeachConfig(limit=1).limit == 1 and TeachConfig().limit is None
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), -1.0, float("inf")])
+def test_teach_temperature_must_be_a_finite_non_negative_number(temperature, capsys):
+    with pytest.raises(FtcotError, match=r"--temperature must be a number >= 0"):
+        TeachConfig(temperature=temperature)
+    _one_line_exit_2(["teach", "--temperature", str(temperature)], capsys, "--temperature must be a number >= 0")
+    assert TeachConfig(temperature=0.0).temperature == 0.0
+
+
+@pytest.mark.parametrize("degree", [0, -1, 65])
+def test_teach_degree_is_between_1_and_64(degree, capsys):
+    with pytest.raises(FtcotError, match=rf"--degree \(D\) must be between 1 and 64, got {degree}"):
+        TeachConfig(degree=degree)
+    _one_line_exit_2(["teach", "--degree", str(degree)], capsys, "must be between 1 and 64")
+    assert TeachConfig(degree=64, temperature=0.7).degree == 64
+
+
+def test_teach_keep_and_sampled_degree_need_sensible_values():
+    with pytest.raises(FtcotError, match=r"--keep must be 'correct' or 'all'"):
+        TeachConfig(keep="some")
+    with pytest.raises(FtcotError, match=r"--degree 4 with --temperature 0"):
+        TeachConfig(degree=4, temperature=0)
+    with pytest.raises(FtcotError, match=r"--lock_timeout must be >= 0"):
+        TeachConfig(lock_timeout=-1)
+
+
+class _Silent(Teacher):
+    backend, model = "silent", "silent-v1"
+
+    def generate(self, requests):
+        return iter(())
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), -0.5])
+def test_augmenter_temperature_must_be_a_finite_non_negative_number(temperature):
+    with pytest.raises(ValueError, match=r"temperature must be a number >= 0"):
+        RationaleAugmenter(_Silent(), "coin_flip", temperature=temperature)
+
+
+# -- FineTuneCoTConfig ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"learning_rate": -1}, r"learning_rate must be > 0 \(got -1\)"),
+        ({"learning_rate": 0}, r"learning_rate must be > 0 \(got 0\)"),
+        ({"learning_rate": float("nan")}, r"learning_rate must be > 0 \(got nan\)"),
+        ({"num_train_epochs": 0}, r"num_train_epochs must be > 0 \(got 0\)"),
+        ({"num_train_epochs": -2.0}, r"num_train_epochs must be > 0 \(got -2.0\)"),
+    ],
+)
+def test_finetunecot_config_refuses_a_learning_rate_or_epochs_that_train_nothing(kwargs, needle, tmp_path):
+    with pytest.raises(ValueError, match=needle):
+        FineTuneCoTConfig(output_dir=str(tmp_path), **kwargs)
+
+
+def test_finetunecot_config_zero_epochs_is_fine_when_max_steps_decides(tmp_path):
+    assert FineTuneCoTConfig(output_dir=str(tmp_path), num_train_epochs=0, max_steps=3).max_steps == 3
+
+
+def test_finetunecot_config_unknown_format_fails_at_construction(tmp_path, capsys):
+    with pytest.raises(UnknownFormatError, match=r"Unknown format 'ft_cott'\. Did you mean 'ft_cot'\?"):
+        FineTuneCoTConfig(output_dir=str(tmp_path), format="ft_cott")
+    assert FineTuneCoTConfig(output_dir=str(tmp_path), format="vanilla").format == "vanilla"
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--num_train_epochs", "0"], "num_train_epochs must be > 0"),
+        (["--learning_rate", "-1"], "learning_rate must be > 0"),
+        (["--format", "nope"], "Unknown format 'nope'"),
+    ],
+)
+def test_ftcot_train_bad_values_are_one_line_exit_2(flags, needle, tmp_path, capsys):
+    _one_line_exit_2(["train", "--output_dir", str(tmp_path / "s"), "--student", "x", *flags], capsys, needle)
+
+
+# -- n-shot variants ------------------------------------------------------------------------------------------------
+def test_an_nshot_variant_larger_than_the_train_split_names_the_train_size(mirror, tmp_path):
+    with pytest.raises(UnknownTaskError, match=r"'9999shot'.*9999 training questions.*coin_flip has 350.*'350shot'"):
+        load_task("coin_flip", "9999shot", data_dir=mirror, cache_dir=tmp_path)
+    coin_flip = get_task("coin_flip")
+    with pytest.raises(UnknownTaskError, match="has 350"):
+        coin_flip.split_sizes("351shot")
+    assert coin_flip.split_sizes("350shot") == (350, 150) and coin_flip.split_sizes("8shot") == (8, 150)
+
+
+def test_an_nshot_variant_larger_than_the_train_split_is_exit_2_in_ftcot_show(mirror, capsys):
+    _one_line_exit_2(["show", "coin_flip", "--variant", "9999shot", "--data-dir", str(mirror)], capsys, "has 350")
