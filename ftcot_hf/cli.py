@@ -5,6 +5,8 @@ Subcommands:
     ftcot show TASK [--split test] [-n 3]    a few records of a task
     ftcot teach [--config teach.yaml] [--tasks coin_flip ...] [--teacher text-davinci-002|transformers|openai] ...
                                              teach tasks, save the rationale dataset, print the yield report
+    ftcot export-lm-eval OUT [--tasks coin_flip ...]
+                                             an lm-eval task folder scoring students as `ftcot eval` does
     ftcot train | eval | push | run ...      delegated: each module parses its own flags (TrlParser /
                                              HfArgumentParser with --config YAML); see `ftcot <command> --help`
 """
@@ -118,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=3, help="Number of records (default: 3).")
     p.add_argument("--data-dir", default=None, help="Offline mirror directory (default: $FTCOT_DATA_MIRROR).")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export-lm-eval", help="Write an lm-eval task folder that scores as `ftcot eval` does.")
+    from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_export)
 
     for command, (_, help_text) in DELEGATED.items():
         p = sub.add_parser(command, help=f"{help_text} See `ftcot {command} --help`.", add_help=False)
