@@ -7,6 +7,8 @@ Subcommands:
                                              teach tasks, save the rationale dataset, print the yield report
     ftcot export-lm-eval OUT [--tasks coin_flip ...]
                                              an lm-eval task folder scoring students as `ftcot eval` does
+    ftcot decontaminate [--tasks multiarith ...] [--rationales DIR] [--drop_overlap OUT]
+                                             train<->test question overlap (exact, 8-gram), test n-grams in rationales
     ftcot train | eval | push | run ...      delegated: each module parses its own flags (TrlParser /
                                              HfArgumentParser with --config YAML); see `ftcot <command> --help`
 """
@@ -80,6 +82,47 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decontaminate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ftcot_hf.evaluation.decontamination import (
+        REPORT_HEADERS,
+        decontamination_report,
+        drop_overlap,
+        format_report,
+        load_rationale_train,
+    )
+    from ftcot_hf.tasks import resolve_task
+
+    tasks = [resolve_task(name) for name in args.tasks]
+    reports, kept = [], {}
+    for task in tasks:
+        dataset = task.load(data_dir=args.data_dir)
+        rationales = load_rationale_train(args.rationales, task.name) if args.rationales else None
+        report = decontamination_report(task, dataset=dataset, rationales=rationales, ngram=args.ngram)
+        reports.append(report)
+        if args.drop_overlap:
+            train = rationales if rationales is not None else dataset["train"]
+            kept[task.name] = {"train": drop_overlap(train, report, args.drop_on), "test": dataset["test"]}
+            report["dropped_train_rows"] = train.num_rows - kept[task.name]["train"].num_rows
+    headers = [h.replace("8-gram", f"{args.ngram}-gram") for h in REPORT_HEADERS]
+    print(_table(format_report(reports), headers))
+    output = Path(
+        args.output
+        or (Path(args.drop_overlap) / "decontamination.json" if args.drop_overlap else "decontamination.json")
+    )
+    if args.drop_overlap:
+        from ftcot_hf.export import write_parquet_configs
+
+        write_parquet_configs(args.drop_overlap, kept)
+        dropped = ", ".join(f"{r['task']}: {r['dropped_train_rows']}" for r in reports)
+        print(f"\nWrote the train splits without the flagged rows to {args.drop_overlap} (dropped {dropped}).")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
+    print(f"Report (with every id pair): {output}")
+    return 0
+
+
 # Commands whose flags come from config dataclasses (TrlParser/HfArgumentParser) live beside their config; the
 # module is imported only when its command runs, so `ftcot tasks` stays fast.
 DELEGATED: dict[str, tuple[str, str]] = {
@@ -120,6 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=3, help="Number of records (default: 3).")
     p.add_argument("--data-dir", default=None, help="Offline mirror directory (default: $FTCOT_DATA_MIRROR).")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("decontaminate", help="Train<->test question overlap of tasks (exact, n-gram, rationales).")
+    p.add_argument("--tasks", nargs="+", required=True, help="Task names (see `ftcot tasks`).")
+    p.add_argument("--rationales", default=None, help="A rationale dataset folder: check its train rationales too.")
+    p.add_argument(
+        "--drop_overlap",
+        default=None,
+        metavar="OUT",
+        help="Write each task's train split (the rationales' when given) without flagged rows to OUT.",
+    )
+    p.add_argument(
+        "--drop_on",
+        nargs="+",
+        default=["exact"],
+        choices=["exact", "near_duplicate", "ngram", "rationales"],
+        help="Which flagged rows --drop_overlap drops (default: exact; ngram drops nearly all of templated tasks).",
+    )
+    p.add_argument("--ngram", type=int, default=8, help="Word n-gram length (default: 8, as open-r1).")
+    p.add_argument("--output", default=None, help="JSON report (default: decontamination.json, or OUT/...).")
+    p.add_argument("--data-dir", default=None, help="Offline mirror directory (default: $FTCOT_DATA_MIRROR).")
+    p.set_defaults(func=cmd_decontaminate)
 
     p = sub.add_parser("export-lm-eval", help="Write an lm-eval task folder that scores as `ftcot eval` does.")
     from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export

@@ -7,6 +7,8 @@ with the reference's ``Evaluator``); this module only picks the answer prefix of
 Metrics (fractions in [0, 1]; None when there is nothing to average):
     accuracy         mean of ``correct`` (the parsed prediction equals the cleansed gold answer)
     contains_answer  mean of "some candidate in the completion equals the gold answer"
+    no_answer        fraction with no parsed prediction ("no answer found", e.g. a Math-Verify timeout), kept apart
+                     from wrong answers: wrong = 1 - accuracy - no_answer
     correct_format   mean of "the format's prefix occurs in the completion" (1.0 for formats without one)
     complete         mean of "generation ended by the stop phrase or EOS, not the token limit" (needs
                      ``finish_reasons``; None without them)
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ftcot_hf.answers import MODES, PREDICTION_PREFIXES, score_with_parser
+from ftcot_hf.answers import MODES, PREDICTION_PREFIXES, require_math_verify, score_with_parser
 from ftcot_hf.errors import FtcotError
 
 if TYPE_CHECKING:
@@ -69,14 +71,15 @@ def compute_accuracy(
         task: a :class:`~ftcot_hf.Task` or a registered task's name: chooses the answer parser.
         format: the format whose answer prefix applies (``"ft_cot"`` -> ``-->``, ``"few_shot_cot"`` ->
             ``The answer is``, ``"vanilla"``/``"zero_shot"``/None -> no prefix).
-        mode: ``"paper"`` (bit-exact with the reference) or ``"robust"``.
+        mode: ``"paper"`` (bit-exact with the reference), ``"robust"`` or ``"math_verify"`` (number answers through
+            Math-Verify, bounded per answer; other answer types in robust mode; needs the ``math`` extra).
         finish_reasons: per prediction ``"stop"``/``"eos"``/``"length"`` (for ``complete``).
         return_details: add ``details``: one dict per prediction (prediction, candidates, correct,
             contains_answer, correct_format, complete).
 
     Returns:
-        ``accuracy``, ``contains_answer``, ``correct_format``, ``complete``, ``n`` (+ ``details``), plus ``task``,
-        ``format``, ``prefix`` and ``mode`` so a stored result says how it was computed.
+        ``accuracy``, ``no_answer``, ``contains_answer``, ``correct_format``, ``complete``, ``n`` (+ ``details``),
+        plus ``task``, ``format``, ``prefix`` and ``mode`` so a stored result says how it was computed.
 
     Raises:
         ValueError: lengths differ, or an unknown mode. FtcotError: a gold answer the task's parser cannot read
@@ -90,6 +93,8 @@ def compute_accuracy(
 
     if mode not in MODES:
         raise ValueError(f"Unknown answer-parsing mode {mode!r}: use one of {', '.join(MODES)}.")
+    if mode == "math_verify":
+        require_math_verify()
     predictions, references = list(predictions), list(references)
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references: they must pair up.")
@@ -110,6 +115,7 @@ def compute_accuracy(
         details.append(scored)
     result: dict[str, Any] = {
         "accuracy": _mean([d["correct"] for d in details]),
+        "no_answer": _mean([d["prediction"] is None for d in details]),
         "contains_answer": _mean([d["contains_answer"] for d in details]),
         "correct_format": _mean([d["correct_format"] for d in details]),
         "complete": None if finish_reasons is None else _mean([d["complete"] for d in details]),
