@@ -16,7 +16,7 @@ from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.teachers import build_teacher
+from ftcot_hf.teachers import PRESETS, build_teacher
 from ftcot_hf.teachers.cache import CachedTeacher
 
 logger = logging.getLogger(__name__)
@@ -76,11 +76,13 @@ class TeachConfig(TaskDatasetArgs):
         },
     )
     keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
-    keep_truncated: bool = field(
-        default=False,
+    keep_truncated: bool | None = field(
+        default=None,
         metadata={
             "help": "Let --keep correct keep a sample whose rationale or answer was cut by the token limit "
-            "(finish_reason 'length'); by default those are left out, and counted in the yield report."
+            "(finish_reason 'length'). Default: false (left out, and counted in the yield report); true for the "
+            "recorded text-davinci-002 teacher, whose 'length' marks are guessed from the text and whose paper "
+            "filter kept them."
         },
     )
     mode: str = field(default="paper", metadata={"help": "Answer parsing for the filter: 'paper' or 'robust'."})
@@ -175,6 +177,9 @@ def teach(
         task.name: task.load(data_dir=config.data_dir) for task in tasks
     }  # bad data fails before the teacher
     teacher, trigger = build_teacher(config, tasks)
+    keep_truncated = config.keep_truncated
+    if keep_truncated is None:
+        keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
     cached = CachedTeacher(teacher, config.cache_dir)
     results, reports = {}, []
     try:
@@ -196,7 +201,7 @@ def teach(
                 max_extra_samples=config.max_extra_samples,
                 annotations=config.annotations,
                 progress=progress,
-                keep_truncated=config.keep_truncated,
+                keep_truncated=keep_truncated,
             )
             kept, report = augment(data, augmenter, keep=config.keep)
             reports.append(report)

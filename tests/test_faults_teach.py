@@ -292,10 +292,10 @@ def test_cut_rationales_and_answers_are_not_kept_by_correct_and_are_counted_per_
 
 def test_the_teach_summary_says_how_many_replies_were_cut_and_keep_truncated_keeps_them(mirror, tmp_path, capsys):
     # Two of the recorded teacher's first five multiarith rationales ran into the 128-token limit (one's answer is
-    # right anyway).
+    # right anyway). The recorded teacher's preset keeps them (the paper did); --keep_truncated false drops them.
     common = ["--tasks", "multiarith", "--limit", "5", "--data_dir", str(mirror), "--cache_dir",
               str(tmp_path / "c.sqlite")]  # fmt: skip
-    assert main(["teach", *common, "--output_dir", str(tmp_path / "a")]) == 0
+    assert main(["teach", *common, "--keep_truncated", "false", "--output_dir", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
     assert "cut (rationale/answer)" in printed
     summary = "multiarith: 2 rationales and 0 answers cut by the token limit; 1 correct sample among them not kept"
@@ -307,3 +307,5 @@ def test_the_teach_summary_says_how_many_replies_were_cut_and_keep_truncated_kee
     assert main(["teach", *common, "--keep_truncated", "true", "--output_dir", str(tmp_path / "b")]) == 0
     kept = json.loads((tmp_path / "b" / "yield_report.json").read_text())["reports"][0]
     assert kept["kept"] == dropped["kept"] + 1 and kept["truncated_dropped"] == 0
+    assert main(["teach", *common, "--output_dir", str(tmp_path / "c")]) == 0  # the preset's default
+    assert json.loads((tmp_path / "c" / "yield_report.json").read_text())["reports"][0]["kept"] == kept["kept"]

@@ -124,7 +124,8 @@ def test_concurrent_writer_processes_do_not_corrupt_the_cache(tmp_path):
 def test_augmenter_two_stages_filter_and_yield(tmp_path):
     scripted = ScriptedTeacher()
     teacher = CachedTeacher(scripted, tmp_path / "c.sqlite")
-    aug = RationaleAugmenter(teacher, "coin_flip", degree=4)
+    # keep_truncated: the script marks sample j=0 "length"; dropping cut samples is tested in test_faults_teach.py
+    aug = RationaleAugmenter(teacher, "coin_flip", degree=4, keep_truncated=True)
     assert aug.temperature == 0.7
     kept, report = augment(_records(), aug)
     everything, _ = augment(_records(), RationaleAugmenter(teacher, "coin_flip", degree=4), keep="all")

@@ -22,10 +22,17 @@ from ftcot_hf.teachers.base import (
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "text-davinci-002": {"backend": "replay", "kwargs": {"source": "kojima"}, "trigger": "kojima"},
+    "text-davinci-002": {
+        "backend": "replay",
+        "kwargs": {"source": "kojima"},
+        "trigger": "kojima",
+        "keep_truncated": True,
+    },
 }
 """Named teachers. ``text-davinci-002`` replays Kojima et al.'s recorded Zero-shot-CoT completions; those were made
-with task-specific stage-2 triggers, so the preset sets them (a user need not know)."""
+with task-specific stage-2 triggers, so the preset sets them (a user need not know). Their finish reasons are not
+recorded (``length`` is guessed from the text), and the paper's filter kept every correct rationale: the preset
+keeps truncated ones."""
 
 
 def teacher_names() -> list[str]:
