@@ -67,6 +67,7 @@ def test_aggregates_and_completeness():
         "contains_answer": 0.5,
         "correct_format": 0.75,
         "complete": 0.75,
+        "no_answer": 0.25,  # " --> five": no number after the prefix (reported apart from wrong answers)
         "n": 4,
         "task": "single_eq",
         "format": "ft_cot",
