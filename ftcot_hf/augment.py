@@ -2,7 +2,11 @@
 
 ``RationaleAugmenter`` is a callable for ``Dataset.map(batched=True)``. For each record it asks the teacher for D
 stage-1 rationales (Zero-shot-CoT, temperature T), then for each rationale a greedy stage-2 answer, parses it with the
-task's answer parser and marks it correct or not. :func:`augment` runs the map, applies the filter
+task's answer parser and marks it correct or not (the paper's ``two_stage`` protocol). Chat and reasoning models get
+the ``one_stage`` protocol: one request per sample asking for the reasoning and a final "Therefore, the answer is"
+line. A reply that carries a reasoning trace (``<think>...</think>``, or a server's ``reasoning_content``) is never
+sent to a second stage: the trace is the rationale, the answer is read from the visible text after it, and a trace
+that never closed is incomplete (not kept, counted). :func:`augment` runs the map, applies the filter
 (``keep="correct" | "all"``; a reply cut by the token limit is not kept by ``correct`` unless ``keep_truncated``)
 and returns the :class:`YieldReport`.
 """
@@ -19,9 +23,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.prompts import stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import ANSWER_PHRASE, one_stage_prompt, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import Task, resolve_task, score_completion
-from ftcot_hf.teachers.base import Request, SamplingParams, Teacher
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, split_reasoning
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,11 @@ AUGMENTED_COLUMNS = (
 
 TRUNCATED = "length"
 """The finish reason of a reply cut by the token limit (``max_tokens``)."""
+INCOMPLETE = "incomplete"
+"""The finish reason given to a reasoning trace that never closed (``<think>`` without ``</think>``)."""
+PROTOCOLS = ("auto", "two_stage", "one_stage")
+REASONING_MAX_TOKENS = 4096
+"""Default token budget of a one-stage reply: a reasoning trace runs to thousands of tokens."""
 
 FUNDAMENTALS_PROMPT = (
     "Q: {question}\nCorrect answer: {answer}\n"
@@ -73,6 +82,18 @@ class YieldReport:
     """Stage-2 answers cut by the token limit."""
     truncated_dropped: int = 0
     """Correct samples that were not kept because their rationale or answer was cut (``keep_truncated=False``)."""
+    incomplete: int = 0
+    """Replies whose reasoning trace never closed: never kept."""
+    protocol: str = "two_stage"
+    requests: int = 0
+    """Teacher requests sent (not served by the request cache)."""
+    cache_hits: int = 0
+    """Samples served by the request cache."""
+    prompt_tokens: int = 0
+    """Prompt tokens of every sample's requests (as the server counted them, cached ones included)."""
+    completion_tokens: int = 0
+    cost: float | None = None
+    """In $, when prices are given: prompt and completion tokens of the requests actually sent."""
 
     @property
     def finish_length(self) -> int:
@@ -108,6 +129,28 @@ class YieldReport:
                 f"{r.rationale_truncated}/{r.answer_truncated} |"
             )
         return "\n".join(lines)
+
+    @staticmethod
+    def ledger_markdown(reports: Sequence[YieldReport]) -> str:
+        """Requests, cache hits, tokens and cost per task (the token and cost ledger)."""
+        lines = ["| task | protocol | requests sent | cached samples | prompt tokens | completion tokens | cost | "
+                 "cost per kept rationale |", "|" + "---|" * 8]  # fmt: skip
+        for r in reports:
+            cost = "-" if r.cost is None else f"${r.cost:.4f}"
+            per = "-" if r.cost is None or not r.kept else f"${r.cost / r.kept:.6f}"
+            lines.append(f"| {r.task} | {r.protocol} | {r.requests} | {r.cache_hits} | {r.prompt_tokens} | "
+                         f"{r.completion_tokens} | {cost} | {per} |")  # fmt: skip
+        return "\n".join(lines)
+
+    def ledger_summary(self) -> str:
+        line = (f"{self.task}: {self.requests} requests sent, {self.cache_hits} samples from the cache, "
+                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")  # fmt: skip
+        if self.cost is not None:
+            per = f", ${self.cost / self.kept:.6f} per kept rationale" if self.kept else ""
+            line += f", ${self.cost:.4f}{per}"
+        if self.incomplete:
+            line += f"; {self.incomplete} reasoning traces never closed (not kept)"
+        return line + "."
 
     def truncation_summary(self) -> str | None:
         """One line on the replies cut by the token limit (None when none was): how many per stage, and how many
@@ -150,8 +193,11 @@ class RationaleAugmenter:
     degree: int = 1
     temperature: float | None = None
     trigger: Literal["generic", "kojima"] = "generic"
-    max_rationale_tokens: int = 128
+    max_rationale_tokens: int | None = None
+    """Default: 128 for two-stage (the paper's), 4096 for one-stage (reasoning traces are long)."""
     max_answer_tokens: int = 128
+    protocol: Literal["auto", "two_stage", "one_stage"] = "auto"
+    """``auto``: two-stage for completion endpoints, one-stage for chat (a reasoning reply is one-stage anyway)."""
     mode: Literal["paper", "robust"] = "paper"
     resample_until: int | None = None
     max_extra_samples: int = 0
@@ -173,6 +219,12 @@ class RationaleAugmenter:
         if self.degree > 1 and self.temperature == 0:
             raise ValueError("D > 1 with temperature 0 would repeat one greedy rationale D times: set temperature.")
         self._trigger = self.task.answer_trigger(self.trigger)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}.")
+        self._protocol = ("one_stage" if self.chat else "two_stage") if self.protocol == "auto" else self.protocol
+        if self.max_rationale_tokens is None:
+            self.max_rationale_tokens = 128 if self._protocol == "two_stage" else REASONING_MAX_TOKENS
+        self.tokens = Counter()
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
@@ -191,8 +243,9 @@ class RationaleAugmenter:
 
     def _stage1(self, questions: list[str], first: list[int], counts: list[int]) -> dict[tuple[int, int], Any]:
         params = SamplingParams(temperature=self.temperature, max_tokens=self.max_rationale_tokens)
+        prompt = stage1_prompt if self._protocol == "two_stage" else one_stage_prompt
         requests = [
-            Request(stage1_prompt(q), params, n=c, first_index=f, chat=self.chat)
+            Request(prompt(q), params, n=c, first_index=f, chat=self.chat)
             for q, f, c in zip(questions, first, counts, strict=True)
         ]
         out: dict[tuple[int, int], Any] = {}
@@ -200,6 +253,44 @@ class RationaleAugmenter:
             for j, g in enumerate(gens):
                 out[pos, first[pos] + j] = g
         return out
+
+    def _one_reply(self, g: Generation) -> tuple[Generation, Generation] | None:
+        """(rationale, answer) read from one reply that carries its answer (a reasoning trace, or the one-stage
+        protocol); None when the reply is a plain stage-1 rationale that needs its stage-2 answer."""
+        parts = split_reasoning(g.text)
+        if parts.trace is None and self._protocol == "two_stage":
+            return None
+        if parts.trace is not None:
+            rationale, visible, complete = parts.trace, parts.answer, parts.complete
+        else:
+            at = g.text.rfind(ANSWER_PHRASE)
+            rationale, visible, complete = (g.text[:at] if at != -1 else g.text).strip(), g.text, True
+        finish = g.finish_reason if complete or g.finish_reason == TRUNCATED else INCOMPLETE
+        return Generation(rationale, finish, g.prompt_tokens, g.completion_tokens), Generation(visible, finish)
+
+    def _answers(self, questions: list[str], rationales: dict) -> tuple[dict, set]:
+        """The answer of every sample: from the reply itself where it carries one (its rationale replaced by the
+        trace), else from a greedy stage-2 request. Returns the answers and the keys answered in one reply."""
+        answered, single = {}, set()
+        for key, g in list(rationales.items()):
+            split = self._one_reply(g)
+            if split is not None:
+                rationales[key], answered[key] = split
+                single.add(key)
+        rest = [(i, j, questions[i], g.text) for (i, j), g in rationales.items() if (i, j) not in single]
+        answered.update(self._stage2(rest) if rest else {})
+        for key in rationales:
+            for part in (rationales[key], answered[key] if key not in single else None):
+                if part is not None:
+                    self.tokens["prompt"] += part.prompt_tokens or 0
+                    self.tokens["completion"] += part.completion_tokens or 0
+        return answered, single
+
+    def _score(self, key: tuple[int, int], answered: dict, single: set, gold: str) -> dict[str, Any]:
+        if answered[key].finish_reason == INCOMPLETE:
+            return {"prediction": None, "correct": False}
+        prefix = ANSWER_PHRASE if key in single else None
+        return score_completion(self.task, answered[key].text, gold, prefix=prefix, mode=self.mode)
 
     def _stage2(self, items: list[tuple[int, int, str, str]]) -> dict[tuple[int, int], Any]:
         params = SamplingParams(temperature=0.0, max_tokens=self.max_answer_tokens)
@@ -234,12 +325,10 @@ class RationaleAugmenter:
         questions, answers = batch["question"], batch["answer"]
         n = len(questions)
         rationales = self._stage1(questions, [0] * n, [self.degree] * n)
-        answered = self._stage2([(i, j, questions[i], rationales[i, j].text) for (i, j) in rationales])
-        correct = {
-            key: score_completion(self.task, answered[key].text, answers[key[0]], mode=self.mode) for key in rationales
-        }
+        answered, single = self._answers(questions, rationales)
+        correct = {key: self._score(key, answered, single, answers[key[0]]) for key in rationales}
         if self.resample_until:
-            self._resample(questions, answers, rationales, answered, correct)
+            self._resample(questions, answers, rationales, answered, correct, single)
         notes = self._annotate(questions, answers) if self.annotations else {}
 
         # The records' own (human) rationale must not be confused with the teacher's: it is kept as human_rationale.
@@ -262,7 +351,7 @@ class RationaleAugmenter:
                 out[column].append(values[i])
         return out
 
-    def _resample(self, questions, answers, rationales, answered, correct) -> None:
+    def _resample(self, questions, answers, rationales, answered, correct, single) -> None:
         while self.extra_samples < self.max_extra_samples:
             good = Counter(i for (i, _), s in correct.items() if s["correct"])
             drawn = Counter(i for i, _ in rationales)
@@ -276,10 +365,12 @@ class RationaleAugmenter:
                 return
             new = self._stage1([questions[i] for i in need], [drawn[i] for i in need], [1] * len(need))
             remapped = {(need[p], j): g for (p, j), g in new.items()}
+            more, more_single = self._answers(questions, remapped)
             rationales.update(remapped)
-            answered.update(self._stage2([(i, j, questions[i], g.text) for (i, j), g in remapped.items()]))
+            answered.update(more)
+            single |= more_single
             for key in remapped:
-                correct[key] = score_completion(self.task, answered[key].text, answers[key[0]], mode=self.mode)
+                correct[key] = self._score(key, answered, single, answers[key[0]])
             self.extra_samples += len(need)
 
 
@@ -297,6 +388,10 @@ def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> Yi
     report.extra_samples = augmenter.extra_samples
     report.rationale_truncated = sum(1 for f in augmented["finish_reason"] if f == TRUNCATED)
     report.answer_truncated = sum(1 for f in augmented["answer_finish_reason"] if f == TRUNCATED)
+    report.incomplete = sum(1 for f in augmented["finish_reason"] if f == INCOMPLETE)
+    report.protocol = augmenter._protocol
+    report.prompt_tokens = augmenter.tokens["prompt"]
+    report.completion_tokens = augmenter.tokens["completion"]
     if not augmenter.keep_truncated:
         report.truncated_dropped = sum(
             1

@@ -164,6 +164,8 @@ def render_dataset_card(
     card_data = dict(DATASET_CARD_DATA, license=licenses_of(licenses), configs=configs)
     if dataset_info is not None:
         card_data["dataset_info"] = dataset_info
+    ledger = "\n\nTeacher requests and tokens:\n\n" + YieldReport.ledger_markdown(reps) if reps else ""
+    yield_table = YieldReport.markdown(reps) + ledger if reps else "Not recorded."
     card = DatasetCard.from_template(
         DatasetCardData(**card_data),
         template_str=template_text(DATASET_TEMPLATE),
@@ -177,7 +179,7 @@ def render_dataset_card(
         trigger=", ".join(sorted({t.answer_trigger(style).strip() for t in task_objs})),
         keep=f"keep={keep}" + (" (parsed answer == gold answer)" if keep == "correct" else ""),
         mode=config.get("mode", "paper"),
-        yield_table=YieldReport.markdown(reps) if reps else "Not recorded.",
+        yield_table=yield_table,
         sources=sources,
         custom_sources=custom,
         citation=task_objs[0].citation or PAPER_CITATION,

@@ -17,3 +17,15 @@ def stage1_prompt(question: str) -> str:
 
 def stage2_prompt(question: str, rationale: str, trigger: str = GENERIC_ANSWER_TRIGGER) -> str:
     return f"{stage1_prompt(question)}{rationale}{trigger}"
+
+
+ANSWER_PHRASE = "Therefore, the answer is"
+"""Where a one-stage reply states its answer (the generic trigger's words)."""
+
+ONE_STAGE_INSTRUCTION = f'Think step by step. End your reply with one line of the form: "{ANSWER_PHRASE} <answer>."'
+
+
+def one_stage_prompt(question: str) -> str:
+    """One request that asks for the reasoning and the answer together: what a chat or reasoning model is sent (a
+    chat model answers a new user turn instead of continuing a stage-1 text, so the two-stage protocol fails)."""
+    return f"Q: {question}\n{ONE_STAGE_INSTRUCTION}"

@@ -75,6 +75,29 @@ class TeachConfig(TaskDatasetArgs):
             "help": "Stage-2 trigger style: 'generic' (the paper) or 'kojima' (default for the recorded teacher)."
         },
     )
+    chat: bool = field(
+        default=False,
+        metadata={"help": "Use the chat API (openai: /chat/completions; transformers: the chat template)."},
+    )
+    protocol: str = field(
+        default="auto",
+        metadata={
+            "help": "two_stage (the paper: rationale, then 'Therefore, the answer is' continued), one_stage (one "
+            "request asking for reasoning and a final answer line) or auto (two_stage for completion endpoints, "
+            "one_stage for chat). A reasoning reply (<think>...</think> or reasoning_content) is one request anyway."
+        },
+    )
+    max_rationale_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Token budget of a rationale (default: 128 two-stage, as the paper; 4096 one-stage)."},
+    )
+    max_answer_tokens: int = field(default=128, metadata={"help": "Token budget of a stage-2 answer."})
+    price_input_per_mtok: float | None = field(
+        default=None, metadata={"help": "$ per million prompt tokens: the ledger then shows the cost."}
+    )
+    price_output_per_mtok: float | None = field(
+        default=None, metadata={"help": "$ per million completion tokens."}
+    )
     keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
     keep_truncated: bool | None = field(
         default=None,
@@ -202,8 +225,17 @@ def teach(
                 annotations=config.annotations,
                 progress=progress,
                 keep_truncated=keep_truncated,
+                chat=config.chat,
+                protocol=config.protocol,
+                max_rationale_tokens=config.max_rationale_tokens,
+                max_answer_tokens=config.max_answer_tokens,
             )
+            calls, hits = cached.calls, cached.cache_hits
             kept, report = augment(data, augmenter, keep=config.keep)
+            report.requests, report.cache_hits = cached.calls - calls, cached.cache_hits - hits
+            if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
+                report.cost = (report.prompt_tokens * (config.price_input_per_mtok or 0.0)
+                               + report.completion_tokens * (config.price_output_per_mtok or 0.0)) / 1e6  # fmt: skip
             reports.append(report)
             from datasets import DatasetDict
 
@@ -379,5 +411,7 @@ def cli_main(argv: list[str]) -> int:
     print(YieldReport.markdown(reports))
     for line in filter(None, (r.truncation_summary() for r in reports)):
         print(line)
+    for r in reports:
+        print(r.ledger_summary())
     print(f"\nSaved to {out}; load with: load_dataset({str(out)!r}, {tasks[0].name!r})")
     return 0

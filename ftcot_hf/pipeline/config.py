@@ -68,6 +68,20 @@ class RunConfig(TaskDatasetArgs):
         default=None, metadata={"help": "Teacher sampling temperature (default 0.7 when D > 1, greedy when D = 1)."}
     )
     keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
+    keep_truncated: bool | None = field(
+        default=None,
+        metadata={"help": "Keep correct samples cut by the token limit (default: no; yes for text-davinci-002)."},
+    )
+    chat: bool = field(default=False, metadata={"help": "Teacher: use the chat API / the chat template."})
+    protocol: str = field(
+        default="auto", metadata={"help": "Teacher protocol: two_stage, one_stage or auto (see `ftcot teach`)."}
+    )
+    max_rationale_tokens: int | None = field(
+        default=None, metadata={"help": "Rationale token budget (default: 128 two-stage, 4096 one-stage)."}
+    )
+    max_answer_tokens: int = field(default=128, metadata={"help": "Stage-2 answer token budget."})
+    price_input_per_mtok: float | None = field(default=None, metadata={"help": "$ per million prompt tokens."})
+    price_output_per_mtok: float | None = field(default=None, metadata={"help": "$ per million completion tokens."})
     limit_train: int | None = field(default=None, metadata={"help": "Teach only the first N train questions."})
     limit_test: int | None = field(default=None, metadata={"help": "Evaluate on the first N test questions only."})
     data_dir: str | None = field(
