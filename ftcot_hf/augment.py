@@ -198,6 +198,10 @@ class RationaleAugmenter:
     max_answer_tokens: int = 128
     protocol: Literal["auto", "two_stage", "one_stage"] = "auto"
     """``auto``: two-stage for completion endpoints, one-stage for chat (a reasoning reply is one-stage anyway)."""
+    interleave_stages: bool = True
+    """Two-stage with a concurrency-bounded (HTTP) teacher: send the questions in chunks of that bound, each chunk's
+    stage 2 right after its stage 1, so a server's prefix cache still holds the stage-1 prompt that every stage-2
+    prompt starts with (llama.cpp keeps one slot: sent later, each stage-2 prompt is prefilled from scratch)."""
     mode: Literal["paper", "robust"] = "paper"
     resample_until: int | None = None
     max_extra_samples: int = 0
@@ -228,20 +232,36 @@ class RationaleAugmenter:
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
-        skip = ("teacher", "extra_samples", "progress", "task", "keep_truncated")  # keep_truncated: a filter, after
+        skip = ("teacher", "extra_samples", "progress", "task", "keep_truncated", "interleave_stages")
         config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         config["teacher"] = self.teacher.identity()
         config["task"] = [self.task.name, self.task.answer_type]
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def _progress(self, iterable, total: int, what: str):
+    def _chunk(self, n: int) -> int:
+        bound = getattr(getattr(self.teacher, "teacher", self.teacher), "max_concurrency", None)
+        if not self.interleave_stages or self._protocol != "two_stage" or not isinstance(bound, int) or bound < 1:
+            return max(n, 1)
+        return bound
+
+    def _bar(self, n: int) -> Any:
+        """One bar over the questions when they go in chunks (a bar per chunk and stage would be dozens)."""
         if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=n, desc=f"{self.task.name}: questions", unit="q", leave=False)
+
+    def _progress(self, iterable, total: int, what: str, quiet: Any = None):
+        if not self.progress or quiet is not None:
             return iterable
         from tqdm.auto import tqdm
 
         return tqdm(iterable, total=total, desc=f"{self.task.name}: {what}", unit="req", leave=False)
 
-    def _stage1(self, questions: list[str], first: list[int], counts: list[int]) -> dict[tuple[int, int], Any]:
+    def _stage1(
+        self, questions: list[str], first: list[int], counts: list[int], quiet: Any = None
+    ) -> dict[tuple[int, int], Any]:
         params = SamplingParams(temperature=self.temperature, max_tokens=self.max_rationale_tokens)
         prompt = stage1_prompt if self._protocol == "two_stage" else one_stage_prompt
         requests = [
@@ -249,7 +269,7 @@ class RationaleAugmenter:
             for q, f, c in zip(questions, first, counts, strict=True)
         ]
         out: dict[tuple[int, int], Any] = {}
-        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "rationales"):
+        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "rationales", quiet):
             for j, g in enumerate(gens):
                 out[pos, first[pos] + j] = g
         return out
@@ -268,7 +288,7 @@ class RationaleAugmenter:
         finish = g.finish_reason if complete or g.finish_reason == TRUNCATED else INCOMPLETE
         return Generation(rationale, finish, g.prompt_tokens, g.completion_tokens), Generation(visible, finish)
 
-    def _answers(self, questions: list[str], rationales: dict) -> tuple[dict, set]:
+    def _answers(self, questions: list[str], rationales: dict, quiet: Any = None) -> tuple[dict, set]:
         """The answer of every sample: from the reply itself where it carries one (its rationale replaced by the
         trace), else from a greedy stage-2 request. Returns the answers and the keys answered in one reply."""
         answered, single = {}, set()
@@ -278,7 +298,7 @@ class RationaleAugmenter:
                 rationales[key], answered[key] = split
                 single.add(key)
         rest = [(i, j, questions[i], g.text) for (i, j), g in rationales.items() if (i, j) not in single]
-        answered.update(self._stage2(rest) if rest else {})
+        answered.update(self._stage2(rest, quiet) if rest else {})
         for key in rationales:
             for part in (rationales[key], answered[key] if key not in single else None):
                 if part is not None:
@@ -292,11 +312,11 @@ class RationaleAugmenter:
         prefix = ANSWER_PHRASE if key in single else None
         return score_completion(self.task, answered[key].text, gold, prefix=prefix, mode=self.mode)
 
-    def _stage2(self, items: list[tuple[int, int, str, str]]) -> dict[tuple[int, int], Any]:
+    def _stage2(self, items: list[tuple[int, int, str, str]], quiet: Any = None) -> dict[tuple[int, int], Any]:
         params = SamplingParams(temperature=0.0, max_tokens=self.max_answer_tokens)
         requests = [Request(stage2_prompt(q, r, self._trigger), params, chat=self.chat) for _, _, q, r in items]
         out: dict[tuple[int, int], Any] = {}
-        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "answers"):
+        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "answers", quiet):
             i, j, _, _ = items[pos]
             out[i, j] = gens[0]
         return out
@@ -324,8 +344,21 @@ class RationaleAugmenter:
             )
         questions, answers = batch["question"], batch["answer"]
         n = len(questions)
-        rationales = self._stage1(questions, [0] * n, [self.degree] * n)
-        answered, single = self._answers(questions, rationales)
+        rationales, answered, single = {}, {}, set()
+        step = self._chunk(n)
+        bar = self._bar(n) if step < n else None
+        for start in range(0, n, step):
+            count = min(n, start + step) - start
+            part = self._stage1(questions[start : start + count], [0] * count, [self.degree] * count, quiet=bar)
+            part = {(start + p, j): g for (p, j), g in part.items()}
+            more, more_single = self._answers(questions, part, quiet=bar)
+            rationales.update(part)
+            answered.update(more)
+            single |= more_single
+            if bar is not None:
+                bar.update(count)
+        if bar is not None:
+            bar.close()
         correct = {key: self._score(key, answered, single, answers[key[0]]) for key in rationales}
         if self.resample_until:
             self._resample(questions, answers, rationales, answered, correct, single)

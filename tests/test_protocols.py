@@ -98,3 +98,19 @@ def test_ftcot_teach_chat_against_a_server_with_a_reasoning_parser_and_the_ledge
     assert "coin_flip: 5 requests sent, 0 samples from the cache" in printed and "per kept rationale" in printed
     card = (out / "README.md").read_text()
     assert "Teacher requests and tokens" in card and "| coin_flip | one_stage | 5 | 0 |" in card
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_each_chunk_gets_its_stage_2_before_the_next_chunk_starts(interleave):
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    with FakeOpenAIServer() as server:
+        teacher = OpenAITeacher.from_config(model="m", base_url=[server.base_url], max_concurrency=2)
+        try:
+            augmenter = RationaleAugmenter(teacher, "coin_flip", interleave_stages=interleave)
+            everything, _ = augment(records(6), augmenter, keep="all")
+        finally:
+            teacher.close()
+        stages = ["2" if "Therefore" in r.body["prompt"] else "1" for r in server.requests]
+    assert everything.num_rows == 6
+    assert "".join(stages) == ("112211221122" if interleave else "111111222222")
