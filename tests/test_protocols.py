@@ -114,3 +114,18 @@ def test_each_chunk_gets_its_stage_2_before_the_next_chunk_starts(interleave):
         stages = ["2" if "Therefore" in r.body["prompt"] else "1" for r in server.requests]
     assert everything.num_rows == 6
     assert "".join(stages) == ("112211221122" if interleave else "111111222222")
+
+
+def test_ftcot_run_with_a_chat_teacher_and_prices(tiny_gpt2, tmp_path, mirror):
+    out = tmp_path / "run"
+    with FakeOpenAIServer() as server:
+        code = main(["run", "--teacher", "openai", "--teacher_model", "m", "--base_url", server.base_url,
+                     "--chat", "true", "--price_input_per_mtok", "0.2", "--price_output_per_mtok", "0.6",
+                     "--keep", "all", "--student", str(tiny_gpt2), "--limit_train", "4", "--limit_test", "2",
+                     "--num_train_epochs", "1", "--eval_max_new_tokens", "4", "--eval_untrained", "false",
+                     "--max_length", "128", "--cpu_threads", "1", "--data_dir", str(mirror),
+                     "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)])  # fmt: skip
+        paths = {r.path for r in server.requests}
+    assert code == 0 and paths == {"/v1/chat/completions"}
+    report = json.loads((out / "rationales" / "yield_report.json").read_text())["reports"][0]
+    assert report["protocol"] == "one_stage" and report["requests"] == 4 and report["cost"] > 0
