@@ -76,6 +76,8 @@ class YieldReport:
     """Kept rows whose rationale repeats another kept rationale of the same question."""
     extra_samples: int = 0
     """Samples drawn by resample-until-k on top of the D per question."""
+    skipped_rows: int = 0
+    """Rows of a user dataset left out because their gold answer could not be read (``--skip_bad_rows``)."""
     rationale_truncated: int = 0
     """Rationales (stage 1) cut by the token limit (``finish_reason == "length"``)."""
     answer_truncated: int = 0

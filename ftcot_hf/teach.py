@@ -233,6 +233,7 @@ def teach(
             calls, hits = cached.calls, cached.cache_hits
             kept, report = augment(data, augmenter, keep=config.keep)
             report.requests, report.cache_hits = cached.calls - calls, cached.cache_hits - hits
+            report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
             if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
                 report.cost = (report.prompt_tokens * (config.price_input_per_mtok or 0.0)
                                + report.completion_tokens * (config.price_output_per_mtok or 0.0)) / 1e6  # fmt: skip

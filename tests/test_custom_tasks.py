@@ -334,3 +334,66 @@ def test_ftcot_train_on_your_own_dataset_scores_it_each_epoch(arith_jsonl, tiny_
     assert "last epoch (1): test accuracy" in capsys.readouterr().out
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["task"] == "mine"
+
+
+def test_csv_with_a_held_out_test_size_and_skipped_rows_counted_in_the_yield_report(tmp_path, mirror):
+    from ftcot_hf.teach import TeachConfig, save_rationales, teach
+
+    path = tmp_path / "sums.csv"
+    rows = [("q", "a")] + [(f"What is {i} plus {i + 2}?", str(2 * i + 2)) for i in range(12)] + [("Broken?", "n/a")]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    config = TeachConfig(dataset=str(path), question_column="q", answer_column="a", answer_type="number",
+                         task_name="sums", test_size=0.25, skip_bad_rows=True, keep="all",
+                         output_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "c.sqlite"))  # fmt: skip
+    tasks = config.resolve_tasks()
+    ds = tasks[0].load()
+    assert ds["train"].num_rows + ds["test"].num_rows == 12 and ds["test"].num_rows == 3  # 13 rows, 1 bad
+    import ftcot_hf.teach as teach_module
+
+    real = teach_module.build_teacher
+    teach_module.build_teacher = lambda cfg, ts: (EchoTeacher(), "generic")
+    try:
+        results, reports = teach(config, tasks=tasks)
+    finally:
+        teach_module.build_teacher = real
+    save_rationales(config, results, reports, tasks)
+    report = json.loads((tmp_path / "out" / "yield_report.json").read_text())["reports"][0]
+    assert report["skipped_rows"] == 1 and report["questions"] == ds["train"].num_rows
+    assert load_dataset(str(tmp_path / "out"), "sums")["test"].num_rows == 3
+
+
+class CountingTeacher(EchoTeacher):
+    """Answers like EchoTeacher, but every rationale names its server ``version`` (a server that now answers
+    differently)."""
+
+    def __init__(self, version: str):
+        self.version, self.calls = version, 0
+
+    def generate(self, requests):
+        for pos, gens in super().generate(requests):
+            self.calls += 1
+            yield pos, [Generation(g.text.replace("I think", f"{self.version} thinks"), g.finish_reason) for g in gens]
+
+
+def test_the_request_cache_is_the_only_cache_of_teacher_output(tmp_path, mirror):
+    """The same teach, a fresh request cache, a teacher that now answers differently: new requests, new rows (the
+    augmentation map's own cache once served the old rows with 0 requests)."""
+    import ftcot_hf.teach as teach_module
+    from ftcot_hf.teach import TeachConfig, teach
+
+    rationales = []
+    for version, cache in (("v1", "a.sqlite"), ("v2", "b.sqlite")):
+        teacher = CountingTeacher(version)
+        config = TeachConfig(tasks=["multiarith"], limit=6, keep="all", data_dir=str(mirror),
+                             cache_dir=str(tmp_path / cache), output_dir=str(tmp_path / "out"))  # fmt: skip
+        real = teach_module.build_teacher
+        teach_module.build_teacher = lambda cfg, ts, t=teacher: (t, "generic")
+        try:
+            results, _ = teach(config)
+        finally:
+            teach_module.build_teacher = real
+        assert teacher.calls > 0
+        rationales.append(results["multiarith"]["train"]["rationale"])
+    assert all(r.startswith(" v1 thinks") for r in rationales[0])
+    assert all(r.startswith(" v2 thinks") for r in rationales[1])
