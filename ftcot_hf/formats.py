@@ -38,12 +38,12 @@ annotation values are left out, with their label.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.registry import Registry
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -195,25 +195,20 @@ def _stripped(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.strip() if isinstance(v, str) else v for k, v in record.items()}
 
 
-FORMATS: dict[str, StudentFormat] = {}
+FORMATS: Registry[StudentFormat] = Registry("format", error=UnknownFormatError)
+"""Format name -> :class:`StudentFormat` (the one registry type of ftcot-hf, as tasks and teachers)."""
 
 
 def register_format(fmt: StudentFormat) -> StudentFormat:
-    if fmt.name in FORMATS:
-        raise ValueError(f"A format named {fmt.name!r} is already registered.")
-    FORMATS[fmt.name] = fmt
+    """Make ``fmt`` available by its name (``--format``); a name already taken is an error."""
+    FORMATS.register(fmt.name, fmt)
     return fmt
 
 
 def get_format(name: str | StudentFormat) -> StudentFormat:
     if isinstance(name, StudentFormat):
         return name
-    try:
-        return FORMATS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, FORMATS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownFormatError(f"Unknown format {name!r}.{hint} Known formats: {', '.join(FORMATS)}.") from None
+    return FORMATS[name]
 
 
 def layout_format(name: str, layout: Layout, description: str = "") -> StudentFormat:

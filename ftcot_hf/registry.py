@@ -29,7 +29,7 @@ class Registry(Mapping[str, T], Generic[T]):
         if not isinstance(name, str) or not name:
             raise ValueError(f"A {self.kind} name must be a non-empty string, not {name!r}.")
         if name in self._entries and not replace:
-            raise self.error(
+            raise FtcotError(
                 f"A {self.kind} named {name!r} is already registered; choose another name (or pass replace=True)."
             )
         self._entries[name] = obj
@@ -37,6 +37,10 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        """Remove ``name`` and return what it held (dict-style, for code that cleans up after itself)."""
+        return self._entries.pop(name, default)
 
     def get(self, name: str, default: Any = None) -> T | None:  # type: ignore[override]
         return self[name] if name in self._entries else default
