@@ -10,6 +10,7 @@ does not unless told: it ignores ``n`` (one choice whatever is asked), and it sa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,13 +44,14 @@ pytestmark = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def llama_server():
+@contextlib.contextmanager
+def llama_cpp_server(python: str, model: str) -> Iterator[str]:
+    """``python -m llama_cpp.server`` serving ``model`` on a free loopback port; yields its API root (``.../v1``)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1", "--port", str(port),
+        [python, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "2048"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -66,6 +69,12 @@ def llama_server():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    with llama_cpp_server(LLAMA_PYTHON, str(_gguf())) as url:
+        yield url
 
 
 @pytest.mark.parametrize("degree", [1, 4])

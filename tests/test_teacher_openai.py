@@ -10,12 +10,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import socket
-import subprocess
 import sys
 import time
 import traceback
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -444,12 +441,6 @@ def test_stats_count_each_http_request(server, make_teacher):
 
 
 # -- a real OpenAI-compatible server ----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 _LLAMA_PYTHON = os.environ.get("FTCOT_LLAMA_CPP_PYTHON") or (
     sys.executable if importlib.util.find_spec("llama_cpp") else None
 )
@@ -457,35 +448,18 @@ _LLAMA_PYTHON = os.environ.get("FTCOT_LLAMA_CPP_PYTHON") or (
 
 @pytest.mark.skipif(_LLAMA_PYTHON is None, reason="set FTCOT_LLAMA_CPP_PYTHON (llama-cpp-python venv)")
 def test_against_llama_cpp_server(make_teacher):
-    from tests.test_real_servers import _gguf
+    from tests.test_real_servers import _gguf, llama_cpp_server
 
     model = os.environ.get("FTCOT_LLAMA_CPP_MODEL") or (str(_gguf()) if _gguf() else None)
     if not model or not os.path.isfile(model):
         pytest.skip("set FTCOT_LLAMA_CPP_MODEL to a small local .gguf file")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("llama_cpp.server did not come up")
-                time.sleep(0.5)
-        teacher = make_teacher(f"http://127.0.0.1:{port}/v1", model="local", supports_n=False, timeout=120)
+
+    with llama_cpp_server(_LLAMA_PYTHON, model) as base_url:
+        teacher = make_teacher(base_url, model="local", supports_n=False, timeout=120)
         params = SamplingParams(max_tokens=8, seed=0)
         out = run_all(teacher, [Request("Q: 2+2? A:", params, n=2), Request("Say hi.", params, chat=True)])
         for gens in out.values():
             assert all(g.finish_reason in ("stop", "length") and g.completion_tokens for g in gens)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_works_where_an_event_loop_is_already_running(server, make_teacher):
