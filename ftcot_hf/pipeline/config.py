@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks.args import TaskDatasetArgs
+
+SELECT_EPOCH = ("last", "validation", "test")
+DEFAULT_VALIDATION_FRACTION = 0.1
 
 
 @dataclass
@@ -24,7 +28,7 @@ class RunConfig(TaskDatasetArgs):
         student, format, recipe, learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16,
         use_peft, lora_r, lora_alpha, cpu_threads, seed
     Parameters of the evaluation:
-        eval_untrained, eval_every_epoch, eval_max_new_tokens, eval_batch_size, sc
+        eval_untrained, eval_every_epoch, validation_size, select_epoch, eval_max_new_tokens, eval_batch_size, sc
     Parameters of the output:
         output_dir, push_to_hub, hub_dataset_id, hub_model_id, hub_private, hub_revision
     """
@@ -126,6 +130,25 @@ class RunConfig(TaskDatasetArgs):
             "always the headline."
         },
     )
+    validation_size: float | None = field(
+        default=None,
+        metadata={
+            "help": "Hold out this many train questions (N >= 1) or this fraction of them (0 < f < 1) as a "
+            "validation set, by question (all D rationales of one question together), seeded by --seed; the "
+            "held-out questions are not trained on, and each epoch is scored on them (their gold answers). "
+            "Default: none for the paper's tasks, 0.1 for your own dataset (or with --select_epoch validation)."
+        },
+    )
+    select_epoch: str | None = field(
+        default=None,
+        metadata={
+            "help": "Which epoch the report names besides the last (always the headline): 'last' (none), "
+            "'validation' (the best epoch on the held-out validation questions, with its test accuracy) or 'test' "
+            "(also the best epoch on the test set: the paper's protocol, optimistic). Default: 'last' for the "
+            "paper's tasks ('test' with --eval_every_epoch, as before), 'validation' for your own dataset.",
+            "choices": list(SELECT_EPOCH),
+        },
+    )
     eval_max_new_tokens: int = field(default=160, metadata={"help": "Tokens generated per test question at most."})
     eval_batch_size: int = field(default=50, metadata={"help": "Test questions decoded together."})
     sc: int = field(default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k)."})
@@ -151,6 +174,61 @@ class RunConfig(TaskDatasetArgs):
         self.teacher_kwargs = parse_kwargs(self.teacher_kwargs, "teacher_kwargs")
         if self.push_to_hub and not (self.hub_dataset_id or self.hub_model_id):
             raise ValueError("push_to_hub needs hub_dataset_id and/or hub_model_id (e.g. you/ftcot-coin_flip).")
+        if self.select_epoch is not None and self.select_epoch not in SELECT_EPOCH:
+            raise FtcotError(f"--select_epoch must be one of {', '.join(SELECT_EPOCH)}, not {self.select_epoch!r}.")
+        if self.validation_size is not None:
+            size = self.validation_size
+            if isinstance(size, str):
+                try:
+                    size = float(size)
+                except ValueError:
+                    raise FtcotError(f"--validation_size must be a count N or a fraction, not {size!r}.") from None
+            if not (size >= 0) or (size >= 1 and not float(size).is_integer()):
+                raise FtcotError(
+                    f"--validation_size {size:g}: give a count of train questions (N >= 1) or a fraction (0 < f < 1)."
+                )
+            self.validation_size = int(size) if size >= 1 else float(size)
+            if self.select_epoch == "validation" and self.validation_size == 0:
+                raise FtcotError("--select_epoch validation needs validation questions: --validation_size N or f.")
+            if self.limit_train is not None and self.validation_size:
+                self.validation_count(self.limit_train, "taught (--limit_train)")
+
+    def resolve_selection(self, builtin: bool) -> None:
+        """Fill the defaults of ``select_epoch`` and ``validation_size`` for the run's tasks: the paper's tasks keep
+        the paper's setup (the last epoch; the test-selected one with --eval_every_epoch, as before), a user dataset
+        holds out 10% of its train questions and selects on them."""
+        if self.select_epoch is None:
+            if self.validation_size == 0:  # explicitly none
+                self.select_epoch = "test" if self.eval_every_epoch else "last"
+            elif not builtin or self.validation_size:
+                self.select_epoch = "validation"
+            else:
+                self.select_epoch = "test" if self.eval_every_epoch else "last"
+        if self.validation_size is None:
+            self.validation_size = DEFAULT_VALIDATION_FRACTION if self.select_epoch == "validation" else 0
+        if self.select_epoch == "validation" and not self.validation_size:
+            raise FtcotError("--select_epoch validation needs validation questions: --validation_size N or f.")
+
+    def validation_count(self, questions: int, what: str = "in the train split") -> int:
+        """How many of ``questions`` train questions are held out; FtcotError when none would be left to train on
+        (or more are asked than there are)."""
+        size = self.validation_size or 0
+        count = int(size) if size >= 1 else max(1, round(size * questions)) if size else 0
+        if count > questions:
+            raise FtcotError(
+                f"--validation_size {size:g} is more than the {questions} train question(s) {what}: hold out fewer."
+            )
+        if count and count == questions:
+            raise FtcotError(
+                f"--validation_size {size:g} leaves no training question of the {questions} {what}: hold out fewer "
+                "(e.g. --validation_size 0.1) or teach more questions."
+            )
+        return count
+
+    @property
+    def scores_every_epoch(self) -> bool:
+        """The test split is scored after every epoch: asked for, or needed to report a selected epoch's test score."""
+        return bool(self.eval_every_epoch or self.validation_size or self.select_epoch in ("validation", "test"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -58,7 +58,19 @@ def validate(config: RunConfig) -> list[Any]:
     resolve_student(config.student)
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
+    config.resolve_selection(builtin=all(t.builtin for t in tasks))
+    if config.validation_size and config.validation_size >= 1 and config.limit_train is None:  # vs the train split
+        for task in tasks:
+            config.validation_count(_train_questions(config, task), f"of {task.name}'s train split")
     return tasks
+
+
+def _train_questions(config: RunConfig, task: Any) -> int:
+    """How many train questions the task has (the teach stage teaches them all without --limit_train)."""
+    from ftcot_hf.tasks.builder import load_task
+
+    splits = load_task(task, data_dir=config.data_dir)
+    return splits["train"].num_rows if "train" in splits else 0
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -114,13 +126,18 @@ def _run_task(
     timed(f"eval/{name}", trained, eval_fp, do_eval)
     result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
     metrics.update(accuracy=result["accuracy"], maj_at_k=result.get("maj_at_k"), n=result["n"])
-    if config.eval_every_epoch:
-        metrics.update(_epoch_scores(student_dir, summary, result["accuracy"]))
+    if config.scores_every_epoch:
+        metrics.update(_epoch_scores(student_dir, summary, result["accuracy"], config.select_epoch == "test"))
+    if config.validation_size:
+        metrics.update(_validation_scores(student_dir, metrics.get("epoch_accuracy") or {}))
 
 
-def _epoch_scores(student_dir: Path, summary: dict[str, Any], final: float | None) -> dict[str, Any]:
-    """Accuracy per epoch (the callback's epochs + the eval stage's final model) and the best epoch, which is
-    selected on the test set: optimistic, reported apart from the last epoch."""
+def _epoch_scores(
+    student_dir: Path, summary: dict[str, Any], final: float | None, best_on_test: bool
+) -> dict[str, Any]:
+    """Accuracy per epoch (the callback's epochs + the eval stage's final model) and, when asked
+    (``--select_epoch test``), the best epoch, which is selected on the test set: optimistic, reported apart from the
+    last epoch."""
     from ftcot_hf.training.callbacks import EPOCH_METRICS, summarize_epochs
 
     path = student_dir / EPOCH_METRICS
@@ -128,9 +145,27 @@ def _epoch_scores(student_dir: Path, summary: dict[str, Any], final: float | Non
     per_epoch = {int(r["epoch"]): r["accuracy"] for r in records}
     last = round(float(summary.get("metrics", {}).get("epoch") or max(per_epoch, default=0) + 1))
     per_epoch[last] = final
+    scores: dict[str, Any] = {"epoch_accuracy": dict(sorted(per_epoch.items()))}
+    if best_on_test:
+        _, best = summarize_epochs([{"epoch": e, "accuracy": a} for e, a in per_epoch.items()], report_best_epoch=True)
+        scores.update(best_epoch=best and best["epoch"], best_epoch_accuracy=best and best["accuracy"])
+    return scores
+
+
+def _validation_scores(student_dir: Path, test_per_epoch: dict[int, Any]) -> dict[str, Any]:
+    """The held-out questions' accuracy per epoch, the epoch they select (ties: the earlier) and its test accuracy."""
+    from ftcot_hf.pipeline.stages import VALIDATION_SPLIT
+    from ftcot_hf.training.callbacks import epoch_metrics_file, summarize_epochs
+
+    split = json.loads((student_dir / VALIDATION_SPLIT).read_text(encoding="utf-8"))
+    path = student_dir / epoch_metrics_file("validation")
+    records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    per_epoch = {int(r["epoch"]): r["accuracy"] for r in records}
     _, best = summarize_epochs([{"epoch": e, "accuracy": a} for e, a in per_epoch.items()], report_best_epoch=True)
-    return {"epoch_accuracy": dict(sorted(per_epoch.items())), "best_epoch": best and best["epoch"],
-            "best_epoch_accuracy": best and best["accuracy"]}  # fmt: skip
+    epoch = best and best["epoch"]
+    return {"validation_split": split, "validation_accuracy": dict(sorted(per_epoch.items())),
+            "validation_epoch": epoch, "validation_epoch_accuracy": best and best["accuracy"],
+            "validation_epoch_test_accuracy": test_per_epoch.get(epoch)}  # fmt: skip
 
 
 def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:
@@ -230,6 +265,10 @@ def cli_main(argv: list[str]) -> int:
         untrained = m.get("untrained_accuracy")
         before = "" if untrained is None else f"untrained {100 * untrained:.2f}% -> "
         print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
+        if m.get("validation_epoch") is not None:
+            test = m.get("validation_epoch_test_accuracy")
+            print(f"{task}: epoch {m['validation_epoch']} selected on validation: test "
+                  f"{'-' if test is None else f'{100 * test:.2f}%'}")  # fmt: skip
     print(f"Done in {time.perf_counter() - start:.0f} s. Report: {result.report}")
     print(f"Rationales: load_dataset({str(result.output_dir / 'rationales')!r}, {next(iter(result.metrics))!r})")
     return 0

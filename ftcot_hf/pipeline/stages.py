@@ -129,8 +129,10 @@ def train_inputs(config: RunConfig) -> dict[str, Any]:
     inputs = {k: getattr(config, k) for k in keys}
     inputs = {**inputs, "bf16": config.bf16, "peft": [config.use_peft, config.lora_r, config.lora_alpha],
               "seed": config.seed, "recipe": recipe}  # fmt: skip
-    if config.eval_every_epoch:  # the per-epoch scores are part of what the train stage produces
+    if config.scores_every_epoch:  # the per-epoch scores are part of what the train stage produces
         inputs["every_epoch"] = eval_inputs(config)
+    if config.validation_size or config.select_epoch not in (None, "last"):  # held-out questions are not trained on
+        inputs["selection"] = {"validation_size": config.validation_size, "select_epoch": config.select_epoch}
     return inputs
 
 
@@ -152,6 +154,35 @@ def _train_split(rationales: Path, task: str) -> Any:
     from datasets import load_dataset
 
     return load_dataset(str(rationales), task, split="train")
+
+
+VALIDATION_SPLIT = "validation_split.json"
+
+
+def hold_out(config: RunConfig, train: Any, task: str) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(train rows, validation records, the split) with ``config.validation_size`` of the train questions held out:
+    by question (``sample_index``), so the D rationales of one question are all on one side, drawn with
+    ``random.Random(config.seed)``. The validation records are one per held-out question, with its gold answer."""
+    import random
+
+    if not config.validation_size:
+        return train, None, None
+    questions = sorted(set(train["sample_index"]))
+    count = config.validation_count(len(questions), f"with kept rationales for {task}")
+    held = sorted(random.Random(config.seed).sample(questions, count))
+    held_set = set(held)
+    index = train["sample_index"]
+    keep = [i for i, q in enumerate(index) if q not in held_set]
+    first: dict[Any, int] = {}
+    for i, q in enumerate(index):
+        if q in held_set:
+            first.setdefault(q, i)
+    columns = [c for c in ("sample_index", "question", "answer", "choices") if c in train.column_names]
+    validation = train.select([first[q] for q in held]).select_columns(columns)
+    split = {"task": task, "validation_size": config.validation_size, "seed": config.seed,
+             "questions": len(questions), "validation_questions": count, "train_questions": len(questions) - count,
+             "train_rows": len(keep), "held_out_sample_indices": held}  # fmt: skip
+    return train.select(keep), validation, split
 
 
 def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str) -> Any:
@@ -206,11 +237,12 @@ def _training_config(config: RunConfig, task: str, out: Path) -> Any:
         student=config.student,
         seed=config.seed,
         report_to="none",
-        eval_every_epoch=config.eval_every_epoch,
+        eval_every_epoch=config.scores_every_epoch,
         eval_last_epoch=False,  # the eval stage scores the final model
         eval_max_new_tokens=config.eval_max_new_tokens,
         eval_batch_size=config.eval_batch_size,
-        report_best_epoch=config.eval_every_epoch,
+        eval_mode=config.mode,
+        report_best_epoch=config.select_epoch == "test",
         save_strategy="epoch",
         save_total_limit=1,
         save_only_model=False,
@@ -258,11 +290,21 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
             f"No training rationales for {task.name}: the teacher got no question right (see "
             f"{rationales}/yield_report.json). Use keep='all', more samples (--degree), or another teacher."
         )
+    train, validation, split = hold_out(config, train, task.name)
+    callbacks = []
+    if split is not None:
+        from ftcot_hf.training.callbacks import EpochEvalCallback
+
+        (partial / VALIDATION_SPLIT).write_text(json.dumps(split, indent=2), encoding="utf-8")
+        # Scored after every epoch, the last included (the eval stage scores the test split only).
+        callbacks.append(EpochEvalCallback(validation, task=task, format=None, batch_size=config.eval_batch_size,
+                                           max_new_tokens=config.eval_max_new_tokens, mode=config.mode,
+                                           output_dir=partial, last_epoch=True, split="validation"))  # fmt: skip
     train_config = _training_config(config, task.name, partial)
     try:
-        test = test_split(rationales, task.name, config.limit_test) if config.eval_every_epoch else None
+        test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
         trainer, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
-                                        resume_from_checkpoint="last", task=task)  # fmt: skip
+                                        resume_from_checkpoint="last", task=task, callbacks=callbacks)  # fmt: skip
     except Exception as e:
         if is_disk_error(e):
             raise disk_error(e, "train", partial) from None

@@ -2,7 +2,8 @@
 
 The paper evaluated after every epoch and reported the best epoch, i.e. an epoch selected on the test set. ftcot-hf
 reports the last epoch; the best one only when asked (``report_best_epoch``), labelled "best epoch (selected on
-test)".
+test)". The same callback with ``split="validation"`` scores held-out train questions instead (``ftcot run
+--validation_size``), so an epoch can be selected without looking at the test set.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EPOCH_METRICS = "epoch_metrics.json"
+
+
+def epoch_metrics_file(split: str = "test") -> str:
+    """``epoch_metrics.json`` for the test split (as before), ``epoch_metrics_<split>.json`` for another."""
+    return EPOCH_METRICS if split == "test" else f"epoch_metrics_{split}.json"
 
 
 def _default_evaluate() -> Callable[..., Any]:
@@ -51,9 +57,12 @@ class EpochEvalCallback(TrainerCallback):
     """After each epoch: ``evaluate_student`` on the test records; accuracy per epoch into ``epoch_metrics.json``.
 
     Args:
-        dataset: test records (``question``, ``answer``...).
-        task, format: select the answer parser and the prompt / stop phrase.
-        tokenizer: the student's tokenizer.
+        dataset: test records (``question``, ``answer``...), or validation records with ``split="validation"``.
+        task, format: select the answer parser and the prompt / stop phrase (format None: the trainer's
+            ``args.format``, i.e. after an encoder-decoder student switched it to ``*_t5``).
+        tokenizer: the student's tokenizer (None: the trainer's ``processing_class``).
+        split: the name the records are scored under: ``epoch_metrics_<split>.json``, ``epoch_completions_<split>/``
+            and ``<split>_accuracy`` in the log history (``test``: ``epoch_metrics.json``, ``epoch_completions/``).
         batch_size, max_new_tokens, sc, mode: passed to the evaluation (``sc`` > 1: self-consistency).
         output_dir: where ``epoch_metrics.json`` is written (and read back when a run resumes).
         last_epoch: also evaluate after the final epoch (False when the caller scores the final model itself).
@@ -66,8 +75,8 @@ class EpochEvalCallback(TrainerCallback):
         dataset: Dataset,
         *,
         task: Any,
-        format: str,  # noqa: A002
-        tokenizer: Any,
+        format: str | None,  # noqa: A002
+        tokenizer: Any = None,
         batch_size: int = 32,
         max_new_tokens: int = 512,
         sc: int = 1,
@@ -75,11 +84,13 @@ class EpochEvalCallback(TrainerCallback):
         output_dir: str | Path,
         last_epoch: bool = True,
         evaluate_fn: Callable[..., Any] | None = None,
+        split: str = "test",
     ) -> None:
         self.dataset = dataset
         self.task, self.format, self.tokenizer = task, format, tokenizer
         self.batch_size, self.max_new_tokens, self.sc, self.mode = batch_size, max_new_tokens, sc, mode
-        self.path = Path(output_dir) / EPOCH_METRICS
+        self.split = split
+        self.path = Path(output_dir) / epoch_metrics_file(split)
         self.last_epoch = last_epoch
         self.evaluate_fn = evaluate_fn or _default_evaluate()
         self.records: list[dict[str, Any]] = []
@@ -91,17 +102,17 @@ class EpochEvalCallback(TrainerCallback):
             done = json.loads(self.path.read_text())
             self.records = [r for r in done if r["epoch"] <= round(state.epoch)]
 
-    def _evaluate(self, model: Any) -> Any:
+    def _evaluate(self, model: Any, tokenizer: Any = None, format: str | None = None) -> Any:  # noqa: A002
         kwargs: dict[str, Any] = {
             "task": self.task,
-            "format": self.format,
+            "format": format or self.format,
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
             "sc": self.sc,
         }
         if self.mode != "paper":
             kwargs["mode"] = self.mode
-        return self.evaluate_fn(model, self.tokenizer, self.dataset, **kwargs)
+        return self.evaluate_fn(model, tokenizer or self.tokenizer, self.dataset, **kwargs)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or model is None:
@@ -113,7 +124,8 @@ class EpochEvalCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            result = self._evaluate(model)
+            tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
+            result = self._evaluate(model, tokenizer, self.format or getattr(args, "format", None))
         finally:
             if was_training:
                 model.train()
@@ -132,13 +144,15 @@ class EpochEvalCallback(TrainerCallback):
         self.path.write_text(json.dumps(self.records, indent=2, default=str))
         examples = getattr(result, "examples", None)
         if examples:  # what the student generated, per epoch, for auditing (as the reference kept)
-            folder = self.path.parent / "epoch_completions"
+            name = "epoch_completions" if self.split == "test" else f"epoch_completions_{self.split}"
+            folder = self.path.parent / name
             folder.mkdir(exist_ok=True)
             lines = (json.dumps(e, default=str) for e in examples)
             (folder / f"epoch_{epoch}.jsonl").write_text("\n".join(lines) + "\n")
         state.log_history.append(
-            {"epoch": float(epoch), "step": state.global_step, "test_accuracy": record["accuracy"]}
+            {"epoch": float(epoch), "step": state.global_step, f"{self.split}_accuracy": record["accuracy"]}
         )
         logger.info(
-            "epoch %d: test accuracy %s (%s)", epoch, record["accuracy"], getattr(self.task, "name", self.task)
-        )
+            "epoch %d: %s accuracy %s (%s)",
+            epoch, self.split, record["accuracy"], getattr(self.task, "name", self.task),
+        )  # fmt: skip
