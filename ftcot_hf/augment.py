@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.prompts import ANSWER_PHRASE, one_stage_prompt, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import Task, resolve_task, score_completion
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, split_reasoning
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, is_failure, split_reasoning
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ class YieldReport:
     completion_tokens: int = 0
     cost: float | None = None
     """In $, when prices are given: prompt and completion tokens of the requests actually sent."""
+    failed_requests: int = 0
+    """Teacher requests that failed for good (retries spent): their samples have no row and are not cached, so the
+    dataset is incomplete until the same command is run again (it sends only these)."""
 
     @property
     def finish_length(self) -> int:
@@ -152,6 +155,9 @@ class YieldReport:
             line += f", ${self.cost:.4f}{per}"
         if self.incomplete:
             line += f"; {self.incomplete} reasoning traces never closed (not kept)"
+        if self.failed_requests:
+            line += (f"; {self.failed_requests} requests FAILED (retries spent): their samples have no rows, the "
+                     "dataset is incomplete")  # fmt: skip
         return line + "."
 
     def truncation_summary(self) -> str | None:
@@ -213,6 +219,9 @@ class RationaleAugmenter:
     """Show a tqdm bar per stage (the CLI turns it on)."""
     keep_truncated: bool = False
     extra_samples: int = field(default=0, init=False)
+    failed_requests: int = field(default=0, init=False)
+    """Teacher requests that failed for good (a teacher with ``keep_going``): their samples are left out."""
+    last_error: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.task = resolve_task(self.task)
@@ -234,7 +243,8 @@ class RationaleAugmenter:
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
-        skip = ("teacher", "extra_samples", "progress", "task", "keep_truncated", "interleave_stages")
+        skip = ("teacher", "extra_samples", "progress", "task", "keep_truncated", "interleave_stages",
+                "failed_requests", "last_error")  # fmt: skip
         config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         config["teacher"] = self.teacher.identity()
         config["task"] = [self.task.name, self.task.answer_type]
@@ -272,9 +282,19 @@ class RationaleAugmenter:
         ]
         out: dict[tuple[int, int], Any] = {}
         for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "rationales", quiet):
+            if self._failed(gens):  # this question's samples of the request have no row
+                continue
             for j, g in enumerate(gens):
                 out[pos, first[pos] + j] = g
         return out
+
+    def _failed(self, gens: Any) -> bool:
+        """Count a request that failed for good (a :class:`~ftcot_hf.teachers.base.FailedRequest`)."""
+        if not is_failure(gens):
+            return False
+        self.failed_requests += 1
+        self.last_error = str(gens.error)
+        return True
 
     def _one_reply(self, g: Generation) -> tuple[Generation, Generation] | None:
         """(rationale, answer) read from one reply that carries its answer (a reasoning trace, or the one-stage
@@ -301,6 +321,8 @@ class RationaleAugmenter:
                 single.add(key)
         rest = [(i, j, questions[i], g.text) for (i, j), g in rationales.items() if (i, j) not in single]
         answered.update(self._stage2(rest, quiet) if rest else {})
+        for key in [k for k in rationales if k not in answered]:  # its stage-2 request failed: no row
+            del rationales[key]
         for key in rationales:
             for part in (rationales[key], answered[key] if key not in single else None):
                 if part is not None:
@@ -319,6 +341,8 @@ class RationaleAugmenter:
         requests = [Request(stage2_prompt(q, r, self._trigger), params, chat=self.chat) for _, _, q, r in items]
         out: dict[tuple[int, int], Any] = {}
         for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "answers", quiet):
+            if self._failed(gens):
+                continue
             i, j, _, _ = items[pos]
             out[i, j] = gens[0]
         return out
@@ -333,7 +357,8 @@ class RationaleAugmenter:
             ]
             values = [""] * len(requests)
             for pos, gens in self.teacher.generate(requests):
-                values[pos] = gens[0].text.strip()
+                if not self._failed(gens):
+                    values[pos] = gens[0].text.strip()
             columns[column] = values
         return columns
 
@@ -389,7 +414,9 @@ class RationaleAugmenter:
     def _resample(self, questions, answers, rationales, answered, correct, single) -> None:
         while self.extra_samples < self.max_extra_samples:
             good = Counter(i for (i, _), s in correct.items() if s["correct"])
-            drawn = Counter(i for i, _ in rationales)
+            drawn: Counter[int] = Counter()  # the next sample index (a failed sample leaves a gap, not a repeat)
+            for i, j in rationales:
+                drawn[i] = max(drawn[i], j + 1)
             need = [i for i in range(len(questions)) if good[i] < self.resample_until]
             if not need:
                 return
@@ -425,6 +452,7 @@ def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> Yi
     report.answer_truncated = sum(1 for f in augmented["answer_finish_reason"] if f == TRUNCATED)
     report.incomplete = sum(1 for f in augmented["finish_reason"] if f == INCOMPLETE)
     report.protocol = augmenter._protocol
+    report.failed_requests = augmenter.failed_requests
     report.prompt_tokens = augmenter.tokens["prompt"]
     report.completion_tokens = augmenter.tokens["completion"]
     if not augmenter.keep_truncated:

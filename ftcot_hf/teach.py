@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,32 @@ from ftcot_hf.teachers import PRESETS, build_teacher
 from ftcot_hf.teachers.cache import CachedTeacher
 
 logger = logging.getLogger(__name__)
+
+EXIT_INCOMPLETE = 3
+"""`ftcot teach`'s exit status when some teacher requests failed for good (bad input is 2)."""
+
+
+class TeachIncompleteError(FtcotError):
+    """Some teacher requests failed for good (their retries spent): the other samples were taught (and cached),
+    these have no rows. Re-running the same command sends only the failed requests."""
+
+    def __init__(
+        self, failed: int, last_error: str | None, results: dict[str, Any] | None = None,
+        reports: list[YieldReport] | None = None,
+    ):  # fmt: skip
+        self.failed, self.last_error = failed, last_error
+        self.results: dict[str, Any] = results or {}
+        """What was taught, as :func:`teach` returns it (the kept rows of the samples that came back)."""
+        self.reports: list[YieldReport] = reports or []
+        super().__init__(incomplete_message(failed, last_error))
+
+
+def incomplete_message(failed: int, last_error: str | None) -> str:
+    """The one line said when ``failed`` requests failed for good (``last_error`` carries no key: the teacher
+    scrubs its messages)."""
+    last = " ".join((last_error or "unknown").split())
+    return (f"{failed} teacher request(s) failed (retries spent); last error: {last.rstrip('.')}. Re-run the same "
+            "command: only the failed requests are sent again (the others are cached).")  # fmt: skip
 
 
 @dataclass
@@ -191,10 +218,19 @@ def parse_kwargs(value: dict | str | None, name: str) -> dict[str, Any]:
 
 
 def teach(
-    config: TeachConfig, *, tasks: Sequence[Task] | None = None, progress: bool = False
+    config: TeachConfig,
+    *,
+    tasks: Sequence[Task] | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], list[YieldReport]]:
     """Teach every task of ``config`` (or ``tasks``, already resolved); returns {task name: DatasetDict(train=
-    rationales, test=task test)} and the yield reports."""
+    rationales, test=task test)} and the yield reports.
+
+    A teacher request that fails for good (its retries spent) does not stop the run: the others are taught (and
+    cached), its samples have no rows and are counted (``YieldReport.failed_requests``); once every task is done,
+    :class:`TeachIncompleteError` is raised carrying the results and reports of what succeeded (``ftcot teach``
+    saves them and exits 3). A re-run sends only the failed requests. A task none of whose samples came back is left
+    out of the results (an empty rationale set is no dataset)."""
     tasks = list(tasks) if tasks is not None else config.resolve_tasks()
     records_of = {
         task.name: task.load(data_dir=config.data_dir) for task in tasks
@@ -204,6 +240,7 @@ def teach(
     if keep_truncated is None:
         keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
     cached = CachedTeacher(teacher, config.cache_dir)
+    cached.keep_going = True  # a request that fails for good is counted; the run goes on
     results, reports = {}, []
     try:
         for task in tasks:
@@ -238,6 +275,10 @@ def teach(
                 report.cost = (report.prompt_tokens * (config.price_input_per_mtok or 0.0)
                                + report.completion_tokens * (config.price_output_per_mtok or 0.0)) / 1e6  # fmt: skip
             reports.append(report)
+            if report.failed_requests and not kept.num_rows:
+                logger.warning("%s: no sample came back (%d requests failed): nothing to save", task.name,
+                               report.failed_requests)  # fmt: skip
+                continue
             from datasets import DatasetDict
 
             results[task.name] = DatasetDict(
@@ -246,6 +287,8 @@ def teach(
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
     finally:
         cached.close()
+    if cached.failed:
+        raise TeachIncompleteError(cached.failed, cached.last_error, results, reports)
     return results, reports
 
 
@@ -407,12 +450,21 @@ def cli_main(argv: list[str]) -> int:
     (config,) = parser.parse_args_and_config(argv)
     tasks = config.resolve_tasks()
     check_output_dir(config)  # before the teacher is asked anything
-    results, reports = teach(config, tasks=tasks, progress=True)
-    out = save_rationales(config, results, reports, tasks)
+    incomplete: TeachIncompleteError | None = None
+    try:
+        results, reports = teach(config, tasks=tasks, progress=True)
+    except TeachIncompleteError as e:  # save what succeeded (it is cached too), then say what did not
+        incomplete, results, reports = e, e.results, e.reports
+    out = save_rationales(config, results, reports, tasks) if results else None
     print(YieldReport.markdown(reports))
     for line in filter(None, (r.truncation_summary() for r in reports)):
         print(line)
     for r in reports:
         print(r.ledger_summary())
-    print(f"\nSaved to {out}; load with: load_dataset({str(out)!r}, {tasks[0].name!r})")
+    if out is not None:
+        done = "Saved what was taught" if incomplete is not None else "Saved"
+        print(f"\n{done} to {out}; load with: load_dataset({str(out)!r}, {next(iter(results))!r})")
+    if incomplete is not None:
+        print(f"ftcot: error: {incomplete}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0

@@ -26,6 +26,11 @@ order (``None`` = behave normally):
   (``reasoning_content`` as vLLM/SGLang/DeepSeek send it, or ``reasoning``) and whose visible ``content`` is
   ``content`` (may be None), as a reasoning parser splits a reasoning model's output.
 
+``fault_for`` (an attribute, or a constructor argument) is a function of the request body returning a directive,
+applied when no scripted fault is pending: faults that hit *particular* prompts whatever the arrival order (a 503
+storm on some questions, ``lambda body: ("503",) if "coin" in body["prompt"] else None``). Set it to ``None`` to
+heal the server.
+
 Use it as a context manager (``with FakeOpenAIServer(latency=0.05) as server: server.base_url``), as the pytest
 fixture ``fake_openai_server``, or run it in its own process (``python tests/fake_openai_server.py --latency 0.05``
 prints ``PORT <n>`` then serves until stdin closes), which keeps its CPU time off the client's GIL in benchmarks.
@@ -129,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         with state.lock:
             fault = state.faults.pop(0) if state.faults else None
+            if fault is None and fake.fault_for is not None and isinstance(body, dict):
+                fault = fake.fault_for(body)
             state.requests.append(
                 RecordedRequest(self.path, body, time.monotonic(), self.headers.get("Authorization"), fault)
             )
@@ -248,8 +255,11 @@ class FakeOpenAIServer:
         model: str | None = None,
         port: int = 0,
         ignore_n: bool = False,
+        fault_for: Callable[[dict[str, Any]], Directive] | None = None,
     ):
         self.latency = latency
+        self.fault_for = fault_for
+        """Body -> directive, used when no scripted fault is pending (see the module docstring)."""
         self.model = model
         self.ignore_n = ignore_n
         self._state = _State(faults=list(faults or []))

@@ -21,6 +21,11 @@ class TeacherError(FtcotError):
     """A teacher could not produce a completion (unreachable server, unrecorded prompt, bad response...)."""
 
 
+class RequestFailedError(TeacherError):
+    """One request failed for good (its retries spent: 5xx storms, timeouts, malformed answers): the other requests
+    of a run can still be answered, so a teacher with ``keep_going`` yields a :class:`FailedRequest` for it."""
+
+
 class MissingRecordingError(TeacherError, KeyError):
     """The replay teacher has no recording for a prompt."""
 
@@ -67,6 +72,27 @@ class Generation:
     completion_tokens: int | None = None
 
 
+class FailedRequest(list):
+    """What a teacher with ``keep_going`` yields for a request that failed for good: no generations (an empty list,
+    so a consumer that does not know about it just sees no samples) and the ``error`` (a message without keys).
+    The request cache never stores one, so a re-run asks for exactly these requests again."""
+
+    def __init__(self, error: TeacherError):
+        super().__init__()
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:  # through a worker process's pipe
+        return (FailedRequest, (self.error,))
+
+    def __repr__(self) -> str:
+        return f"FailedRequest({str(self.error)!r})"
+
+
+def is_failure(gens: Sequence[Generation]) -> bool:
+    """Is ``gens`` a :class:`FailedRequest` (a request that failed for good) rather than its generations?"""
+    return isinstance(gens, FailedRequest)
+
+
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
@@ -101,9 +127,14 @@ class Teacher:
     """Registry name of the backend (``replay``, ``transformers``, ``openai``)."""
     model: str = ""
     """Model identity, part of the cache key (a Hub id, a URL+model name, a recording's name)."""
+    keep_going: bool = False
+    """Set by the caller: a request that fails for good (:class:`RequestFailedError`, its retries spent) is yielded
+    as a :class:`FailedRequest` instead of ending the whole call; the other requests go on. Backends that cannot tell
+    one failed request from a broken setup (a bad key, a missing model: still raised) ignore it."""
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        """Yield ``(position in requests, n generations)`` for every request, in completion order."""
+        """Yield ``(position in requests, n generations)`` for every request, in completion order (with
+        ``keep_going``, a request that failed for good yields a :class:`FailedRequest` instead)."""
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError
+from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure
 from ftcot_hf.utils.fs import hf_home
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,10 @@ class RequestCache:
 class CachedTeacher(Teacher):
     """Wraps a teacher: serves cached samples, asks the backend only for missing ones, stores each result at once.
 
-    ``calls`` counts the requests actually sent to the backend (what a re-run must keep at zero).
+    ``calls`` counts the requests actually sent to the backend (what a re-run must keep at zero). With
+    ``keep_going`` (passed on to the backend), a request that failed for good is passed on as the backend's
+    :class:`~ftcot_hf.teachers.base.FailedRequest` and never stored, so a re-run asks for exactly those again;
+    ``failed`` counts them and ``last_error`` keeps the latest one's message.
     """
 
     def __init__(self, teacher: Teacher, cache: RequestCache | str | os.PathLike | None = None):
@@ -116,6 +119,16 @@ class CachedTeacher(Teacher):
         self.cache = cache if isinstance(cache, RequestCache) else RequestCache(cache)
         self.calls = 0
         self.cache_hits = 0
+        self.failed = 0
+        self.last_error: str | None = None
+
+    @property
+    def keep_going(self) -> bool:  # type: ignore[override]
+        return self.teacher.keep_going
+
+    @keep_going.setter
+    def keep_going(self, value: bool) -> None:
+        self.teacher.keep_going = value
 
     def identity(self) -> dict[str, Any]:
         return self.teacher.identity()
@@ -146,6 +159,11 @@ class CachedTeacher(Teacher):
             self.calls += 1
             pos, first = origin[mpos]
             request = missing[mpos]
+            if is_failure(gens):
+                self.failed += 1
+                self.last_error = str(gens.error)  # type: ignore[attr-defined]
+                yield pos, gens
+                continue
             if len(gens) != request.n:
                 raise TeacherError(
                     f"{self.backend} teacher returned {len(gens)} samples for a request of {request.n} "

@@ -12,8 +12,13 @@ Why it looks the way it does:
   ``generate`` also works where an event loop is already running (Jupyter) and so requests keep flowing while the
   caller is busy with a result. ``processes=N`` runs N such loops in worker processes (``workers.py``).
 * Retries, fail-over and the bound on requests in flight are the fleet's (``transport.py``). A *malformed* 200
-  answer (not JSON, or what ``parse_response`` rejects) is not retried: it almost always means ``base_url`` is not
-  the API it should be.
+  answer (not JSON, what ``parse_response`` rejects, too few choices with ``supports_n=True``) is, with
+  ``keep_going``, re-asked like a 5xx, up to ``max_retries`` times with the same backoff (a flaky proxy sends one
+  now and then); one that stays malformed fails the request with what was wrong (usually: ``base_url`` is not the
+  API it should be). Without ``keep_going`` (a caller failing fast) the first one raises.
+* A request whose retries are spent raises :class:`RequestFailedError`. With ``keep_going`` (``ftcot teach`` sets
+  it) it is yielded as a :class:`FailedRequest` instead and the other requests go on; errors that no retry can fix
+  (401, 404, ...) still end the call.
 * ``n`` samples of a prompt go in one request where the server does ``n``, else one request per sample. By default
   (``supports_n=None``) the first answer with fewer choices than asked shows the server ignores ``n`` (llama.cpp's
   does): the teacher says so once and sends one request per sample from then on, the missing samples included.
@@ -28,6 +33,7 @@ import asyncio
 import dataclasses
 import difflib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -38,7 +44,15 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, TeacherError
+from ftcot_hf.teachers.base import (
+    FailedRequest,
+    Generation,
+    Request,
+    RequestFailedError,
+    SamplingParams,
+    Teacher,
+    TeacherError,
+)
 from ftcot_hf.teachers.http import transport as tp
 from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
 from ftcot_hf.teachers.http.workers import WorkerPool
@@ -188,6 +202,8 @@ class HTTPTeacher(Teacher):
         self.http_backend = http_backend
         self.processes = min(processes, self.max_concurrency)  # a worker with no share of the bound does nothing
         self._workers: WorkerPool | None = None
+        self.keep_going = False
+        """A request that fails for good is yielded as a :class:`FailedRequest` (see :class:`Teacher`)."""
         self._ignores_n = False
         """Learnt from an answer (``supports_n=None``): the server ignores ``n``."""
         if api_key_env and not api_key and not os.environ.get(api_key_env):
@@ -197,7 +213,8 @@ class HTTPTeacher(Teacher):
             )
         self.stats: Counter[str] = Counter()
         """What happened on the wire: ``http_requests``, ``retries``, ``failovers``, ``http_429``, ``http_5xx``,
-        ``timeouts``, ``connection_errors``, ``marked_down``."""
+        ``timeouts``, ``connection_errors``, ``marked_down``, ``malformed`` (answers re-asked), ``failed_requests``
+        (failed for good, with ``keep_going``)."""
         fleet_options = ("max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max", "down_after",
                          "down_cooldown", "http_backend", "api_key_env")  # fmt: skip
         self._fleet = Fleet(
@@ -410,12 +427,28 @@ class HTTPTeacher(Teacher):
                 else:
                     units.extend((pos, j, 1) for j in range(request.n))
             partial: dict[int, list[Generation | None]] = {}
+            failed: set[int] = set()
 
             async def worker() -> None:
                 while units:
                     pos, offset, count = units.popleft()
+                    if pos in failed:  # another sample of it failed for good: the request has failed
+                        continue
                     request = requests[pos]
-                    gens = await self._call(request, offset, count)
+                    try:
+                        gens = await self._call(request, offset, count)
+                    except RequestFailedError as exc:
+                        if not self.keep_going:
+                            raise
+                        if pos not in failed:
+                            failed.add(pos)
+                            partial.pop(pos, None)
+                            self.stats["failed_requests"] += 1
+                            logger.info("%s", exc)  # counted, and summed up once at the end
+                            deliver((pos, FailedRequest(exc)))
+                        continue
+                    if pos in failed:
+                        continue
                     if count == request.n:
                         deliver((pos, gens))
                         continue
@@ -484,32 +517,53 @@ class HTTPTeacher(Teacher):
 
     async def _call_http(self, request: Request, offset: int, count: int) -> list[Generation]:
         """At most ``count`` samples (from ``offset``) of ``request`` from one HTTP request (retried and failed over
-        by the fleet); fewer only when the server ignored ``n``. A malformed answer is not retried."""
+        by the fleet); fewer only when the server ignored ``n``. With ``keep_going`` a malformed answer is re-asked up
+        to ``max_retries`` times (with the fleet's backoff), then fails the request (:class:`RequestFailedError`);
+        without, it raises at once."""
         params, n, skip = self._plan(request, offset, count)
         body = self.build_body(request, params, n)
         if self.extra_body:
             body.update(self.extra_body)
-        ep, content = await self._fleet.post(self.request_path(request), body)
+        path = self.request_path(request)
+        for attempt in itertools.count():
+            ep, content = await self._fleet.post(path, body)
+            try:
+                gens = self._decode(content, request, params, n)
+            except ResponseError as exc:
+                self.stats["malformed"] += 1
+                error = self._fleet.fatal(ep, exc.what, exc.hint)
+                if not self.keep_going:  # a caller failing fast gets the first one (it is rarely a fluke)
+                    raise error from None
+                if attempt >= self.max_retries:
+                    tries = f" (asked {attempt + 1} time(s))" if attempt else ""
+                    raise RequestFailedError(f"{error}{tries}") from None
+                delay = self._fleet.delay(attempt, None)
+                self.stats["retries"] += 1
+                logger.info("%s; re-asking (%d/%d) in %.2f s", error, attempt + 1, self.max_retries, delay)
+                await asyncio.sleep(delay)
+                continue
+            if len(gens) < n:
+                self._fewer_choices(ep, len(gens), n)
+            return gens[skip : skip + count]
+        raise AssertionError("unreachable")
+
+    def _decode(self, content: bytes, request: Request, params: SamplingParams, n: int) -> list[Generation]:
+        """The choices of a 200 answer; :class:`ResponseError` when it is malformed (not JSON, rejected by
+        ``parse_response``, or fewer choices than ``n`` with ``supports_n=True``)."""
         try:
             data = json.loads(content)
         except ValueError:
             snippet = self._scrub(content[:4096].decode("utf-8", "replace"))[:120]  # scrubbed before it is cut
-            what = f"the response is not valid JSON (starts {snippet!r})"
-            raise self._fleet.fatal(ep, what, self.base_url_hint) from None
-        try:
-            gens = self.parse_response(data, request, params)
-        except ResponseError as exc:
-            raise self._fleet.fatal(ep, exc.what, exc.hint) from None
-        if len(gens) < n:
-            self._fewer_choices(ep, len(gens), n)
-        return gens[skip : skip + count]
+            raise ResponseError(f"the response is not valid JSON (starts {snippet!r})", self.base_url_hint) from None
+        gens = self.parse_response(data, request, params)
+        if len(gens) < n and self.supports_n:
+            hint = "this server seems to ignore `n`; pass supports_n=False to send one request per sample."
+            raise ResponseError(f"the response has {len(gens)} choice(s) for n={n}", hint)
+        return gens
 
     def _fewer_choices(self, ep: Endpoint, got: int, n: int) -> None:
-        """An answer with ``got`` < ``n`` choices: an error when ``supports_n=True``; else (auto) the server ignores
-        ``n``: say so once, and send one request per sample from now on."""
-        if self.supports_n:
-            hint = "this server seems to ignore `n`; pass supports_n=False to send one request per sample."
-            raise self._fleet.fatal(ep, f"the response has {got} choice(s) for n={n}", hint)
+        """An answer with ``got`` < ``n`` choices (``supports_n=None``: ``True`` makes it malformed): the server
+        ignores ``n``: say so once, and send one request per sample from now on."""
         if not self._ignores_n:
             self._ignores_n = True
             logger.warning(

@@ -4,9 +4,12 @@ bound on requests in flight, the classification of failed attempts, messages wit
 pieces it is built from, each a plain function so it can be tested alone.
 
 Our retry loop is the only one (the client gets ``max_retries=0``), so it can fail over to another server of a
-fleet, honour ``Retry-After``, count what it did (the teacher's ``stats``) and give a clean error. Retried: 408, 409,
-429, 5xx, timeouts, connection errors. Not retried (a retry cannot fix them): other 4xx. The HTTP client is the
-``openai`` package's generic ``post`` (auth header, connection pool, aiohttp transport), which any JSON API can use.
+fleet, honour ``Retry-After``, count what it did (the teacher's ``stats``) and give a clean error. A request whose
+retries are spent raises :class:`RequestFailedError` (that request failed; a teacher with ``keep_going`` reports it
+and goes on with the others); a non-retryable status raises a plain :class:`TeacherError` (the setup is wrong).
+Retried: 408, 409, 429, 5xx, timeouts, connection errors. Not retried (a retry cannot fix them): other 4xx. The HTTP
+client is the ``openai`` package's generic ``post`` (auth header, connection pool, aiohttp transport), which any JSON
+API can use.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ftcot_hf.teachers.base import TeacherError
+from ftcot_hf.teachers.base import RequestFailedError, TeacherError
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +66,9 @@ class RetryableError(Exception):
 
 
 class ResponseError(Exception):
-    """A 200 answer that is not what the API returns (raised by a teacher's ``parse_response``). Not retried: it
-    almost always means ``base_url`` is not the API it should be. The teacher turns it into a :class:`TeacherError`
-    naming the server and the model."""
+    """A 200 answer that is not what the API returns (raised by a teacher's ``parse_response``). With
+    ``keep_going`` re-asked up to ``max_retries`` times (a flaky proxy); one that stays malformed fails the request
+    with a message naming the server and the model (it usually means ``base_url`` is not the API it should be)."""
 
     def __init__(self, what: str, hint: str = ""):
         super().__init__(what)
@@ -365,7 +368,8 @@ class Fleet:
 
     async def post(self, path: str, body: dict[str, Any]) -> tuple[Endpoint, bytes]:
         """POST ``body`` to ``path`` of one server, retrying and failing over until a 200 answer comes back (the
-        server and its raw bytes) or the retries are spent (:class:`TeacherError`)."""
+        server and its raw bytes) or the retries are spent (:class:`RequestFailedError`: this request failed, the
+        others may not)."""
         round_ = 0
         tried: set[int] = set()
         last: RetryableError | None = None
@@ -376,7 +380,7 @@ class Fleet:
             if ep is None:  # every live server failed this round: back off
                 assert last is not None
                 if round_ >= self.max_retries:
-                    raise TeacherError(
+                    raise RequestFailedError(
                         f"{self.label} teacher: gave up on model {self.model!r} after {round_ + 1} round(s) of "
                         f"attempts on {self.where()}; last error: {last.message}"
                     )

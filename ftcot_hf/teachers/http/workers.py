@@ -8,11 +8,11 @@ API keys travel through the pipe, never through the command line or a log). Retr
 inside each worker (stats are merged into the parent's at the end of each call); a fleet's "down" marks and the
 "this server ignores ``n``" discovery are per worker.
 
-Protocol (parent -> worker): ``("job", job_id, requests)`` | ``("cancel", job_id)`` | ``("close",)``.
+Protocol (parent -> worker): ``("job", job_id, requests, keep_going)`` | ``("cancel", job_id)`` | ``("close",)``.
 Worker -> parent: ``("ready", None)`` | ``("setup_error", message)`` |
-``("results", job_id, [(local position, gens)...])`` (one message per event-loop turn, like the single-process
-hand-off) | ``("error", job_id, message)`` | ``("done", job_id, stats)`` (always last for a job, also after a
-cancel).
+``("results", job_id, [(local position, gens or a FailedRequest)...])`` (one message per event-loop turn, like the
+single-process hand-off) | ``("error", job_id, message)`` | ``("done", job_id, stats)`` (always last for a job, also
+after a cancel).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ async def _worker_loop(conn: Any, teacher: HTTPTeacher) -> None:
                 message = conn.recv()
                 if message[0] == "job":
                     job_id, requests = message[1], message[2]
+                    teacher.keep_going = bool(message[3]) if len(message) > 3 else False
                     out = _PipeOut(conn, job_id, teacher)
                     task = loop.create_task(teacher._run(requests, out))
                     jobs[job_id] = task
@@ -176,7 +177,7 @@ class WorkerPool:
         positions = [list(range(i, len(requests), n)) for i in range(n)]
         active = {i for i in range(n) if positions[i]}
         for i in active:
-            self.conns[i].send(("job", job_id, [requests[p] for p in positions[i]]))
+            self.conns[i].send(("job", job_id, [requests[p] for p in positions[i]], self.teacher.keep_going))
         by_conn = {id(self.conns[i]): i for i in range(n)}
         error: str | None = None
         try:
