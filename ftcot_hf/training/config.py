@@ -1,4 +1,4 @@
-"""``FineTuneCoTConfig``: TRL's ``SFTConfig`` with the paper's defaults (SPEC §6) and ftcot-hf's own options."""
+"""``FineTuneCoTConfig``: TRL's ``SFTConfig`` with the paper's defaults and ftcot-hf's own options."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class FineTuneCoTConfig(SFTConfig):
     A subclass of TRL's ``SFTConfig``, so every ``SFTConfig``/``TrainingArguments`` option works, a plain
     ``SFTTrainer`` accepts it, and ``TrlParser`` turns it into flags and YAML keys.
 
-    Parameters that differ from ``SFTConfig`` (the paper's settings, SPEC §6):
+    Parameters that differ from ``SFTConfig`` (the paper's settings):
         learning_rate (3e-4), lr_scheduler_type (``constant``, no warm-up), per_device_train_batch_size (8),
         num_train_epochs (20), max_length (1024 = 512 prompt + 512 completion), completion_only_loss (True),
         weight_decay (0.01 and max_grad_norm 0, as the reference's ``torch.optim.AdamW`` under Lightning),
