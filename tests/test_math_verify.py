@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ftcot_hf import answers, compute_accuracy, score_completion
+from ftcot_hf import compute_accuracy, math_verify, score_completion
 from ftcot_hf.answers import MODES, MathVerifyWorker
 from ftcot_hf.errors import FtcotError
 
@@ -81,7 +81,7 @@ def test_timeout_counts_as_no_answer_and_the_worker_restarts():
 
 def test_timeout_in_a_thread_inside_compute_accuracy(monkeypatch):
     worker = MathVerifyWorker(target="tests.test_math_verify:_hang", timeout_s=0.5)
-    monkeypatch.setattr(answers, "_WORKER", worker)
+    monkeypatch.setattr(math_verify, "_WORKER", worker)
     out: dict = {}
 
     def run():

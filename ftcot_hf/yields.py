@@ -1,0 +1,126 @@
+"""The yield report of a teaching run: how much usable reasoning the teacher produced, what was cut, failed or
+left out, and what it cost (the token ledger)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class YieldReport:
+    """How much usable reasoning the teacher produced for one task."""
+
+    task: str
+    teacher: str
+    degree: int
+    temperature: float
+    questions: int = 0
+    samples: int = 0
+    correct: int = 0
+    kept: int = 0
+    questions_without_correct: int = 0
+    duplicates: int = 0
+    """Kept rows whose rationale repeats another kept rationale of the same question."""
+    extra_samples: int = 0
+    """Samples drawn by resample-until-k on top of the D per question."""
+    skipped_rows: int = 0
+    """Rows of a user dataset left out because their gold answer could not be read (``--skip_bad_rows``)."""
+    rationale_truncated: int = 0
+    """Rationales (stage 1) cut by the token limit (``finish_reason == "length"``)."""
+    answer_truncated: int = 0
+    """Stage-2 answers cut by the token limit."""
+    truncated_dropped: int = 0
+    """Correct samples that were not kept because their rationale or answer was cut (``keep_truncated=False``)."""
+    incomplete: int = 0
+    """Replies whose reasoning trace never closed: never kept."""
+    protocol: str = "two_stage"
+    requests: int = 0
+    """Teacher requests sent (not served by the request cache)."""
+    cache_hits: int = 0
+    """Samples served by the request cache."""
+    prompt_tokens: int = 0
+    """Prompt tokens of every sample's requests (as the server counted them, cached ones included)."""
+    completion_tokens: int = 0
+    cost: float | None = None
+    """In $, when prices are given: prompt and completion tokens of the requests actually sent."""
+    failed_requests: int = 0
+    """Teacher requests that failed for good (retries spent): their samples have no row and are not cached, so the
+    dataset is incomplete until the same command is run again (it sends only these)."""
+
+    @property
+    def finish_length(self) -> int:
+        """Rationales cut by the token limit: the older name of :attr:`rationale_truncated`."""
+        return self.rationale_truncated
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.samples if self.samples else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"accuracy": round(self.accuracy, 4)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> YieldReport:
+        """A report from :meth:`to_dict`'s output (``yield_report.json``); derived and unknown keys are ignored, an
+        older file's ``finish_length`` is read as ``rationale_truncated``."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        if "finish_length" in data and "rationale_truncated" not in data:
+            values["rationale_truncated"] = data["finish_length"]
+        return cls(**values)
+
+    @staticmethod
+    def markdown(reports: Sequence[YieldReport]) -> str:
+        head = ("| task | teacher | D | T | questions | samples | correct | teacher acc. | kept | no correct | dup. | "
+                "cut (rationale/answer) |")  # fmt: skip
+        lines = [head, "|" + "---|" * 12]
+        for r in reports:
+            lines.append(
+                f"| {r.task} | {r.teacher} | {r.degree} | {r.temperature} | {r.questions} | {r.samples} | "
+                f"{r.correct} | {100 * r.accuracy:.2f}% | {r.kept} | {r.questions_without_correct} | {r.duplicates} | "
+                f"{r.rationale_truncated}/{r.answer_truncated} |"
+            )
+        return "\n".join(lines)
+
+    @staticmethod
+    def ledger_markdown(reports: Sequence[YieldReport]) -> str:
+        """Requests, cache hits, tokens and cost per task (the token and cost ledger)."""
+        lines = ["| task | protocol | requests sent | cached samples | prompt tokens | completion tokens | cost | "
+                 "cost per kept rationale |", "|" + "---|" * 8]  # fmt: skip
+        for r in reports:
+            cost = "-" if r.cost is None else f"${r.cost:.4f}"
+            per = "-" if r.cost is None or not r.kept else f"${r.cost / r.kept:.6f}"
+            lines.append(f"| {r.task} | {r.protocol} | {r.requests} | {r.cache_hits} | {r.prompt_tokens} | "
+                         f"{r.completion_tokens} | {cost} | {per} |")  # fmt: skip
+        return "\n".join(lines)
+
+    def ledger_summary(self) -> str:
+        line = (f"{self.task}: {self.requests} requests sent, {self.cache_hits} samples from the cache, "
+                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")  # fmt: skip
+        if self.cost is not None:
+            per = f", ${self.cost / self.kept:.6f} per kept rationale" if self.kept else ""
+            line += f", ${self.cost:.4f}{per}"
+        if self.incomplete:
+            line += f"; {self.incomplete} reasoning traces never closed (not kept)"
+        if self.failed_requests:
+            line += (f"; {self.failed_requests} requests FAILED (retries spent): their samples have no rows, the "
+                     "dataset is incomplete")  # fmt: skip
+        return line + "."
+
+    def truncation_summary(self) -> str | None:
+        """One line on the replies cut by the token limit (None when none was): how many per stage, and how many
+        correct samples were left out because of it."""
+        if not (self.rationale_truncated or self.answer_truncated):
+            return None
+
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        line = (f"{self.task}: {n(self.rationale_truncated, 'rationale')} and {n(self.answer_truncated, 'answer')} "
+                "cut by the token limit")  # fmt: skip
+        if self.truncated_dropped:
+            line += (f"; {n(self.truncated_dropped, 'correct sample')} among them not kept "
+                     "(--keep_truncated true keeps them)")  # fmt: skip
+        return line + "."
