@@ -25,6 +25,9 @@ Why it looks the way it does:
 * Errors name the (credential-free) base URL and the model, and never contain an API key.
 * ``identity()`` is backend + model (+ ``extra_body``, ``seed``, ``stop`` when set), never the URLs: a fleet serving
   one model shares the cache, and moving a server to another port does not invalidate it.
+
+Why this file is ~590 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
+the failure hand-over) share the teacher's state; the transport and the worker pool, which do not, are apart.
 """
 
 from __future__ import annotations

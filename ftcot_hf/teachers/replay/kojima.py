@@ -1,5 +1,6 @@
 """Kojima et al.'s raw Zero-shot-CoT logs: where they are, how a log is parsed, how its questions are matched to OUR
-task records, and what the recorded teacher scores on our gold answers.
+task records, and what the recorded teacher scores on our gold answers. (~500 lines, 24 of them its ``__all__``: the
+parser and the matcher read the same log structures.)
 
 ``log/*_zero_shot_cot.log`` of kojima-takeshi188/zero_shot_cot is pinned by sha256 and resolved like every other
 source (download or offline mirror). Each question block is parsed (:func:`parse_kojima_log`) and matched to our
