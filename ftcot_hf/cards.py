@@ -180,6 +180,7 @@ def render_dataset_card(
         keep=f"keep={keep}" + (" (parsed answer == gold answer)" if keep == "correct" else ""),
         mode=config.get("mode", "paper"),
         yield_table=yield_table,
+        decontamination=YieldReport.decontamination_markdown(reps) if reps else "Not checked.",
         sources=sources,
         custom_sources=custom,
         citation=task_objs[0].citation or PAPER_CITATION,

@@ -202,6 +202,15 @@ class TeachConfig(TaskDatasetArgs):
         return [custom] if custom is not None else [resolve_task(t) for t in self.tasks]
 
 
+def _decontamination(task: Task, records: Any, kept: Any) -> dict[str, Any]:
+    # Imported here: ftcot_hf.evaluation's package init loads the generation stack (torch), which `ftcot teach`
+    # needs for nothing else.
+    from ftcot_hf.evaluation.decontamination import decontamination_report
+    from ftcot_hf.yields import decontamination_summary
+
+    return decontamination_summary(decontamination_report(task, dataset=records, rationales=kept))
+
+
 def parse_kwargs(value: dict | str | None, name: str) -> dict[str, Any]:
     """A JSON object given on the command line (or a dict from YAML/Python) -> dict."""
     if value is None or value == "":
@@ -284,6 +293,8 @@ def teach(
             results[task.name] = DatasetDict(
                 {"train": kept, **({"test": records["test"]} if "test" in records else {})}
             )
+            if "train" in records and "test" in records:
+                report.decontamination = _decontamination(task, records, kept)
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
     finally:
         cached.close()

@@ -43,6 +43,8 @@ class YieldReport:
     prompt_tokens: int = 0
     """Prompt tokens of every sample's requests (as the server counted them, cached ones included)."""
     completion_tokens: int = 0
+    decontamination: dict[str, Any] | None = None
+    """Train/test overlap of the task and test 8-grams in the kept rationales (:func:`decontamination_summary`)."""
     cost: float | None = None
     """In $, when prices are given: prompt and completion tokens of the requests actually sent."""
     failed_requests: int = 0
@@ -109,6 +111,24 @@ class YieldReport:
                      "dataset is incomplete")  # fmt: skip
         return line + "."
 
+    @staticmethod
+    def decontamination_markdown(reports: Sequence[YieldReport]) -> str:
+        """One row per task: exact train/test duplicates (with ids), train questions sharing a word n-gram with a
+        test question (near-duplicates among them), kept rationales holding a test question's n-gram."""
+        rows = [r for r in reports if r.decontamination]
+        if not rows:
+            return "Not checked."
+        n = rows[0].decontamination.get("ngram", 8)
+        lines = [f"| task | exact train/test duplicates (train~test ids) | train questions sharing a {n}-gram with a "
+                 "test question | near-duplicates | kept rationales with a test question's "
+                 f"{n}-gram |", "|" + "---|" * 5]  # fmt: skip
+        for r in rows:
+            d = r.decontamination
+            pairs = ", ".join(f"{a}~{b}" for a, b in d["exact_pairs"][:10]) + (" ..." if d["exact"] > 10 else "")
+            lines.append(f"| {r.task} | {d['exact']}{f' ({pairs})' if pairs else ''} | {d['ngram_overlap']} of "
+                         f"{d['n_train']} | {d['near_duplicates']} | {d['rationales']} |")  # fmt: skip
+        return "\n".join(lines)
+
     def truncation_summary(self) -> str | None:
         """One line on the replies cut by the token limit (None when none was): how many per stage, and how many
         correct samples were left out because of it."""
@@ -124,3 +144,19 @@ class YieldReport:
             line += (f"; {n(self.truncated_dropped, 'correct sample')} among them not kept "
                      "(--keep_truncated true keeps them)")  # fmt: skip
         return line + "."
+
+
+def decontamination_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What a yield report keeps of ``ftcot_hf.evaluation.decontamination.decontamination_report``: counts, and the
+    exact duplicate pairs by ``sample_index`` (the full report, with every id, is ``ftcot decontaminate``'s)."""
+    rationales = report.get("rationales") or {}
+    return {
+        "ngram": report["ngram"],
+        "n_train": report["n_train"],
+        "n_test": report["n_test"],
+        "exact": report["exact"]["count"],
+        "exact_pairs": [[p["train"], p["test"]] for p in report["exact"].get("pairs", [])],
+        "ngram_overlap": report["ngram_overlap"]["count"],
+        "near_duplicates": len(report["ngram_overlap"].get("near_duplicate_train_ids", [])),
+        "rationales": rationales.get("count", 0),
+    }

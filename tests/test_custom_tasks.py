@@ -245,6 +245,7 @@ def test_ftcot_run_on_your_own_dataset_with_the_openai_teacher(arith_jsonl, tiny
     assert json.loads((out / "eval" / "mine" / "results.json").read_text())["results"][0]["n"] == 5
     report = (out / "report" / "results.md").read_text()
     assert "| mine |" in report
+    assert "- mine: 0 test question(s) also in train;" in report  # the decontamination line of the run report
     # a re-run reuses every stage; a changed file re-teaches
     with FakeOpenAIServer() as server:
         assert main(_run_args(out, tiny_gpt2, tmp_path,

@@ -125,3 +125,19 @@ def test_cli(tmp_path, multiarith, capsys):
 def test_cli_unknown_task(capsys):
     assert main(["decontaminate", "--tasks", "multiarithh"]) == 2
     assert "multiarith" in capsys.readouterr().err
+
+
+def test_ftcot_teach_states_the_overlap_in_its_yield_report_and_card(mirror, tmp_path):
+    import json
+
+    from ftcot_hf.cli import main
+
+    out = tmp_path / "out"
+    assert main(["teach", "--tasks", "multiarith", "--limit", "5", "--data_dir", str(mirror),
+                 "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)]) == 0  # fmt: skip
+    d = json.loads((out / "yield_report.json").read_text())["reports"][0]["decontamination"]
+    assert d["exact"] == 5 and sorted(map(tuple, d["exact_pairs"])) == sorted(
+        [(48, 58), (50, 40), (51, 41), (52, 42), (342, 352)]
+    )
+    card = (out / "README.md").read_text()
+    assert "## Decontamination" in card and "| multiarith | 5 (" in card and "48~58" in card

@@ -89,6 +89,17 @@ def write_report(
         for task, m in scored.items():
             epochs = ", ".join(f"{e}: {pct(a)}" for e, a in m["epoch_accuracy"].items())
             lines.append(f"- {task}: {epochs}; best epoch {m['best_epoch']} ({pct(m['best_epoch_accuracy'])})")
+    checked = {t: m["decontamination"] for t, m in per_task.items() if m.get("decontamination")}
+    if checked:
+        lines += ["", "Train/test overlap (`ftcot decontaminate` lists every id):", ""]
+        for task, d in checked.items():
+            pairs = ", ".join(f"{a}~{b}" for a, b in d["exact_pairs"][:10])
+            lines.append(
+                f"- {task}: {d['exact']} test question(s) also in train{f' (train~test: {pairs})' if pairs else ''}; "
+                f"{d['ngram_overlap']} of {d['n_train']} train questions share a {d['ngram']}-gram with a test "
+                f"question ({d['near_duplicates']} near-duplicates); {d['rationales']} kept rationale(s) contain a "
+                f"test question's {d['ngram']}-gram"
+            )
     lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
     for name, s in stages.items():
         lines.append(f"| {name} | {s['status']} | {s['seconds']:.1f} |")

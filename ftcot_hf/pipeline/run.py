@@ -209,7 +209,8 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
     yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
     for report in yields.get("reports", yields if isinstance(yields, list) else []):
         if report.get("task") in per_task:
-            per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"))
+            per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"),
+                                            decontamination=report.get("decontamination"))  # fmt: skip
 
     for task in tasks:
         _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name])
