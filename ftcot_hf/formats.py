@@ -162,6 +162,9 @@ class StudentFormat:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     layout: Layout | None = None
+    expand_fn: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
+    """Formats that train on several rows per record (distilling step-by-step: a label row and a rationale row)
+    give them here as (prompt, completion) pairs; ``prompt_fn`` is then what inference asks."""
 
     @property
     def trainable(self) -> bool:
@@ -188,6 +191,12 @@ class StudentFormat:
     def __call__(self, record: Mapping[str, Any]) -> dict[str, str]:
         """A TRL prompt/completion record (for ``Dataset.map``)."""
         return {"prompt": self.prompt(record), "completion": self.completion(record)}
+
+    def training_rows(self, record: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Every (prompt, completion) this record trains on: one, or :attr:`expand_fn`'s."""
+        if self.expand_fn is not None:
+            return self.expand_fn(_stripped(record))
+        return [(self.prompt(record), self.completion(record))]
 
 
 def _stripped(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -311,6 +320,21 @@ def format_dataset(
             )
     keep = [c for c in keep_columns if c in dataset.column_names]
     suffix = eos_token or ""
+    if fmt.trainable and fmt.expand_fn is not None:
+
+        def to_rows(batch: dict[str, list]) -> dict[str, list]:
+            out: dict[str, list] = {"prompt": [], "completion": [], **{c: [] for c in keep}}
+            for i in range(len(next(iter(batch.values())))):
+                row = {k: v[i] for k, v in batch.items()}
+                for prompt, completion in fmt.training_rows(row):
+                    out["prompt"].append(prompt)
+                    out["completion"].append(completion + suffix)
+                    for c in keep:
+                        out[c].append(row[c])
+            return out
+
+        return dataset.map(to_rows, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
+                           desc=f"Formatting ({fmt.name})")  # fmt: skip
 
     def to_record(row: dict[str, Any]) -> dict[str, str]:
         out = {"prompt": fmt.prompt(row)}
@@ -401,5 +425,27 @@ register_format(
         encoder_decoder=True,
         stop=None,
         description="zero-shot baseline for T5 (SQuAD style): 'question: {q}'",
+    )
+)
+
+
+# --- distilling step-by-step (Hsieh et al., 2023) as a format: two training rows per rationale, no custom loss ------
+def _step_by_step_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (f"[label] {record['question']} ###", f" {record['answer']} {END}"),
+        (f"[rationale] {record['question']} ###", f" {record['rationale']} {END}"),
+    ]
+
+
+register_format(
+    StudentFormat(
+        name="step_by_step",
+        prompt_fn=lambda r: f"[label] {r['question']} ###",
+        completion_fn=lambda r: f" {r['answer']} {END}",
+        prefix=None,
+        required_columns=("question", "answer", "rationale"),
+        description="distilling step-by-step (Hsieh et al., 2023): '[label] {q} ###' -> answer and "
+        "'[rationale] {q} ###' -> rationale; inference asks [label] only",
+        expand_fn=_step_by_step_rows,
     )
 )

@@ -152,3 +152,34 @@ def test_format_dataset_errors_name_the_columns_and_the_format():
         format_dataset(holes, "ft_cot")
     with pytest.raises(EmptyDatasetError, match="empty dataset with format 'vanilla'"):
         format_dataset(_rationales().select([]), "vanilla")
+
+
+def test_step_by_step_trains_on_a_label_row_and_a_rationale_row_and_asks_for_the_label():
+    from datasets import Dataset
+
+    from ftcot_hf.formats import format_dataset
+
+    data = Dataset.from_dict({"question": [" Is 4 even? "], "answer": ["yes"], "rationale": [" 4 = 2 x 2. "],
+                              "sample_index": [7]})  # fmt: skip
+    rows = format_dataset(data, "step_by_step")
+    assert rows["prompt"] == ["[label] Is 4 even? ###", "[rationale] Is 4 even? ###"]
+    assert rows["completion"] == [" yes END", " 4 = 2 x 2. END"] and rows["sample_index"] == [7, 7]
+    fmt = get_format("step_by_step")
+    assert fmt.prompt(data[0]) == "[label] Is 4 even? ###" and fmt.prefix is None and fmt.stop == "END"
+
+
+def test_ftcot_run_with_the_step_by_step_format(tiny_gpt2, tmp_path, mirror):
+    import json
+
+    from ftcot_hf.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--format", "step_by_step", "--student", str(tiny_gpt2), "--limit_train", "6",
+                 "--limit_test", "3", "--num_train_epochs", "1", "--eval_max_new_tokens", "4",
+                 "--eval_untrained", "false", "--max_length", "128", "--cpu_threads", "1", "--data_dir", str(mirror),
+                 "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "student" / "coin_flip" / "train_summary.json").read_text())
+    kept = json.loads((out / "rationales" / "yield_report.json").read_text())["reports"][0]["kept"]
+    assert summary["global_step"] == -(-2 * kept // 8) > -(-kept // 8)  # 2 rows per rationale, batch 8
+    prompts = [json.loads(line)["prompt"] for line in (out / "eval" / "coin_flip" / "completions.jsonl").open()]
+    assert len(prompts) == 3 and all(p.startswith("[label] ") for p in prompts)
