@@ -159,3 +159,22 @@ def test_paper_table_lookups():
     assert match_student("gpt2", 124_439_808) == ("gpt2", "124M")
     assert match_student("t5", 247_577_856, "google/flan-t5-base") == ("flan-t5", "220M")
     assert match_student("gpt2", 200_000) is None and match_student("llama", 135_000_000) is None
+
+
+def test_the_gpt3_student_rows_equal_the_papers_table(mirror):
+    from ftcot_hf.evaluation.paper import TASK_ORDER, paper_row
+
+    table = mirror.parent / "paper_results.md"
+    if not table.is_file():
+        pytest.skip("../shared/paper_results.md is not beside the mirror")
+    text = table.read_text()
+    section = text[text.index("## 2. GPT-3 students") : text.index("## 3a.")]
+    checked = 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 14 or cells[0] in ("Method", "Random", "Teacher") or cells[0].startswith("-"):
+            continue
+        row = paper_row("gpt3", cells[0], cells[1])
+        assert [row[t] for t in TASK_ORDER] == [None if v == "-" else float(v) for v in cells[2:]], cells[:2]
+        checked += 1
+    assert checked == 15
