@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 STUDENT_IGNORE = (
     "checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "scaler.pt", "training_args.bin",
     "trainer_state.json", "README.md", "generation_config.json", "ftcot_student.json", ".git", ".gitattributes",
-    "*.tmp", "__pycache__",
+    "*.tmp", "__pycache__", "stage.json",
 )  # fmt: skip
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
@@ -310,13 +310,47 @@ def _check_student_folder(model_dir: Path) -> bool:
     return False
 
 
-def _stage_student(model_dir: Path, staging: Path) -> list[str]:
+def _without_local_paths(text: str, model_dir: Path) -> str:
+    """A JSON file's text with the absolute paths of this machine removed: the student folder (and its training
+    folder, ``.<name>.partial``) become ``.``, other absolute paths their last component."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    roots = {str(model_dir.resolve()), str(model_dir.resolve().parent / f".{model_dir.name}.partial")}
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value):
+            for root in roots:
+                if value == root or value.startswith(root + os.sep):
+                    return "." + value[len(root) :]
+            return Path(value).name
+        return value
+
+    cleaned = clean(data)
+    return text if cleaned == data else json.dumps(cleaned, indent=2) + "\n"
+
+
+def stage_student(model_dir: Path, staging: Path) -> list[str]:
+    """Link (or copy) the files of a student folder that are pushed into ``staging``; JSON summaries are written
+    without this machine's paths; training leftovers and run-internal files stay behind."""
     import fnmatch
 
     copied = []
     for path in sorted(model_dir.iterdir()):
         if any(fnmatch.fnmatch(path.name, pattern) for pattern in STUDENT_IGNORE) or not path.is_file():
             continue
+        if path.suffix == ".json" and path.stat().st_size < 1_000_000:  # summaries: no local paths leave the machine
+            text = path.read_text(encoding="utf-8")
+            scrubbed = _without_local_paths(text, model_dir)
+            if scrubbed != text:
+                (staging / path.name).write_text(scrubbed, encoding="utf-8")
+                copied.append(path.name)
+                continue
         try:
             os.link(path, staging / path.name)  # no copy of gigabytes when on the same filesystem
         except OSError:
@@ -371,7 +405,7 @@ def push_student(
     url = _prepare_repo(api, repo_id, "model", private, revision)
     with tempfile.TemporaryDirectory(prefix="ftcot_push_") as tmp:
         staging = Path(tmp)
-        files = _stage_student(model_dir, staging)
+        files = stage_student(model_dir, staging)
         gen.save_pretrained(staging)
         card.save(staging / "README.md")
         logger.info("Pushing %s (%s + generation_config.json, README.md) to %s", model_dir, ", ".join(files), repo_id)

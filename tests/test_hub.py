@@ -375,3 +375,21 @@ def test_rejected_token_gives_a_clear_message_without_echoing_it(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "rejected the token (401)" in proc.stderr and "Traceback" not in proc.stderr
     assert "hf_wrongTOKENsecret" not in proc.stderr + proc.stdout
+
+
+def test_pushed_student_files_hold_no_local_paths(tmp_path):
+    from ftcot_hf.hub import stage_student
+
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "model.safetensors").write_bytes(b"weights")
+    # what `ftcot run` leaves in a student folder: a summary naming the training folder, the stage record
+    (student / "train_summary.json").write_text(json.dumps({
+        "output_dir": str(student.parent / f".{student.name}.partial"), "log": str(student / "loss_log.json"),
+        "data": "/home/someone/private/data.jsonl", "training_loss": 0.5}))  # fmt: skip
+    (student / "stage.json").write_text(json.dumps({"stage": "train", "fingerprint": "x"}))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    assert stage_student(student, staging) == ["model.safetensors", "train_summary.json"]  # not stage.json
+    summary = json.loads((staging / "train_summary.json").read_text())
+    assert summary == {"output_dir": ".", "log": "./loss_log.json", "data": "data.jsonl", "training_loss": 0.5}
