@@ -133,7 +133,7 @@ class RationaleAugmenter:
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _chunk(self, n: int) -> int:
-        bound = getattr(getattr(self.teacher, "teacher", self.teacher), "max_concurrency", None)
+        bound = self.teacher.max_concurrency
         if not self.interleave_stages or self._protocol != "two_stage" or not isinstance(bound, int) or bound < 1:
             return max(n, 1)
         return bound

@@ -23,6 +23,7 @@ from ftcot_hf.teach import TeachConfig, save_rationales, teach
 from ftcot_hf.teachers.base import Generation, Request, Teacher
 from ftcot_hf.utils.fs import dir_lock
 from tests.conftest import REPO_ROOT
+from tests.test_teaching import _records
 
 
 def _config(out: Path, mirror: Path, tmp_path: Path, task: str = "coin_flip", limit: int = 5, **kw) -> TeachConfig:
@@ -260,16 +261,6 @@ class CuttingTeacher(Teacher):
                 cut = "length" if i % 3 == 0 else "stop"
                 samples = range(r.first_index, r.first_index + r.n)
                 yield pos, [Generation(f" Rationale {j} of {i}", cut) for j in samples]
-
-
-def _records(n: int = 6) -> Dataset:
-    answers = ["yes", "no"] * (n // 2)
-    return Dataset.from_dict({
-        "sample_index": list(range(n)),
-        "question": [f"Coin question {i} [gold:{a}]" for i, a in enumerate(answers)],
-        "answer": answers,
-        "rationale": [None] * n,
-    })  # fmt: skip
 
 
 def test_cut_rationales_and_answers_are_not_kept_by_correct_and_are_counted_per_stage():

@@ -64,8 +64,9 @@ class TaskDatasetArgs:
             raise FtcotError(f"A task over your own dataset also needs {', '.join(missing)}.")
         from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task
 
-        if self.task_name in BUILTIN_TASKS or self.task_name in TASKS:
-            raise FtcotError(f"--task_name {self.task_name!r} is the name of a built-in task: choose another.")
+        if self.task_name in TASKS:
+            kind = "a built-in" if self.task_name in BUILTIN_TASKS else "a registered"
+            raise FtcotError(f"--task_name {self.task_name!r} is the name of {kind} task: choose another.")
         size: float | int | None = self.test_size
         if size is not None and float(size).is_integer() and size >= 1:
             size = int(size)

@@ -123,6 +123,9 @@ def split_reasoning(text: str) -> Reasoned:
 class Teacher:
     """Base class of teacher backends."""
 
+    max_concurrency: int | None = None
+    """Requests the backend keeps in flight at most (HTTP backends); None: it takes a whole batch at once."""
+
     backend: str = ""
     """Registry name of the backend (``replay``, ``transformers``, ``openai``)."""
     model: str = ""

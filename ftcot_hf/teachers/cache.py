@@ -130,6 +130,10 @@ class CachedTeacher(Teacher):
     def keep_going(self, value: bool) -> None:
         self.teacher.keep_going = value
 
+    @property
+    def max_concurrency(self) -> int | None:  # type: ignore[override]
+        return self.teacher.max_concurrency
+
     def identity(self) -> dict[str, Any]:
         return self.teacher.identity()
 

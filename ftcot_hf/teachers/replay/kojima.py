@@ -1,6 +1,5 @@
 """Kojima et al.'s raw Zero-shot-CoT logs: where they are, how a log is parsed, how its questions are matched to OUR
-task records, and what the recorded teacher scores on our gold answers. (~500 lines, 24 of them its ``__all__``: the
-parser and the matcher read the same log structures.)
+task records, and what the recorded teacher scores on our gold answers.
 
 ``log/*_zero_shot_cot.log`` of kojima-takeshi188/zero_shot_cot is pinned by sha256 and resolved like every other
 source (download or offline mirror). Each question block is parsed (:func:`parse_kojima_log`) and matched to our
@@ -479,29 +478,3 @@ def kojima_teacher_accuracy(
     result["unmatched"] = len(unmatched)
     result["length"] = sum(r.rationale_finish_reason == "length" for r in records)
     return result
-
-
-__all__ = [
-    "KOJIMA_ANSWER_MAX_TOKENS",
-    "KOJIMA_COMMIT",
-    "KOJIMA_COT_MAX_TOKENS",
-    "KOJIMA_LOG_LICENSE",
-    "KOJIMA_LOG_NAMES",
-    "KOJIMA_LOG_SHA256",
-    "KOJIMA_MODEL",
-    "KOJIMA_REPO",
-    "KojimaLog",
-    "KojimaLogEntry",
-    "KojimaRecord",
-    "kojima_log_source",
-    "kojima_options",
-    "kojima_records",
-    "kojima_teacher_accuracy",
-    "letter_map",
-    "match_kojima_log",
-    "parse_kojima_log",
-    "question_stem",
-    "read_kojima_log",
-    "translate_answer",
-    "translate_rationale",
-]
