@@ -130,3 +130,15 @@ def test_a_count_over_the_train_split_fails_before_any_work(tmp_path, mirror, ca
     assert rc == 2 and "Traceback" not in err
     assert "--validation_size 400 is more than the 350 train question(s) of coin_flip's train split" in err
     assert not out.exists()
+
+
+def test_ftcot_run_validation_flags_as_typed(tmp_path, tiny_gpt2, mirror, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--validation_size", "0.3", "--select_epoch", "validation", "--student", str(tiny_gpt2),
+                 "--limit_train", "10", "--limit_test", "3", "--num_train_epochs", "2", "--eval_untrained", "false",
+                 "--eval_max_new_tokens", "4", "--max_length", "128", "--cpu_threads", "1", "--data_dir", str(mirror),
+                 "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)]) == 0  # fmt: skip
+    assert "selected on validation: test" in capsys.readouterr().out
+    split = json.loads((out / "student" / "coin_flip" / "validation_split.json").read_text())
+    assert split["validation_questions"] == len(split["held_out_sample_indices"]) >= 1
+    assert "Epoch selected on validation" in (out / "report" / "results.md").read_text()

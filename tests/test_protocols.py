@@ -129,3 +129,17 @@ def test_ftcot_run_with_a_chat_teacher_and_prices(tiny_gpt2, tmp_path, mirror):
     assert code == 0 and paths == {"/v1/chat/completions"}
     report = json.loads((out / "rationales" / "yield_report.json").read_text())["reports"][0]
     assert report["protocol"] == "one_stage" and report["requests"] == 4 and report["cost"] > 0
+
+
+def test_ftcot_teach_with_teacher_kwargs_against_a_server_that_ignores_n(tmp_path, mirror, caplog):
+    """The README's llama.cpp command, against the loopback server acting as llama.cpp does (one choice per request)."""
+    out = tmp_path / "out"
+    with FakeOpenAIServer(ignore_n=True) as server:
+        code = main(["teach", "--tasks", "coin_flip", "--limit", "3", "--teacher", "openai", "--model", "local",
+                     "--base_url", server.base_url, "--degree", "4", "--keep", "all", "--data_dir", str(mirror),
+                     "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out),
+                     "--teacher_kwargs", '{"extra_body": {"repeat_penalty": 1.0}, "timeout": 300}'])  # fmt: skip
+        bodies = [r.body for r in server.requests]
+    assert code == 0
+    assert all(b["repeat_penalty"] == 1.0 for b in bodies)
+    assert load_dataset(str(out), "coin_flip")["train"].num_rows == 12  # D=4 though the server ignores n
