@@ -131,8 +131,8 @@ def test_ftcot_run_with_a_chat_teacher_and_prices(tiny_gpt2, tmp_path, mirror):
     assert report["protocol"] == "one_stage" and report["requests"] == 4 and report["cost"] > 0
 
 
-def test_ftcot_teach_with_teacher_kwargs_against_a_server_that_ignores_n(tmp_path, mirror, caplog):
-    """The README's llama.cpp command, against the loopback server acting as llama.cpp does (one choice per request)."""
+def test_ftcot_teach_with_teacher_kwargs_against_a_server_that_ignores_n(tmp_path, mirror):
+    """The README's llama.cpp command, against the loopback server acting as llama.cpp does (one choice only)."""
     out = tmp_path / "out"
     with FakeOpenAIServer(ignore_n=True) as server:
         code = main(["teach", "--tasks", "coin_flip", "--limit", "3", "--teacher", "openai", "--model", "local",
