@@ -21,10 +21,15 @@ order (``None`` = behave normally):
 * ``("empty_choices",)`` -- a well-formed response with ``"choices": []``.
 * ``("few_choices",)`` -- one choice fewer than ``n``.
 * ``("length",)`` -- a normal completion whose finish_reason is ``"length"``.
+* ``("empty_content",)`` -- a well-formed completion whose every choice's text is ``""`` (finish_reason ``stop``).
 * ``("drop",)`` -- close the connection without answering.
 * ``("reasoning", field, content)`` -- a chat reply whose trace (the normal sample text) is in ``message[field]``
   (``reasoning_content`` as vLLM/SGLang/DeepSeek send it, or ``reasoning``) and whose visible ``content`` is
   ``content`` (may be None), as a reasoning parser splits a reasoning model's output.
+
+``text_for`` (an attribute, or a constructor argument) replaces :func:`sample_text`: a function of the prompt and
+the sample index returning the completion text (e.g. the gold answer to a stage-2 prompt, so that a correctness
+filter keeps rows), still cut by ``max_tokens`` as above.
 
 ``fault_for`` (an attribute, or a constructor argument) is a function of the request body returning a directive,
 applied when no scripted fault is pending: faults that hit *particular* prompts whatever the arrival order (a 503
@@ -53,6 +58,7 @@ from typing import Any
 
 Directive = tuple[Any, ...] | None
 LatencySpec = float | Callable[[dict[str, Any]], float]
+TextFor = Callable[[str, int], str]
 
 
 @dataclass
@@ -176,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if kind == "malformed":
             return self._send(200, b'{"id": "cmpl-broken", "choices": [')
-        reply = _completion(body, chat, kind, fake.ignore_n)
+        reply = _completion(body, chat, kind, fake.ignore_n, fake.text_for)
         if kind == "reasoning" and chat:
             field_name, content = fault[1], fault[2]  # type: ignore[index]
             for choice in reply["choices"]:
@@ -186,7 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
 
-def _completion(body: dict[str, Any], chat: bool, kind: str, ignore_n: bool = False) -> dict[str, Any]:
+def _completion(
+    body: dict[str, Any], chat: bool, kind: str, ignore_n: bool = False, text_for: TextFor | None = None
+) -> dict[str, Any]:
     """An OpenAI-shaped (chat) completion object for ``body``."""
     n = 1 if ignore_n else int(body.get("n") or 1)
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -201,7 +209,9 @@ def _completion(body: dict[str, Any], chat: bool, kind: str, ignore_n: bool = Fa
     for p_idx, prompt in enumerate(prompts):
         prompt_tokens += len(str(prompt).split())
         for j in range(n):
-            words = sample_text(str(prompt), j, seed).split()
+            words = (text_for(str(prompt), j) if text_for else sample_text(str(prompt), j, seed)).split()
+            if kind == "empty_content":
+                words = []
             finish = "stop"
             if max_tokens is not None and len(words) > int(max_tokens):
                 words, finish = words[: int(max_tokens)], "length"
@@ -256,10 +266,13 @@ class FakeOpenAIServer:
         port: int = 0,
         ignore_n: bool = False,
         fault_for: Callable[[dict[str, Any]], Directive] | None = None,
+        text_for: TextFor | None = None,
     ):
         self.latency = latency
         self.fault_for = fault_for
         """Body -> directive, used when no scripted fault is pending (see the module docstring)."""
+        self.text_for = text_for
+        """(prompt, sample index) -> completion text, instead of :func:`sample_text` (see the module docstring)."""
         self.model = model
         self.ignore_n = ignore_n
         self._state = _State(faults=list(faults or []))
