@@ -306,6 +306,23 @@ def test_500_timeout_and_dropped_connection_are_retried(server, make_teacher, ht
     assert teacher.stats["http_5xx"] == 1 and teacher.stats["timeouts"] == 1 and teacher.stats["retries"] == 3
 
 
+@pytest.mark.parametrize("fault", [("400",), ("401",), ("404",), ("429", None)])
+def test_both_http_backends_send_the_same_request_and_word_failures_alike(server, make_teacher, fault):
+    """The aiohttp backend posts through its own session (not the openai client): same body, same auth header,
+    same error text as the openai client's httpx transport."""
+    messages = []
+    for backend in ("httpx", "aiohttp"):
+        server.faults.append(fault)
+        teacher = make_teacher(server.base_url, http_backend=backend, max_retries=0)
+        with pytest.raises(TeacherError) as info:
+            run_all(teacher, [Request("p", SamplingParams(temperature=0.7, max_tokens=9, stop=("END",)))])
+        assert (teacher._fleet.endpoints[0].session is not None) == (backend == "aiohttp")
+        messages.append(str(info.value))
+    first, second = server.requests
+    assert first.body == second.body and first.path == second.path and first.authorization == second.authorization
+    assert messages[0] == messages[1] and f"HTTP {fault[0]}" in messages[0]
+
+
 def test_gives_up_after_max_retries(server, make_teacher):
     server.faults.extend([("503",)] * 3)
     teacher = make_teacher(server.base_url, max_retries=2)
