@@ -132,8 +132,7 @@ def test_a_malformed_stage2_answer_is_reasked_then_only_that_sample_is_lost_and_
     assert report.failed_requests == 0 and results["coin_flip"]["train"].num_rows == LIMIT
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_the_teacher_yields_failed_requests_goes_on_and_the_cache_does_not_store_them(tmp_path, processes):
+def test_the_teacher_yields_failed_requests_goes_on_and_the_cache_does_not_store_them(tmp_path):
     with FakeOpenAIServer() as server:
         seen: list[str] = []
 
@@ -144,8 +143,7 @@ def test_the_teacher_yields_failed_requests_goes_on_and_the_cache_does_not_store
             return ("few_choices",) if seen.count("calm") == 1 and _prompt(body) == "calm" else None  # wrong n, once
 
         server.fault_for = fault_for
-        teacher = OpenAITeacher("fake-model", server.base_url, supports_n=True, processes=processes, max_concurrency=2,
-                                **RETRIES)  # fmt: skip
+        teacher = OpenAITeacher("fake-model", server.base_url, supports_n=True, max_concurrency=2, **RETRIES)
         cached = CachedTeacher(teacher, tmp_path / "c.sqlite")
         cached.keep_going = True
         params = SamplingParams(temperature=0.7)

@@ -479,6 +479,12 @@ def test_against_llama_cpp_server(make_teacher):
             assert all(g.finish_reason in ("stop", "length") and g.completion_tokens for g in gens)
 
 
+def test_processes_is_not_an_option_any_more():
+    """The worker-process pool was removed (one loop drives ~4,000 requests/s): the option is a clean error."""
+    with pytest.raises(ValueError, match="takes no option processes"):
+        OpenAITeacher.from_config(model="m", base_url="http://127.0.0.1:1/v1", processes=2)
+
+
 def test_works_where_an_event_loop_is_already_running(server, make_teacher):
     """Jupyter runs one in the main thread; ``generate`` drives its own loop in a private thread."""
     import asyncio
@@ -489,84 +495,3 @@ def test_works_where_an_event_loop_is_already_running(server, make_teacher):
         return run_all(teacher, [Request("p")])
 
     assert asyncio.run(inside_a_loop())[0][0].text == sample_text("p", 0)
-
-
-# -- worker processes (processes=N) -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pooled():
-    """One server and one 2-process teacher for the module: starting the workers (spawn) costs ~2 s."""
-    with FakeOpenAIServer(latency=0.02) as server:
-        teacher = OpenAITeacher("fake-model", server.base_url, api_key=SECRET, max_concurrency=4, processes=2, **FAST)
-        try:
-            yield server, teacher
-        finally:
-            teacher.close()
-
-
-def test_processes_give_the_same_results_as_one_process(pooled, make_teacher):
-    server, teacher = pooled
-    server.reset()
-    params = SamplingParams(temperature=0.7, max_tokens=64, seed=3)
-    requests = [Request(f"q{i}", params, n=2) for i in range(15)] + [Request("c", params, chat=True)]
-    requests.append(Request("resume", params, n=2, first_index=2))
-    before = Counter(teacher.stats)
-    many = run_all(teacher, requests)
-    assert Counter(teacher.stats) - before == Counter({"http_requests": len(requests)})  # merged from the workers
-    assert 2 <= server.max_in_flight <= 4  # the bound is shared, and both workers work
-    single = run_all(make_teacher(server.base_url), requests)
-    assert many == single
-    assert [g.text for g in many[len(requests) - 1]] == [sample_text("resume", j, seed=3) for j in (2, 3)]
-    assert all(r.authorization == f"Bearer {SECRET}" for r in server.requests)
-
-
-def test_processes_retry_faults_and_merge_their_stats(pooled):
-    server, teacher = pooled
-    server.reset()
-    server.faults.extend([("500",), ("429", None), ("drop",)])
-    before = Counter(teacher.stats)
-    out = run_all(teacher, [Request(f"p{i}") for i in range(6)])
-    assert [out[i][0].text for i in range(6)] == [sample_text(f"p{i}", 0) for i in range(6)]
-    delta = Counter(teacher.stats) - before
-    assert delta["http_requests"] == 9 and delta["retries"] == 3
-    assert delta["http_5xx"] == 1 and delta["http_429"] == 1 and delta["connection_errors"] == 1
-
-
-def test_processes_raise_a_clean_error_and_keep_working(pooled, caplog):
-    server, teacher = pooled
-    server.reset()
-    server.faults.append(("401",))
-    with pytest.raises(TeacherError, match="HTTP 401.*API key") as info:
-        run_all(teacher, [Request("p", n=2)])
-    assert_clean(info.value, teacher, caplog)
-    # stopping early cancels the rest in every worker; the next call starts clean
-    server.reset()
-    server.latency = 0.2
-    try:
-        for _ in teacher.generate([Request(f"s{i}") for i in range(20)]):
-            break
-        time.sleep(0.3)
-        assert len(server.requests) <= 8
-    finally:
-        server.latency = 0.02
-    assert run_all(teacher, [Request("again")])[0][0].text == sample_text("again", 0)
-
-
-def test_processes_validation_auto_and_close():
-    with pytest.raises(ValueError, match="processes"):
-        OpenAITeacher("m", "http://127.0.0.1:1/v1", processes=0)
-    assert OpenAITeacher("m", "http://127.0.0.1:1/v1", max_concurrency=4, processes="auto").processes == 1
-    auto = OpenAITeacher("m", "http://127.0.0.1:1/v1", max_concurrency=64, processes="auto").processes
-    assert auto == min(os.cpu_count() or 1, 4)
-    assert OpenAITeacher("m", "http://127.0.0.1:1/v1", max_concurrency=2, processes=3).processes == 2
-
-
-def test_processes_survive_a_dead_worker_and_stop_on_close(server):
-    teacher = OpenAITeacher("fake-model", server.base_url, max_concurrency=2, processes=2, **FAST)
-    assert run_all(teacher, [Request("p"), Request("q")])[1][0].text == sample_text("q", 0)
-    teacher._workers.procs[0].kill()  # a worker dying mid-run is an error naming what happened, not a hang
-    with pytest.raises(TeacherError, match="worker process 0 exited unexpectedly"):
-        run_all(teacher, [Request(f"k{i}") for i in range(4)])
-    assert run_all(teacher, [Request("s")])[0][0].text == sample_text("s", 0)  # a fresh pool replaces the broken one
-    procs = list(teacher._workers.procs)
-    teacher.close()
-    assert len(procs) == 2 and not any(p.is_alive() for p in procs)

@@ -10,7 +10,9 @@ Why it looks the way it does:
   caller's (synchronous) :meth:`HTTPTeacher.generate` through a queue *as each request completes*, so the request
   cache stores each one at once and a crash loses only what was in flight. The loop lives in its own thread so
   ``generate`` also works where an event loop is already running (Jupyter) and so requests keep flowing while the
-  caller is busy with a result. ``processes=N`` runs N such loops in worker processes (``workers.py``).
+  caller is busy with a result. One loop is enough: its client CPU is ~0.2 ms per request, as a bare aiohttp
+  client's (``bench/teach_throughput.py``), so one core drives ~4,000 requests/s; a pool of worker processes
+  measured +5-12 % only at 5,000 requests/s ideal and nothing at 1 s latency, and was removed.
 * Retries, fail-over and the bound on requests in flight are the fleet's (``transport.py``). A *malformed* 200
   answer (not JSON, what ``parse_response`` rejects, too few choices with ``supports_n=True``) is, with
   ``keep_going``, re-asked like a 5xx, up to ``max_retries`` times with the same backoff (a flaky proxy sends one
@@ -27,7 +29,7 @@ Why it looks the way it does:
   one model shares the cache, and moving a server to another port does not invalidate it.
 
 Why this file is ~590 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
-the failure hand-over) share the teacher's state; the transport and the worker pool, which do not, are apart.
+the failure hand-over) share the teacher's state; the transport, which does not, is apart.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ftcot_hf.teachers.base import (
+    BudgetExhaustedError,
     FailedRequest,
     Generation,
     Request,
@@ -58,7 +61,6 @@ from ftcot_hf.teachers.base import (
 )
 from ftcot_hf.teachers.http import transport as tp
 from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
-from ftcot_hf.teachers.http.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +93,9 @@ class HTTPTeacher(Teacher):
         seed: the seed of requests whose sampling parameters have none; part of ``identity()``.
         stop: stop strings added to every request's own; part of ``identity()``.
         api_key_env: the environment variable holding the API key (default: the API's, e.g. ``OPENAI_API_KEY``).
-        http_backend: ``"aiohttp"`` (the openai client's aiohttp transport: about half the client CPU per request
-            of the default in ``bench/teach_throughput.py``), ``"httpx"`` (the client's default), or ``"auto"``
-            (aiohttp when the installed ``openai`` provides it).
-        processes: worker processes doing the HTTP work, each with its own event loop and clients and a share of
-            ``max_concurrency``; ``"auto"``: one per CPU (at most 4) when ``max_concurrency`` >= 32, else 1. They
-            start on the first ``generate`` and are reused until :meth:`close`; a script using them needs the
-            usual ``if __name__ == "__main__":`` guard.
+        http_backend: ``"aiohttp"`` (a bare aiohttp session: a quarter of the client CPU per request of the openai
+            client, ``bench/teach_throughput.py``), ``"httpx"`` (the openai client with its default transport), or
+            ``"auto"`` (aiohttp when it is installed).
     """
 
     default_api_key_env: ClassVar[str] = "OPENAI_API_KEY"
@@ -106,6 +104,7 @@ class HTTPTeacher(Teacher):
     """False for an API without ``n`` (one request per sample, always)."""
     base_url_hint: ClassVar[str] = "is base_url the API root?"
     """Said with an answer that is not JSON."""
+    supports_budget: ClassVar[bool] = True
 
     # -- what a provider implements --------------------------------------------------------------------------------
     def request_path(self, request: Request) -> str:
@@ -120,6 +119,17 @@ class HTTPTeacher(Teacher):
     def parse_response(self, data: Any, request: Request, params: SamplingParams) -> list[Generation]:
         """Every choice of a decoded 200 answer, in order; a malformed one raises :class:`ResponseError`."""
         raise NotImplementedError
+
+    def usage(self, data: Any) -> tuple[int, int] | None:
+        """(prompt, completion) tokens the server billed for a decoded 200 answer, used or not; None when it says
+        nothing (here: an OpenAI-style ``usage`` object, which most APIs send)."""
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict):
+            return None
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(prompt, int) and not isinstance(completion, int):
+            return None
+        return (prompt if isinstance(prompt, int) else 0), (completion if isinstance(completion, int) else 0)
 
     def status_hint(self, status: int) -> str:
         """What to do about a non-retryable HTTP error ``status``."""
@@ -157,7 +167,6 @@ class HTTPTeacher(Teacher):
         stop: str | Sequence[str] = (),
         api_key_env: str | None = None,
         http_backend: str = "auto",
-        processes: int | str = 1,
     ):
         label = self._label
         if not model:
@@ -178,10 +187,6 @@ class HTTPTeacher(Teacher):
             raise ValueError(f"{label} teacher: extra_body must be a JSON object (a dict), not {extra_body!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"{label} teacher: seed must be an integer or null, not {seed!r}.")
-        if processes == "auto":
-            processes = min(os.cpu_count() or 1, 4) if max_concurrency >= 32 else 1
-        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-            raise ValueError(f"{label} teacher: processes must be an integer >= 1 or 'auto', not {processes!r}.")
         try:
             import openai
         except ImportError as exc:
@@ -203,8 +208,6 @@ class HTTPTeacher(Teacher):
         self.stop: tuple[str, ...] = (stop,) if isinstance(stop, str) else tuple(stop)
         self.api_key_env = api_key_env or self.default_api_key_env
         self.http_backend = http_backend
-        self.processes = min(processes, self.max_concurrency)  # a worker with no share of the bound does nothing
-        self._workers: WorkerPool | None = None
         self.keep_going = False
         """A request that fails for good is yielded as a :class:`FailedRequest` (see :class:`Teacher`)."""
         self._ignores_n = False
@@ -217,7 +220,10 @@ class HTTPTeacher(Teacher):
         self.stats: Counter[str] = Counter()
         """What happened on the wire: ``http_requests``, ``retries``, ``failovers``, ``http_429``, ``http_5xx``,
         ``timeouts``, ``connection_errors``, ``marked_down``, ``malformed`` (answers re-asked), ``failed_requests``
-        (failed for good, with ``keep_going``)."""
+        (failed for good, with ``keep_going``), ``failed_billed`` (answers the server billed, its ``usage`` says, that
+        could not be used: malformed, wrong ``n``, or samples of a request that then failed) with their
+        ``failed_billed_prompt_tokens``/``failed_billed_completion_tokens``, ``billed_prompt_tokens``/
+        ``billed_completion_tokens`` (every answer's usage), ``unsent`` (requests the budget refused)."""
         fleet_options = ("max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max", "down_after",
                          "down_cooldown", "http_backend", "api_key_env")  # fmt: skip
         self._fleet = Fleet(
@@ -282,6 +288,9 @@ class HTTPTeacher(Teacher):
         """The fleet's base URLs (without any credentials they carried)."""
         return self._fleet.base_urls
 
+    def counters(self) -> dict[str, int]:
+        return dict(self.stats)
+
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"backend": self.backend, "model": self.model}
         if self.extra_body:
@@ -312,9 +321,6 @@ class HTTPTeacher(Teacher):
         requests = list(requests)
         if not requests:
             return
-        if self.processes > 1:
-            yield from self._pool().generate(requests)
-            return
         loop = self._ensure_loop()
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
         future = asyncio.run_coroutine_threadsafe(self._run(requests, results), loop)
@@ -336,14 +342,10 @@ class HTTPTeacher(Teacher):
                 future.cancel()
 
     def close(self) -> None:
-        """Close the HTTP clients and stop the private loop and the worker processes (``generate`` starts new ones
-        if called again)."""
+        """Close the HTTP clients and stop the private loop (``generate`` starts a new one if called again)."""
         with self._lock:
             loop, thread, finalizer = self._loop, self._thread, self._finalizer
             self._loop = self._thread = self._finalizer = None
-            workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.close()
         if loop is None:
             return
         try:
@@ -356,22 +358,6 @@ class HTTPTeacher(Teacher):
             thread.join(timeout=10)
         if not thread or not thread.is_alive():
             loop.close()
-
-    # -- worker processes ------------------------------------------------------------------------------------------
-    def _pool(self) -> WorkerPool:
-        with self._lock:
-            if self._workers is not None and self._workers.broken:
-                self._workers.close()
-                self._workers = None
-            if self._workers is None:
-                self._workers = WorkerPool(self)
-            return self._workers
-
-    def _worker_options(self) -> dict[str, Any]:
-        """The constructor options a worker gets as they are (a subclass with options of its own adds them)."""
-        names = ("timeout", "max_retries", "supports_n", "backoff_base", "backoff_max", "down_after", "down_cooldown",
-                 "extra_body", "seed", "stop", "api_key_env", "http_backend")  # fmt: skip
-        return {name: getattr(self, name) for name in names}
 
     # -- the private loop ------------------------------------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -431,12 +417,25 @@ class HTTPTeacher(Teacher):
                     units.extend((pos, j, 1) for j in range(request.n))
             partial: dict[int, list[Generation | None]] = {}
             failed: set[int] = set()
+            admitted: set[int] = set()
+            budget = self.budget
 
             async def worker() -> None:
                 while units:
                     pos, offset, count = units.popleft()
                     if pos in failed:  # another sample of it failed for good: the request has failed
                         continue
+                    # The budget admits whole requests (all the samples of a prompt), when their first unit starts.
+                    if budget is not None and pos not in admitted:
+                        if not budget.admit():
+                            failed.add(pos)
+                            self.stats["unsent"] += 1
+                            refusal = budget.refusal()
+                            if not self.keep_going:
+                                raise refusal.error
+                            deliver((pos, refusal))
+                            continue
+                        admitted.add(pos)
                     request = requests[pos]
                     try:
                         gens = await self._call(request, offset, count)
@@ -445,12 +444,13 @@ class HTTPTeacher(Teacher):
                             raise
                         if pos not in failed:
                             failed.add(pos)
-                            partial.pop(pos, None)
+                            self._discarded(g for g in partial.pop(pos, ()) if g is not None)
                             self.stats["failed_requests"] += 1
                             logger.info("%s", exc)  # counted, and summed up once at the end
                             deliver((pos, FailedRequest(exc)))
                         continue
-                    if pos in failed:
+                    if pos in failed:  # billed, but its request has failed
+                        self._discarded(gens)
                         continue
                     if count == request.n:
                         deliver((pos, gens))
@@ -530,10 +530,15 @@ class HTTPTeacher(Teacher):
         path = self.request_path(request)
         for attempt in itertools.count():
             ep, content = await self._fleet.post(path, body)
+            billed: tuple[int, int] | None = None
             try:
-                gens = self._decode(content, request, params, n)
+                data = self._json(content)
+                billed = self._bill(data)
+                gens = self._decode(data, request, params, n)
             except ResponseError as exc:
                 self.stats["malformed"] += 1
+                if billed is not None:  # the server billed an answer we cannot use
+                    self._count_failed_billed(*billed)
                 error = self._fleet.fatal(ep, exc.what, exc.hint)
                 if not self.keep_going:  # a caller failing fast gets the first one (it is rarely a fluke)
                     raise error from None
@@ -550,14 +555,38 @@ class HTTPTeacher(Teacher):
             return gens[skip : skip + count]
         raise AssertionError("unreachable")
 
-    def _decode(self, content: bytes, request: Request, params: SamplingParams, n: int) -> list[Generation]:
-        """The choices of a 200 answer; :class:`ResponseError` when it is malformed (not JSON, rejected by
-        ``parse_response``, or fewer choices than ``n`` with ``supports_n=True``)."""
+    def _json(self, content: bytes) -> Any:
+        """A 200 answer decoded; :class:`ResponseError` when it is not JSON."""
         try:
-            data = json.loads(content)
+            return json.loads(content)
         except ValueError:
             snippet = self._scrub(content[:4096].decode("utf-8", "replace"))[:120]  # scrubbed before it is cut
             raise ResponseError(f"the response is not valid JSON (starts {snippet!r})", self.base_url_hint) from None
+
+    def _bill(self, data: Any) -> tuple[int, int] | None:
+        """Count what the server billed for an answer (and charge the budget); returns the usage."""
+        billed = self.usage(data)
+        if billed is not None:
+            self.stats["billed_prompt_tokens"] += billed[0]
+            self.stats["billed_completion_tokens"] += billed[1]
+            if self.budget is not None:
+                self.budget.charge(*billed)
+        return billed
+
+    def _count_failed_billed(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.stats["failed_billed"] += 1
+        self.stats["failed_billed_prompt_tokens"] += prompt_tokens
+        self.stats["failed_billed_completion_tokens"] += completion_tokens
+
+    def _discarded(self, gens: Any) -> None:
+        """Samples that came back (billed) for a request that then failed for good: each a failed-but-billed
+        answer (one request per sample, so each carries its own usage)."""
+        for g in gens:
+            self._count_failed_billed(g.prompt_tokens or 0, g.completion_tokens or 0)
+
+    def _decode(self, data: Any, request: Request, params: SamplingParams, n: int) -> list[Generation]:
+        """The choices of a decoded 200 answer; :class:`ResponseError` when it is malformed (rejected by
+        ``parse_response``, or fewer choices than ``n`` with ``supports_n=True``)."""
         gens = self.parse_response(data, request, params)
         if len(gens) < n and self.supports_n:
             hint = "this server seems to ignore `n`; pass supports_n=False to send one request per sample."
@@ -591,7 +620,3 @@ class HTTPTeacher(Teacher):
     def _scrub(self, text: str) -> str:
         """``text`` with every API key in use replaced by ``***`` (a server may echo what it was sent)."""
         return self._fleet.scrub(text)
-
-    def _set_api_keys(self, keys: Sequence[str]) -> None:
-        """One key per server of the fleet (a worker process gets them through its pipe)."""
-        self._fleet.set_api_keys(keys)

@@ -1,6 +1,6 @@
 """The ``openai`` teacher: any OpenAI-compatible endpoint (``vllm serve``, SGLang, TGI, llama.cpp's server, OpenAI,
 HF Inference Providers). This module is only the API: the ``/completions`` and ``/chat/completions`` bodies and
-answers. Concurrency, fleets, retries, worker processes and the ``n`` fallback are :class:`HTTPTeacher`'s.
+answers. Concurrency, fleets, retries and the ``n`` fallback are :class:`HTTPTeacher`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class OpenAITeacher(HTTPTeacher):
     ``/v1``, or several), ``api_key`` (else ``$OPENAI_API_KEY`` or ``api_key_env``'s variable, else the HF token for
     Hugging Face hosts, else ``"EMPTY"``), ``max_concurrency``, ``timeout``, ``max_retries``, ``supports_n`` (auto by
     default: a server that ignores ``n``, as llama.cpp's does, gets one request per sample after its first answer),
-    ``extra_body`` (e.g. ``{"repeat_penalty": 1.0}`` for a greedy llama.cpp), ``seed``, ``stop``, ``processes``...
+    ``extra_body`` (e.g. ``{"repeat_penalty": 1.0}`` for a greedy llama.cpp), ``seed``, ``stop``...
 
     Example:
         >>> teacher = OpenAITeacher.from_config(model="Qwen/Qwen2.5-7B-Instruct", base_url=["http://localhost:8000/v1"],
