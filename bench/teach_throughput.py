@@ -1,26 +1,28 @@
-"""How fast the ``openai`` teacher drives an OpenAI-compatible server (goal: >= 0.9 of ideal at concurrency 64),
-and how fast a fully cached re-run is (goal: 10,000 rows in <= 1 s).
+"""``ftcot teach``'s HTTP client against a minimal raw ``aiohttp`` client, against one server, in one run.
 
-The server is ``tests/fake_openai_server.py`` in its own process (so its CPU time does not compete for this
-process's GIL) with a fixed 50 ms latency per request, which is what an inference server's batching looks like
-from the client: ideal throughput is ``concurrency / latency``, and anything below it is client overhead.
-Ratio = ideal time (requests x latency / concurrency) / measured time. The baseline, measured in the same run, is
-the reference implementation's loop: batches of 20 prompts per completions request, sent one after another (with
-a fixed per-request latency it looks better than it would on a real server, whose latency grows with the batch).
-A minimal raw-socket client runs the same load to show what the server itself sustains: the gap between it and
-the teacher at concurrency 64 is the openai client's CPU per request (its "client CPU ms/prompt" column), which
-on a slow 2-CPU machine is most of the 0.78 ms per request that 1280 requests/s leave. The "N proc" rows run the
-HTTP work in N worker processes (``OpenAITeacher(processes=N)``; their CPU is included in the CPU column, their
-start-up is not timed). 640 prompts at concurrency 64 are only 10 rounds of the latency, so the ramp-up (the first
-64 requests are built one after another) and the last stragglers weigh; the 2,560-prompt rows are the steady state.
-Other processes on the machine take CPU from the client and the server alike: the load average is printed.
+Goals (issue 18): throughput ratio ours/raw >= 0.9 in every cell, and client CPU per request <= 2x the raw client's.
 
-    .venv/bin/python bench/teach_throughput.py [--latency 0.05] [--rows 10000] [--processes 2]
+The server is this file run with ``--serve`` in its own process: a bare asyncio HTTP/1.1 server (keep-alive, one
+``asyncio.sleep(latency)`` per request, a fixed OpenAI-style answer), as cheap per request as a server can be in
+Python, so the cells measure the clients rather than the server. "ours" is the real code path of
+``ftcot teach --teacher openai`` (``OpenAITeacher.generate``: its loop thread, the fleet, the openai client's
+transport, the hand-off to the caller's thread); "raw" is ``aiohttp.ClientSession.post`` from ``concurrency``
+coroutines with ``json.loads`` of each answer, the least a Python client can do. Both send the same bodies and
+decode every answer. Client CPU is ``time.process_time()`` of this process (all its threads) per request; ideal
+throughput is ``concurrency / latency``. Each measured run is preceded by a warm-up round (connections opened).
+
+This machine has 2 cores shared with the server and with other engineers' jobs: absolute figures move with the
+load, the ratios (ours vs raw in the same cell, measured back to back against the same server) mostly do not.
+
+    .venv/bin/python bench/teach_throughput.py                 # the 4 cells + the cache rows (~3 min)
+    .venv/bin/python bench/teach_throughput.py --quick         # fewer requests per cell
+    .venv/bin/python bench/teach_throughput.py --profile 64 0.05   # cProfile of ours in one cell (top 40)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -29,41 +31,92 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `ftcot_hf` importable from a checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-import openai  # noqa: E402
-
-from ftcot_hf.teachers.base import Request, SamplingParams  # noqa: E402
-from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, request_key  # noqa: E402
-from ftcot_hf.teachers.http.openai import OpenAITeacher  # noqa: E402
-
 MODEL = "bench-model"
-PARAMS = SamplingParams(temperature=0.0, max_tokens=64)
+MAX_TOKENS = 64
+ANSWER = json.dumps(
+    {
+        "id": "cmpl-bench",
+        "object": "text_completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [{"index": 0, "text": " Let's see. " + "word " * 40, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 42, "total_tokens": 102},
+    }
+).encode()
+
+
+# -- the server (its own process) ----------------------------------------------------------------------------------
+class _ServerProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, POST with Content-Length only (what both clients send)."""
+
+    latency = 0.05
+    stats = {"requests": 0, "in_flight": 0, "max_in_flight": 0}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            path = head.split(" ", 2)[1]
+            self.buffer = self.buffer[head_end + 4 + length :]
+            asyncio.ensure_future(self._answer(path))
+
+    async def _answer(self, path: str) -> None:
+        stats = self.stats
+        stats["requests"] += 1
+        stats["in_flight"] += 1
+        stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
+        await asyncio.sleep(self.latency)
+        stats["in_flight"] -= 1
+        if not self.transport.is_closing():
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)
+            self.transport.write(head + ANSWER)
+
+
+def serve(latency: float) -> None:
+    """Print ``PORT <n>``, serve until stdin closes."""
+    _ServerProtocol.latency = latency
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_ServerProtocol, "127.0.0.1", 0, backlog=4096)
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+        server.close()
+
+    asyncio.run(main())
 
 
 class ServerProcess:
-    """The fake server in a child process; it exits when our end of its stdin closes."""
+    """The bench server in a child process; it exits when our end of its stdin closes."""
 
     def __init__(self, latency: float):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "tests" / "fake_openai_server.py"), "--latency", str(latency)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        cmd = [sys.executable, __file__, "--serve", str(latency)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("PORT "):
-            raise RuntimeError(f"fake server did not start (said {line!r})")
+            raise RuntimeError(f"bench server did not start (said {line!r})")
         self.base_url = f"http://127.0.0.1:{int(line.split()[1])}/v1"
-
-    def stats(self) -> dict:
-        with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/_stats", timeout=5) as response:
-            return json.load(response)
+        self.latency = latency
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -71,13 +124,66 @@ class ServerProcess:
         self.proc.wait(timeout=10)
 
 
+# -- the clients ---------------------------------------------------------------------------------------------------
 def prompts(tag: str, count: int) -> list[str]:
-    return [f"Q: bench {tag} question {i}? A: Let's think step by step." for i in range(count)]
+    """Realistic stage-1 prompts (~60 tokens)."""
+    stem = "Q: A coin is heads up. Alice flips the coin. Bob does not flip the coin. Carol flips the coin. "
+    return [f"{stem}Is the coin still heads up? (bench {tag} {i}) A: Let's think step by step." for i in range(count)]
 
 
-def worker_cpu(teacher) -> float:
-    """CPU seconds used so far by ``teacher``'s worker processes (``processes > 1``; Linux ``/proc``)."""
-    teacher = getattr(teacher, "teacher", teacher)  # through a CachedTeacher
+def bodies(tag: str, count: int) -> list[dict]:
+    """What OpenAITeacher.build_body sends for these prompts (temperature 0, one sample)."""
+    return [{"model": MODEL, "prompt": p, "max_tokens": MAX_TOKENS, "temperature": 0.0, "top_p": 1.0} for p in
+            prompts(tag, count)]  # fmt: skip
+
+
+def run_raw(url: str, concurrency: int, count: int) -> tuple[float, float]:
+    """(wall s, CPU s) of ``count`` requests from a bare aiohttp client, ``concurrency`` in flight."""
+    import aiohttp
+
+    async def go(session: aiohttp.ClientSession, todo: list[dict]) -> None:
+        async def worker() -> None:
+            while todo:
+                async with session.post(url + "/completions", json=todo.pop()) as response:
+                    data = json.loads(await response.read())
+                    assert response.status == 200 and data["choices"]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    async def main() -> tuple[float, float]:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector, headers={"Authorization": "Bearer EMPTY"}) as session:
+            await go(session, bodies("rawwarm", concurrency))
+            wall, cpu = time.perf_counter(), time.process_time()
+            await go(session, bodies("raw", count))
+            return time.perf_counter() - wall, time.process_time() - cpu
+
+    return asyncio.run(main())
+
+
+def run_ours(url: str, concurrency: int, count: int, processes: int = 1) -> tuple[float, float]:
+    """(wall s, CPU s incl. worker processes) of ``count`` requests through ``ftcot teach``'s openai backend."""
+    from ftcot_hf.teachers.base import Request, SamplingParams
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
+    kwargs = {"processes": processes} if processes > 1 else {}
+    with OpenAITeacher(MODEL, url, max_concurrency=concurrency, **kwargs) as teacher:
+        warm = [Request(p, params) for p in prompts("ourswarm", concurrency)]
+        assert sum(1 for _ in teacher.generate(warm)) == len(warm)
+        requests = [Request(p, params) for p in prompts("ours", count)]
+        wall, cpu = time.perf_counter(), time.process_time() + _worker_cpu(teacher)
+        received = 0
+        for _, gens in teacher.generate(requests):
+            assert gens[0].text
+            received += 1
+        wall, cpu = time.perf_counter() - wall, time.process_time() + _worker_cpu(teacher) - cpu
+        assert received == count and teacher.stats["retries"] == 0, teacher.stats
+    return wall, cpu
+
+
+def _worker_cpu(teacher: object) -> float:
+    """CPU seconds of a teacher's worker processes so far (``processes > 1``; Linux ``/proc``)."""
     pool = getattr(teacher, "_workers", None)
     total = 0.0
     for proc in pool.procs if pool else []:
@@ -86,177 +192,137 @@ def worker_cpu(teacher) -> float:
     return total
 
 
-def run_teacher(teacher, requests: list[Request]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process and the teacher's worker processes) to receive every result."""
-    wall, cpu = time.perf_counter(), time.process_time() + worker_cpu(teacher)
-    received = sum(1 for _ in teacher.generate(requests))
-    assert received == len(requests)
-    return time.perf_counter() - wall, time.process_time() + worker_cpu(teacher) - cpu
-
-
-def bench_teacher(
-    url: str, concurrency: int, count: int, latency: float, http_backend: str = "auto", processes: int = 1
-) -> dict:
-    """The warm-up call also starts the worker processes, so their start-up is not timed."""
-    with OpenAITeacher(
-        MODEL, url, max_concurrency=concurrency, http_backend=http_backend, processes=processes
-    ) as teacher:
-        run_teacher(teacher, [Request(p, PARAMS) for p in prompts(f"warm{concurrency}", concurrency)])
-        wall, cpu = run_teacher(teacher, [Request(p, PARAMS) for p in prompts(f"c{concurrency}", count)])
-        assert teacher.stats["retries"] == 0, teacher.stats
-    name = f"OpenAITeacher ({http_backend}, {processes} proc)"
-    return row(name, count, concurrency, wall, cpu, count * latency / concurrency)
-
-
-def bench_reference_loop(url: str, count: int, latency: float, batch: int = 20) -> dict:
-    """The reference's loop: one completions request per 20 prompts, sequentially (sync client)."""
-    client = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=60)
-    todo = prompts("ref", count)
-    client.completions.create(model=MODEL, prompt=todo[:batch], max_tokens=PARAMS.max_tokens)  # warm-up
-    wall, cpu = time.perf_counter(), time.process_time()
-    texts: list[str] = []
-    for start in range(0, count, batch):
-        chunk = todo[start : start + batch]
-        response = client.completions.create(model=MODEL, prompt=chunk, max_tokens=PARAMS.max_tokens, temperature=0)
-        texts.extend(c.text for c in sorted(response.choices, key=lambda c: c.index))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert len(texts) == count
-    client.close()
-    batches = -(-count // batch)
-    return row(f"reference loop ({batch} prompts/request)", count, 1, wall, cpu, batches * latency)
-
-
-def bench_socket_floor(url: str, concurrency: int, count: int, latency: float) -> dict:
-    """The same requests from a minimal raw-socket HTTP/1.1 client (no openai, no httpx): what the fake server
-    sustains, so the gap between this row and the teacher's is client CPU, not the server."""
-    import asyncio
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    todo = list(prompts("floor", count))
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        while todo:
-            body = json.dumps({"model": MODEL, "prompt": todo.pop(), "max_tokens": PARAMS.max_tokens}).encode()
-            head = f"POST {parts.path}/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            writer.write(head.encode() + body)
-            headers = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
-            length = int(headers.split("content-length:")[1].split("\r\n")[0])
-            json.loads(await reader.readexactly(length))
-        writer.close()
-
-    async def run() -> None:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    asyncio.run(run())
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return row("raw-socket client (server floor)", count, concurrency, wall, cpu, count * latency / concurrency)
-
-
-def row(name: str, count: int, concurrency: int, wall: float, cpu: float, ideal: float) -> dict:
+def cell(server: ServerProcess, concurrency: int, count: int, repeats: int) -> dict:
+    """Raw and ours, interleaved ``repeats`` times; each keeps its fastest run (a burst of other jobs on the machine
+    slows one run, never speeds one up)."""
+    raw, ours = [], []
+    for _ in range(repeats):
+        raw.append(run_raw(server.base_url, concurrency, count))
+        ours.append(run_ours(server.base_url, concurrency, count))
+    (raw_wall, raw_cpu), (ours_wall, ours_cpu) = min(raw), min(ours)
     return {
-        "case": name,
-        "prompts": count,
         "concurrency": concurrency,
-        "seconds": wall,
-        "per_s": count / wall,
-        "ideal_per_s": count / ideal,
-        "ratio": ideal / wall,
-        "cpu_ms": cpu / count * 1e3,
+        "latency_ms": server.latency * 1e3,
+        "requests": count,
+        "ideal": concurrency / server.latency,
+        "raw_per_s": count / raw_wall,
+        "ours_per_s": count / ours_wall,
+        "raw_cpu_ms": raw_cpu / count * 1e3,
+        "ours_cpu_ms": ours_cpu / count * 1e3,
     }
 
 
-def bench_cold_fill(server: ServerProcess, rows: int, workdir: Path, processes: int, latency: float) -> dict:
-    """Fill an empty cache with ``rows`` rows through the teacher (worker start-up not timed)."""
-    requests = [Request(p, PARAMS) for p in prompts(f"cache{processes}", rows)]
-    with OpenAITeacher(MODEL, server.base_url, max_concurrency=64, processes=processes) as teacher:
-        run_teacher(teacher, [Request(p, PARAMS) for p in prompts(f"warmcache{processes}", 64)])
-        cached = CachedTeacher(teacher, RequestCache(workdir / f"cold{processes}.sqlite"))
-        wall, cpu = run_teacher(cached, requests)
-        cached.cache.close()
-    return row(f"CachedTeacher cold fill ({processes} proc)", rows, 64, wall, cpu, rows * latency / 64)
+def print_cells(cells: list[dict]) -> None:
+    print(f"{'conc':>5}{'latency':>9}{'requests':>9}{'ideal/s':>9}{'raw/s':>8}{'ours/s':>8}{'ours/raw':>9}"
+          f"{'raw CPU ms/req':>16}{'ours CPU ms/req':>17}{'CPU ours/raw':>14}")  # fmt: skip
+    for c in cells:
+        print(
+            f"{c['concurrency']:>5}{c['latency_ms']:>7.0f}ms{c['requests']:>9}{c['ideal']:>9.0f}{c['raw_per_s']:>8.0f}"
+            f"{c['ours_per_s']:>8.0f}{c['ours_per_s'] / c['raw_per_s']:>9.2f}{c['raw_cpu_ms']:>16.3f}"
+            f"{c['ours_cpu_ms']:>17.3f}{c['ours_cpu_ms'] / c['raw_cpu_ms']:>14.2f}"
+        )
 
 
-def bench_cache(server: ServerProcess, rows: int, workdir: Path) -> tuple[dict, dict]:
-    """Fill a cache with ``rows`` rows through the teacher (cold), then re-run fully cached with a fresh teacher."""
-    requests = [Request(p, PARAMS) for p in prompts("cache", rows)]
-    path = workdir / "cache.sqlite"
-    with OpenAITeacher(MODEL, server.base_url, max_concurrency=64) as teacher:
-        cached = CachedTeacher(teacher, RequestCache(path))
-        wall, cpu = run_teacher(cached, requests)
-        cached.cache.close()
-    cold = row("CachedTeacher cold fill (1 proc)", rows, 64, wall, cpu, rows * 0.05 / 64)
-    before = server.stats()["requests"]
-    with OpenAITeacher(MODEL, server.base_url, max_concurrency=64) as teacher:
-        cached = CachedTeacher(teacher, RequestCache(path))
-        wall, cpu = run_teacher(cached, requests)
-        calls, hits = cached.calls, cached.cache_hits
-        # where the time goes: the same two steps CachedTeacher does, timed apart
-        identity = teacher.identity()
-        t = time.perf_counter()
-        keys = [request_key(identity, r, r.first_index) for r in requests]
-        t_keys = time.perf_counter() - t
-        t = time.perf_counter()
-        found = cached.cache.get_many(keys)
-        t_get = time.perf_counter() - t
-        cached.cache.close()
-    assert calls == 0 and hits == rows and len(found) == rows, (calls, hits, len(found))
-    assert server.stats()["requests"] == before, "a cached re-run made HTTP requests"
-    warm = {"rows": rows, "seconds": wall, "keys_s": t_keys, "get_many_s": t_get, "http_requests": 0}
-    return cold, warm
+def run_cache(url: str, rows: int, workdir: Path) -> tuple[dict, dict]:
+    """A cold fill of an empty cache through ``CachedTeacher`` (what ``ftcot teach`` runs) at concurrency 64, then a
+    fully cached re-run of the same requests with a fresh teacher: rows/s and CPU per row of each."""
+    from ftcot_hf.teachers.base import Request, SamplingParams
+    from ftcot_hf.teachers.cache import CachedTeacher, RequestCache
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
+    requests = [Request(p, params) for p in prompts("cache", rows)]
+    out = []
+    for attempt in ("cold", "cached"):
+        with OpenAITeacher(MODEL, url, max_concurrency=64) as teacher:
+            if attempt == "cold":  # connections opened, as in the other cells
+                assert sum(1 for _ in teacher.generate([Request(p, params) for p in prompts("cwarm", 64)])) == 64
+            before = teacher.stats["http_requests"]
+            cached = CachedTeacher(teacher, RequestCache(workdir / "cache.sqlite"))
+            wall, cpu = time.perf_counter(), time.process_time()
+            assert sum(1 for _ in cached.generate(requests)) == rows
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            sent = teacher.stats["http_requests"] - before
+            cached.cache.close()
+        assert sent == (rows if attempt == "cold" else 0), (attempt, sent)
+        out.append({"rows": rows, "per_s": rows / wall, "cpu_ms": cpu / rows * 1e3, "http_requests": sent})
+    return out[0], out[1]
+
+
+def profile(concurrency: int, latency: float, count: int) -> None:
+    """cProfile of ours' event-loop work: ``HTTPTeacher._run`` driven on this thread (cProfile sees one thread; the
+    teacher's loop thread is where the per-request CPU goes)."""
+    import cProfile
+    import pstats
+    import queue
+
+    from ftcot_hf.teachers.base import Request, SamplingParams
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
+    server = ServerProcess(latency)
+    teacher = OpenAITeacher(MODEL, server.base_url, max_concurrency=concurrency)
+    profiler = cProfile.Profile()
+
+    async def main() -> None:
+        await teacher._setup()
+        await teacher._run([Request(p, params) for p in prompts("pwarm", concurrency)], queue.SimpleQueue())
+        profiler.enable()
+        await teacher._run([Request(p, params) for p in prompts("p", count)], queue.SimpleQueue())
+        profiler.disable()
+        await teacher._aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency", type=float, default=0.05, help="server seconds per request")
-    parser.add_argument("--rows", type=int, default=10_000, help="rows for the cached re-run")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes for the multi-process rows")
+    parser.add_argument("--serve", type=float, metavar="LATENCY", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="a quarter of the requests per cell, one repeat")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per client and cell (best kept)")
+    parser.add_argument("--rows", type=int, default=10_000, help="rows of the cache rows")
+    parser.add_argument("--profile", nargs=2, type=float, metavar=("CONCURRENCY", "LATENCY"))
     args = parser.parse_args()
-    logging.disable(logging.INFO)  # httpx2 logs every request at INFO
+    if args.serve is not None:
+        serve(args.serve)
+        return 0
+    logging.disable(logging.INFO)
+    if args.profile:
+        profile(int(args.profile[0]), args.profile[1], 4000)
+        return 0
+    import aiohttp
+    import openai
+
+    scale, repeats = (4, 1) if args.quick else (1, args.repeats)
+    print(f"cpus: {os.cpu_count()}  python {platform.python_version()}  openai {openai.__version__}  "
+          f"aiohttp {aiohttp.__version__}  load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    cells = []
+    for latency, plan in ((0.05, ((64, 6000), (256, 12000))), (1.0, ((64, 640), (256, 2560)))):
+        server = ServerProcess(latency)
+        try:
+            for concurrency, count in plan:
+                cells.append(cell(server, concurrency, count // scale, repeats))
+            if latency == 0.05:
+                with tempfile.TemporaryDirectory() as tmp:
+                    cold, warm = run_cache(server.base_url, args.rows // scale, Path(tmp))
+        finally:
+            server.close()
+    print_cells(cells)
+    ours64 = cells[0]
     print(
-        f"cpus: {os.cpu_count()}  python {platform.python_version()}  openai {openai.__version__}  "
-        f"server latency {args.latency * 1e3:.0f} ms (separate process)"
+        f"CachedTeacher cold fill, 64 in flight, 50 ms: {cold['rows']} rows, {cold['per_s']:.0f} rows/s (ideal "
+        f"{64 / 0.05:.0f}, ratio {cold['per_s'] / (64 / 0.05):.2f}; uncached ours {ours64['ours_per_s']:.0f}/s), "
+        f"client CPU {cold['cpu_ms']:.3f} ms/row (uncached {ours64['ours_cpu_ms']:.3f})"
     )
-    server = ServerProcess(args.latency)
-    try:
-        url, lat, procs = server.base_url, args.latency, args.processes
-        # 640 prompts at concurrency 64 is 10 rounds of the latency, so ramp-up and the last stragglers weigh;
-        # the 2,560-prompt rows show the steady state
-        results = [
-            bench_teacher(url, 1, 64, lat),
-            bench_teacher(url, 8, 640, lat),
-            bench_teacher(url, 64, 640, lat),
-            bench_teacher(url, 64, 2560, lat),
-            bench_teacher(url, 64, 640, lat, processes=procs),
-            bench_teacher(url, 64, 2560, lat, processes=procs),
-            bench_teacher(url, 64, 640, lat, "httpx"),
-            bench_socket_floor(url, 64, 640, lat),
-            bench_socket_floor(url, 64, 2560, lat),
-            bench_reference_loop(url, 640, lat),
-        ]
-        print(f"server saw max {server.stats()['max_in_flight']} requests in flight")
-        with tempfile.TemporaryDirectory() as tmp:
-            cold, warm = bench_cache(server, args.rows, Path(tmp))
-            results.append(cold)
-            results.append(bench_cold_fill(server, args.rows, Path(tmp), procs, lat))
-    finally:
-        server.close()
-    load = os.getloadavg()[0]
-    print(f"load average at the end: {load:.2f} (other processes on this machine take CPU from both sides)")
-    header = f"{'case':<38}{'prompts':>8}{'conc':>6}{'seconds':>9}{'prompts/s':>11}{'ideal/s':>9}{'ratio':>7}"
-    print(header + f"{'client CPU ms/prompt':>22}")
-    for r in results:
-        print(
-            f"{r['case']:<38}{r['prompts']:>8}{r['concurrency']:>6}{r['seconds']:>9.2f}{r['per_s']:>11.0f}"
-            f"{r['ideal_per_s']:>9.0f}{r['ratio']:>7.2f}{r['cpu_ms']:>22.2f}"
-        )
     print(
-        f"cached re-run: {warm['rows']} rows in {warm['seconds']:.2f} s (goal <= 1 s), {warm['http_requests']} HTTP "
-        f"requests; of which computing the keys {warm['keys_s']:.2f} s, SQLite get_many {warm['get_many_s']:.2f} s"
+        f"fully cached re-run (fresh teacher): {warm['rows']} rows, {warm['per_s']:.0f} rows/s, "
+        f"{warm['cpu_ms'] * 1e3:.1f} us CPU/row, {warm['http_requests']} HTTP requests"
     )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (the server and other jobs share these cores)")
     return 0
 
 
