@@ -3,7 +3,9 @@ evaluate_student, baselines, reports and the `ftcot eval` command, on tiny rando
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -417,8 +419,32 @@ def test_cli_eval_end_to_end_with_a_saved_tiny_gpt2(tmp_path, mirror, monkeypatc
     assert cli_main(["--config", str(tmp_path / "eval.yaml")]) == 0
     assert json.loads((out2 / "results.json").read_text())["results"][0]["n"] == 2
     assert _png(out2 / "accuracy_vs_degree.png")
+    # README's list of what `ftcot eval` writes names exactly these files (out2 ran with --compare_runs).
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Evaluating", 1)[1].split("Writes ", 1)[1].split("In Python:", 1)[0]
+    named = set(re.findall(r"`([\w.]+\.(?:json|jsonl|md|png))`", section))
+    written = {p.name for out in (out1, out2) for p in out.iterdir()}
+    assert named == written, (named, written)
     # Bad input: one line, rc 2, through the `ftcot` dispatcher.
     assert main(["eval", "--model", str(model_dir), "--task", "coinflip", "--output_dir", str(tmp_path / "x")]) == 2
+
+
+def test_eval_defaults_are_defined_once():
+    import inspect
+
+    from ftcot_hf.evaluation.cli import EvalConfig
+    from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+    from ftcot_hf.evaluation.lm_eval_export import export_lm_eval
+    from ftcot_hf.pipeline.config import RunConfig
+
+    config = EvalConfig(model="gpt2")
+    assert (config.max_new_tokens, config.batch_size) == (EVAL_MAX_NEW_TOKENS, EVAL_BATCH_SIZE) == (160, 50)
+    for fn in (evaluate_student, generate_completions):
+        params = inspect.signature(fn).parameters
+        assert (params["max_new_tokens"].default, params["batch_size"].default) == (160, 50), fn.__name__
+    assert inspect.signature(export_lm_eval).parameters["max_new_tokens"].default == EVAL_MAX_NEW_TOKENS
+    run = {f.name: f.default for f in dataclasses.fields(RunConfig)}  # `ftcot run` evaluates with the same
+    assert (run["eval_max_new_tokens"], run["eval_batch_size"]) == (EVAL_MAX_NEW_TOKENS, EVAL_BATCH_SIZE)
 
 
 def test_cli_eval_teacher_row(tmp_path, mirror, monkeypatch, capsys):

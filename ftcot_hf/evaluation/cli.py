@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 
@@ -72,9 +73,13 @@ class EvalConfig(TaskDatasetArgs):
             "(encoder-decoder models use the _t5 variants automatically)."
         },
     )
-    batch_size: int = field(default=16, metadata={"help": "Sequences decoded together."})
+    batch_size: int = field(default=EVAL_BATCH_SIZE, metadata={"help": "Sequences decoded together."})
     max_new_tokens: int = field(
-        default=512, metadata={"help": "Tokens generated per completion at most (the model's position limit applies)."}
+        default=EVAL_MAX_NEW_TOKENS,
+        metadata={
+            "help": "Tokens generated per completion at most (the model's position limit applies); the default "
+            "covers the paper's 128-token rationales: raise it for students of a one-stage reasoning teacher."
+        },
     )
     sc: int = field(
         default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k); 0: off."}
@@ -187,7 +192,15 @@ def _auto_paper_row(config: EvalConfig, model: Any) -> str | None:
 
 def run_eval(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, progress: bool = True):
     """Evaluate as ``ftcot eval`` does; returns ``(results, paths)``. A loaded ``model``/``tokenizer`` may be
-    given (the pipeline does) instead of ``config.model`` being loaded."""
+    given (the pipeline does) instead of ``config.model`` being loaded. The libraries' own progress bars and info
+    logs are off meanwhile (:func:`ftcot_hf.utils.console.quiet_libraries`): one bar per task evaluation shows."""
+    from ftcot_hf.utils.console import quiet_libraries
+
+    with quiet_libraries():
+        return _run_eval(config, model=model, tokenizer=tokenizer, progress=progress)
+
+
+def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool):
     from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
     from ftcot_hf.evaluation.report import load_results, write_results
     from ftcot_hf.teachers import PRESETS

@@ -18,11 +18,13 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import eval_plan
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
 from ftcot_hf.evaluation.selfconsistency import vote
 from ftcot_hf.prompts import stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.utils.console import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +106,8 @@ def evaluate_student(
     *,
     task: str | Task,
     format: str = "ft_cot",
-    batch_size: int = 16,
-    max_new_tokens: int = 512,
+    batch_size: int = EVAL_BATCH_SIZE,
+    max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
     sc: int = 0,
     sc_temperature: float = 0.7,
     seed: int = 0,
@@ -129,7 +131,8 @@ def evaluate_student(
         sc: self-consistency: number of sampled completions per question, reported as maj@k next to the greedy
             accuracy. 0 or 1: greedy only (a vote over one sample is no vote). sc_temperature, seed: their sampling.
         mode: answer parsing, ``"paper"`` or ``"robust"``.
-        progress: tqdm bars.
+        progress: one bar for the whole evaluation, a row per generated sequence (greedy, then the ``sc``
+            samples; two per question for two-stage zero-shot-CoT), left on screen with its rate when done.
         data_dir: offline mirror for the few-shot-CoT exemplars (default ``$FTCOT_DATA_MIRROR``).
 
     Returns:
@@ -150,7 +153,9 @@ def evaluate_student(
     prompts = [plan.prompt(r) for r in records]
     answers = [str(r["answer"]) for r in records]
     started = time.perf_counter()
-    gen_kwargs = {"batch_size": batch_size, "progress": progress}
+    passes = (1 + sc) * (2 if plan.two_stage else 1)
+    bar = progress_bar(len(records) * passes, f"eval {task.name}", "row", enabled=progress)
+    gen_kwargs = {"batch_size": batch_size, "progress": bar if bar is not None else False}
 
     def run(k: int) -> tuple[list[list[dict[str, Any]]], int]:
         """k = 0: greedy, one completion per prompt; k > 0: k samples. Per prompt, per sample: texts + finish."""
@@ -187,7 +192,15 @@ def evaluate_student(
             }
         return runs, tokens
 
-    greedy, generated = run(0)
+    try:
+        greedy, generated = run(0)
+        sampled = None
+        if sc:
+            sampled, more = run(sc)
+            generated += more
+    finally:
+        if bar is not None:
+            bar.close()
     flat_greedy = [per[0] for per in greedy]
     scores = compute_accuracy(
         [g["completion"] for g in flat_greedy],
@@ -214,9 +227,7 @@ def evaluate_student(
         examples.append(example)
 
     maj_at_k = None
-    if sc:
-        sampled, more = run(sc)
-        generated += more
+    if sampled is not None:
         flat = [s for per in sampled for s in per]
         sample_scores = compute_accuracy(
             [s["completion"] for s in flat],

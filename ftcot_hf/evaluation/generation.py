@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.utils.console import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -250,14 +252,14 @@ def generate_completions(
     tokenizer: Any,
     prompts: list[str],
     *,
-    max_new_tokens: int = 512,
-    batch_size: int = 16,
+    max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
+    batch_size: int = EVAL_BATCH_SIZE,
     stop: str | None = "END",
     do_sample: bool = False,
     temperature: float = 1.0,
     num_return_sequences: int = 1,
     seed: int | None = None,
-    progress: bool = False,
+    progress: bool | Any = False,
     logits_processor: RowLogitsProcessor | None = None,
 ) -> list[list[Completion]]:
     """Generate completions for ``prompts``, batched, stopping each row at ``stop``/EOS/its token limit.
@@ -273,7 +275,9 @@ def generate_completions(
         do_sample / temperature: greedy (default) or temperature sampling.
         num_return_sequences: completions per prompt (k for self-consistency).
         seed: base seed of the per-row generators (sampling only; None: a random one).
-        progress: show a tqdm bar of finished sequences.
+        progress: True: a bar of finished sequences for this call; or a bar of the caller's (anything with
+            ``update(n)``, e.g. one tqdm bar over every generation of an evaluation), advanced by one per finished
+            sequence and left open.
         logits_processor: see :data:`RowLogitsProcessor` (tests and benchmarks).
 
     Returns:
@@ -331,11 +335,8 @@ def generate_completions(
     order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
     per_batch = max(1, batch_size // k)
     results: list[list[Completion | None]] = [[None] * k for _ in prompts]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", leave=False)
+    own_bar = progress is True
+    bar = progress_bar(len(prompts) * k, "generating", "seq") if own_bar else (progress or None)
     started, total_tokens = time.perf_counter(), 0
     was_training = model.training
     model.eval()
@@ -393,7 +394,7 @@ def generate_completions(
     finally:
         if was_training:
             model.train()
-        if bar is not None:
+        if own_bar and bar is not None:
             bar.close()
     wall = time.perf_counter() - started
     logger.info(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.defaults import EVAL_MAX_NEW_TOKENS
 
 FORMAT = "ft_cot"
 PREFIX = "-->"
@@ -102,7 +103,7 @@ def export_task(
     *,
     data: Any,
     builtin: bool,
-    max_new_tokens: int = 512,
+    max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
     mode: str = "paper",
     limit: int | None = None,
 ) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def export_lm_eval(
     tasks: list[Any] | None = None,
     *,
     data_dir: str | os.PathLike | None = None,
-    max_new_tokens: int = 512,
+    max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
     mode: str = "paper",
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -200,7 +201,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="The folder to write (lm_eval --include_path OUT).")
     p.add_argument("--tasks", nargs="+", default=None, help="Task names (default: coin_flip).")
     p.add_argument("--data_dir", "--data-dir", default=None, help="Offline mirror (default: $FTCOT_DATA_MIRROR).")
-    p.add_argument("--max_new_tokens", type=int, default=512, help="max_gen_toks (as ftcot eval; default 512).")
+    p.add_argument("--max_new_tokens", type=int, default=EVAL_MAX_NEW_TOKENS,
+                   help=f"max_gen_toks (as ftcot eval; default {EVAL_MAX_NEW_TOKENS}).")  # fmt: skip
     p.add_argument("--mode", default="paper", help="Answer parsing: paper (default) or robust.")
     p.add_argument("--limit", type=int, default=None, help="Export the first N test questions only.")
     for flag in ("dataset", "dataset_config", "dataset_revision", "question_column", "answer_column",

@@ -41,8 +41,6 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-
-
 def _paperpct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 

@@ -1,0 +1,18 @@
+"""The evaluation defaults, defined once: ``ftcot eval`` (``EvalConfig``), ``evaluate_student``,
+``generate_completions``, ``ftcot export-lm-eval`` and ``ftcot run`` (which reads them from ``EvalConfig``) agree.
+
+160 new tokens: a Fine-tune-CoT completion is the teacher's rationale (128 tokens at most, the paper's and the
+recorded teacher's budget) plus `` --> answer END``; the margin covers a student tokenizer that splits the rationale
+into more tokens than the teacher's did. A student that never learnt to stop (the untrained row) would otherwise
+generate 512 tokens for every question, the slowest part of a CPU run. Students taught by a one-stage reasoning
+teacher (rationales up to 4096 tokens) need ``--max_new_tokens`` raised to their rationale length.
+
+50 sequences per batch: stopped rows leave the batch (``generation.py``), so a wide batch costs little more than a
+narrow one while it amortises each step's fixed cost; 50 divides the paper's 150-question test splits evenly.
+"""
+
+EVAL_MAX_NEW_TOKENS = 160
+"""Tokens generated per completion at most (the model's position limit applies too)."""
+
+EVAL_BATCH_SIZE = 50
+"""Sequences decoded together."""
