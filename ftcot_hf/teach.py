@@ -241,9 +241,12 @@ def teach(
     saves them and exits 3). A re-run sends only the failed requests. A task none of whose samples came back is left
     out of the results (an empty rationale set is no dataset)."""
     tasks = list(tasks) if tasks is not None else config.resolve_tasks()
-    records_of = {
-        task.name: task.load(data_dir=config.data_dir) for task in tasks
-    }  # bad data fails before the teacher
+    from ftcot_hf.utils.console import quiet_libraries
+
+    with quiet_libraries():  # no datasets bars ("Generating train split", "Map"): the augmenter shows its own
+        records_of = {
+            task.name: task.load(data_dir=config.data_dir) for task in tasks
+        }  # bad data fails before the teacher
     teacher, trigger = build_teacher(config, tasks)
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
@@ -277,7 +280,8 @@ def teach(
                 max_answer_tokens=config.max_answer_tokens,
             )
             calls, hits = cached.calls, cached.cache_hits
-            kept, report = augment(data, augmenter, keep=config.keep)
+            with quiet_libraries():
+                kept, report = augment(data, augmenter, keep=config.keep)
             report.requests, report.cache_hits = cached.calls - calls, cached.cache_hits - hits
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
             if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
@@ -329,7 +333,9 @@ def save_rationales(
     try:
         with dir_lock(out, timeout=config.lock_timeout):
             previous = _previous_dataset(out)
-            with atomic_dir(out) as tmp:
+            from ftcot_hf.utils.console import quiet_libraries
+
+            with atomic_dir(out) as tmp, quiet_libraries():  # no "Creating parquet from Arrow format" bars
                 configs = _write_rationales(tmp, config, results, reports, tasks, previous, out)
     except DirLockTimeout as e:
         raise FtcotError(

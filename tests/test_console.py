@@ -122,3 +122,20 @@ def test_ftcot_eval_prints_one_bar_and_no_cursor_up_escapes(tmp_path, mirror, mo
     assert {f[0] for f in frames} == {"eval coin_flip"} and {f[2] for f in frames} == {"18"}
     assert frames[-1][1] == "18"
     assert len([line for line in err.split("\n") if "%|" in line]) == 1
+
+
+def test_ftcot_teach_shows_no_library_bars(tmp_path, mirror, monkeypatch, capfd):
+    import datasets.config
+
+    from ftcot_hf.teach import cli_main
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")  # splits built here
+    monkeypatch.delenv(KEEP_ENV, raising=False)
+    capfd.readouterr()
+    args = ["--tasks", "coin_flip", "--limit", "5", "--data_dir", str(mirror), "--output_dir", str(tmp_path / "out"),
+            "--cache_dir", str(tmp_path / "teacher.sqlite")]  # fmt: skip
+    assert cli_main(args) == 0
+    err = capfd.readouterr().err
+    for noise in ("Generating", "Map", "Filter", "Creating parquet", "\x1b[A"):
+        assert noise not in err, (noise, err)
+    assert (tmp_path / "out" / "README.md").is_file()
