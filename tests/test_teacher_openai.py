@@ -454,7 +454,8 @@ def test_parse_retry_after():
 def test_stats_count_each_http_request(server, make_teacher):
     teacher = make_teacher(server.base_url)
     run_all(teacher, [Request(f"p{i}") for i in range(5)])
-    assert teacher.stats == Counter({"http_requests": 5})
+    # and what the server billed: 1 prompt word and 4 completion words per request
+    assert teacher.stats == Counter({"http_requests": 5, "billed_prompt_tokens": 5, "billed_completion_tokens": 20})
 
 
 # -- a real OpenAI-compatible server ----------------------------------------------------------------------------------

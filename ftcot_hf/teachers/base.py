@@ -72,25 +72,77 @@ class Generation:
     completion_tokens: int | None = None
 
 
+class BudgetExhaustedError(TeacherError):
+    """A request was not sent: the teacher's :class:`RequestBudget` is spent."""
+
+
 class FailedRequest(list):
     """What a teacher with ``keep_going`` yields for a request that failed for good: no generations (an empty list,
     so a consumer that does not know about it just sees no samples) and the ``error`` (a message without keys).
-    The request cache never stores one, so a re-run asks for exactly these requests again."""
+    The request cache never stores one, so a re-run asks for exactly these requests again. ``sent`` is False for a
+    request that was never sent because the budget was spent (:class:`BudgetExhaustedError`)."""
 
-    def __init__(self, error: TeacherError):
+    def __init__(self, error: TeacherError, sent: bool = True):
         super().__init__()
         self.error = error
+        self.sent = sent
 
     def __reduce__(self) -> tuple[Any, ...]:  # through a worker process's pipe
-        return (FailedRequest, (self.error,))
+        return (FailedRequest, (self.error, self.sent))
 
     def __repr__(self) -> str:
-        return f"FailedRequest({str(self.error)!r})"
+        return f"FailedRequest({str(self.error)!r}{'' if self.sent else ', sent=False'})"
 
 
 def is_failure(gens: Sequence[Generation]) -> bool:
-    """Is ``gens`` a :class:`FailedRequest` (a request that failed for good) rather than its generations?"""
+    """Is ``gens`` a :class:`FailedRequest` (a request that failed for good, or was not sent) rather than its
+    generations?"""
     return isinstance(gens, FailedRequest)
+
+
+def is_unsent(gens: Sequence[Generation]) -> bool:
+    """Is ``gens`` a request the teacher did not send because its budget was spent?"""
+    return isinstance(gens, FailedRequest) and not gens.sent
+
+
+@dataclass
+class RequestBudget:
+    """A limit on what a teacher sends: at most ``max_requests`` requests (one per prompt asked, whatever its number
+    of samples; a retry is not a new request) and, with prices, until ``max_cost`` $ have been billed (the usage the
+    server reports, for every reply, used or not). Checked before each new request: requests in flight finish, so
+    the cost may end above ``max_cost`` by what they cost. Replies served by the request cache never reach the
+    teacher, so they cost nothing against it."""
+
+    max_requests: int | None = None
+    max_cost: float | None = None
+    price_input_per_mtok: float = 0.0
+    price_output_per_mtok: float = 0.0
+    requests: int = 0
+    """Requests admitted so far."""
+    cost: float = 0.0
+    """$ billed so far (of the replies received)."""
+    reason: str | None = None
+    """Why it stopped admitting requests (None while it admits them)."""
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count a billed reply's usage."""
+        self.cost += (prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok) / 1e6
+
+    def admit(self) -> bool:
+        """May one more request be sent? (Counts it when it may; records why not when it may not.)"""
+        if self.reason is None:
+            if self.max_requests is not None and self.requests >= self.max_requests:
+                self.reason = f"max_requests {self.max_requests} reached ({self.requests} requests sent)"
+            elif self.max_cost is not None and self.cost >= self.max_cost:
+                self.reason = f"max_cost ${self.max_cost:g} reached (${self.cost:.4f} billed)"
+        if self.reason is not None:
+            return False
+        self.requests += 1
+        return True
+
+    def refusal(self) -> FailedRequest:
+        """What a teacher yields for a request the budget refused."""
+        return FailedRequest(BudgetExhaustedError(f"not sent: the teacher's budget is spent ({self.reason})"), False)
 
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -140,9 +192,21 @@ class Teacher:
         ``keep_going``, a request that failed for good yields a :class:`FailedRequest` instead)."""
         raise NotImplementedError
 
+    supports_budget: bool = False
+    """Does the backend honour :attr:`budget` (the HTTP backends, whose requests are billed)?"""
+    budget: RequestBudget | None = None
+    """Set by the caller (``ftcot teach --max_requests/--max_cost``): a request the budget refuses is not sent and
+    is yielded as a :class:`FailedRequest` with ``sent=False`` (whatever ``keep_going``)."""
+
     def identity(self) -> dict[str, Any]:
         """What makes two teachers interchangeable for the cache (never a secret)."""
         return {"backend": self.backend, "model": self.model}
+
+    def counters(self) -> dict[str, int]:
+        """What the backend did so far, as monotone counts (the ledger diffs them around each stage): for HTTP
+        backends ``retries``, ``timeouts``, ``failed_billed`` (replies the server billed that could not be used),
+        ``billed_prompt_tokens``... Empty for a backend that counts nothing."""
+        return {}
 
     def close(self) -> None:
         """Release connections/models."""

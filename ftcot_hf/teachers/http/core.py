@@ -50,7 +50,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ftcot_hf.teachers.base import (
-    BudgetExhaustedError,
     FailedRequest,
     Generation,
     Request,

@@ -15,6 +15,7 @@ API can use.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import errno
 import importlib
@@ -28,9 +29,9 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ftcot_hf.teachers.base import RequestFailedError, TeacherError
 
@@ -83,8 +84,9 @@ class Endpoint:
 
     index: int
     url: str
+    """As given (it may carry ``user:password@`` and a query string with a key: never shown)."""
     display: str
-    """``url`` without credentials: what messages show."""
+    """``url`` without credentials and with its query values masked: what messages show."""
     api_key: str
     client: Any = None
     in_flight: int = 0
@@ -94,17 +96,74 @@ class Endpoint:
     served: int = 0
     session: Any = None
     """The aiohttp backend's own session (``client`` is then unused; see :func:`make_aiohttp_session`)."""
+    post_url: str = ""
+    """``url`` without credentials and query: what the request paths are appended to (:func:`client_url`)."""
+    query: dict[str, str] = field(default_factory=dict)
+    """``url``'s query, sent as parameters of every request."""
+    auth_headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.post_url, self.query, self.auth_headers = client_url(self.url)
 
 
 def display_url(url: str) -> str:
-    """``url`` without ``user:password@`` (a URL may carry credentials; messages and logs must not)."""
+    """``url`` without ``user:password@`` and with every query value replaced by ``***`` (a URL may carry
+    credentials and keys, ``?api_key=...``; messages and logs must not)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query, fragment=""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What of ``url`` must never be shown: its password, user name and query values (of 4 characters or more:
+    shorter ones would mask innocent text)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
+    found += [unquote(f) for f in found if f]
+    return [f for f in found if f and len(f) >= 4]
+
+
+def client_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """What a client needs of a base URL: the URL without credentials and query (the client appends the request
+    path to it: a query string would end up before the path), the query as parameters of every request, and an
+    ``Authorization: Basic`` header for ``user:password@`` (it replaces the bearer key: a server behind such a URL,
+    a proxy, authenticates that way)."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    headers: dict[str, str] = {}
+    if parts.username is not None or parts.password is not None:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    clean = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="")
+    return urlunsplit(clean), query, headers
+
+
+BASE_URL_EXAMPLE = "http://localhost:8000/v1"
+
+
+def check_base_url(url: str) -> str | None:
+    """Why ``url`` cannot be a server's API root (None when it can): it needs an http(s) scheme and a host. Said
+    before any request, so a typo fails at once rather than after a minute of retries."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises on a port that is not a number
+    except ValueError as e:
+        return f"it is not a valid URL ({e})"
+    if parts.scheme not in ("http", "https"):
+        if parts.scheme and not parts.netloc and parts.path[:1].isdigit():  # localhost:8000
+            return f"it has no scheme (did you mean http://{display_url(url)}/v1 ?)"
+        return f"its scheme {parts.scheme!r} is not http or https" if parts.scheme else "it has no http(s):// scheme"
+    if not parts.hostname:
+        return "it has no host name"
+    if any(c.isspace() for c in url):
+        return "it contains spaces"
+    return None
 
 
 def is_hf_host(url: str) -> bool:
@@ -137,8 +196,50 @@ def split_urls(base_url: str | Sequence[str], label: str = "openai") -> list[str
     urls = re.split(r"[,\s]+", base_url) if isinstance(base_url, str) else list(base_url)
     urls = [u.strip().rstrip("/") for u in urls if u and u.strip()]
     if not urls:
-        raise ValueError(f"{label} teacher: base_url is empty; give the server's URL, e.g. http://localhost:8000/v1")
+        raise ValueError(f"{label} teacher: base_url is empty; give the server's URL, e.g. {BASE_URL_EXAMPLE}")
+    for url in urls:
+        problem = check_base_url(url)
+        if problem is not None:
+            raise ValueError(
+                f"{label} teacher: base_url {display_url(url)!r} is not a server's API root: {problem}; give one "
+                f"like {BASE_URL_EXAMPLE}."
+            )
     return urls
+
+
+class _ScrubFilter(logging.Filter):
+    """Masks the secrets of every fleet's URLs (and its keys) in the records of the HTTP client libraries, which
+    log each request's full URL at INFO (``ftcot -v``): ``HTTP Request: POST http://host/v1/completions?key=...``."""
+
+    secrets: ClassVar[set[str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            masked = message
+            for secret in sorted(self.secrets, key=len, reverse=True):
+                masked = masked.replace(secret, "***")
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+_SCRUB_FILTER = _ScrubFilter()
+CLIENT_LOGGERS = ("httpx", "httpx2", "openai", "openai._base_client", "aiohttp.client")
+"""The loggers of the HTTP client libraries that write request URLs."""
+
+
+def register_secrets(secrets: Sequence[str]) -> None:
+    """Have the client libraries' log records scrubbed of ``secrets`` from now on (for the process's lifetime: a
+    secret logged by a later client would be as bad)."""
+    new = {s for s in secrets if s and len(s) >= 4 and s != "EMPTY"}
+    if not new:
+        return
+    _ScrubFilter.secrets |= new
+    for name in CLIENT_LOGGERS:
+        log = logging.getLogger(name)
+        if _SCRUB_FILTER not in log.filters:
+            log.addFilter(_SCRUB_FILTER)
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -374,7 +475,9 @@ class Fleet:
         """One key per server; every real one (not "EMPTY") is scrubbed from messages."""
         for ep, key in zip(self.endpoints, keys, strict=True):
             ep.api_key = key
-        self._secrets = sorted({k for k in keys if len(k) >= 4} - {"EMPTY"}, key=len)[::-1]
+        secrets = {k for k in keys if len(k) >= 4} | {s for e in self.endpoints for s in url_secrets(e.url)}
+        self._secrets = sorted(secrets - {"EMPTY"}, key=len)[::-1]
+        register_secrets(self._secrets)
 
     def scrub(self, text: str) -> str:
         """``text`` with every API key in use replaced by ``***`` (a server may echo what it was sent)."""
@@ -398,7 +501,8 @@ class Fleet:
             if self.http_backend in ("auto", "aiohttp"):
                 headers = {"Authorization": f"Bearer {ep.api_key}", "Accept": "application/json"}
                 headers |= {k: v for k, v in default_headers(ep.api_key).items() if isinstance(v, str)}
-                ep.session = make_aiohttp_session(self.openai, url=ep.url, headers=headers, timeout=self.timeout,
+                headers |= ep.auth_headers
+                ep.session = make_aiohttp_session(self.openai, url=ep.post_url, headers=headers, timeout=self.timeout,
                                                   max_concurrency=self.max_concurrency)  # fmt: skip
                 if ep.session is not None:
                     continue
@@ -407,12 +511,13 @@ class Fleet:
                 http_backend=self.http_backend, label=self.label,
             )  # fmt: skip
             ep.client = self.openai.AsyncOpenAI(
-                base_url=ep.url,
+                base_url=ep.post_url,
                 api_key=ep.api_key,
                 max_retries=0,  # our retries are the only ones, so they are counted and can fail over
                 timeout=self.timeout,
                 http_client=http_client,
-                default_headers=default_headers(ep.api_key),
+                default_headers=default_headers(ep.api_key) | ep.auth_headers,
+                default_query=ep.query or None,
             )
 
     async def aclose(self) -> None:
@@ -526,7 +631,8 @@ class Fleet:
         import aiohttp
 
         try:
-            async with ep.session.post(ep.url + path, json=body, allow_redirects=False) as response:
+            async with ep.session.post(ep.post_url + path, json=body, params=ep.query or None,
+                                       allow_redirects=False) as response:  # fmt: skip
                 content = await response.read()
                 status = response.status
                 if 200 <= status < 300:
