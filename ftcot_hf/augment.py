@@ -18,14 +18,23 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.prompts import ANSWER_PHRASE, one_stage_prompt, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import Task, resolve_task, score_completion
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, is_failure, split_reasoning
-from ftcot_hf.yields import YieldReport
+from ftcot_hf.teachers.base import (
+    Generation,
+    Request,
+    SamplingParams,
+    Teacher,
+    is_failure,
+    is_unsent,
+    split_reasoning,
+)
+from ftcot_hf.yields import STAGE_KEYS, YieldReport
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +109,15 @@ class RationaleAugmenter:
     progress: bool = False
     """Show a tqdm bar per stage (the CLI turns it on)."""
     keep_truncated: bool = False
+    counters: Callable[[], Mapping[str, int]] | None = None
+    """Where the ledger reads what the teacher did (monotone counts, diffed around each stage's requests): default
+    the teacher's own :meth:`~ftcot_hf.teachers.base.Teacher.counters`. ``ftcot teach`` adds the request cache's
+    ``requests`` and ``cache_hits`` to the backend's counts."""
     extra_samples: int = field(default=0, init=False)
     failed_requests: int = field(default=0, init=False)
     """Teacher requests that failed for good (a teacher with ``keep_going``): their samples are left out."""
+    unsent_requests: int = field(default=0, init=False)
+    """Teacher requests not sent because the teacher's budget was spent: their samples are left out."""
     last_error: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -122,11 +137,14 @@ class RationaleAugmenter:
         if self.max_rationale_tokens is None:
             self.max_rationale_tokens = 128 if self._protocol == "two_stage" else REASONING_MAX_TOKENS
         self.tokens = Counter()
+        self.stage_counts: dict[str, Counter[str]] = {}
+        """The ledger per stage (``rationale``, ``answer``, ``annotations``), filled as requests complete."""
+        self._billing_known = False
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
         skip = ("teacher", "extra_samples", "progress", "task", "keep_truncated", "interleave_stages",
-                "failed_requests", "last_error")  # fmt: skip
+                "failed_requests", "last_error", "counters", "unsent_requests")  # fmt: skip
         config = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         config["teacher"] = self.teacher.identity()
         config["task"] = [self.task.name, self.task.answer_type]
@@ -163,20 +181,49 @@ class RationaleAugmenter:
             for q, f, c in zip(questions, first, counts, strict=True)
         ]
         out: dict[tuple[int, int], Any] = {}
-        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "rationales", quiet):
-            if self._failed(gens):  # this question's samples of the request have no row
+        for pos, gens in self._progress(self._generate("rationale", requests), len(requests), "rationales", quiet):
+            if self._failed(gens, "rationale"):  # this question's samples of the request have no row
                 continue
             for j, g in enumerate(gens):
                 out[pos, first[pos] + j] = g
         return out
 
-    def _failed(self, gens: Any) -> bool:
-        """Count a request that failed for good (a :class:`~ftcot_hf.teachers.base.FailedRequest`)."""
+    def _generate(self, stage: str, requests: list[Request]) -> Iterator[tuple[int, Any]]:
+        """The teacher's results, with what it took (requests sent, cache hits, retries, timeouts, billed tokens)
+        added to ``stage``'s ledger once they are all in (the stages' requests never overlap in time)."""
+        counts = self.stage_counts.setdefault(stage, Counter())
+        read = self.counters or self.teacher.counters
+        before = dict(read())
+        results = 0
+        for item in self.teacher.generate(requests):
+            results += 1
+            yield item
+        after = dict(read())
+        for key, value in after.items():
+            counts[key] += value - before.get(key, 0)
+        if "requests" not in after:  # a bare backend (no request cache): every request was sent
+            counts["requests"] += results
+        self._billing_known |= "billed_prompt_tokens" in after
+
+    def _failed(self, gens: Any, stage: str) -> bool:
+        """Count a request that failed for good or was not sent (a :class:`~ftcot_hf.teachers.base.FailedRequest`)."""
         if not is_failure(gens):
             return False
+        if is_unsent(gens):
+            self.unsent_requests += 1
+            self.stage_counts[stage]["unsent_results"] += 1
+            return True
         self.failed_requests += 1
+        self.stage_counts[stage]["failed"] += 1
         self.last_error = str(gens.error)
         return True
+
+    def _tally(self, stage: str, g: Generation) -> None:
+        """Count the tokens of a sample that has a row."""
+        counts = self.stage_counts.setdefault(stage, Counter())
+        for key, value in (("prompt", g.prompt_tokens), ("completion", g.completion_tokens)):
+            self.tokens[key] += value or 0
+            counts[f"{key}_tokens"] += value or 0
 
     def _one_reply(self, g: Generation) -> tuple[Generation, Generation] | None:
         """(rationale, answer) read from one reply that carries its answer (a reasoning trace, or the one-stage
@@ -206,10 +253,9 @@ class RationaleAugmenter:
         for key in [k for k in rationales if k not in answered]:  # its stage-2 request failed: no row
             del rationales[key]
         for key in rationales:
-            for part in (rationales[key], answered[key] if key not in single else None):
-                if part is not None:
-                    self.tokens["prompt"] += part.prompt_tokens or 0
-                    self.tokens["completion"] += part.completion_tokens or 0
+            self._tally("rationale", rationales[key])
+            if key not in single:
+                self._tally("answer", answered[key])
         return answered, single
 
     def _score(self, key: tuple[int, int], answered: dict, single: set, gold: str) -> dict[str, Any]:
@@ -222,8 +268,8 @@ class RationaleAugmenter:
         params = SamplingParams(temperature=0.0, max_tokens=self.max_answer_tokens)
         requests = [Request(stage2_prompt(q, r, self._trigger), params, chat=self.chat) for _, _, q, r in items]
         out: dict[tuple[int, int], Any] = {}
-        for pos, gens in self._progress(self.teacher.generate(requests), len(requests), "answers", quiet):
-            if self._failed(gens):
+        for pos, gens in self._progress(self._generate("answer", requests), len(requests), "answers", quiet):
+            if self._failed(gens, "answer"):
                 continue
             i, j, _, _ = items[pos]
             out[i, j] = gens[0]
@@ -238,9 +284,10 @@ class RationaleAugmenter:
                 for q, a in zip(questions, answers, strict=True)
             ]
             values = [""] * len(requests)
-            for pos, gens in self.teacher.generate(requests):
-                if not self._failed(gens):
+            for pos, gens in self._generate("annotations", requests):
+                if not self._failed(gens, "annotations"):
                     values[pos] = gens[0].text.strip()
+                    self._tally("annotations", gens[0])
             columns[column] = values
         return columns
 
@@ -321,29 +368,58 @@ class RationaleAugmenter:
 def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> YieldReport:
     """Count questions, samples, correct and kept rows of an augmentation run."""
     report = YieldReport(augmenter.task.name, augmenter.teacher.model, augmenter.degree, float(augmenter.temperature))
-    index, correct = augmented["sample_index"], augmented["correct"]
+    if augmented.num_rows == 0:  # every request failed or went unsent: no row, maybe not even columns
+        index, correct, finish, answer_finish = [], [], [], []
+    else:
+        index, correct = augmented["sample_index"], augmented["correct"]
+        finish, answer_finish = augmented["finish_reason"], augmented["answer_finish_reason"]
     report.questions = len(set(index))
     report.samples = len(index)
     report.correct = sum(correct)
     report.questions_without_correct = report.questions - len({i for i, c in zip(index, correct, strict=True) if c})
     report.kept = kept.num_rows
-    pairs = Counter(zip(kept["sample_index"], (r.strip() for r in kept["rationale"]), strict=True))
+    pairs = (
+        Counter(zip(kept["sample_index"], (r.strip() for r in kept["rationale"]), strict=True))
+        if kept.num_rows
+        else {}
+    )
     report.duplicates = sum(c - 1 for c in pairs.values())
     report.extra_samples = augmenter.extra_samples
-    report.rationale_truncated = sum(1 for f in augmented["finish_reason"] if f == TRUNCATED)
-    report.answer_truncated = sum(1 for f in augmented["answer_finish_reason"] if f == TRUNCATED)
-    report.incomplete = sum(1 for f in augmented["finish_reason"] if f == INCOMPLETE)
+    report.rationale_truncated = sum(1 for f in finish if f == TRUNCATED)
+    report.answer_truncated = sum(1 for f in answer_finish if f == TRUNCATED)
+    report.incomplete = sum(1 for f in finish if f == INCOMPLETE)
     report.protocol = augmenter._protocol
     report.failed_requests = augmenter.failed_requests
-    report.prompt_tokens = augmenter.tokens["prompt"]
-    report.completion_tokens = augmenter.tokens["completion"]
+    report.unsent_requests = augmenter.unsent_requests
+    _ledger(report, augmenter)
     if not augmenter.keep_truncated:
         report.truncated_dropped = sum(
-            1
-            for c, f1, f2 in zip(correct, augmented["finish_reason"], augmented["answer_finish_reason"], strict=True)
-            if c and TRUNCATED in (f1, f2)
+            1 for c, f1, f2 in zip(correct, finish, answer_finish, strict=True) if c and TRUNCATED in (f1, f2)
         )
     return report
+
+
+def _ledger(report: YieldReport, augmenter: RationaleAugmenter) -> None:
+    """The ledger per stage and its totals. A failed-but-billed answer's tokens count in the totals (they were
+    paid for); the billed tokens (what the cost is computed from) are those of the answers received in this run."""
+    for stage, c in augmenter.stage_counts.items():
+        entry = {key: int(c.get(key, 0)) for key in STAGE_KEYS}
+        entry["failed"] = int(c.get("failed", 0))  # from the results (the backend's count may include retried ones)
+        entry["unsent"] = int(c.get("unsent_results", 0))
+        entry["requests"] = max(0, entry["requests"] - entry["unsent"])  # a refused request reached the backend only
+        entry["prompt_tokens"] += int(c.get("failed_billed_prompt_tokens", 0))
+        entry["completion_tokens"] += int(c.get("failed_billed_completion_tokens", 0))
+        if not augmenter._billing_known:
+            del entry["billed_prompt_tokens"], entry["billed_completion_tokens"]
+        report.stages[stage] = entry
+    stages = report.stages.values()
+    report.prompt_tokens = sum(e["prompt_tokens"] for e in stages)
+    report.completion_tokens = sum(e["completion_tokens"] for e in stages)
+    for field_name, key in (("retries", "retries"), ("timeouts", "timeouts"), ("failed_billed", "failed_billed")):
+        setattr(report, field_name, sum(e[key] for e in stages))
+    if augmenter._billing_known:
+        report.billed_prompt_tokens = sum(e["billed_prompt_tokens"] for e in stages)
+        report.billed_completion_tokens = sum(e["billed_completion_tokens"] for e in stages)
 
 
 def augment(
@@ -375,7 +451,7 @@ def augment(
         load_from_cache_file=False,
         desc=f"Teaching {augmenter.task.name}",
     )
-    if keep == "all":
+    if keep == "all" or augmented.num_rows == 0:  # no row (every request failed or went unsent): nothing to filter
         kept = augmented
     elif augmenter.keep_truncated:
         kept = augmented.filter(

@@ -18,6 +18,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher
+from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.cache import CachedTeacher
 
 logger = logging.getLogger(__name__)
@@ -27,26 +28,36 @@ EXIT_INCOMPLETE = 3
 
 
 class TeachIncompleteError(FtcotError):
-    """Some teacher requests failed for good (their retries spent): the other samples were taught (and cached),
-    these have no rows. Re-running the same command sends only the failed requests."""
+    """Some teacher requests failed for good (their retries spent), or were not sent because the budget
+    (``--max_requests`` / ``--max_cost``) was spent (``stopped`` says which): the other samples were taught (and
+    cached), these have no rows. Re-running the same command (with a larger budget) sends only what is missing."""
 
     def __init__(
         self, failed: int, last_error: str | None, results: dict[str, Any] | None = None,
-        reports: list[YieldReport] | None = None,
+        reports: list[YieldReport] | None = None, *, stopped: str | None = None, unsent: int = 0,
     ):  # fmt: skip
         self.failed, self.last_error = failed, last_error
+        self.stopped, self.unsent = stopped, unsent
         self.results: dict[str, Any] = results or {}
         """What was taught, as :func:`teach` returns it (the kept rows of the samples that came back)."""
         self.reports: list[YieldReport] = reports or []
-        super().__init__(incomplete_message(failed, last_error))
+        super().__init__(incomplete_message(failed, last_error, stopped=stopped, unsent=unsent))
 
 
-def incomplete_message(failed: int, last_error: str | None) -> str:
+def incomplete_message(failed: int, last_error: str | None, *, stopped: str | None = None, unsent: int = 0) -> str:
     """The one line said when ``failed`` requests failed for good (``last_error`` carries no key: the teacher
-    scrubs its messages)."""
-    last = " ".join((last_error or "unknown").split())
-    return (f"{failed} teacher request(s) failed (retries spent); last error: {last.rstrip('.')}. Re-run the same "
-            "command: only the failed requests are sent again (the others are cached).")  # fmt: skip
+    scrubs its messages) and/or the budget stopped teaching (``stopped``: why) with ``unsent`` requests not sent."""
+    parts = []
+    if stopped:
+        flag = "--max_cost" if stopped.startswith("max_cost") else "--max_requests"
+        parts.append(f"Stopped: the budget is spent, --{stopped}; {unsent} teacher request(s) not sent. To continue, "
+                     f"re-run the same command with a larger {flag} (or without it): the requests already answered "
+                     "are cached and not sent again.")  # fmt: skip
+    if failed or not stopped:
+        last = " ".join((last_error or "unknown").split())
+        parts.append(f"{failed} teacher request(s) failed (retries spent); last error: {last.rstrip('.')}. Re-run the "
+                     "same command: only the failed requests are sent again (the others are cached).")  # fmt: skip
+    return " ".join(parts)
 
 
 @dataclass
@@ -122,8 +133,20 @@ class TeachConfig(TaskDatasetArgs):
     price_input_per_mtok: float | None = field(
         default=None, metadata={"help": "$ per million prompt tokens: the ledger then shows the cost."}
     )
-    price_output_per_mtok: float | None = field(
-        default=None, metadata={"help": "$ per million completion tokens."}
+    price_output_per_mtok: float | None = field(default=None, metadata={"help": "$ per million completion tokens."})
+    max_requests: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop sending after N teacher requests (one per prompt asked; cached replies and retries are "
+            "free): what is done is saved, exit 3; the same command with a larger (or no) limit continues."
+        },
+    )
+    max_cost: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop sending once the teacher has billed this many $ (needs --price_input_per_mtok / "
+            "--price_output_per_mtok; requests in flight finish, so it may end slightly above): as --max_requests."
+        },
     )
     keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
     keep_truncated: bool | None = field(
@@ -158,11 +181,13 @@ class TeachConfig(TaskDatasetArgs):
     )
 
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset(
-        {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id", "base_url", "lock_timeout"}
-    )
+        {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id", "base_url", "lock_timeout",
+         "max_requests", "max_cost"}
+    )  # fmt: skip
     """Fields that do not change what the teach stage produces (``ftcot run`` leaves them out of its fingerprint).
     ``base_url`` among them: the served model is named by ``model``, and the request cache (keyed on the model and
-    the prompt, not the server) already serves a fleet or a restarted server the same samples."""
+    the prompt, not the server) already serves a fleet or a restarted server the same samples. The budget neither:
+    a run it stops does not finish (teach raises), and raising it must not throw away a finished stage."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -195,6 +220,44 @@ class TeachConfig(TaskDatasetArgs):
             raise FtcotError(f"--keep must be 'correct' or 'all', not {self.keep!r}.")
         if not (math.isfinite(self.lock_timeout) and self.lock_timeout >= 0):
             raise FtcotError(f"--lock_timeout must be >= 0 seconds, got {self.lock_timeout}.")
+        self._validate_budget()
+        self._validate_base_url()
+
+    def _validate_budget(self) -> None:
+        for name in ("price_input_per_mtok", "price_output_per_mtok"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise FtcotError(f"--{name} must be a price >= 0 ($ per million tokens), got {value}.")
+        if self.max_requests is not None and (isinstance(self.max_requests, bool) or self.max_requests < 1):
+            raise FtcotError(
+                f"--max_requests must be a number of requests >= 1, got {self.max_requests}; leave it out for no "
+                "limit."
+            )
+        if self.max_cost is not None:
+            if not (math.isfinite(self.max_cost) and self.max_cost > 0):
+                raise FtcotError(
+                    f"--max_cost must be an amount of $ > 0, got {self.max_cost}; leave it out for no limit."
+                )
+            if not (self.price_input_per_mtok or self.price_output_per_mtok):
+                raise FtcotError(
+                    f"--max_cost {self.max_cost:g} needs the teacher's prices to know what a request costs: give "
+                    "--price_input_per_mtok and --price_output_per_mtok ($ per million prompt / completion tokens)."
+                )
+
+    def _validate_base_url(self) -> None:
+        """A base URL that cannot be a server's API root fails here, before any request (it used to be retried for
+        half a minute). The value is named without its credentials or query values."""
+        from ftcot_hf.teachers.http.transport import BASE_URL_EXAMPLE, check_base_url, display_url
+
+        for value in self.base_url or []:
+            for url in str(value).replace(",", " ").split() or [str(value)]:
+                problem = check_base_url(url.rstrip("/"))
+                if problem is not None:
+                    shown = display_url(str(value)) if "://" in str(value) else str(value).rpartition("@")[2]
+                    raise FtcotError(
+                        f"--base_url {shown!r} is not a server's API root: {problem}; give one like "
+                        f"{BASE_URL_EXAMPLE}."
+                    )
 
     def resolve_tasks(self) -> list[Task]:
         """The tasks to teach: the one ``--dataset`` defines, else the registered tasks named by ``--tasks``."""
@@ -248,12 +311,17 @@ def teach(
             task.name: task.load(data_dir=config.data_dir) for task in tasks
         }  # bad data fails before the teacher
     teacher, trigger = build_teacher(config, tasks)
+    budget = _budget(config, teacher)
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
         keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
     cached = CachedTeacher(teacher, config.cache_dir)
     cached.keep_going = True  # a request that fails for good is counted; the run goes on
-    results, reports = {}, []
+
+    def counters() -> dict[str, int]:  # the ledger: the backend's counts and the cache's
+        return {**teacher.counters(), "requests": cached.calls, "cache_hits": cached.cache_hits}
+
+    results, reports, last_error = {}, [], None
     try:
         for task in tasks:
             records = records_of[task.name]
@@ -278,19 +346,23 @@ def teach(
                 protocol=config.protocol,
                 max_rationale_tokens=config.max_rationale_tokens,
                 max_answer_tokens=config.max_answer_tokens,
+                counters=counters,
             )
             calls, hits = cached.calls, cached.cache_hits
             with quiet_libraries():
                 kept, report = augment(data, augmenter, keep=config.keep)
-            report.requests, report.cache_hits = cached.calls - calls, cached.cache_hits - hits
+            # a request the budget refused went through the cache to the backend, which did not send it
+            report.requests = cached.calls - calls - report.unsent_requests
+            report.cache_hits = cached.cache_hits - hits
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
-            if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
-                report.cost = (report.prompt_tokens * (config.price_input_per_mtok or 0.0)
-                               + report.completion_tokens * (config.price_output_per_mtok or 0.0)) / 1e6  # fmt: skip
+            report.cost = _cost(config, report)
+            if report.unsent_requests and budget is not None:
+                report.stopped = budget.reason
+            last_error = augmenter.last_error or last_error
             reports.append(report)
-            if report.failed_requests and not kept.num_rows:
-                logger.warning("%s: no sample came back (%d requests failed): nothing to save", task.name,
-                               report.failed_requests)  # fmt: skip
+            if (report.failed_requests or report.unsent_requests) and not kept.num_rows:
+                logger.warning("%s: no sample came back (%d requests failed, %d not sent): nothing to save",
+                               task.name, report.failed_requests, report.unsent_requests)  # fmt: skip
                 continue
             from datasets import DatasetDict
 
@@ -302,9 +374,42 @@ def teach(
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
     finally:
         cached.close()
-    if cached.failed:
-        raise TeachIncompleteError(cached.failed, cached.last_error, results, reports)
+    failed, unsent = sum(r.failed_requests for r in reports), sum(r.unsent_requests for r in reports)
+    if failed or unsent:
+        stopped = budget.reason if unsent and budget is not None else None
+        raise TeachIncompleteError(failed, last_error, results, reports, stopped=stopped, unsent=unsent)
     return results, reports
+
+
+def _budget(config: TeachConfig, teacher: Any) -> RequestBudget | None:
+    """The teacher's budget (``--max_requests`` / ``--max_cost``), set on the backend: the request cache sits
+    above it, so cached replies never reach it and cost nothing against it."""
+    if config.max_requests is None and config.max_cost is None:
+        return None
+    if not teacher.supports_budget:
+        raise FtcotError(
+            f"--max_requests / --max_cost limit what a teacher sends to a server; the {teacher.backend} teacher "
+            "(a local or recorded one) sends no billed requests: leave them out, or use --limit to teach fewer "
+            "questions."
+        )
+    teacher.budget = RequestBudget(
+        max_requests=config.max_requests, max_cost=config.max_cost,
+        price_input_per_mtok=config.price_input_per_mtok or 0.0,
+        price_output_per_mtok=config.price_output_per_mtok or 0.0,
+    )  # fmt: skip
+    return teacher.budget
+
+
+def _cost(config: TeachConfig, report: YieldReport) -> float | None:
+    """$ of a task's requests when prices are given: the tokens billed in this run (cache hits are free), or, for a
+    backend that reports no billing, its samples' tokens."""
+    if config.price_input_per_mtok is None and config.price_output_per_mtok is None:
+        return None
+    prompt = report.billed_prompt_tokens if report.billed_prompt_tokens is not None else report.prompt_tokens
+    completion = (
+        report.billed_completion_tokens if report.billed_completion_tokens is not None else report.completion_tokens
+    )
+    return (prompt * (config.price_input_per_mtok or 0.0) + completion * (config.price_output_per_mtok or 0.0)) / 1e6
 
 
 def save_rationales(
@@ -461,10 +566,10 @@ def _write_rationales(
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot teach`: flags and `--config teach.yaml` come from TeachConfig through TrlParser."""
-    from trl import TrlParser
+    from ftcot_hf.utils.parser import command_parser
 
-    parser = TrlParser((TeachConfig,), prog="ftcot teach")
-    (config,) = parser.parse_args_and_config(argv)
+    parser = command_parser((TeachConfig,), argv, prog="ftcot teach")
+    (config,) = parser.parse(argv)
     tasks = config.resolve_tasks()
     check_output_dir(config)  # before the teacher is asked anything
     incomplete: TeachIncompleteError | None = None
@@ -482,6 +587,7 @@ def cli_main(argv: list[str]) -> int:
         done = "Saved what was taught" if incomplete is not None else "Saved"
         print(f"\n{done} to {out}; load with: load_dataset({str(out)!r}, {next(iter(results))!r})")
     if incomplete is not None:
-        print(f"ftcot: error: {incomplete}", file=sys.stderr)
+        kind = "error" if incomplete.failed else "stopped"
+        print(f"ftcot: {kind}: {incomplete}", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0

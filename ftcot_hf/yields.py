@@ -4,8 +4,15 @@ left out, and what it cost (the token ledger)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+STAGES = ("rationale", "answer", "annotations")
+"""The ledger's stages: the rationale (stage 1, or the one reply of one-stage and reasoning replies), the stage-2
+answer, the Teacher-LM annotations."""
+STAGE_KEYS = ("requests", "cache_hits", "retries", "timeouts", "failed", "failed_billed", "unsent", "prompt_tokens",
+              "completion_tokens", "billed_prompt_tokens", "billed_completion_tokens")  # fmt: skip
+"""What the ledger counts per stage (:attr:`YieldReport.stages`)."""
 
 
 @dataclass
@@ -41,15 +48,34 @@ class YieldReport:
     cache_hits: int = 0
     """Samples served by the request cache."""
     prompt_tokens: int = 0
-    """Prompt tokens of every sample's requests (as the server counted them, cached ones included)."""
+    """Prompt tokens of every sample's requests (as the server counted them, cached ones included), plus those of
+    the failed-but-billed answers."""
     completion_tokens: int = 0
     decontamination: dict[str, Any] | None = None
     """Train/test overlap of the task and test 8-grams in the kept rationales (:func:`decontamination_summary`)."""
     cost: float | None = None
-    """In $, when prices are given: prompt and completion tokens of the requests actually sent."""
+    """In $, when prices are given: the tokens billed for the requests actually sent in this run (every answer the
+    server sent, failed-but-billed ones included; cache hits cost nothing). For a backend that reports no billing (a
+    local model), the prompt and completion tokens above."""
     failed_requests: int = 0
     """Teacher requests that failed for good (retries spent): their samples have no row and are not cached, so the
     dataset is incomplete until the same command is run again (it sends only these)."""
+    retries: int = 0
+    """Attempts repeated: backoff rounds after 5xx/429/timeouts/dropped connections, and malformed answers re-asked."""
+    timeouts: int = 0
+    """Attempts that timed out (each retried, or the request failed)."""
+    failed_billed: int = 0
+    """Answers the server billed (its ``usage`` says so) that could not be used: malformed, the wrong number of
+    choices, or samples of a request that then failed. Their tokens are in the totals and the cost."""
+    unsent_requests: int = 0
+    """Requests not sent because the budget (``--max_requests`` / ``--max_cost``) was spent."""
+    billed_prompt_tokens: int | None = None
+    """Tokens the server billed in this run (None: the backend reports no billing)."""
+    billed_completion_tokens: int | None = None
+    stopped: str | None = None
+    """Why teaching stopped before the end (the budget), or None."""
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    """The ledger per stage (``rationale``, ``answer``, ``annotations``): :data:`STAGE_KEYS`."""
 
     @property
     def finish_length(self) -> int:
@@ -88,19 +114,48 @@ class YieldReport:
 
     @staticmethod
     def ledger_markdown(reports: Sequence[YieldReport]) -> str:
-        """Requests, cache hits, tokens and cost per task (the token and cost ledger)."""
+        """Requests, cache hits, retries, timeouts, failures, tokens and cost per task, then per task and stage (the
+        token and cost ledger)."""
         lines = ["| task | protocol | requests sent | cached samples | prompt tokens | completion tokens | cost | "
-                 "cost per kept rationale |", "|" + "---|" * 8]  # fmt: skip
+                 "cost per kept rationale | retries | timeouts | failed (retries spent) | failed but billed | "
+                 "not sent (budget) |", "|" + "---|" * 13]  # fmt: skip
         for r in reports:
             cost = "-" if r.cost is None else f"${r.cost:.4f}"
             per = "-" if r.cost is None or not r.kept else f"${r.cost / r.kept:.6f}"
             lines.append(f"| {r.task} | {r.protocol} | {r.requests} | {r.cache_hits} | {r.prompt_tokens} | "
-                         f"{r.completion_tokens} | {cost} | {per} |")  # fmt: skip
+                         f"{r.completion_tokens} | {cost} | {per} | {r.retries} | {r.timeouts} | "
+                         f"{r.failed_requests} | {r.failed_billed} | {r.unsent_requests} |")  # fmt: skip
+        staged = [r for r in reports if r.stages]
+        if staged:
+            lines += ["", "Per stage:", "", "| task | stage | requests sent | cached samples | retries | timeouts | "
+                      "failed | failed but billed | not sent | prompt tokens | completion tokens |",
+                      "|" + "---|" * 11]  # fmt: skip
+            for r in staged:
+                for stage, c in r.stages.items():
+                    cells = [c.get(k, 0) for k in STAGE_KEYS if not k.startswith("billed_")]
+                    lines.append(f"| {r.task} | {stage} | " + " | ".join(map(str, cells)) + " |")
+        for r in reports:
+            if r.stopped:
+                lines += ["", f"{r.task}: stopped early: {r.stopped}."]
         return "\n".join(lines)
 
+    def _by_stage(self, key: str) -> str:
+        """`` (rationale 2, answer 1)``: ``key`` per stage, when more than one stage ran."""
+        if len(self.stages) < 2:
+            return ""
+        parts = [f"{stage} {c.get(key, 0)}" for stage, c in self.stages.items() if c.get(key, 0)]
+        return f" ({', '.join(parts)})" if parts else ""
+
     def ledger_summary(self) -> str:
-        line = (f"{self.task}: {self.requests} requests sent, {self.cache_hits} samples from the cache, "
-                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")  # fmt: skip
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        retries = f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}{self._by_stage('retries')}"
+        line = (f"{self.task}: {self.requests} requests sent{self._by_stage('requests')}, {self.cache_hits} samples "
+                f"from the cache, {retries}, "
+                f"{n(self.timeouts, 'timeout')}{self._by_stage('timeouts')}, {self.failed_billed} failed but "
+                f"billed{self._by_stage('failed_billed')}, {self.prompt_tokens} prompt + {self.completion_tokens} "
+                "completion tokens")  # fmt: skip
         if self.cost is not None:
             per = f", ${self.cost / self.kept:.6f} per kept rationale" if self.kept else ""
             line += f", ${self.cost:.4f}{per}"
@@ -109,6 +164,8 @@ class YieldReport:
         if self.failed_requests:
             line += (f"; {self.failed_requests} requests FAILED (retries spent): their samples have no rows, the "
                      "dataset is incomplete")  # fmt: skip
+        if self.stopped:
+            line += f"; STOPPED, {self.stopped}: {self.unsent_requests} requests not sent"
         return line + "."
 
     @staticmethod
