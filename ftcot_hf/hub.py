@@ -492,10 +492,10 @@ def _read_mapping(path: str | None, what: str) -> dict[str, Any] | None:
 
 def cli_main(argv: list[str]) -> int:
     """``ftcot push``: flags or ``--config push.yaml`` (TrlParser over :class:`PushConfig`)."""
-    from trl import TrlParser
+    from ftcot_hf.utils.parser import command_parser
 
-    parser = TrlParser((PushConfig,), prog="ftcot push")
-    (config,) = parser.parse_args_and_config(argv)
+    parser = command_parser((PushConfig,), argv, prog="ftcot push")
+    (config,) = parser.parse(argv)
     if not config.path or not config.repo_id:
         raise FtcotError("ftcot push needs --path and --repo_id (see `ftcot push --help`).")
     if config.what == "rationales":

