@@ -288,7 +288,8 @@ class HTTPTeacher(Teacher):
         return self._fleet.base_urls
 
     def counters(self) -> dict[str, int]:
-        return dict(self.stats)
+        # the billed counts are there from the start: a run served wholly by the cache was billed 0, not "unknown"
+        return {"billed_prompt_tokens": 0, "billed_completion_tokens": 0, **self.stats}
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"backend": self.backend, "model": self.model}

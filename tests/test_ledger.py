@@ -1,0 +1,176 @@
+"""The teacher ledger (issue 14 item 7): per task and stage, requests, cache hits, retries, timeouts, failed and
+failed-but-billed answers (their tokens count in the totals and the cost), in yield_report.json, the printed summary
+and the card; and the budget (``--max_requests`` / ``--max_cost``): a clean stop that saves what is done, exits 3,
+says how to continue, and a re-run that sends exactly the requests that were not sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from ftcot_hf.cli import main
+from ftcot_hf.prompts import ANSWER_PHRASE
+from ftcot_hf.tasks import resolve_task
+from tests.fake_openai_server import FakeOpenAIServer, sample_text
+
+FAST = {"backoff_base": 0.001, "backoff_max": 0.005, "timeout": 0.5}
+"""Retries too fast to notice; a timeout fault of 1 s outlasts the 0.5 s timeout."""
+
+
+def _questions(mirror: Path, n: int) -> list[str]:
+    return list(resolve_task("coin_flip").load(data_dir=str(mirror))["train"]["question"][:n])
+
+
+def _stage(prompt: str) -> str:
+    return "answer" if ANSWER_PHRASE in prompt else "rationale"
+
+
+def _of(prompt: str, questions: list[str]) -> int:
+    [index] = [i for i, q in enumerate(questions) if f"Q: {q}\n" in prompt]
+    return index
+
+
+def _argv(server: FakeOpenAIServer, tmp_path: Path, mirror: Path, limit: int, *extra: str, **kwargs) -> list[str]:
+    options = json.dumps(FAST | kwargs)
+    return ["teach", "--tasks", "coin_flip", "--limit", str(limit), "--teacher", "openai", "--model", "m",
+            "--base_url", server.base_url, "--keep", "all", "--data_dir", str(mirror),
+            "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(tmp_path / "out"),
+            "--teacher_kwargs", options, *extra]  # fmt: skip
+
+
+def _report(tmp_path: Path) -> dict:
+    [report] = json.loads((tmp_path / "out" / "yield_report.json").read_text())["reports"]
+    return report
+
+
+def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_stage(mirror, tmp_path, capsys):
+    questions = _questions(mirror, 4)
+    hits: dict[tuple[int, str], int] = {}
+    script = {  # (question, stage) -> the faults of its first attempts, then healthy answers
+        (0, "rationale"): [("503",)],
+        (1, "rationale"): [("timeout", 1.0)],
+        (2, "answer"): [("few_choices",), ("malformed",)],  # billed (usage, no choice), then not JSON (not billed)
+    }
+
+    def fault_for(body: dict) -> tuple | None:
+        key = (_of(body["prompt"], questions), _stage(body["prompt"]))
+        hits[key] = hits.get(key, 0) + 1
+        faults = script.get(key, [])
+        return faults[hits[key] - 1] if hits[key] <= len(faults) else None
+
+    prices = ["--price_input_per_mtok", "1.0", "--price_output_per_mtok", "2.0"]
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        assert main(_argv(server, tmp_path, mirror, 4, *prices)) == 0
+        billed = [r for r in server.requests if r.fault is None or r.fault[0] == "few_choices"]
+        few = next(r for r in server.requests if r.fault == ("few_choices",))
+    printed = capsys.readouterr().out
+    report = _report(tmp_path)
+    stages = report["stages"]
+    counts = ("requests", "cache_hits", "retries", "timeouts", "failed", "failed_billed", "unsent")
+    assert [stages["rationale"][k] for k in counts] == [4, 0, 2, 1, 0, 0, 0]  # a 503 and a timeout, each retried
+    assert (stages["answer"]["requests"], stages["answer"]["retries"], stages["answer"]["timeouts"]) == (4, 2, 0)
+    assert stages["answer"]["failed_billed"] == 1 and report["failed_billed"] == 1
+    assert (report["retries"], report["timeouts"], report["requests"], report["failed_requests"]) == (4, 1, 8, 0)
+
+    # the failed-but-billed answer's tokens count in the totals, on top of the rows' own tokens
+    prompt = few.body["prompt"]
+    wasted = (len(prompt.split()), len(sample_text(prompt, 0).split()))
+    rows = load_dataset(str(tmp_path / "out"), "coin_flip", cache_dir=str(tmp_path / "hf"))["train"]
+    assert rows.num_rows == 4
+    assert stages["answer"]["prompt_tokens"] == stages["answer"]["billed_prompt_tokens"]  # rows' + the wasted one
+    # billed: every answer with a usage (the healthy ones and the wrong-n one), and the cost is computed from them
+    assert report["billed_prompt_tokens"] == sum(len(r.body["prompt"].split()) for r in billed)
+    assert report["cost"] == pytest.approx(
+        (report["billed_prompt_tokens"] * 1.0 + report["billed_completion_tokens"] * 2.0) / 1e6
+    )
+    assert report["prompt_tokens"] == report["billed_prompt_tokens"]  # D=1: one prompt per sample, billed once
+
+    # the printed summary and the card say it too
+    assert ("coin_flip: 8 requests sent (rationale 4, answer 4), 0 samples from the cache, 4 retries (rationale 2, "
+            "answer 2), 1 timeout (rationale 1), 1 failed but billed (answer 1)") in printed  # fmt: skip
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| coin_flip | two_stage | 8 | 0 |" in card and "| failed but billed |" in card
+    assert "| coin_flip | answer | 4 | 0 | 2 | 0 | 0 | 1 | 0 |" in card  # the per-stage table
+
+    # a re-run is served from the cache: nothing sent, nothing billed, no cost, the retries are not counted again
+    with FakeOpenAIServer() as server:
+        assert main(_argv(server, tmp_path, mirror, 4, *prices)) == 0
+        assert server.requests == []
+    again = _report(tmp_path)
+    assert (again["requests"], again["cache_hits"], again["retries"], again["failed_billed"]) == (0, 8, 0, 0)
+    assert again["cost"] == 0.0 and again["billed_prompt_tokens"] == 0
+    assert again["prompt_tokens"] == report["prompt_tokens"] - wasted[0]  # the rows' tokens, cached ones included
+
+
+def test_max_requests_stops_saves_what_is_done_and_a_rerun_sends_exactly_the_rest(mirror, tmp_path, capsys):
+    questions = _questions(mirror, 6)
+    with FakeOpenAIServer() as server:
+        argv = _argv(server, tmp_path, mirror, 6, "--max_requests", "5", max_concurrency=2)
+        assert main(argv) == 3
+        first = [(_of(r.body["prompt"], questions), _stage(r.body["prompt"])) for r in server.requests]
+    printed = capsys.readouterr()
+    # chunks of 2 questions (the concurrency bound), each chunk's stage 2 after its stage 1: the 5th request is
+    # question 2's or 3's rationale, and then nothing more is sent
+    assert len(first) == 5 and sorted(first[:4]) == [(0, "answer"), (0, "rationale"), (1, "answer"), (1, "rationale")]
+    assert first[4][1] == "rationale" and first[4][0] in (2, 3)
+    [line] = [x for x in printed.err.splitlines() if x.startswith("ftcot:")]
+    assert line.startswith("ftcot: stopped: Stopped: the budget is spent, --max_requests 5 reached (5 requests sent)")
+    assert "re-run the same command with a larger --max_requests (or without it)" in line
+    assert "Traceback" not in printed.err
+    assert "STOPPED, max_requests 5 reached" in printed.out and "Saved what was taught" in printed.out
+    report = _report(tmp_path)
+    assert (report["requests"], report["unsent_requests"], report["kept"]) == (5, 4, 2)
+    assert report["stopped"] == "max_requests 5 reached (5 requests sent)"
+    rows = load_dataset(str(tmp_path / "out"), "coin_flip", cache_dir=str(tmp_path / "hf1"))["train"]
+    assert rows.num_rows == 2
+    assert "stopped early: max_requests 5 reached" in (tmp_path / "out" / "README.md").read_text()
+
+    with FakeOpenAIServer() as server:  # the same command without the budget
+        assert main(_argv(server, tmp_path, mirror, 6, max_concurrency=2)) == 0
+        rest = [(_of(r.body["prompt"], questions), _stage(r.body["prompt"])) for r in server.requests]
+    everything = {(i, s) for i in range(6) for s in ("rationale", "answer")}
+    assert len(rest) == 7 and set(rest) == everything - set(first)  # exactly what was not sent, once each
+    report = _report(tmp_path)
+    assert (report["requests"], report["cache_hits"], report["unsent_requests"], report["stopped"]) == (7, 5, 0, None)
+    rows = load_dataset(str(tmp_path / "out"), "coin_flip", cache_dir=str(tmp_path / "hf2"))["train"]
+    assert rows.num_rows == 6
+
+
+def test_max_cost_stops_once_the_billed_cost_reaches_it(mirror, tmp_path, capsys):
+    # $1 per completion token, prompts free: every answer costs its 7 words ("Answer for <4 words> #0"); one request
+    # in flight at a time, so the stop is exact: $21 after 3 answers >= $20
+    prices = ["--price_input_per_mtok", "0", "--price_output_per_mtok", "1000000", "--max_cost", "20"]
+    with FakeOpenAIServer() as server:
+        assert main(_argv(server, tmp_path, mirror, 4, *prices, max_concurrency=1)) == 3
+        sent = len(server.requests)
+    err = capsys.readouterr().err
+    assert sent == 3 and "the budget is spent, --max_cost $20 reached ($21.0000 billed)" in err
+    assert "with a larger --max_cost (or without it)" in err
+    report = _report(tmp_path)
+    assert report["cost"] == pytest.approx(21.0) and report["kept"] == 1 and report["requests"] == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max_cost", "1"], "--max_cost 1 needs the teacher's prices"),
+        (["--max_cost", "-1", "--price_output_per_mtok", "1"], "--max_cost must be an amount of $ > 0, got -1.0"),
+        (["--max_requests", "0"], "--max_requests must be a number of requests >= 1, got 0"),
+        (["--price_input_per_mtok", "nan"], "--price_input_per_mtok must be a price >= 0"),
+    ],
+)
+def test_bad_budgets_are_one_line_and_exit_2(extra, message, capsys, tmp_path):
+    assert main(["teach", "--output_dir", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+
+
+def test_a_budget_on_a_teacher_that_sends_nothing_billed_is_refused(mirror, tmp_path, capsys):
+    argv = ["teach", "--limit", "2", "--max_requests", "3", "--data_dir", str(mirror), "--output_dir",
+            str(tmp_path / "o"), "--cache_dir", str(tmp_path / "c.sqlite")]  # fmt: skip
+    assert main(argv) == 2  # the default teacher replays recorded completions
+    err = capsys.readouterr().err
+    assert "--max_requests / --max_cost limit what a teacher sends to a server; the replay teacher" in err
