@@ -13,13 +13,15 @@ the clean run keeps every sample, so a row that goes missing or a reply that sho
 * content faults (``finish_reason: length``, empty text) are replies the server means: they are not retried, and
   no sample whose rationale or answer was cut or empty may be kept; every other row equals the clean run's.
 
-Rows lost = clean rows missing at the end that no content fault explains. Every file a scenario writes, and all it
-prints or logs, is scanned for the API key (``$OPENAI_API_KEY``) and a URL password. ``bench/fault_matrix.py``
+Rows lost = clean rows missing at the end that no content fault explains. Every scenario's base URL carries a
+password and an API key (``http://ftcot:<password>@host/v1?api-key=<key>``, the key also in ``$OPENAI_API_KEY``);
+every file it writes, and all it prints or logs (INFO and up), is scanned for both. ``bench/fault_matrix.py``
 runs the same scenarios (no pytest needed) and prints the table of the closing note.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -39,6 +41,7 @@ from ftcot_hf.teach import EXIT_INCOMPLETE
 from tests.fake_openai_server import Directive, FakeOpenAIServer
 
 SECRET = "sk-fault-matrix-DO-NOT-LEAK-5c1e"
+"""The API key: in ``$OPENAI_API_KEY`` and in the base URL's query string."""
 URL_PASSWORD = "pw-fault-matrix-DO-NOT-LEAK-88d0"
 LIMIT, DEGREE, RATE = 20, 2, 0.25
 CLIENT_TIMEOUT = 0.5
@@ -165,6 +168,17 @@ def teach_argv(base_url: str, folder: Path, mirror: Path, out: str = "out") -> l
             "--teacher_kwargs", json.dumps(TEACHER_KWARGS)]  # fmt: skip
 
 
+def secret_url(base_url: str) -> str:
+    """``base_url`` with a password (sent as Basic auth) and a key in its query string (sent as a parameter, as
+    Azure-style gateways take it): both must be used, and neither written, printed or logged."""
+    return base_url.replace("http://", f"http://ftcot:{URL_PASSWORD}@") + f"?api-key={SECRET}"
+
+
+def secrets_sent(request: Any) -> bool:
+    basic = "Basic " + base64.b64encode(f"ftcot:{URL_PASSWORD}".encode()).decode()
+    return request.authorization == basic and f"api-key={SECRET}" in request.path
+
+
 def read_rows(out: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """The saved train rows by (question, sample), checked against yield_report.json's ``kept`` count."""
     import pyarrow.parquet as pq
@@ -245,7 +259,7 @@ def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture) -> Outcom
     result = Outcome(scenario.name if scenario else "clean", scenario.kind if scenario else "clean")
     plan, texts = FaultPlan(scenario), []
     with api_key(), FakeOpenAIServer(fault_for=plan, text_for=text_for(fx.gold_of)) as server:
-        argv = teach_argv(server.base_url, folder, fx.mirror)
+        argv = teach_argv(secret_url(server.base_url), folder, fx.mirror)
         with _captured(texts):
             result.exit_codes.append(main(argv))
         first = server.requests
@@ -254,8 +268,8 @@ def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture) -> Outcom
             with _captured(texts):
                 result.exit_codes.append(main(argv))
         resent = server.requests[len(first) :]
-        if server.requests and any(r.authorization != f"Bearer {SECRET}" for r in server.requests):
-            result.problems.append("the API key was not sent (the secret scan would prove nothing)")
+        if not all(secrets_sent(r) for r in server.requests):
+            result.problems.append("the URL's password and key were not sent (the secret scan would prove nothing)")
     result.faulted, result.secrets = len(plan.hit), secrets_in(folder, texts)
     problems = result.problems
     expected = [EXIT_INCOMPLETE, 0] if result.kind == "persistent" else [0]
@@ -387,3 +401,13 @@ def test_the_matrix_is_what_the_issue_asks_for():
     assert kinds == {"transient", "persistent", "content"}
     assert {"503", "429", "timeout", "drop", "malformed", "few_choices", "empty_choices", "length",
             "empty_content"} <= faults  # fmt: skip
+
+
+def test_the_secret_scan_finds_the_key_in_any_file_and_in_output(tmp_path):
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "blob.bin").write_bytes(b"\x00\x01" + URL_PASSWORD.encode() + b"\xff")
+    (tmp_path / "clean.txt").write_text("nothing here")
+    assert secrets_in(tmp_path, ["fine", f"error: {SECRET}"]) == [
+        str(tmp_path / "deep" / "er" / "blob.bin"),
+        f"output: 'error: {SECRET}'",
+    ]

@@ -1,0 +1,375 @@
+"""Bad command lines, typed as a user types them (issue 15, items 7 and 11, and the obvious ones for every command of
+the README): each must exit 2 with ONE error line on stderr, no traceback, naming the bad value.
+
+The cases are a plain table (``CASES``) and :func:`judge` a plain function, so ``bench/fault_matrix.py`` counts
+"bad inputs with a clear error" from the same table without pytest. Each runs in-process (``ftcot_hf.cli.main``):
+~80 subprocesses would cost minutes of imports. Placeholders in a command: ``{tmp}`` (a fresh folder holding the
+files of :func:`make_files`), ``{mirror}`` (the offline data), ``{student}`` (a tiny GPT-2 folder, 512 positions),
+``{rationales}`` (a small rationale dataset taught from the recorded teacher).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ftcot_hf.cli import main
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    command: str
+    """As typed after ``ftcot`` (placeholders formatted by :func:`argv`)."""
+    needle: str
+    """What the error line must contain: the bad value (or flag) the user has to change."""
+    known: str = ""
+    """Fails today: '<owner file>: <what>' (a strict xfail: it flips when fixed)."""
+
+
+TEACH = "teach --data_dir {mirror} --cache_dir {tmp}/c.sqlite --output_dir {tmp}/out"
+RUN = (
+    "run --data_dir {mirror} --cache_dir {tmp}/c.sqlite --output_dir {tmp}/run --student {student} --limit_train 4 "
+    "--limit_test 2 --eval_max_new_tokens 4 --eval_untrained false --cpu_threads 1"
+)
+"""Small, so that a bad value that is accepted costs seconds, not the default run's minutes."""
+TRAIN = "train --data_dir {mirror} --output_dir {tmp}/s --student {student} --dataset {rationales} --task coin_flip"
+EVAL = "eval --data_dir {mirror} --model {student} --output_dir {tmp}/e --task coin_flip --limit 2"
+OPENAI = "--teacher openai --model m --tasks coin_flip --limit 2"
+
+CASES: tuple[Case, ...] = (
+    # -- tasks, teachers, formats by name ---------------------------------------------------------------------------
+    Case("teach unknown task", f"{TEACH} --tasks coin_flp", "coin_flp"),
+    Case("teach unknown teacher", f"{TEACH} --teacher gpt-17", "gpt-17"),
+    Case("run unknown task", f"{RUN} --tasks coin_flp", "coin_flp"),
+    Case("run unknown format", f"{RUN} --format ft_cott", "ft_cott"),
+    Case("run unknown teacher", f"{RUN} --teacher gpt-17", "gpt-17"),
+    Case("train unknown format", f"{TRAIN} --format nope", "nope"),
+    Case("train unknown task", f"{TRAIN.replace('coin_flip', 'coin_flp')}", "coin_flp"),
+    Case("eval unknown task", f"{EVAL.replace('coin_flip', 'coin_flp')}", "coin_flp"),
+    Case("eval unknown format", f"{EVAL} --format nope", "nope"),
+    Case("eval unknown mode", f"{EVAL} --mode fuzzy", "fuzzy"),
+    Case("show unknown task", "show coin_flp --data-dir {mirror}", "coin_flp"),
+    Case("show unknown variant", "show coin_flip --variant weekly --data-dir {mirror}", "weekly"),
+    Case("show 9999shot", "show coin_flip --variant 9999shot --data-dir {mirror}", "9999shot"),
+    Case("show unknown split", "show coin_flip --split dev --data-dir {mirror}", "dev"),
+    Case("decontaminate unknown task", "decontaminate --tasks coin_flp --data-dir {mirror}", "coin_flp"),
+    Case("export-lm-eval unknown task", "export-lm-eval {tmp}/lm --tasks coin_flp", "coin_flp"),
+    Case(
+        "teach unknown answer type",
+        f"{TEACH} --dataset {{tmp}}/qa.jsonl --question_column q --answer_column a --answer_type numbr --task_name qa",
+        "numbr",
+    ),
+    Case("-v teach unknown task (the form --help shows)", f"-v {TEACH} --tasks coin_flp", "coin_flp"),
+    Case("unknown command", "tach --tasks coin_flip", "tach"),
+    Case("teach --tasks without a value", f"{TEACH} --tasks", "--tasks"),
+    Case("teach unknown keep", f"{TEACH} --keep some", "some"),
+    Case("teach unknown mode", f"{TEACH} --mode fuzzy", "fuzzy"),
+    Case("teach unknown trigger", f"{TEACH} --trigger shout", "shout"),
+    Case("teach unknown protocol", f"{TEACH} --protocol three_stage", "three_stage"),
+    Case("teach unknown split", f"{TEACH} --split dev --limit 2", "dev"),
+    Case("run unknown select_epoch", f"{RUN} --select_epoch best", "best"),
+    # -- bad types ---------------------------------------------------------------------------------------------------
+    Case("teach --limit abc", f"{TEACH} --limit abc", "abc"),
+    Case("teach --degree x", f"{TEACH} --degree x", "x"),
+    Case("teach --temperature hot", f"{TEACH} --temperature hot", "hot"),
+    Case("teach --chat maybe", f"{TEACH} --chat maybe", "maybe"),
+    Case("train --learning_rate fast", f"{TRAIN} --learning_rate fast", "fast"),
+    Case("show -n many", "show coin_flip -n many --data-dir {mirror}", "many"),
+    Case("teach unknown flag", f"{TEACH} --temprature 0.5", "--temprature"),  # (--degre would abbreviate --degree)
+    Case("run unknown flag", f"{RUN} --epochs 3", "--epochs"),
+    # -- numbers out of range ---------------------------------------------------------------------------------------
+    Case("teach --limit 0", f"{TEACH} --limit 0", "--limit"),
+    Case("teach --limit -5", f"{TEACH} --limit -5", "-5"),
+    Case("teach --degree 0", f"{TEACH} --degree 0", "got 0"),
+    Case("teach --degree 65", f"{TEACH} --degree 65", "65"),
+    Case("teach --temperature nan", f"{TEACH} --temperature nan", "nan"),
+    Case("teach --temperature -1", f"{TEACH} --temperature -1", "-1"),
+    Case("teach --degree 4 --temperature 0", f"{TEACH} --degree 4 --temperature 0", "--temperature 0"),
+    Case("teach --lock_timeout -1", f"{TEACH} --lock_timeout -1", "-1"),
+    Case(
+        "teach --max_concurrency 0",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 --max_concurrency 0",
+        "max_concurrency",
+    ),
+    Case(
+        "teach --max_rationale_tokens 0",
+        f"{TEACH} --max_rationale_tokens 0",
+        "max_rationale_tokens",
+        known="ftcot_hf/teach.py: TeachConfig.validate accepts --max_rationale_tokens 0 (teaches, exit 0)",
+    ),
+    Case(
+        "teach --max_answer_tokens -1",
+        f"{TEACH} --max_answer_tokens -1",
+        "max_answer_tokens",
+        known="ftcot_hf/teach.py: TeachConfig.validate accepts --max_answer_tokens -1 (teaches, exit 0)",
+    ),
+    Case("teach --price_input_per_mtok -1", f"{TEACH} --price_input_per_mtok -1", "price_input_per_mtok"),
+    Case("train --num_train_epochs 0", f"{TRAIN} --num_train_epochs 0", "num_train_epochs"),
+    Case("train --learning_rate -1", f"{TRAIN} --learning_rate -1", "learning_rate"),
+    Case("train --max_length 0", f"{TRAIN} --max_length 0", "max_length"),
+    Case(
+        "train --max_length 4096 (512 positions)",
+        f"{TRAIN} --max_length 4096",
+        "4096",
+        known="ftcot_hf/training: --max_length above the student's 512 positions is accepted (trains, exit 0)",
+    ),
+    Case(
+        "train --per_device_train_batch_size 0",
+        f"{TRAIN} --per_device_train_batch_size 0",
+        "per_device_train_batch_size",
+        known="ftcot_hf/training/config.py: batch size 0 reaches torch's DataLoader: its line does not name the flag",
+    ),
+    Case("run --limit_train 0", f"{RUN} --limit_train 0", "limit_train"),
+    Case(
+        "run --limit_test -1",
+        f"{RUN} --limit_test -1",
+        "limit_test",
+        known="ftcot_hf/pipeline/config.py: RunConfig accepts --limit_test -1 (runs every stage, exit 0)",
+    ),
+    Case("run --validation_size -1", f"{RUN} --validation_size -1", "validation_size"),
+    Case(
+        "run --num_train_epochs 0",
+        f"{RUN} --num_train_epochs 0",
+        "num_train_epochs",
+        known="ftcot_hf/pipeline: --num_train_epochs 0 is refused only when the train stage starts, after teach ran",
+    ),
+    Case(
+        "run --sc 0",
+        f"{RUN} --sc 0",
+        "sc",
+        known="ftcot_hf/pipeline/config.py: RunConfig accepts --sc 0 (runs every stage, exit 0)",
+    ),
+    Case("eval --batch_size 0", f"{EVAL} --batch_size 0", "batch_size"),
+    Case("eval --max_new_tokens 0", f"{EVAL} --max_new_tokens 0", "max_new_tokens"),
+    Case("eval --limit 0", f"{EVAL.replace('--limit 2', '--limit 0')}", "limit"),
+    Case(
+        "show -n -1",
+        "show coin_flip -n -1 --data-dir {mirror}",
+        "-1",
+        known="ftcot_hf/cli.py: show -n -1 prints the header and exits 0",
+    ),
+    Case("decontaminate --ngram 0", "decontaminate --tasks coin_flip --ngram 0 --data-dir {mirror}", "ngram"),
+    # -- files -------------------------------------------------------------------------------------------------------
+    Case("teach --config missing", "teach --config {tmp}/nope.yaml", "nope.yaml"),
+    Case("teach --config bad YAML", "teach --config {tmp}/bad.yaml", "bad.yaml"),
+    Case("run --config bad YAML", "run --config {tmp}/bad.yaml", "bad.yaml"),
+    Case("train --config missing", "train --config {tmp}/nope.yaml", "nope.yaml"),
+    Case("teach --config not a mapping", "teach --config {tmp}/list.yaml", "list.yaml"),
+    Case("teach --config unknown key", "teach --config {tmp}/unknown_key.yaml", "degre"),
+    Case(
+        "teach --replay_file missing",
+        f"{TEACH} --teacher replay --replay_file {{tmp}}/nope.jsonl --limit 2",
+        "nope.jsonl",
+    ),
+    Case(
+        "teach --replay_file not JSON",
+        f"{TEACH} --teacher replay --replay_file {{tmp}}/bad.yaml --limit 2",
+        "bad.yaml",
+    ),
+    Case("teach --output_dir is a file", f"{TEACH.replace('{tmp}/out', '{tmp}/notes.txt')} --limit 2", "notes.txt"),
+    Case(
+        "teach --dataset missing",
+        f"{TEACH} --dataset {{tmp}}/nope.jsonl --question_column q --answer_column a "
+        "--answer_type number --task_name qa",
+        "nope.jsonl",
+    ),
+    Case(
+        "teach --dataset missing column",
+        f"{TEACH} --dataset {{tmp}}/qa.jsonl --question_column question "
+        "--answer_column a --answer_type number --task_name qa",
+        "question",
+    ),
+    Case(
+        "teach --dataset bad gold answer",
+        f"{TEACH} --dataset {{tmp}}/qa_bad.jsonl --question_column q "
+        "--answer_column a --answer_type number --task_name qa --test_size 0.2",
+        "seven",
+    ),
+    Case(
+        "teach --dataset without --question_column",
+        f"{TEACH} --dataset {{tmp}}/qa.jsonl --answer_column a --answer_type number --task_name qa",
+        "question_column",
+    ),
+    Case(
+        "teach --data_dir empty",
+        "teach --data_dir {tmp}/empty --cache_dir {tmp}/c.sqlite --output_dir {tmp}/o",
+        "empty",
+    ),
+    Case("run --student missing", f"{RUN.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),
+    Case("run --output_dir under a file", f"{RUN.replace('{tmp}/run', '{tmp}/notes.txt/run')}", "notes.txt"),
+    Case("train --dataset missing", f"{TRAIN.replace('{rationales}', '{tmp}/nope')}", "nope"),
+    Case(
+        "train --dataset 0-row Parquet",
+        f"{TRAIN.replace('{rationales}', '{tmp}/zero_rows')}",
+        "zero_rows",
+    ),
+    Case(
+        "train --dataset Parquet schema differs",
+        f"{TRAIN.replace('{rationales}', '{tmp}/bad_schema')}",
+        "bad_schema",
+    ),
+    Case("train --dataset task not in it", f"{TRAIN.replace('coin_flip', 'multiarith')}", "multiarith"),
+    Case("train --student missing", f"{TRAIN.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),
+    Case("eval --model missing", f"{EVAL.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),
+    Case("push --path missing", "push --what rationales --path {tmp}/nope --repo_id me/x", "nope"),
+    Case("push unknown what", "push --what weights --path {rationales} --repo_id me/x", "weights"),
+    Case(
+        "decontaminate --rationales missing",
+        "decontaminate --tasks coin_flip --rationales {tmp}/nope --data-dir {mirror}",
+        "nope",
+    ),
+    # -- URLs, JSON, the Hub ----------------------------------------------------------------------------------------
+    Case("teach --base_url not a url", f"{TEACH} {OPENAI} --base_url 'not a url'", "not a url"),
+    Case("teach --base_url ftp scheme", f"{TEACH} {OPENAI} --base_url ftp://127.0.0.1/v1", "ftp://"),
+    Case("teach openai without --base_url", f"{TEACH} {OPENAI}", "--base_url"),
+    Case(
+        "teach --teacher_kwargs not JSON",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 --teacher_kwargs '{{{{timeout: 3}}}}'",
+        "teacher_kwargs",
+    ),
+    Case(
+        "teach --teacher_kwargs a list",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 --teacher_kwargs '[1]'",
+        "teacher_kwargs",
+    ),
+    Case(
+        "teach --teacher_kwargs unknown option",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 "
+        """--teacher_kwargs '{{"timeuot": 3}}'""",
+        "timeuot",
+    ),
+    Case(
+        "teach --teacher_kwargs api_key_env unset",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 "
+        """--teacher_kwargs '{{"api_key_env": "FTCOT_NO_SUCH_KEY_VAR"}}'""",
+        "FTCOT_NO_SUCH_KEY_VAR",
+    ),
+    Case("run --push_to_hub without repo ids", f"{RUN} --push_to_hub", "hub_dataset_id"),
+    Case(
+        "run --push_to_hub without a token",
+        f"{RUN} --push_to_hub --hub_dataset_id me/r --hub_model_id me/s",
+        "token",
+        known="ftcot_hf/pipeline/run.py: the Hub token is checked after every stage ran, not first",
+    ),
+    Case("push student without --task", "push --what student --path {student} --repo_id me/x", "task"),
+)
+
+
+def argv(case: Case, places: dict[str, str]) -> list[str]:
+    return shlex.split(case.command.format(**places))
+
+
+_PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[|it/s|examples/s|ba/s")
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def error_lines(err: str) -> list[str]:
+    """What stderr says, less progress bars and argparse's usage block (which precedes its one error line)."""
+    text = _ESCAPES.sub("", err).replace("\r", "\n")
+    lines = [line for line in text.splitlines() if line.strip() and not _PROGRESS.search(line)]
+    if lines and lines[0].startswith("usage:"):
+        lines = [line for line in lines if "error:" in line]
+    return lines
+
+
+def judge(case: Case, places: dict[str, str]) -> tuple[str | None, float]:
+    """Run ``case`` in-process: None when it is a clear error (exit 2, one line naming the value, no traceback),
+    else what is wrong; and the seconds it took."""
+    out, err = io.StringIO(), io.StringIO()
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc: int | str = main(argv(case, places))
+        except SystemExit as e:  # argparse exits itself
+            rc = e.code if isinstance(e.code, int) else str(e.code)
+        except BaseException as e:  # noqa: BLE001 -- a raw exception is exactly what this table looks for
+            rc = f"raised {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+    seconds = time.perf_counter() - t
+    text = err.getvalue()
+    lines = error_lines(text)
+    if rc != 2:
+        return f"exit {rc}; stderr: {' | '.join(lines)[-300:]}", seconds
+    if "Traceback" in text:
+        return "a traceback was printed", seconds
+    if len(lines) != 1:
+        return f"{len(lines)} lines on stderr: {' | '.join(lines)[-300:]}", seconds
+    if case.needle not in lines[0]:
+        return f"the line does not name {case.needle!r}: {lines[0][:300]}", seconds
+    return None, seconds
+
+
+def make_files(tmp: Path, rationales: Path) -> None:
+    """The bad files the table refers to, in ``tmp``."""
+    (tmp / "bad.yaml").write_text("tasks: [coin_flip\ndegree: 2\n")
+    (tmp / "list.yaml").write_text("- coin_flip\n- multiarith\n")
+    (tmp / "unknown_key.yaml").write_text("tasks: [coin_flip]\ndegre: 4\n")
+    (tmp / "notes.txt").write_text("mine")
+    (tmp / "empty").mkdir(exist_ok=True)
+    rows = [{"q": f"What is {a} plus {a}?", "a": str(2 * a)} for a in range(10)]
+    (tmp / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp / "qa_bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"q": "And 3+4?", "a": "seven"}]))
+    _rationale_variants(tmp, rationales)
+
+
+def _rationale_variants(tmp: Path, rationales: Path) -> None:
+    """Copies of a good rationale folder whose coin_flip train Parquet has 0 rows, or other columns than the card."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in ("zero_rows", "bad_schema"):
+        folder = tmp / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.copytree(rationales, folder)
+        [parquet] = (folder / "coin_flip").glob("train-*.parquet")
+        table = pq.read_table(parquet)
+        if name == "zero_rows":
+            table = table.slice(0, 0)
+        else:
+            table = pa.table({"sample_index": table["sample_index"], "text": table["rationale"]})
+        pq.write_table(table, parquet)
+
+
+def teach_rationales(folder: Path, mirror: Path) -> Path:
+    """A small rationale dataset from the recorded teacher (offline, ~1 s)."""
+    args = ["teach", "--tasks", "coin_flip", "--limit", "8", "--data_dir", str(mirror), "--cache_dir",
+            str(folder / "c.sqlite"), "--output_dir", str(folder / "rationales")]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(args) == 0
+    return folder / "rationales"
+
+
+# -- the tests -------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shared(mirror, tiny_gpt2, tmp_path_factory) -> dict[str, str]:
+    rationales = teach_rationales(tmp_path_factory.mktemp("bad_inputs_rationales"), mirror)
+    return {"mirror": str(mirror), "student": str(tiny_gpt2), "rationales": str(rationales)}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, id=c.id, marks=pytest.mark.xfail(strict=True, reason=c.known) if c.known else ()) for c in CASES],
+)
+def test_a_bad_input_is_one_clear_line_and_exit_2(case, shared, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make_files(tmp_path, Path(shared["rationales"]))
+    problem, _ = judge(case, {**shared, "tmp": str(tmp_path)})
+    assert problem is None, problem
+
+
+def test_the_table_covers_issue_15_and_every_command():
+    commands = {c.command.split()[0] for c in CASES}
+    assert {"teach", "train", "eval", "run", "push", "show", "decontaminate", "export-lm-eval"} <= commands
+    assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
