@@ -25,7 +25,7 @@ def _cached_rows(path) -> int:
     if not path.exists():
         return 0
     try:
-        return sqlite3.connect(path, timeout=10).execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        return sqlite3.connect(path, timeout=10).execute("SELECT COALESCE(SUM(n), 0) FROM requests").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
 

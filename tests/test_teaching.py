@@ -102,7 +102,8 @@ def test_rerun_makes_zero_calls_and_extra_samples_ask_only_for_the_tail(tmp_path
 def _writer(path: str, worker: int) -> None:
     cache = RequestCache(path)
     for k in range(200):
-        cache.put_many([(f"{worker}-{k}", Generation(f"text {worker} {k}", "stop", 1, 2), None)])
+        cache.store(f"{worker}-{k}".encode(), 0, [Generation(f"text {worker} {k}", "stop", 1, 2)])
+        cache.store(b"shared", worker * 200 + k, [Generation(f"shared {worker} {k}", "stop")])  # one row, 4 writers
 
 
 def test_concurrent_writer_processes_do_not_corrupt_the_cache(tmp_path):
@@ -115,10 +116,11 @@ def test_concurrent_writer_processes_do_not_corrupt_the_cache(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    assert len(RequestCache(path)) == 800
+    assert len(RequestCache(path)) == 800 + 800
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    got = RequestCache(path).get_many(["3-199"])
-    assert got["3-199"].text == "text 3 199"
+    got = RequestCache(path).lookup([b"3-199", b"shared"])
+    assert got[b"3-199"][0].text == "text 3 199"
+    assert [g.text for g in got[b"shared"]] == [f"shared {w} {k}" for w in range(4) for k in range(200)]  # none lost
 
 
 def test_augmenter_two_stages_filter_and_yield(tmp_path):

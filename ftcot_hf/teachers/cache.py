@@ -1,10 +1,18 @@
 """A persistent, content-addressed cache of every teacher request.
 
-Key = sha256 of (backend, model, prompt, every sampling parameter, chat flag, sample index). One row per
-sample, written (and committed) as soon as it is produced, in SQLite's WAL mode: a re-run makes zero calls,
-a killed run (even kill -9) repeats at most the requests that were in flight, and concurrent writers (threads
-or processes) are serialised by SQLite rather than corrupting the file. The default location follows HF
-conventions: ``$FTCOT_CACHE`` or ``$HF_HOME/ftcot/teacher_cache.sqlite`` (``~/.cache/huggingface/ftcot/...``).
+One row per request: key = sha256 of (backend, model, prompt, every sampling parameter, chat flag), holding the
+request's samples by index as one JSON array, written (and committed) as soon as the request completes, in
+SQLite's WAL mode: a re-run makes zero calls, a killed run (even kill -9) repeats at most the requests that were in
+flight, and concurrent writers (threads or processes) are serialised by SQLite rather than corrupting the file. A
+request for more samples of a cached prompt asks only for the missing tail, which is merged into the same row.
+
+Why one row per request (schema 2), not one per sample (schema 1, table ``generations``): a fully cached re-run of
+10M samples then looks up ~300k keys instead of 10M and hashes one key per request instead of one per sample
+(``bench/cache_scale.py``). A schema-1 file stays readable: a sample not found in schema 2 is looked up by its
+schema-1 key, and what is found there is copied into schema 2 (so a second re-run no longer needs the old table).
+
+The default location follows HF conventions: ``$FTCOT_CACHE`` or ``$HF_HOME/ftcot/teacher_cache.sqlite``
+(``~/.cache/huggingface/ftcot/...``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,13 @@ from ftcot_hf.utils.fs import hf_home
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "FTCOT_CACHE"
+LOOKUP_BATCH = 500
+"""Keys per ``WHERE key IN (...)`` (SQLite allows 32,766 parameters; 500 is past the point of diminishing returns)."""
+WINDOW = 1024
+"""Requests looked up at a time by :meth:`CachedTeacher.generate`, so its memory does not grow with the call."""
+
+Samples = list[Generation | None]
+"""A request's cached samples by index (``None``: a sample not cached)."""
 
 
 def default_cache_path() -> Path:
@@ -35,15 +50,41 @@ def default_cache_path() -> Path:
     return hf_home() / "ftcot" / "teacher_cache.sqlite"
 
 
+def _payload(identity: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {**identity, "prompt": request.prompt, "params": request.params.key(), "chat": request.chat}
+
+
+def request_digest(identity: dict[str, Any], request: Request) -> bytes:
+    """The schema-2 key of ``request``'s samples (every sample index shares it)."""
+    return hashlib.sha256(
+        json.dumps(_payload(identity, request), sort_keys=True, ensure_ascii=False).encode()
+    ).digest()
+
+
 def request_key(identity: dict[str, Any], request: Request, sample_index: int) -> str:
-    payload = {
-        **identity,
-        "prompt": request.prompt,
-        "params": request.params.key(),
-        "chat": request.chat,
-        "sample_index": sample_index,
-    }
+    """The schema-1 key of one sample (how files written before schema 2 are read)."""
+    payload = {**_payload(identity, request), "sample_index": sample_index}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _encode(samples: Samples) -> str:
+    return json.dumps(
+        [None if g is None else [g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens] for g in samples],
+        ensure_ascii=False,
+    )
+
+
+def _decode(text: str) -> Samples:
+    return [None if s is None else Generation(*s) for s in json.loads(text)]
+
+
+def merge(samples: Samples, first_index: int, gens: Sequence[Generation | None]) -> Samples:
+    """``samples`` with ``gens`` placed from index ``first_index`` (new samples win; gaps stay ``None``)."""
+    merged = list(samples) + [None] * max(0, first_index + len(gens) - len(samples))
+    for j, g in enumerate(gens):
+        if g is not None:
+            merged[first_index + j] = g
+    return merged
 
 
 class RequestCache:
@@ -53,11 +94,15 @@ class RequestCache:
         self.path = Path(path).expanduser() if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-                "finish_reason TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, meta TEXT)"
-            )
+        conn = self._conn()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS requests (key BLOB PRIMARY KEY, n INTEGER NOT NULL, samples TEXT NOT NULL)"
+        )
+        # schema 1: one row per sample; read (and copied forward) when it holds anything
+        self.legacy = bool(
+            conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'").fetchone()
+            and conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone()
+        )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -68,11 +113,41 @@ class RequestCache:
             self._local.conn = conn
         return conn
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Generation]:
-        found: dict[str, Generation] = {}
+    def lookup(self, digests: Sequence[bytes]) -> dict[bytes, Samples]:
+        """The cached samples of each request found (schema 2 only)."""
+        found: dict[bytes, Samples] = {}
         conn = self._conn()
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
+        for start in range(0, len(digests), LOOKUP_BATCH):
+            chunk = digests[start : start + LOOKUP_BATCH]
+            marks = ",".join("?" * len(chunk))
+            for key, samples in conn.execute(f"SELECT key, samples FROM requests WHERE key IN ({marks})", chunk):
+                found[key] = _decode(samples)
+        return found
+
+    def store(self, digest: bytes, first_index: int, gens: Sequence[Generation | None]) -> Samples:
+        """Merge ``gens`` (samples ``first_index``...) into the request's row, in one transaction (another process
+        may have added samples since we read it); returns what the row holds now."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT samples FROM requests WHERE key = ?", (digest,)).fetchone()
+            samples = merge(_decode(row[0]) if row else [], first_index, gens)
+            count = sum(g is not None for g in samples)
+            conn.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?)", (digest, count, _encode(samples)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return samples
+
+    def get_legacy(self, keys: Sequence[str]) -> dict[str, Generation]:
+        """Schema-1 samples by their :func:`request_key`."""
+        found: dict[str, Generation] = {}
+        if not self.legacy:
+            return found
+        conn = self._conn()
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            chunk = list(keys[start : start + LOOKUP_BATCH])
             marks = ",".join("?" * len(chunk))
             for key, text, finish, p_tok, c_tok in conn.execute(
                 "SELECT key, text, finish_reason, prompt_tokens, completion_tokens FROM generations "
@@ -82,19 +157,9 @@ class RequestCache:
                 found[key] = Generation(text, finish, p_tok, c_tok)
         return found
 
-    def put_many(self, items: Sequence[tuple[str, Generation, dict | None]]) -> None:
-        if not items:
-            return
-        conn = self._conn()
-        rows = [
-            (k, g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, json.dumps(m) if m else None)
-            for k, g, m in items
-        ]
-        with conn:  # one transaction: all of a request's samples, or none
-            conn.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)", rows)
-
     def __len__(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        """Cached samples (schema 2; schema-1 rows not yet copied forward are not counted)."""
+        return self._conn().execute("SELECT COALESCE(SUM(n), 0) FROM requests").fetchone()[0]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -139,29 +204,33 @@ class CachedTeacher(Teacher):
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
         identity = self.identity()
-        keys = [[request_key(identity, r, r.first_index + j) for j in range(r.n)] for r in requests]
-        cached = self.cache.get_many([k for ks in keys for k in ks])
         missing: list[Request] = []
-        origin: list[tuple[int, int]] = []  # (request position, offset of the first missing sample)
-        results: dict[int, list[Generation | None]] = {}
-        for pos, (request, ks) in enumerate(zip(requests, keys, strict=True)):
-            gens = [cached.get(k) for k in ks]
-            self.cache_hits += sum(g is not None for g in gens)
-            if all(g is not None for g in gens):
-                yield pos, gens  # type: ignore[misc]
-                continue
-            first = next(j for j, g in enumerate(gens) if g is None)
-            # Samples are produced in order, so only a tail can be missing; ask for that tail in one request.
-            results[pos] = gens
-            missing.append(
-                Request(request.prompt, request.params, request.n - first, request.first_index + first, request.chat)
-            )
-            origin.append((pos, first))
+        origin: list[tuple[int, bytes, list[Generation | None]]] = []  # (position, key, the samples cached)
+        for start in range(0, len(requests), WINDOW):
+            part = requests[start : start + WINDOW]
+            digests = [request_digest(identity, r) for r in part]
+            cached = self.cache.lookup(digests)
+            for offset, (request, digest) in enumerate(zip(part, digests, strict=True)):
+                have = cached.get(digest, ())
+                lo = request.first_index
+                gens = list(have[lo : lo + request.n])
+                gens += [None] * (request.n - len(gens))
+                if self.cache.legacy and None in gens:
+                    gens = self._from_legacy(identity, request, digest, gens)
+                hits = request.n - gens.count(None)
+                self.cache_hits += hits
+                if hits == request.n:
+                    yield start + offset, gens  # type: ignore[misc]
+                    continue
+                # Samples are produced in order, so only a tail can be missing; ask for that tail in one request.
+                first = gens.index(None)
+                missing.append(Request(request.prompt, request.params, request.n - first, lo + first, request.chat))
+                origin.append((start + offset, digest, gens))
         if not missing:
             return
         for mpos, gens in self.teacher.generate(missing):
             self.calls += 1
-            pos, first = origin[mpos]
+            pos, digest, merged = origin[mpos]
             request = missing[mpos]
             if is_failure(gens):
                 self.failed += 1
@@ -173,10 +242,23 @@ class CachedTeacher(Teacher):
                     f"{self.backend} teacher returned {len(gens)} samples for a request of {request.n} "
                     f"(prompt {request.prompt[:60]!r})."
                 )
-            self.cache.put_many([(keys[pos][first + j], g, None) for j, g in enumerate(gens)])
-            merged = results[pos]
+            self.cache.store(digest, request.first_index, gens)
+            first = len(merged) - request.n
             merged[first:] = gens
             yield pos, merged  # type: ignore[misc]
+
+    def _from_legacy(
+        self, identity: dict[str, Any], request: Request, digest: bytes, gens: list[Generation | None]
+    ) -> list[Generation | None]:
+        """Fill ``gens``' holes from a schema-1 table, and copy what was found into schema 2."""
+        holes = [j for j, g in enumerate(gens) if g is None]
+        keys = {j: request_key(identity, request, request.first_index + j) for j in holes}
+        found = self.cache.get_legacy(list(keys.values()))
+        if not found:
+            return gens
+        gens = [found.get(keys[j]) if g is None else g for j, g in enumerate(gens)]
+        self.cache.store(digest, request.first_index, gens)
+        return gens
 
     def close(self) -> None:
         self.teacher.close()
