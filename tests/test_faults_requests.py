@@ -7,6 +7,11 @@ requests. Before: the first request out of retries aborted the whole teach (noth
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +166,92 @@ def test_the_teacher_yields_failed_requests_goes_on_and_the_cache_does_not_store
     assert len(RequestCache(tmp_path / "c.sqlite")) == 4
     storm = [r for r in server.requests if r.body["prompt"] == "storm"]
     assert len(storm) == 3 and len(server.requests) == 3 + 2 + 1  # the wrong-n reply was re-asked once
+
+
+# -- bad base URLs fail at once; secrets in a URL never leave the process (issue 15, items 10 and 11) ----------------
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "it has no http(s):// scheme"),
+        ("ftp://x", "its scheme 'ftp' is not http or https"),
+        ("localhost:8000", "it has no scheme (did you mean http://localhost:8000/v1 ?)"),
+        ("http://", "it has no host name"),
+    ],
+)
+def test_a_base_url_that_is_no_api_root_is_one_line_before_any_request(url, says, tmp_path, capsys):
+    start = time.monotonic()
+    argv = ["teach", "--teacher", "openai", "--model", "m", "--base_url", url, "--output_dir", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - start < 5  # it used to retry for ~27 s
+    assert err.count("\n") == 1 and err.startswith(f"ftcot: error: --base_url {url!r} is not a server's API root")
+    assert says in err and "http://localhost:8000/v1" in err
+
+
+def test_limit_below_one_is_one_line(tmp_path, capsys):
+    assert main(["teach", "--limit", "-5", "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--limit must be a positive number of questions (got -5)" in err
+
+
+URL_SECRETS = ("Pw-SECRET-4417", "Q-SECRET-key-88", "K-SECRET-0931")
+
+
+def _secret_url(server: FakeOpenAIServer) -> str:
+    return f"http://alice:{URL_SECRETS[0]}@127.0.0.1:{server.port}/v1?api_key={URL_SECRETS[1]}&key={URL_SECRETS[2]}"
+
+
+def _ftcot_v_teach(url: str, tmp_path: Path, mirror: Path, **kwargs) -> subprocess.CompletedProcess:
+    """``ftcot -v teach`` as a user types it (its own process: the real logging set-up, request log included)."""
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_DATASETS_CACHE=str(tmp_path / "hf" / "datasets"))
+    argv = [sys.executable, "-m", "ftcot_hf.cli", *_teach_argv(url, tmp_path, mirror, **kwargs)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+
+
+def _teach_argv(url: str, tmp_path: Path, mirror: Path, **kwargs) -> list[str]:
+    return ["-v", "teach", "--tasks", "coin_flip", "--limit", "2", "--teacher", "openai", "--model", "fake-model",
+            "--base_url", url, "--keep", "all", "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"),
+            "--output_dir", str(tmp_path / "out"), "--teacher_kwargs", json.dumps(RETRIES | kwargs)]  # fmt: skip
+
+
+def _leaks(tmp_path: Path, *texts: str) -> list[str]:
+    """Where a URL secret shows: in ``texts``, or in any file under ``tmp_path`` (outputs, cache, datasets' cache)."""
+    found = [f"output {i}" for i, text in enumerate(texts) for s in URL_SECRETS if s in text]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [str(path) for s in URL_SECRETS if s.encode() in data]
+    return found
+
+
+@pytest.mark.parametrize("http_backend", ["aiohttp", "httpx"])
+def test_url_credentials_and_query_keys_reach_the_server_and_nothing_else(
+    mirror, tmp_path, http_backend, capsys, caplog, monkeypatch
+):
+    first = f"Q: {_questions(mirror)[0]}\n"
+
+    def fault_for(body: dict) -> tuple | None:  # the first question's stage 2 fails for good: an error line
+        return ("503",) if first in _prompt(body) and ANSWER_PHRASE in _prompt(body) else None
+
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        url = _secret_url(server)
+        if http_backend == "httpx":  # its client logs every request's URL at INFO: the real -v set-up, own process
+            done = _ftcot_v_teach(url, tmp_path, mirror, http_backend=http_backend)
+            code, out, err = done.returncode, done.stdout, done.stderr
+            assert "HTTP Request: POST" in err and "completions?api_key=***&key=***" in err  # the log, masked
+        else:  # in this process (faster): the log records as pytest captures them
+            monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+            caplog.set_level(logging.INFO)
+            code = main(_teach_argv(url, tmp_path, mirror, http_backend=http_backend))
+            printed = capsys.readouterr()
+            out, err = printed.out, printed.err + caplog.text
+            assert "teacher" in caplog.text  # the teacher's own INFO lines (retries) are in what is scanned
+        seen, port = server.requests, server.port
+    # the key of the query string is sent as a query (not glued before the path), user:password as Basic auth
+    assert seen and all(r.path == f"/v1/completions?api_key={URL_SECRETS[1]}&key={URL_SECRETS[2]}" for r in seen)
+    assert all(r.authorization and r.authorization.startswith("Basic ") for r in seen)
+    assert code == 3, err[-2000:]  # a failed request: an error line naming the server, and a save
+    [line] = [x for x in err.splitlines() if x.startswith("ftcot: error:")]
+    assert "HTTP 503" in line and f"127.0.0.1:{port}/v1?api_key=***&key=***" in line  # named, masked
+    assert _leaks(tmp_path, out, err) == []
+    assert (tmp_path / "out" / "yield_report.json").is_file() and (tmp_path / "out" / "README.md").is_file()
