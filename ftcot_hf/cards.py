@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ftcot_hf.citation import PAPER_CITATION
+from ftcot_hf.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.utils.fmt import pct
@@ -102,6 +102,38 @@ def scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The Hub's size_categories buckets (number of rows, all configs and splits).
+SIZE_BUCKETS = ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+                (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+                (10**11, "10B<n<100B"), (10**12, "100B<n<1T"))  # fmt: skip
+RECORDED_BACKEND = "recorded text-davinci-002 completions (Kojima et al. 2022), replayed offline"
+OTHER_LICENSE_NAME = "per-source-licenses"  # "other" = sources with no stated licence: the card's Sources table
+
+
+def size_category(num_rows: int) -> str:
+    """The Hub's ``size_categories`` value for ``num_rows`` rows (``n<1K``, ``1K<n<10K``, ..., ``n>1T``)."""
+    return next((name for bound, name in SIZE_BUCKETS if num_rows < bound), "n>1T")
+
+
+def parquet_rows(folder: str | Path, configs: Sequence[Mapping[str, Any]]) -> int:
+    """Rows of every Parquet file the ``configs:`` entries list under ``folder`` (read from the file footers)."""
+    import pyarrow.parquet as pq
+
+    files = {f for entry in configs for item in entry.get("data_files", []) for f in Path(folder).glob(item["path"])}
+    return sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def _is_recorded_kojima(config: Mapping[str, Any], reps: Sequence[Any]) -> bool:
+    """Whether the rationales are the replayed text-davinci-002 completions of Kojima et al.: the preset (unless
+    given a recording of its own) or a report naming that recording."""
+    from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL
+
+    kwargs = config.get("teacher_kwargs")
+    own_recording = bool(kwargs.get("replay_file")) if isinstance(kwargs, Mapping) else "replay_file" in str(kwargs)
+    return any(r.teacher == KOJIMA_MODEL for r in reps) or (config.get("teacher") == "text-davinci-002"
+                                                             and not own_recording)  # fmt: skip
+
+
 def yield_reports(reports: Sequence[Any] | None) -> list[Any]:
     from ftcot_hf.augment import YieldReport
 
@@ -122,6 +154,7 @@ def render_dataset_card(
     reports: Sequence[Any] | None = None,
     configs: list[dict[str, Any]] | None = None,
     dataset_info: Any = None,
+    num_rows: int | None = None,
 ) -> DatasetCard:
     """The rationale dataset card (``rationale_dataset_card.md``): the one writer of it (``ftcot teach`` saves it,
     :func:`push_rationales` uploads it).
@@ -133,6 +166,8 @@ def render_dataset_card(
         reports: the ``YieldReport`` objects (or their dicts): the yield table.
         configs: the YAML ``configs:`` entries (default: ``{task}/{split}-*`` for train and test).
         dataset_info: the YAML ``dataset_info`` that ``datasets`` wrote (features, sizes), kept as is.
+        num_rows: rows over all configs and splits (:func:`parquet_rows`): the metadata's ``size_categories``
+            (left out when unknown).
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -155,6 +190,7 @@ def render_dataset_card(
         licenses.add(task.license)
     backend = config.get("teacher", "not recorded")
     style = config.get("trigger") or ("kojima" if backend == "text-davinci-002" else "generic")
+    recorded = _is_recorded_kojima(config, reps)
     keep = config.get("keep", "correct")
     if configs is None:
         configs = [
@@ -162,6 +198,15 @@ def render_dataset_card(
             for t in task_objs
         ]
     card_data = dict(DATASET_CARD_DATA, license=licenses_of(licenses), configs=configs)
+    if "other" in card_data["license"]:  # the Hub asks an "other" licence for a name and a link
+        from huggingface_hub import constants
+
+        card_data["license_name"] = OTHER_LICENSE_NAME
+        # A placeholder repo id (a folder not pushed yet) gets the card's own file; a push renders the URL.
+        card_data["license_link"] = (f"{constants.ENDPOINT}/datasets/{repo_id}#sources" if _is_hub_id(repo_id)
+                                     else "README.md#sources")  # fmt: skip
+    if num_rows is not None:
+        card_data["size_categories"] = [size_category(num_rows)]
     if dataset_info is not None:
         card_data["dataset_info"] = dataset_info
     ledger = "\n\nTeacher requests and tokens:\n\n" + YieldReport.ledger_markdown(reps) if reps else ""
@@ -173,7 +218,7 @@ def render_dataset_card(
         pretty_name=DATASET_CARD_DATA["pretty_name"],
         repo_id=repo_id,
         teacher=reps[0].teacher if reps else config.get("model") or backend,
-        backend=backend,
+        backend=RECORDED_BACKEND if recorded else backend,
         degree=config.get("degree", reps[0].degree if reps else "not recorded"),
         temperature=reps[0].temperature if reps else config.get("temperature", "not recorded"),
         trigger=", ".join(sorted({t.answer_trigger(style).strip() for t in task_objs})),
@@ -184,6 +229,8 @@ def render_dataset_card(
         sources=sources,
         custom_sources=custom,
         citation=task_objs[0].citation or PAPER_CITATION,
+        replayed_citation=KOJIMA_CITATION if recorded else None,
+        other_license="other" in card_data["license"],
     )
     validate_card(card, "dataset")
     return card

@@ -72,6 +72,42 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
 
 
+# -- what a push returns ---------------------------------------------------------------------------------------------
+class PushResult(str):
+    """The URL of what was pushed (a ``str``: ``.../tree/<revision>`` for a branch) with what a user needs next:
+    the repo, the revision, the commit and its URL. :meth:`summary` is what ``ftcot push`` (and a run) prints."""
+
+    repo_id: str
+    repo_type: str
+    revision: str
+    commit_oid: str | None
+    commit_url: str | None
+    load_hint: str
+
+    def __new__(
+        cls, url: str, *, repo_id: str, repo_type: str, revision: str | None = None, commit_oid: str | None = None,
+        commit_url: str | None = None, load_hint: str = "",
+    ) -> PushResult:  # fmt: skip
+        self = super().__new__(cls, url)
+        self.repo_id, self.repo_type, self.revision = repo_id, repo_type, revision or "main"
+        self.commit_oid, self.commit_url, self.load_hint = commit_oid, commit_url, load_hint
+        return self
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:  # pickle and copy keep the attributes
+        return (self.url,), dict(vars(self))
+
+    @property
+    def url(self) -> str:
+        return str.__str__(self)
+
+    def summary(self) -> str:
+        """``Pushed the <kind> <repo> to <url>`` then the revision and commit (with its URL), and how to load it."""
+        kind = "rationale dataset" if self.repo_type == "dataset" else "student"
+        commit = f", commit {self.commit_oid[:10]} ({self.commit_url})" if self.commit_oid else ""
+        lines = [f"Pushed the {kind} {self.repo_id} to {self.url}", f"  revision {self.revision}{commit}"]
+        return "\n".join(lines + ([f"  load: {self.load_hint}"] if self.load_hint else []))
+
+
 # -- token and errors -------------------------------------------------------------------------------------------------
 def resolve_token(token: str | None = None) -> str:
     """The token to publish with: ``token``, else ``huggingface_hub.get_token()`` (``HF_TOKEN`` or a login)."""
@@ -185,7 +221,7 @@ def push_rationales(
     commit_message: str | None = None,
     teach_config: Mapping[str, Any] | Any | None = None,
     reports: Sequence[Any] | None = None,
-) -> str:
+) -> PushResult:
     """Push a rationale dataset: one config per task (train/test splits as Parquet), its card and yield report.
 
     Everything goes in ONE commit: the Parquet files under ``{task}/`` (the layout ``Dataset.push_to_hub`` uses),
@@ -205,11 +241,13 @@ def push_rationales(
             ``yield_report.json``.
 
     Returns:
-        The dataset's URL (``.../tree/<revision>`` for a branch).
+        A :class:`PushResult`: the dataset's URL (``.../tree/<revision>`` for a branch) with the revision, commit
+        and its URL.
 
     Raises:
         FtcotError: no token or a rejected one, not a rationale folder, the Hub unreachable or refusing.
     """
+    import pyarrow.parquet as pq
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     with tempfile.TemporaryDirectory(prefix="ftcot_push_") as tmp:
@@ -229,7 +267,9 @@ def push_rationales(
         token = resolve_token(token)
         api = _api(token)
         repo_id = _full_repo_id(api, repo_id)
-        card = render_dataset_card(task_objs, repo_id=repo_id, teach_config=config, reports=reps, configs=configs)
+        rows = sum(pq.read_metadata(file).num_rows for file in files.values())  # readable: checked above
+        card = render_dataset_card(task_objs, repo_id=repo_id, teach_config=config, reports=reps, configs=configs,
+                                   num_rows=rows)  # fmt: skip
         url = _prepare_repo(api, repo_id, "dataset", private, revision)
         operations: list[Any] = [CommitOperationAdd(path, str(file)) for path, file in files.items()]
         operations.append(CommitOperationAdd("README.md", str(card).encode()))
@@ -242,14 +282,17 @@ def push_rationales(
             stale = [p for p in existing if p.split("/", 1)[0] in tasks and "/" in p and p not in files]
             operations += [CommitOperationDelete(p) for p in stale]
             logger.info("Pushing %d files (%s) to %s", len(files), ", ".join(tasks), repo_id)
-            api.create_commit(
+            commit = api.create_commit(
                 repo_id,
                 operations,
                 commit_message=commit_message or f"Upload Fine-tune-CoT rationales ({', '.join(tasks)})",
                 repo_type="dataset",
                 revision=revision,
             )
-    return url
+    rev = "" if revision in (None, "main") else f", revision={revision!r}"
+    hint = f"load_dataset({repo_id!r}, {tasks[0]!r}{rev})"
+    return PushResult(url, repo_id=repo_id, repo_type="dataset", revision=revision, commit_oid=commit.oid,
+                      commit_url=commit.commit_url, load_hint=hint)  # fmt: skip
 
 
 # -- the student ------------------------------------------------------------------------------------------------------
@@ -374,7 +417,7 @@ def push_student(
     token: str | None = None,
     license: str | None = None,
     commit_message: str | None = None,
-) -> str:
+) -> PushResult:
     """Push a trained student: weights, tokenizer, a generation config that stops at END, and its model card.
 
     Training leftovers (``checkpoint-*``, optimizer states, ``trainer_state.json``...) are not uploaded. See
@@ -382,7 +425,7 @@ def push_student(
     ``token``.
 
     Returns:
-        The model's URL (``.../tree/<revision>`` for a branch).
+        A :class:`PushResult`: the model's URL (``.../tree/<revision>`` for a branch), revision, commit.
     """
     model_dir = Path(model_dir)
     enc_dec = _check_student_folder(model_dir)
@@ -410,14 +453,17 @@ def push_student(
         card.save(staging / "README.md")
         logger.info("Pushing %s (%s + generation_config.json, README.md) to %s", model_dir, ", ".join(files), repo_id)
         with _hub_errors(f"upload the student to {repo_id}"):
-            api.upload_folder(
+            commit = api.upload_folder(
                 repo_id=repo_id,
                 folder_path=staging,
                 repo_type="model",
                 revision=revision,
                 commit_message=commit_message or f"Upload Fine-tune-CoT student for {task}",
             )
-    return url
+    rev = "" if revision in (None, "main") else f", revision={revision!r}"
+    hint = f"AutoModelFor{'Seq2SeqLM' if enc_dec else 'CausalLM'}.from_pretrained({repo_id!r}{rev})"
+    return PushResult(url, repo_id=repo_id, repo_type="model", revision=revision, commit_oid=commit.oid,
+                      commit_url=commit.commit_url, load_hint=hint)  # fmt: skip
 
 
 # -- CLI --------------------------------------------------------------------------------------------------------------
@@ -517,5 +563,5 @@ def cli_main(argv: list[str]) -> int:
         )  # fmt: skip
     else:
         raise FtcotError(f"--what must be 'rationales' or 'student', not {config.what!r}.")
-    print(f"Pushed to {url}")
+    print(url.summary())
     return 0

@@ -507,7 +507,7 @@ def _write_rationales(
     out: Path,
 ) -> list[dict[str, Any]]:
     """Write the folder into ``tmp`` (the new tasks, and what ``previous`` keeps); returns the README configs."""
-    from ftcot_hf.cards import folder_tasks, render_dataset_card, scrub_config
+    from ftcot_hf.cards import folder_tasks, parquet_rows, render_dataset_card, scrub_config
     from ftcot_hf.export import write_parquet_configs
     from ftcot_hf.utils.fs import link_tree
 
@@ -552,7 +552,7 @@ def _write_rationales(
     known = dict(zip(kept_names, folder_tasks(old_meta, kept_names), strict=True)) | new_tasks
     task_objs = [known[c["config_name"]] for c in configs]
     card = render_dataset_card(task_objs, repo_id=config.repo_id, teach_config=config, reports=merged_reports,
-                               configs=configs)  # fmt: skip
+                               configs=configs, num_rows=parquet_rows(tmp, configs))  # fmt: skip
     card.save(tmp / "README.md")
     meta = {
         "config": scrubbed,

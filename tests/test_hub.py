@@ -18,9 +18,11 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCardData, ModelCard, ModelCardData
 
+from ftcot_hf.citation import KOJIMA_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.hub import (
     PAPER_CITATION,
+    PushResult,
     card_metadata,
     push_student,
     render_dataset_card,
@@ -47,7 +49,8 @@ from ftcot_hf.hub import push_rationales, push_student
 from ftcot_hf.cli import main
 out = {}
 # No namespace: the token's user is used.
-out["dataset_url"] = push_rationales(args["rationales"], "coin-flip-rationales", private=True)
+pushed = push_rationales(args["rationales"], "coin-flip-rationales", private=True)
+out["dataset_url"], out["dataset_summary"], out["dataset_commit"] = pushed, pushed.summary(), pushed.commit_oid
 out["model_url"] = push_student(
     args["student"], args["model"], base_model="gpt2", dataset_repo=args["dataset"], task="coin_flip",
     format="ft_cot", recipe=args["recipe"], results=args["results"],
@@ -123,6 +126,14 @@ def test_rationale_dataset_is_a_private_dataset_repo_with_one_config_per_task(pu
     repo = hub.repo("dataset", DATASET)
     assert repo.private and repo.created_with["visibility"] == "private"
     assert out["dataset_url"] == f"{hub.endpoint}/datasets/{DATASET}"
+    # What `ftcot push` and a run print: the repo URL, the revision and the commit that was made, how to load it.
+    sha = repo.branches["main"]
+    assert out["dataset_commit"] == sha
+    assert out["dataset_summary"].splitlines() == [
+        f"Pushed the rationale dataset {DATASET} to {hub.endpoint}/datasets/{DATASET}",
+        f"  revision main, commit {sha[:10]} ({hub.endpoint}/datasets/{DATASET}/commit/{sha})",
+        f"  load: load_dataset('{DATASET}', 'coin_flip')",
+    ]
     names = set(hub.files("dataset", DATASET))
     parquet = {n for n in names if n.endswith(".parquet")}
     assert names - parquet == {".gitattributes", "README.md", "yield_report.json"}
@@ -140,12 +151,20 @@ def test_dataset_card_keeps_the_configs_datasets_wrote_and_describes_the_teacher
     files = [{"split": "train", "path": train}, {"split": "test", "path": test}]
     assert header["configs"] == [{"config_name": "coin_flip", "data_files": files}]
     assert header["license"] == ["other"] and "fine-tune-cot" in header["tags"]
+    # `other` comes with its name and a link to the card's Sources table; the size bucket from the rows pushed.
+    assert header["license_name"] == "per-source-licenses"
+    assert header["license_link"] == f"{published['hub'].endpoint}/datasets/{DATASET}#sources"
+    assert header["size_categories"] == ["n<1K"]
     body = readme.split("---", 2)[2]
     assert f'load_dataset("{DATASET}", "coin_flip")' in body
     assert "| teacher | text-davinci-002 (Kojima et al. Zero-shot-CoT logs) |" in body
     assert "| degree D (samples per question) | 1 |" in body and "keep=correct" in body
     assert "| coin_flip | text-davinci-002 (Kojima et al. Zero-shot-CoT logs) | 1 | 0.0 | 12 | 12 |" in body
     assert "kojima-takeshi188/zero_shot_cot" in body and "Large Language Models Are Reasoning Teachers" in body
+    # The recorded teacher: said as what it is, and the paper whose completions it replays is cited.
+    assert "| backend | recorded text-davinci-002 completions (Kojima et al. 2022), replayed offline |" in body
+    assert "| backend | text-davinci-002 |" not in body
+    assert KOJIMA_CITATION in body and "## Sources" in body and 'licence is "none stated"' in body
     report = json.loads(published["hub"].files("dataset", DATASET)["yield_report.json"])
     assert report["reports"][0]["kept"] == published["expected"]["train"].num_rows
     assert "cache_dir" not in report["config"] and "output_dir" not in report["config"]  # no local paths
@@ -258,8 +277,14 @@ def test_pushed_student_loads_back_with_load_student(published):
 
 def test_revision_push_creates_a_branch_and_leaves_main_alone(published):
     hub, out = published["hub"], published["out"]
-    assert out["cli_rc"] == 0 and f"Pushed to {hub.endpoint}/{MODEL}/tree/v2" in published["proc"].stdout
     repo = hub.repo("model", MODEL)
+    sha = repo.branches["v2"]
+    printed = (
+        f"Pushed the student {MODEL} to {hub.endpoint}/{MODEL}/tree/v2\n"
+        f"  revision v2, commit {sha[:10]} ({hub.endpoint}/{MODEL}/commit/{sha})\n"
+        f"  load: AutoModelForCausalLM.from_pretrained('{MODEL}', revision='v2')\n"
+    )
+    assert out["cli_rc"] == 0 and printed in published["proc"].stdout
     assert set(repo.branches) == {"main", "v2"} and repo.branches["main"] != repo.branches["v2"]
     main_card = card_metadata(hub.files("model", MODEL, "main")["README.md"].decode())
     v2_card = card_metadata(hub.files("model", MODEL, "v2")["README.md"].decode())
@@ -393,3 +418,41 @@ def test_pushed_student_files_hold_no_local_paths(tmp_path):
     assert stage_student(student, staging) == ["model.safetensors", "train_summary.json"]  # not stage.json
     summary = json.loads((staging / "train_summary.json").read_text())
     assert summary == {"output_dir": ".", "log": "./loss_log.json", "data": "data.jsonl", "training_loss": 0.5}
+
+
+def test_size_categories_follow_the_hubs_buckets():
+    from ftcot_hf.cards import size_category
+
+    cases = {0: "n<1K", 999: "n<1K", 1000: "1K<n<10K", 9999: "1K<n<10K", 10_000: "10K<n<100K",
+             999_999: "100K<n<1M", 5 * 10**6: "1M<n<10M", 10**12: "n>1T"}  # fmt: skip
+    assert {n: size_category(n) for n in cases} == cases
+
+
+def test_dataset_card_of_a_live_mit_teacher_has_no_other_licence_and_cites_only_the_paper():
+    config = {"teacher": "openai", "model": "Qwen/Qwen2.5-7B-Instruct", "degree": 1}
+    card = render_dataset_card(["gsm8k"], repo_id="me/r", teach_config=config, num_rows=12_000)
+    header = validate_card(card, "dataset")
+    assert header["license"] == ["mit"] and "license_name" not in header and "license_link" not in header
+    assert header["size_categories"] == ["10K<n<100K"]
+    assert "| backend | openai |" in card.text and "replayed offline" not in card.text
+    assert PAPER_CITATION in card.text and "Zero-Shot Reasoners" not in card.text and "none stated" not in card.text
+    # The preset with a recording of the user's own is not Kojima et al.'s.
+    own = render_dataset_card(["gsm8k"], repo_id="me/r", teach_config={
+        "teacher": "text-davinci-002", "teacher_kwargs": {"replay_file": "mine.jsonl"}})  # fmt: skip
+    assert "Zero-Shot Reasoners" not in own.text and "size_categories" not in validate_card(own, "dataset")
+    # A folder not pushed yet (placeholder repo id): the licence link is the card's own Sources section.
+    local = validate_card(render_dataset_card(["coin_flip"], repo_id="<user>/ftcot-rationales"), "dataset")
+    assert (local["license"], local["license_link"]) == (["other"], "README.md#sources")
+
+
+def test_push_result_is_the_url_and_keeps_its_commit_through_pickle():
+    import copy
+    import pickle
+
+    commit = "http://hub/me/x/commit/0123456789abcdef"
+    result = PushResult("http://hub/me/x/tree/v2", repo_id="me/x", repo_type="model", revision="v2",
+                        commit_oid="0123456789abcdef", commit_url=commit)  # fmt: skip
+    assert result == "http://hub/me/x/tree/v2" and json.dumps({"url": result}) == '{"url": "http://hub/me/x/tree/v2"}'
+    for again in (pickle.loads(pickle.dumps(result)), copy.deepcopy(result)):
+        assert again == result and (again.revision, again.commit_oid) == ("v2", "0123456789abcdef")
+    assert result.summary().splitlines()[1] == f"  revision v2, commit 0123456789 ({commit})"
