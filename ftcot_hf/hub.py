@@ -119,6 +119,21 @@ def resolve_token(token: str | None = None) -> str:
             "No Hugging Face token: log in with `hf auth login` or set HF_TOKEN (a token with write access)."
         )
     return token
+def check_push_access(repo_ids: list[str], token: str | None = None) -> None:
+    """Before a run's work: a token is there, the Hub accepts it, and each repo id is well formed, so a publishing
+    run never fails after hours of teaching and training (the repos themselves are created at push time)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    for repo_id in repo_ids:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as e:
+            raise FtcotError(f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip.")
+    api = _api(resolve_token(token))
+    with _hub_errors("check the Hugging Face token"):
+        api.whoami()
+
+
 
 
 @contextlib.contextmanager

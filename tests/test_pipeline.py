@@ -80,6 +80,10 @@ def test_run_writes_a_self_describing_folder_and_reuses_stages(tmp_path, tiny, m
     again = run(config)
     assert set(statuses(again).values()) == {"reused"}
     assert again.metrics["coin_flip"]["accuracy"] == first.metrics["coin_flip"]["accuracy"]
+    for name, stage in again.stages.items():  # a reused stage keeps what it took when it ran (its stage.json)
+        assert 0 < stage["original_seconds"] <= first.stages[name]["seconds"] + 0.1, name
+    took = again.stages["train/coin_flip"]["original_seconds"]
+    assert f"| train/coin_flip | reused | {took:.1f} |" in again.report.read_text()
 
     # only the evaluation settings changed: teaching and training are reused, evaluations re-run
     changed = run(small(tmp_path, tiny, mirror, eval_max_new_tokens=4))

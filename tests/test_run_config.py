@@ -157,3 +157,28 @@ def test_help_shows_our_options_first_and_folds_the_inherited_ones():
     assert "--config FILE.yaml" in run and "--teacher_model" in run and "--adam_beta1" not in run
     assert "Turn off --eval_untrained." in run  # not a copy of the positive flag's sentence
     assert "Teacher (the fields of `ftcot teach`" in run
+
+
+def test_default_output_dir_names_the_task_and_the_student():
+    assert RunConfig().output_dir == "runs/coin_flip-smollm2"  # the README's embedded default
+    assert RunConfig(tasks=["multiarith", "svamp"], student="gpt2").output_dir == "runs/multiarith+svamp-gpt2"
+    assert RunConfig(student="/models/Qwen3-0.6B/").output_dir == "runs/coin_flip-qwen3-0.6b"
+    assert RunConfig(output_dir="mine").output_dir == "mine"
+
+
+@pytest.mark.parametrize(
+    ("env", "repo", "expected"),
+    [({}, "me/ftcot-rationales", "No Hugging Face token"),
+     ({"HF_TOKEN": "hf_x"}, "not a/valid id", "is not valid")],
+)  # fmt: skip
+def test_run_push_to_hub_checks_token_and_repo_ids_before_any_stage(tmp_path, monkeypatch, capsys, env, repo,
+                                                                    expected):  # fmt: skip
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "run"
+    code = main(["run", "--student", "gpt2", "--output_dir", str(out), "--push_to_hub", "--hub_dataset_id", repo])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert not out.exists()  # nothing taught or trained before the publishing problem was said

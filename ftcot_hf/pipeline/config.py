@@ -62,7 +62,9 @@ class RunArgs:
     data_dir: str | None = field(
         default=None, metadata={"help": "Offline mirror of the source files (default: $FTCOT_DATA_MIRROR)."}
     )
-    output_dir: str = field(default="runs/coin_flip-smollm2", metadata={"help": "The run folder."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "The run folder (default: runs/<task>-<student>, e.g. runs/coin_flip-smollm2)."}
+    )
     _argument_group_name = "Run (the data, the student and the output of every stage)"
 
 
@@ -201,6 +203,14 @@ def _check_unique_flags() -> None:
 _check_unique_flags()
 
 
+def default_output_dir(task: str, student: str) -> str:
+    """``runs/<task>-<student>``: a run of another task or student does not land in (and reuse) this one's folder."""
+    from ftcot_hf.students import is_embedded
+
+    name = "smollm2" if is_embedded(student) else Path(student.rstrip("/")).name.removesuffix(".gguf")
+    return f"runs/{task}-{name.lower()}"
+
+
 def _plain(value: Any) -> Any:
     """A value as YAML/JSON can hold it (enums of TrainingArguments as their strings)."""
     if isinstance(value, enum.Enum):
@@ -240,6 +250,8 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
             self.tasks = [self.tasks]
+        if self.output_dir is None:
+            self.output_dir = default_output_dir(self.task_name or "+".join(self.tasks), self.student)
         if isinstance(self.base_url, str):
             self.base_url = [self.base_url]
         self.bf16 = str(self.bf16).lower()

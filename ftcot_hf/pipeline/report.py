@@ -100,9 +100,10 @@ def write_report(
                 f"question ({d['near_duplicates']} near-duplicates); {d['rationales']} kept rationale(s) contain a "
                 f"test question's {d['ngram']}-gram"
             )
-    lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+    lines += ["", "## Stages", "", "| stage | status | seconds (when it ran) |", "|---|---|---|"]
     for name, s in stages.items():
-        lines.append(f"| {name} | {s['status']} | {s['seconds']:.1f} |")
+        took = s.get("seconds") if s["status"] == "ran" else s.get("original_seconds")
+        lines.append(f"| {name} | {s['status']} | {'-' if took is None else f'{took:.1f}'} |")
     plots = []
     acc_png = plot_accuracy_per_task(trained_results, out / "accuracy.png", paper=("gpt2", method, "124M"))
     if acc_png:

@@ -21,6 +21,7 @@ from ftcot_hf.pipeline.stages import (
     evaluate_stage,
     fingerprint,
     is_disk_error,
+    read_stage,
     recipe_summary,
     stage_done,
     teach_inputs,
@@ -54,6 +55,12 @@ def validate(config: RunConfig) -> list[Any]:
         raise FtcotError("The openai teacher needs --base_url (e.g. http://localhost:8000/v1).")
     if config.replay_file and not Path(config.replay_file).is_file():
         raise FtcotError(f"--replay_file {config.replay_file} not found.")
+    if config.push_to_hub:  # a missing token or a bad repo id must not wait for the end of the run
+        from ftcot_hf.hub import check_push_access
+
+        ids = [config.hub_dataset_id] if config.hub_dataset_id else []
+        ids += [config.hub_model_id.replace("{task}", t.name) for t in tasks] if config.hub_model_id else []
+        check_push_access(ids)
     from ftcot_hf.students import resolve_student
 
     resolve_student(config.student)
@@ -187,8 +194,9 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
 
     def timed(name: str, folder: Path, fp: str, work: Callable[[], None]) -> None:
         if stage_done(folder, fp):
-            say(f"[{name}] reusing {folder}")
-            stages[name] = {"status": "reused", "seconds": 0.0, "output": str(folder)}
+            took = read_stage(folder).get("seconds")  # what it took when it ran (a reuse costs nothing)
+            say(f"[{name}] reusing {folder}" + ("" if took is None else f" (it ran in {took:.0f} s)"))
+            stages[name] = {"status": "reused", "seconds": 0.0, "original_seconds": took, "output": str(folder)}
             return
         say(f"[{name}] running -> {folder}")
         t = time.perf_counter()

@@ -33,7 +33,7 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _read_stage(folder: Path) -> dict[str, Any] | None:
+def read_stage(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / STAGE_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
@@ -41,7 +41,7 @@ def _read_stage(folder: Path) -> dict[str, Any] | None:
 
 
 def stage_done(folder: Path, fp: str) -> bool:
-    info = _read_stage(folder)
+    info = read_stage(folder)
     return info is not None and info.get("fingerprint") == fp
 
 
@@ -76,10 +76,12 @@ def building(folder: Path, name: str, fp: str, meta: dict[str, Any] | None = Non
     into place, replacing an output of other inputs only now that the new one is complete."""
     from ftcot_hf.utils.fs import atomic_dir
 
+    start = time.perf_counter()
     try:
         with atomic_dir(folder) as tmp:
             yield tmp
-            info = {"stage": name, "fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
+            info = {"stage": name, "fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "seconds": round(time.perf_counter() - start, 1), **(meta or {})}  # fmt: skip
             (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     except BaseException as e:
         if is_disk_error(e):
@@ -232,6 +234,7 @@ def _peft_config(config: RunConfig) -> Any:
 
 def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp: str) -> None:
     """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
+    started = time.perf_counter()
     from ftcot_hf.training.trainer import train_student
 
     partial = final.parent / f".{final.name}.partial"
@@ -270,7 +273,8 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
             raise disk_error(e, "train", partial) from None
         raise
     summary = result.to_dict()
-    with building(final, "train", fp, {"training_loss": summary.get("training_loss")}) as tmp:
+    meta = {"training_loss": summary.get("training_loss"), "seconds": round(time.perf_counter() - started, 1)}
+    with building(final, "train", fp, meta) as tmp:
         for item in partial.iterdir():
             if item.name.startswith("checkpoint-") or item.name == marker.name:
                 continue
