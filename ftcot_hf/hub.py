@@ -128,7 +128,9 @@ def check_push_access(repo_ids: list[str], token: str | None = None) -> None:
         try:
             validate_repo_id(repo_id)
         except HFValidationError as e:
-            raise FtcotError(f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip.")
+            raise FtcotError(
+                f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip."
+            ) from None
     api = _api(resolve_token(token))
     with _hub_errors("check the Hugging Face token"):
         api.whoami()

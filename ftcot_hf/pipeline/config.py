@@ -63,7 +63,8 @@ class RunArgs:
         default=None, metadata={"help": "Offline mirror of the source files (default: $FTCOT_DATA_MIRROR)."}
     )
     output_dir: str | None = field(
-        default=None, metadata={"help": "The run folder (default: runs/<task>-<student>, e.g. runs/coin_flip-smollm2)."}
+        default=None,
+        metadata={"help": "The run folder (default: runs/<task>-<student>, e.g. runs/coin_flip-smollm2)."},
     )
     _argument_group_name = "Run (the data, the student and the output of every stage)"
 
