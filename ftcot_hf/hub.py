@@ -117,6 +117,8 @@ def resolve_token(token: str | None = None) -> str:
             "No Hugging Face token: log in with `hf auth login` or set HF_TOKEN (a token with write access)."
         )
     return token
+
+
 def check_push_access(repo_ids: list[str], token: str | None = None) -> None:
     """Before a run's work: a token is there, the Hub accepts it, and each repo id is well formed, so a publishing
     run never fails after hours of teaching and training (the repos themselves are created at push time)."""
@@ -132,8 +134,6 @@ def check_push_access(repo_ids: list[str], token: str | None = None) -> None:
     api = _api(resolve_token(token))
     with _hub_errors("check the Hugging Face token"):
         api.whoami()
-
-
 
 
 @contextlib.contextmanager
