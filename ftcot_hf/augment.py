@@ -369,10 +369,11 @@ def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> Yi
     """Count questions, samples, correct and kept rows of an augmentation run."""
     report = YieldReport(augmenter.task.name, augmenter.teacher.model, augmenter.degree, float(augmenter.temperature))
     if augmented.num_rows == 0:  # every request failed or went unsent: no row, maybe not even columns
-        index, correct, finish, answer_finish = [], [], [], []
+        index, correct, finish, answer_finish, texts = [], [], [], [], []
     else:
         index, correct = augmented["sample_index"], augmented["correct"]
         finish, answer_finish = augmented["finish_reason"], augmented["answer_finish_reason"]
+        texts = zip(augmented["rationale"], augmented["teacher_answer"], strict=True)
     report.questions = len(set(index))
     report.samples = len(index)
     report.correct = sum(correct)
@@ -388,6 +389,7 @@ def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> Yi
     report.rationale_truncated = sum(1 for f in finish if f == TRUNCATED)
     report.answer_truncated = sum(1 for f in answer_finish if f == TRUNCATED)
     report.incomplete = sum(1 for f in finish if f == INCOMPLETE)
+    report.empty = sum(1 for rationale, answer in texts if not (rationale.strip() and answer.strip()))
     report.protocol = augmenter._protocol
     report.failed_requests = augmenter.failed_requests
     report.unsent_requests = augmenter.unsent_requests
@@ -453,20 +455,18 @@ def augment(
     )
     if keep == "all" or augmented.num_rows == 0:  # no row (every request failed or went unsent): nothing to filter
         kept = augmented
-    elif augmenter.keep_truncated:
-        kept = augmented.filter(
-            lambda c: c,
-            input_columns="correct",
-            batched=False,
-            new_fingerprint=f"{augmented._fingerprint}-correct",
-            load_from_cache_file=False,
-        )
     else:
+        cut_ok = augmenter.keep_truncated
+
+        def keep_row(c: bool, f1: str, f2: str, rationale: str, answer: str) -> bool:
+            # An empty rationale or answer teaches nothing, even when the parser finds the gold answer in the rest.
+            return c and (cut_ok or TRUNCATED not in (f1, f2)) and bool(rationale.strip()) and bool(answer.strip())
+
         kept = augmented.filter(
-            lambda c, f1, f2: c and TRUNCATED not in (f1, f2),
-            input_columns=["correct", "finish_reason", "answer_finish_reason"],
+            keep_row,
+            input_columns=["correct", "finish_reason", "answer_finish_reason", "rationale", "teacher_answer"],
             batched=False,
-            new_fingerprint=f"{augmented._fingerprint}-correct-complete",
+            new_fingerprint=f"{augmented._fingerprint}-correct-{'any' if cut_ok else 'complete'}-nonempty",
             load_from_cache_file=False,
         )
     report = yield_report(augmenter, augmented, kept)

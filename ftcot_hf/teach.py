@@ -216,6 +216,15 @@ class TeachConfig(TaskDatasetArgs):
                 f"--degree {self.degree} with --temperature 0 would repeat one greedy rationale {self.degree} times: "
                 "set a temperature > 0 (or leave it out for 0.7)."
             )
+        if self.max_rationale_tokens is not None and self.max_rationale_tokens < 1:
+            raise FtcotError(
+                f"--max_rationale_tokens must be >= 1 (tokens a rationale may use), got {self.max_rationale_tokens}; "
+                "leave it out for the default (128 two-stage, 4096 one-stage)."
+            )
+        if self.max_answer_tokens < 1:
+            raise FtcotError(
+                f"--max_answer_tokens must be >= 1 (tokens a stage-2 answer may use), got {self.max_answer_tokens}."
+            )
         if self.keep not in ("correct", "all"):
             raise FtcotError(f"--keep must be 'correct' or 'all', not {self.keep!r}.")
         if not (math.isfinite(self.lock_timeout) and self.lock_timeout >= 0):

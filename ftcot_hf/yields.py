@@ -42,6 +42,8 @@ class YieldReport:
     """Correct samples that were not kept because their rationale or answer was cut (``keep_truncated=False``)."""
     incomplete: int = 0
     """Replies whose reasoning trace never closed: never kept."""
+    empty: int = 0
+    """Samples whose rationale or answer is empty (a reply with no text): never kept by ``--keep correct``."""
     protocol: str = "two_stage"
     requests: int = 0
     """Teacher requests sent (not served by the request cache)."""
@@ -161,6 +163,8 @@ class YieldReport:
             line += f", ${self.cost:.4f}{per}"
         if self.incomplete:
             line += f"; {self.incomplete} reasoning traces never closed (not kept)"
+        if self.empty:
+            line += f"; {self.empty} samples with an empty rationale or answer (never kept by --keep correct)"
         if self.failed_requests:
             line += (f"; {self.failed_requests} requests FAILED (retries spent): their samples have no rows, the "
                      "dataset is incomplete")  # fmt: skip

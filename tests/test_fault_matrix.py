@@ -371,10 +371,7 @@ def fx(mirror, tmp_path_factory) -> Fixture:
     return prepare(mirror, tmp_path_factory.mktemp("fault_matrix"))
 
 
-KNOWN = {
-    "empty content": "ftcot_hf/augment.py: an empty rationale (a 200 reply with text '') is kept by --keep correct "
-    "when its stage-2 answer is right"
-}
+KNOWN: dict[str, str] = {}
 """Scenarios that fail today (strict xfail: they flip when fixed), by the file that owns the fix."""
 
 
