@@ -139,3 +139,20 @@ def test_ftcot_teach_shows_no_library_bars(tmp_path, mirror, monkeypatch, capfd)
     for noise in ("Generating", "Map", "Filter", "Creating parquet", "\x1b[A"):
         assert noise not in err, (noise, err)
     assert (tmp_path / "out" / "README.md").is_file()
+
+
+def test_one_bar_covers_both_stages_and_the_samples_of_an_evaluation(capfd, tiny_gpt2, one_torch_thread):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcot_hf.evaluation import evaluate_student
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_gpt2), AutoTokenizer.from_pretrained(tiny_gpt2)
+    records = [{"question": f"A coin is heads up. Flip {i}. Is it heads up?", "answer": "no"} for i in range(3)]
+    capfd.readouterr()
+    evaluate_student(model, tok, records, task="coin_flip", format="zero_shot_cot", sc=2, max_new_tokens=2,
+                     batch_size=4, progress="eval coin_flip (untrained)")  # fmt: skip
+    err = capfd.readouterr().err
+    frames = re.findall(r"(?:^|[\r\n])([^\r\n|]*?): *\d+%\|[^|\r\n]*\| *(\d+)/(\d+)", err)
+    # 3 questions x (greedy + 2 samples) x (rationale + answer) = 18 rows, one labelled bar, one line
+    assert {(f[0], f[2]) for f in frames} == {("eval coin_flip (untrained)", "18")} and frames[-1][1] == "18"
+    assert len([line for line in err.split("\n") if "%|" in line]) == 1 and "\x1b[A" not in err

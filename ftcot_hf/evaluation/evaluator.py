@@ -112,7 +112,7 @@ def evaluate_student(
     sc_temperature: float = 0.7,
     seed: int = 0,
     mode: str = "paper",
-    progress: bool = False,
+    progress: bool | str = False,
     data_dir: str | os.PathLike | None = None,
 ) -> EvalResult:
     """Generate for every question of ``dataset`` and score the completions.
@@ -132,7 +132,8 @@ def evaluate_student(
             accuracy. 0 or 1: greedy only (a vote over one sample is no vote). sc_temperature, seed: their sampling.
         mode: answer parsing, ``"paper"`` or ``"robust"``.
         progress: one bar for the whole evaluation, a row per generated sequence (greedy, then the ``sc``
-            samples; two per question for two-stage zero-shot-CoT), left on screen with its rate when done.
+            samples; two per question for two-stage zero-shot-CoT), left on screen with its rate when done; a
+            string is the bar's label (default ``eval <task>``), e.g. ``"eval coin_flip (untrained)"``.
         data_dir: offline mirror for the few-shot-CoT exemplars (default ``$FTCOT_DATA_MIRROR``).
 
     Returns:
@@ -154,7 +155,8 @@ def evaluate_student(
     answers = [str(r["answer"]) for r in records]
     started = time.perf_counter()
     passes = (1 + sc) * (2 if plan.two_stage else 1)
-    bar = progress_bar(len(records) * passes, f"eval {task.name}", "row", enabled=progress)
+    label = progress if isinstance(progress, str) else f"eval {task.name}"
+    bar = progress_bar(len(records) * passes, label, "row", enabled=bool(progress))
     gen_kwargs = {"batch_size": batch_size, "progress": bar if bar is not None else False}
 
     def run(k: int) -> tuple[list[list[dict[str, Any]]], int]:
