@@ -255,10 +255,8 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot eval`: flags and `--config eval.yaml` come from EvalConfig through TrlParser."""
-    from trl import TrlParser
-    from ftcot_hf.utils.parser import command_parser
-
     from ftcot_hf.utils.fmt import pct
+    from ftcot_hf.utils.parser import command_parser
 
     parser = command_parser((EvalConfig,), argv, prog="ftcot eval")
     (config,) = parser.parse(argv)
