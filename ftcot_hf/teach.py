@@ -256,7 +256,7 @@ class TeachConfig(TaskDatasetArgs):
     def _validate_base_url(self) -> None:
         """A base URL that cannot be a server's API root fails here, before any request (it used to be retried for
         half a minute). The value is named without its credentials or query values."""
-        from ftcot_hf.teachers.http.transport import BASE_URL_EXAMPLE, check_base_url, display_url
+        from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
 
         for value in self.base_url or []:
             for url in str(value).replace(",", " ").split() or [str(value)]:

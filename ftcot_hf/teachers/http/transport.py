@@ -1,7 +1,7 @@
 """The HTTP transport under :class:`~ftcot_hf.teachers.http.core.HTTPTeacher`: :class:`Fleet` (the servers of one
 teacher: which one gets the next attempt, retries with backoff and ``Retry-After``, fail-over, down marks, the
 bound on requests in flight, the classification of failed attempts, messages without credentials) and the small
-pieces it is built from, each a plain function so it can be tested alone.
+pieces it is built from, each a plain function so it can be tested alone (those about base URLs are in ``urls.py``).
 
 Our retry loop is the only one (the client gets ``max_retries=0``), so it can fail over to another server of a
 fleet, honour ``Retry-After``, count what it did (the teacher's ``stats``) and give a clean error. A request whose
@@ -15,7 +15,6 @@ API can use.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import errno
 import importlib
@@ -23,17 +22,27 @@ import itertools
 import json
 import logging
 import math
-import os
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from ftcot_hf.teachers.base import RequestFailedError, TeacherError
+from ftcot_hf.teachers.http.urls import (  # noqa: F401 -- also re-exported: they were defined here
+    BASE_URL_EXAMPLE,
+    HF_HOST_SUFFIXES,
+    check_base_url,
+    client_url,
+    display_url,
+    is_hf_host,
+    register_secrets,
+    resolve_api_key,
+    split_urls,
+    url_secrets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +50,6 @@ MAX_RETRY_AFTER = 300.0
 """A server asking for a longer pause than this gets this (a teaching run should not sleep for hours)."""
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 """Besides 5xx: the statuses another attempt can fix."""
-HF_HOST_SUFFIXES = ("huggingface.co", "hf.co", "huggingface.cloud", "hf.space")
 TELEMETRY_HEADERS = (
     "X-Stainless-Lang",
     "X-Stainless-Package-Version",
@@ -104,142 +112,6 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         self.post_url, self.query, self.auth_headers = client_url(self.url)
-
-
-def display_url(url: str) -> str:
-    """``url`` without ``user:password@`` and with every query value replaced by ``***`` (a URL may carry
-    credentials and keys, ``?api_key=...``; messages and logs must not)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query, fragment=""))
-
-
-def url_secrets(url: str) -> list[str]:
-    """What of ``url`` must never be shown: its password, user name and query values (of 4 characters or more:
-    shorter ones would mask innocent text)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    found = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
-    found += [unquote(f) for f in found if f]
-    return [f for f in found if f and len(f) >= 4]
-
-
-def client_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
-    """What a client needs of a base URL: the URL without credentials and query (the client appends the request
-    path to it: a query string would end up before the path), the query as parameters of every request, and an
-    ``Authorization: Basic`` header for ``user:password@`` (it replaces the bearer key: a server behind such a URL,
-    a proxy, authenticates that way)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    headers: dict[str, str] = {}
-    if parts.username is not None or parts.password is not None:
-        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    clean = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="")
-    return urlunsplit(clean), query, headers
-
-
-BASE_URL_EXAMPLE = "http://localhost:8000/v1"
-
-
-def check_base_url(url: str) -> str | None:
-    """Why ``url`` cannot be a server's API root (None when it can): it needs an http(s) scheme and a host. Said
-    before any request, so a typo fails at once rather than after a minute of retries."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises on a port that is not a number
-    except ValueError as e:
-        return f"it is not a valid URL ({e})"
-    if parts.scheme not in ("http", "https"):
-        if parts.scheme and not parts.netloc and parts.path[:1].isdigit():  # localhost:8000
-            return f"it has no scheme (did you mean http://{display_url(url)}/v1 ?)"
-        return f"its scheme {parts.scheme!r} is not http or https" if parts.scheme else "it has no http(s):// scheme"
-    if not parts.hostname:
-        return "it has no host name"
-    if any(c.isspace() for c in url):
-        return "it contains spaces"
-    return None
-
-
-def is_hf_host(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return any(host == s or host.endswith("." + s) for s in HF_HOST_SUFFIXES)
-
-
-def resolve_api_key(api_key: str | None, url: str, env: str = "OPENAI_API_KEY") -> str:
-    """The argument, else ``$env`` (``$OPENAI_API_KEY`` by default), else the Hugging Face token (only for Hugging
-    Face hosts: a user's HF token must not be sent to an arbitrary server), else ``"EMPTY"`` (what a local vLLM
-    server accepts)."""
-    if api_key:
-        return api_key
-    if os.environ.get(env):
-        return os.environ[env]
-    if is_hf_host(url):
-        try:
-            from huggingface_hub import get_token
-
-            token = get_token()
-        except Exception:  # an unreadable token file must not break teaching; the server will say 401
-            token = None
-        if token:
-            return token
-    return "EMPTY"
-
-
-def split_urls(base_url: str | Sequence[str], label: str = "openai") -> list[str]:
-    """One URL, a comma/space-separated string of them, or a list -> the list (without trailing slashes)."""
-    urls = re.split(r"[,\s]+", base_url) if isinstance(base_url, str) else list(base_url)
-    urls = [u.strip().rstrip("/") for u in urls if u and u.strip()]
-    if not urls:
-        raise ValueError(f"{label} teacher: base_url is empty; give the server's URL, e.g. {BASE_URL_EXAMPLE}")
-    for url in urls:
-        problem = check_base_url(url)
-        if problem is not None:
-            raise ValueError(
-                f"{label} teacher: base_url {display_url(url)!r} is not a server's API root: {problem}; give one "
-                f"like {BASE_URL_EXAMPLE}."
-            )
-    return urls
-
-
-class _ScrubFilter(logging.Filter):
-    """Masks the secrets of every fleet's URLs (and its keys) in the records of the HTTP client libraries, which
-    log each request's full URL at INFO (``ftcot -v``): ``HTTP Request: POST http://host/v1/completions?key=...``."""
-
-    secrets: ClassVar[set[str]] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            masked = message
-            for secret in sorted(self.secrets, key=len, reverse=True):
-                masked = masked.replace(secret, "***")
-            if masked != message:
-                record.msg, record.args = masked, None
-        return True
-
-
-_SCRUB_FILTER = _ScrubFilter()
-CLIENT_LOGGERS = ("httpx", "httpx2", "openai", "openai._base_client", "aiohttp.client")
-"""The loggers of the HTTP client libraries that write request URLs."""
-
-
-def register_secrets(secrets: Sequence[str]) -> None:
-    """Have the client libraries' log records scrubbed of ``secrets`` from now on (for the process's lifetime: a
-    secret logged by a later client would be as bad)."""
-    new = {s for s in secrets if s and len(s) >= 4 and s != "EMPTY"}
-    if not new:
-        return
-    _ScrubFilter.secrets |= new
-    for name in CLIENT_LOGGERS:
-        log = logging.getLogger(name)
-        if _SCRUB_FILTER not in log.filters:
-            log.addFilter(_SCRUB_FILTER)
 
 
 def parse_retry_after(headers: Any) -> float | None:
