@@ -427,3 +427,70 @@ def load_student(
     model.train(for_training)
     logger.info("Loaded student %s (%s, %s)", name_or_path, type(model).__name__, model.dtype)
     return model, tokenizer
+
+
+# -- licences -------------------------------------------------------------------------------------------------------
+KNOWN_LICENSES = {
+    "gpt2": "mit",
+    "openai-community/gpt2": "mit",
+    "distilgpt2": "apache-2.0",
+    "distilbert/distilgpt2": "apache-2.0",
+}
+"""Licences of bases met in this project whose card we cannot read offline (the Hub's cards say so)."""
+_KNOWN_PREFIXES = {
+    "openai-community/gpt2-": "mit",
+    "gpt2-": "mit",
+    "google/flan-t5-": "apache-2.0",
+    "google-t5/t5-": "apache-2.0",
+    "t5-": "apache-2.0",
+    "HuggingFaceTB/SmolLM2-": "apache-2.0",
+    "HuggingFaceTB/SmolLM-": "apache-2.0",
+    "Qwen/Qwen2.5-": "apache-2.0",
+    "Qwen/Qwen3-": "apache-2.0",
+}
+
+
+def _card_license(readme: Path) -> str | None:
+    """The ``license:`` of a model card's YAML header (None without one)."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("---"):
+        return None
+    import yaml
+
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    value = meta.get("license") if isinstance(meta, dict) else None
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    return str(value) if value else None
+
+
+def base_model_license(name_or_path: str) -> str | None:
+    """The licence id of a student's base model where it can be known offline: the embedded SmolLM2 (apache-2.0),
+    a folder's own model card, the card in the Hugging Face cache, or :data:`KNOWN_LICENSES`; None otherwise."""
+    name = str(name_or_path).strip()
+    if is_embedded(name):
+        return "apache-2.0"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _card_license(path / "README.md")
+    if path.exists():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "README.md")
+    except Exception:  # noqa: BLE001 -- not a Hub id, or no cache: nothing known
+        cached = None
+    if isinstance(cached, str):
+        found = _card_license(Path(cached))
+        if found:
+            return found
+    if name in KNOWN_LICENSES:
+        return KNOWN_LICENSES[name]
+    return next((lic for prefix, lic in _KNOWN_PREFIXES.items() if name.startswith(prefix)), None)

@@ -6,22 +6,39 @@ Example::
 
     config = FineTuneCoTConfig(output_dir="out", task="coin_flip", eval_every_epoch=True)
     trainer, result = train_student(config, "gpt2", rationales["train"], rationales["test"])
+
+The names are imported on first use: ``ftcot train`` checks how it was launched (``training.distributed``) before
+torch, transformers and TRL are loaded, since a CPU multi-process launch starts its workers from there.
 """
 
-from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
-from ftcot_hf.training.config import FineTuneCoTConfig
-from ftcot_hf.training.data import DataArgs, load_training_data, prepare_train_dataset
-from ftcot_hf.training.trainer import FineTuneCoTTrainer, TrainResult, add_compact_lm_head, train_student
+from __future__ import annotations
 
-__all__ = [
-    "DataArgs",
-    "EpochEvalCallback",
-    "FineTuneCoTConfig",
-    "FineTuneCoTTrainer",
-    "TrainResult",
-    "add_compact_lm_head",
-    "load_training_data",
-    "prepare_train_dataset",
-    "summarize_epochs",
-    "train_student",
-]
+import importlib
+from typing import Any
+
+_NAMES = {
+    "DataArgs": "ftcot_hf.training.data",
+    "EpochEvalCallback": "ftcot_hf.training.callbacks",
+    "FineTuneCoTConfig": "ftcot_hf.training.config",
+    "FineTuneCoTTrainer": "ftcot_hf.training.trainer",
+    "TrainResult": "ftcot_hf.training.trainer",
+    "add_compact_lm_head": "ftcot_hf.training.trainer",
+    "load_training_data": "ftcot_hf.training.data",
+    "prepare_train_dataset": "ftcot_hf.training.data",
+    "summarize_epochs": "ftcot_hf.training.callbacks",
+    "train_student": "ftcot_hf.training.trainer",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'ftcot_hf.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_NAMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES])

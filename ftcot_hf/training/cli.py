@@ -111,23 +111,32 @@ def resolve_training_task(config: Any, data_args: DataArgs) -> Any:
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot train`: flags and `--config recipe.yaml` from FineTuneCoTConfig, StudentArgs and DataArgs."""
-    from trl import TrlParser
+    import sys
 
+    from ftcot_hf.training.distributed import accelerate_cpu_processes, relaunch_cpu_ddp
+
+    processes = accelerate_cpu_processes()
+    if processes is not None:  # before torch and TRL load: the workers load them themselves
+        return relaunch_cpu_ddp(processes, sys.argv[1:])
     from ftcot_hf.training.config import FineTuneCoTConfig
     from ftcot_hf.training.trainer import load_student_for_training, train_student
+    from ftcot_hf.utils.console import quiet_libraries
+    from ftcot_hf.utils.parser import command_parser
 
-    parser = TrlParser((FineTuneCoTConfig, StudentArgs, DataArgs), prog="ftcot train")
-    config, student_args, data_args = parser.parse_args_and_config(argv)
+    parser = command_parser((FineTuneCoTConfig, StudentArgs, DataArgs), argv, prog="ftcot train")
+    config, student_args, data_args = parser.parse(argv)
     if not config.student:
         raise FtcotError("Which student? Pass --student (a Hub id, a folder, a .gguf file or an alias).")
     task = resolve_training_task(config, data_args)
-    train, test = load_training_data(data_args, task)
+    with quiet_libraries():
+        train, test = load_training_data(data_args, task)
     if student_args.load_in_4bit or student_args.load_in_8bit:
         model, tokenizer = _load_quantized(config.student, student_args)
     else:
-        model, tokenizer = load_student_for_training(config.student, gguf_file=student_args.gguf_file)
+        with quiet_libraries():
+            model, tokenizer = load_student_for_training(config.student, gguf_file=student_args.gguf_file)
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
-    _, result = train_student(
+    trainer, result = train_student(
         config,
         model,
         train,
@@ -135,6 +144,8 @@ def cli_main(argv: list[str]) -> int:
         peft_config=peft_config_from(student_args, encoder_decoder=encoder_decoder),
         tokenizer=tokenizer,
         task=task,
+        dataset_name=data_args.dataset,
     )
-    print(result.summary())
+    if trainer.is_world_process_zero():  # one summary per run, not one per DDP process
+        print(result.summary())
     return 0

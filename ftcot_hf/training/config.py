@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from transformers.trainer_utils import SaveStrategy, SchedulerType
@@ -201,6 +202,10 @@ class FineTuneCoTConfig(SFTConfig):
             self.dataloader_pin_memory = False  # nothing to pin to; torch warns once per epoch otherwise
             if self.bf16:
                 self.use_cpu = True  # TrainingArguments accepts bf16 without a GPU only as CPU autocast
+            if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+                # Several processes without CUDA (torchrun, accelerate launch): without use_cpu, transformers
+                # initialises the process group but trains each process alone, on the whole dataset.
+                self.use_cpu = True
         if self.eval_sc < 1:
             raise ValueError(f"eval_sc must be >= 1, got {self.eval_sc}.")
         self._check_training_values()
@@ -223,5 +228,10 @@ class FineTuneCoTConfig(SFTConfig):
                 f"num_train_epochs must be > 0 (got {epochs}): an untrained student would be reported as trained. "
                 "Pass --num_train_epochs 1 or more (paper: 20), or --max_steps N."
             )
+        for name in ("max_length", "max_source_length", "max_target_length"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                paper = "1024 (the paper's 512 + 512)" if name == "max_length" else "512 (the paper's)"
+                raise ValueError(f"{name} must be a positive number of tokens (got {value!r}): --{name} {paper}.")
         if isinstance(self.format, str):
             get_format(self.format)  # UnknownFormatError: names the close match and the known formats

@@ -75,10 +75,16 @@ def load_training_data(args: DataArgs, task: str | Task | None) -> tuple[Dataset
 
             splits = load_from_disk(str(path))
         else:
+            if path.is_dir():
+                check_local_dataset(path, config, args.train_split)
             try:
                 splits = load_dataset(args.dataset, config)
             except (FileNotFoundError, ValueError) as e:
-                raise FtcotError(f"Could not load the dataset {source}: {e}") from e
+                raise FtcotError(f"Could not load the dataset {source}: {_first_line(e)}") from e
+            except Exception as e:
+                if not _is_data_error(e):
+                    raise
+                raise FtcotError(f"Could not read the dataset {source}: {_data_error_text(e)}") from e
     if not isinstance(splits, DatasetDict):
         raise FtcotError(f"{source} is one split; a DatasetDict with {args.train_split!r} is needed.")
     if args.train_split not in splits:
@@ -127,3 +133,128 @@ def prepare_train_dataset(dataset: Dataset, format: str | StudentFormat | None) 
     if not fmt.trainable:
         raise FtcotError(f"Format {fmt.name!r} is for inference only; pick a trainable one (e.g. ft_cot, vanilla).")
     return format_dataset(dataset, fmt)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _is_data_error(error: BaseException) -> bool:
+    """datasets' and pyarrow's errors for a file they cannot read (a library traceback otherwise)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        module = type(seen).__module__ or ""
+        if module.startswith(("datasets", "pyarrow")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _data_error_text(error: BaseException) -> str:
+    """The innermost cause's first line (``CastError: Couldn't cast ...``), not datasets' "An error occurred"."""
+    inner = error
+    while (inner.__cause__ or inner.__context__) is not None:
+        inner = inner.__cause__ or inner.__context__
+    return f"{type(inner).__name__}: {_first_line(inner)}"
+
+
+def _front_matter(readme: Path) -> dict:
+    import yaml
+
+    text = readme.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1])
+    except yaml.YAMLError as e:
+        raise FtcotError(f"{readme}: its YAML header is not valid YAML ({_first_line(e)}).") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _split_files(entry: dict) -> list[tuple[str, list[str]]]:
+    data_files = entry.get("data_files") or []
+    if isinstance(data_files, (str, dict)):
+        data_files = [data_files]
+    out = []
+    for item in data_files:
+        if isinstance(item, str):
+            out.append(("train", [item]))
+        elif isinstance(item, dict):
+            paths = item.get("path") or []
+            out.append((str(item.get("split", "train")), [paths] if isinstance(paths, str) else list(paths)))
+    return out
+
+
+def _promised_columns(schema) -> list[str] | None:  # noqa: ANN001 -- a pyarrow.Schema
+    """The columns the writer recorded with the file (datasets' ``huggingface`` metadata), None without any."""
+    import json
+
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        features = json.loads(raw).get("info", {}).get("features")
+    except ValueError:
+        return None
+    return list(features) if isinstance(features, dict) else None
+
+
+def check_local_dataset(folder: Path, config: str | None, train_split: str) -> None:
+    """Check a local dataset folder with a README ``configs:`` header (what ``ftcot teach`` writes) before
+    ``load_dataset`` reads it: each listed Parquet file exists and is readable, its columns are those recorded with
+    it, and the train split has rows. Each problem is one line naming the file (datasets says "Instruction train
+    corresponds to no data!", or raises a pyarrow traceback)."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return
+    configs = [c for c in (_front_matter(readme).get("configs") or []) if isinstance(c, dict)]
+    names = [str(c.get("config_name", "default")) for c in configs]
+    if not configs:
+        return
+    if config is None:
+        if len(configs) > 1:
+            return  # load_dataset names the configs itself
+        entry = configs[0]
+    elif config in names:
+        entry = configs[names.index(config)]
+    else:
+        raise FtcotError(
+            f"{folder} has no config {config!r} (its README.md lists: {', '.join(names)}): pass --task or "
+            "--dataset_config with one of them, or teach that task into the folder."
+        )
+    import pyarrow.parquet as pq
+
+    for split, patterns in _split_files(entry):
+        files = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+        if not files:
+            raise FtcotError(
+                f"{readme} lists {', '.join(patterns)} as the {split} split of {entry.get('config_name')}, but no "
+                f"such file is in {folder}: re-run `ftcot teach` into the folder, or fix the README's configs."
+            )
+        rows = 0
+        for file in files:
+            if file.suffix != ".parquet":
+                continue
+            try:
+                parquet = pq.ParquetFile(file)
+            except Exception as e:  # noqa: BLE001 -- pyarrow raises several error types for one bad file
+                raise FtcotError(f"{file} is not a readable Parquet file ({type(e).__name__}: {_first_line(e)}): "
+                                 "re-run `ftcot teach` to write it again.") from None  # fmt: skip
+            columns = parquet.schema_arrow.names
+            promised = _promised_columns(parquet.schema_arrow)
+            if promised is not None and set(columns) != set(promised):
+                missing = [c for c in promised if c not in columns]
+                extra = [c for c in columns if c not in promised]
+                raise FtcotError(
+                    f"{file}: its columns differ from the schema recorded with it (missing: "
+                    f"{', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}). It was changed after "
+                    "it was written: re-run `ftcot teach`, or rewrite it with datasets (Dataset.to_parquet)."
+                )
+            rows += parquet.metadata.num_rows
+        if split == train_split and rows == 0:
+            raise EmptyDatasetError(
+                f"{files[0]}: the {split} split of {entry.get('config_name')} has 0 rows, nothing to train on (the "
+                f"teacher kept no rationale: see {folder / 'yield_report.json'}). Teach more questions, more samples "
+                "(--degree), or use another teacher."
+            )

@@ -39,7 +39,11 @@ from ftcot_hf.formats import FORMATS, get_format
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.config import FineTuneCoTConfig
+from ftcot_hf.training.console import use_numeric_logs
 from ftcot_hf.training.data import prepare_train_dataset
+from ftcot_hf.training.lengths import cap_max_length, count_truncated, count_truncated_seq2seq, report_truncation
+from ftcot_hf.training.outputs import loss_log, public_name, write_json_atomic, write_student_card
+from ftcot_hf.utils.console import quiet_libraries
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -123,6 +127,10 @@ class FineTuneCoTTrainer(SFTTrainer):
             add_compact_lm_head(base)
         logger.info("loss: %s", "compact LM head (labelled positions only)" if self._compact else "TRL's fused head")
 
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing: TRL's auto-card ("fine-tuned version of [None]", the training folder's name as the model name)
+        would land in the student folder at every checkpoint; ``train_student`` writes ours after saving."""
+
     def _compact_supported(self) -> bool:
         args = self.args
         wanted = getattr(args, "completion_logits_only", False)
@@ -183,6 +191,8 @@ class TrainResult:
     best_epoch: dict[str, Any] | None = None
     """Only when ``report_best_epoch``: the epoch with the highest test accuracy (selected on test)."""
     metrics: dict[str, Any] = field(default_factory=dict)
+    truncation: dict[str, Any] | None = None
+    """Rows longer than max_length (``TruncationReport.to_dict``): rows, truncated, longest, max_length, dropped."""
 
     def summary(self) -> str:
         lines = [f"Trained {self.global_step} steps in {self.train_runtime:.0f} s; final training loss "
@@ -199,7 +209,9 @@ class TrainResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record of ``train_summary.json``: ``output_dir`` is the student's folder name (this machine's path,
+        or ``ftcot run``'s hidden ``.<task>.partial`` training folder, means nothing beside the weights)."""
+        return {**asdict(self), "output_dir": public_name(self.output_dir)}
 
 
 def load_student_for_training(
@@ -335,6 +347,7 @@ def train_student(
     resume_from_checkpoint: str | bool | None = None,
     gguf_file: str | None = None,
     task: Any = None,
+    dataset_name: str | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Fine-tune a student and save it to ``config.output_dir``.
 
@@ -354,10 +367,12 @@ def train_student(
         resume_from_checkpoint: a checkpoint folder, or ``"last"``/True for the newest in ``output_dir``
             (default: ``config.resume_from_checkpoint``).
         gguf_file: the GGUF file inside ``model_or_path`` when it is a folder holding one.
+        dataset_name: where the rationales came from (a Hub id goes into the model card's metadata).
 
     Returns:
-        ``(trainer, TrainResult)``; the per-epoch accuracies are also in ``output_dir/epoch_metrics.json`` and the
-        summary in ``output_dir/train_summary.json``.
+        ``(trainer, TrainResult)``; the per-epoch accuracies are also in ``output_dir/epoch_metrics.json``, the
+        summary in ``output_dir/train_summary.json``, the loss per logged step in ``output_dir/loss_log.json``, and
+        ``output_dir/README.md`` is the student's model card (``ftcot_hf.cards.render_model_card``).
 
     Raises:
         MissingColumnsError: the dataset lacks what the format needs (named), EmptyDatasetError: no rows, FtcotError:
@@ -366,7 +381,8 @@ def train_student(
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     if isinstance(model_or_path, str):
-        model, loaded_tokenizer = load_student_for_training(model_or_path, gguf_file=gguf_file)
+        with quiet_libraries():
+            model, loaded_tokenizer = load_student_for_training(model_or_path, gguf_file=gguf_file)
         tokenizer = tokenizer or loaded_tokenizer
         student_name = model_or_path
     else:
@@ -391,7 +407,15 @@ def train_student(
         kind = "an encoder-decoder" if encoder_decoder else "a decoder-only"
         hint = "ft_cot_t5 / vanilla_t5 / *_t5" if encoder_decoder else fmt.name.removesuffix("_t5")
         raise FtcotError(f"Format {fmt.name!r} does not fit {student_name}, {kind} model: use {hint}.")
-    train = prepare_train_dataset(train_dataset, fmt)
+    with quiet_libraries():
+        train = prepare_train_dataset(train_dataset, fmt)
+    if encoder_decoder:
+        truncation = count_truncated_seq2seq(train, tokenizer, config.max_source_length, config.max_target_length)
+        positions = None
+    else:
+        positions = cap_max_length(config, model, student_name)
+        truncation = None if config.packing else count_truncated(train, tokenizer, config.max_length)
+    report_truncation(truncation, positions)
 
     all_callbacks = list(callbacks or [])
     epoch_eval = None
@@ -416,27 +440,30 @@ def train_student(
         )
         all_callbacks.append(epoch_eval)
 
-    if encoder_decoder:
-        from ftcot_hf.training.seq2seq import build_seq2seq_trainer
+    with quiet_libraries():  # TRL's five dataset maps draw a bar each; the training bar is the one to see
+        if encoder_decoder:
+            from ftcot_hf.training.seq2seq import build_seq2seq_trainer
 
-        trainer = build_seq2seq_trainer(
-            config, model, tokenizer, train, peft_config=peft_config, callbacks=all_callbacks
-        )
-    else:
-        trainer = FineTuneCoTTrainer(
-            model=model,
-            args=config,
-            train_dataset=train,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=all_callbacks,
-        )
+            trainer = build_seq2seq_trainer(
+                config, model, tokenizer, train, peft_config=peft_config, callbacks=all_callbacks
+            )
+        else:
+            trainer = FineTuneCoTTrainer(
+                model=model,
+                args=config,
+                train_dataset=train,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                callbacks=all_callbacks,
+            )
+    use_numeric_logs(trainer)
     checkpoint = _resume_point(config, resume_from_checkpoint)
     resumed_at = 0
     if checkpoint is not None:
         resumed_at = int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
-    output = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(config.output_dir)
+    with quiet_libraries():  # checkpoint saves draw "Writing model shards" bars inside the training bar otherwise
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(config.output_dir)
 
@@ -451,12 +478,17 @@ def train_student(
         last_epoch=last,
         best_epoch=best,
         metrics=dict(output.metrics),
+        truncation=truncation.to_dict() if truncation is not None else None,
     )
     if trainer.is_world_process_zero():
+        out = Path(config.output_dir)
         summary = {"student": config.student, "task": config.task, "format": fmt.name, **result.to_dict()}
         if best is not None:
             summary["best_epoch_note"] = "best epoch (selected on test): optimistic, the paper's protocol"
-        path = Path(config.output_dir) / "train_summary.json"
-        path.write_text(json.dumps(summary, indent=2, default=str))
+        write_json_atomic(out / "train_summary.json", summary)
+        write_json_atomic(out / "loss_log.json", loss_log(trainer.state.log_history))
+        write_student_card(out, config, result=result, dataset_name=dataset_name, rows=train.num_rows,
+                           processes=trainer.accelerator.num_processes,
+                           encoder_decoder=encoder_decoder)  # fmt: skip
     logger.info("%s", result.summary())
     return trainer, result

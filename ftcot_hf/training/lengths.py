@@ -1,0 +1,127 @@
+"""Sequence lengths: ``max_length`` against the student's positions, and the rows that ``max_length`` truncates.
+
+Reasoning traces run to thousands of tokens, and TRL truncates every longer row silently: the end of the completion
+(the answer, END and EOS, i.e. what teaches the student to answer and stop) is what is cut. The run says how many
+rows that hit, once, and records it in ``train_summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+logger = logging.getLogger(__name__)
+
+_POSITION_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+_CHUNK = 1024
+
+
+def student_positions(model: Any) -> int | None:
+    """How many positions a decoder-only student has (None: unknown, or an encoder-decoder with relative ones)."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return None
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    for name in _POSITION_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def cap_max_length(config: Any, model: Any, student: str) -> int | None:
+    """Cap ``config.max_length`` at the student's positions (warning once); the positions (None if unknown).
+
+    Capped rather than refused: the default (1024, the paper's 512 + 512) exceeds some students' positions (a
+    512-position model), a row longer than the positions cannot be trained on whole anyway, and the truncation
+    count then says how many rows it cuts."""
+    positions = student_positions(model)
+    if positions is None:
+        return None
+    if config.max_length is None or config.max_length > positions:
+        asked = "no limit" if config.max_length is None else f"max_length {config.max_length}"
+        logger.warning("%s is more than the %d positions of the student %s: capped to max_length %d.",
+                       asked, positions, student, positions)  # fmt: skip
+        config.max_length = positions
+    return positions
+
+
+@dataclass
+class TruncationReport:
+    """Rows longer than the limit: counted before training, recorded in ``train_summary.json``."""
+
+    rows: int
+    truncated: int
+    longest: int
+    max_length: int
+    dropped: int = 0
+    """Rows whose prompt alone fills ``max_length``: nothing of the completion is left, so TRL drops them."""
+    limit: str = ""
+    """The limit in words: ``max_length 512`` or ``max_source_length 512 / max_target_length 512``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def message(self, positions: int | None) -> str:
+        limit = self.limit or f"max_length {self.max_length:,}"
+        flags = "--" + " / --".join(part.split()[0] for part in limit.split(" / "))
+        room = f" (the student has {positions:,} positions)" if positions else ""
+        dropped = f"; {self.dropped:,} of them have a prompt that long alone and were dropped" if self.dropped else ""
+        return (
+            f"{self.truncated:,} of {self.rows:,} training rows are longer than {limit} and were truncated "
+            f"(longest {self.longest:,} tokens){dropped}: their ends (the answer, END and EOS) are not learnt. "
+            f"Raise {flags}{room}, or keep shorter rationales (ftcot teach --max_rationale_tokens)."
+        )
+
+
+def _lengths(tokenizer: Any, texts: list[str], **kwargs: Any) -> list[int]:
+    out: list[int] = []
+    for start in range(0, len(texts), _CHUNK):
+        out.extend(len(ids) for ids in tokenizer(texts[start : start + _CHUNK], **kwargs)["input_ids"])
+    return out
+
+
+def count_truncated(rows: Dataset, tokenizer: Any, max_length: int | None) -> TruncationReport | None:
+    """Prompt/completion rows as TRL tokenizes them (prompt + completion + EOS) against ``max_length``; None when
+    nothing can be said (no limit, or chat-format rows)."""
+    if max_length is None or not {"prompt", "completion"} <= set(rows.column_names) or rows.num_rows == 0:
+        return None
+    prompts, completions = rows["prompt"], rows["completion"]
+    if not all(isinstance(p, str) for p in prompts[:1] + completions[:1]):
+        return None
+    eos = tokenizer.eos_token or ""
+    full = _lengths(tokenizer, [p + c + (eos if not c.endswith(eos) else "") for p, c in zip(prompts, completions,
+                                                                                          strict=True)])  # fmt: skip
+    over = [i for i, n in enumerate(full) if n > max_length]
+    dropped = 0
+    if over:
+        prompt_lengths = _lengths(tokenizer, [prompts[i] for i in over])
+        dropped = sum(n >= max_length for n in prompt_lengths)
+    return TruncationReport(rows=len(full), truncated=len(over), longest=max(full), max_length=max_length,
+                            dropped=dropped, limit=f"max_length {max_length:,}")  # fmt: skip
+
+
+def count_truncated_seq2seq(rows: Dataset, tokenizer: Any, max_source: int, max_target: int) -> TruncationReport:
+    """Encoder-decoder rows as ``tokenize_seq2seq`` builds them: a row counts when its input, or its target with
+    EOS (T5 tokenizers add it, others get it appended), exceeds its limit."""
+    sources = _lengths(tokenizer, rows["prompt"])
+    eos = tokenizer.eos_token_id
+    targets: list[int] = []
+    completions = rows["completion"]
+    for start in range(0, len(completions), _CHUNK):
+        for ids in tokenizer(text_target=completions[start : start + _CHUNK])["input_ids"]:
+            targets.append(len(ids) + (0 if eos is None or (ids and ids[-1] == eos) else 1))
+    over = sum(s > max_source or t > max_target for s, t in zip(sources, targets, strict=True))
+    return TruncationReport(rows=len(sources), truncated=over, longest=max(max(sources), max(targets)),
+                            max_length=max(max_source, max_target),
+                            limit=f"max_source_length {max_source:,} / max_target_length {max_target:,}")  # fmt: skip
+
+
+def report_truncation(report: TruncationReport | None, positions: int | None) -> None:
+    if report is not None and report.truncated:
+        logger.warning("%s", report.message(positions))
