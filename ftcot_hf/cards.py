@@ -146,6 +146,14 @@ def yield_reports(reports: Sequence[Any] | None) -> list[Any]:
     return out
 
 
+LEDGER_INTRO = (
+    "Teacher requests and tokens (the run that made each task's rows): requests sent to the teacher (samples served "
+    "by the request cache cost nothing), attempts retried and timed out, requests that failed for good, answers the "
+    "server billed that could not be used (malformed, wrong number of choices: their tokens are in the totals and "
+    "the cost), and requests not sent because the budget (`--max_requests` / `--max_cost`) was spent."
+)
+
+
 def render_dataset_card(
     tasks: Sequence[str | Task],
     *,
@@ -209,7 +217,7 @@ def render_dataset_card(
         card_data["size_categories"] = [size_category(num_rows)]
     if dataset_info is not None:
         card_data["dataset_info"] = dataset_info
-    ledger = "\n\nTeacher requests and tokens:\n\n" + YieldReport.ledger_markdown(reps) if reps else ""
+    ledger = "\n\n" + LEDGER_INTRO + "\n\n" + YieldReport.ledger_markdown(reps) if reps else ""
     yield_table = YieldReport.markdown(reps) + ledger if reps else "Not recorded."
     card = DatasetCard.from_template(
         DatasetCardData(**card_data),

@@ -93,6 +93,7 @@ def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_st
             "answer 2), 1 timeout (rationale 1), 1 failed but billed (answer 1)") in printed  # fmt: skip
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| coin_flip | two_stage | 8 | 0 |" in card and "| failed but billed |" in card
+    assert "answers the server billed that could not be used" in card  # the columns are explained
     assert "| coin_flip | answer | 4 | 0 | 2 | 0 | 0 | 1 | 0 |" in card  # the per-stage table
 
     # a re-run is served from the cache: nothing sent, nothing billed, no cost, the retries are not counted again
