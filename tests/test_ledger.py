@@ -175,3 +175,32 @@ def test_a_budget_on_a_teacher_that_sends_nothing_billed_is_refused(mirror, tmp_
     assert main(argv) == 2  # the default teacher replays recorded completions
     err = capsys.readouterr().err
     assert "--max_requests / --max_cost limit what a teacher sends to a server; the replay teacher" in err
+
+
+def test_samples_of_a_request_that_then_fails_are_failed_but_billed_and_a_spent_budget_sends_nothing():
+    from ftcot_hf.teachers.base import BudgetExhaustedError, Request, RequestBudget, SamplingParams, is_unsent
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    # one request per sample (seeded 0, 1, 2): sample 1 always gets a 503, so the request fails for good after its
+    # retries, and samples 0 and 2, answered and billed, are thrown away with it
+    with FakeOpenAIServer(fault_for=lambda body: ("503",) if body.get("seed") == 1 else None) as server:
+        teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **FAST)
+        teacher.keep_going = True
+        try:
+            [(_, failed)] = list(teacher.generate([Request("p", SamplingParams(temperature=0.7), n=3)]))
+            counts = teacher.counters()
+            assert failed == [] and not is_unsent(failed)
+            assert counts["failed_requests"] == 1 and counts["failed_billed"] == 2
+            assert counts["failed_billed_completion_tokens"] == 2 * len(sample_text("p", 0, seed=0).split())
+            assert counts["billed_prompt_tokens"] == 2  # the prompt "p" of the two answers, billed and wasted
+
+            teacher.budget = RequestBudget(max_requests=1)
+            results = dict(teacher.generate([Request("a"), Request("b"), Request("c")]))
+            assert sorted(results) == [0, 1, 2] and sum(is_unsent(g) for g in results.values()) == 2
+            assert teacher.counters()["unsent"] == 2
+            teacher.keep_going = False  # a caller failing fast gets the refusal as an error
+            with pytest.raises(BudgetExhaustedError, match=r"budget is spent \(max_requests 1 reached"):
+                list(teacher.generate([Request("d")]))
+        finally:
+            teacher.close()
+        assert sorted(r.body["prompt"] for r in server.requests if r.body["prompt"] != "p") == ["a"]
