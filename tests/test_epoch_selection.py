@@ -22,7 +22,7 @@ def small(tmp: Path, tiny: Path, mirror: Path, **overrides) -> RunConfig:
 
 
 def test_held_out_questions_are_not_trained_on_and_select_an_epoch(tmp_path, tiny_gpt2, mirror, monkeypatch):
-    import ftcot_hf.training.trainer as trainer_module
+    import ftcot_hf.pipeline.stages as trainer_module  # where the train stage calls train_student
 
     trained_on = []
     real = trainer_module.train_student

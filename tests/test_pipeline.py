@@ -138,7 +138,7 @@ def test_lora_run_evaluates_its_adapter_student(tmp_path, tiny, mirror):
 
 
 def test_interrupted_run_resumes_at_the_stage_it_died_in(tmp_path, tiny, mirror, monkeypatch):
-    import ftcot_hf.training.trainer as trainer_module
+    import ftcot_hf.pipeline.stages as trainer_module  # where the train stage calls train_student
 
     config = small(tmp_path, tiny, mirror, eval_untrained=False)
     real = trainer_module.train_student

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.cli import EvalConfig
 from ftcot_hf.hub import PushConfig
+from ftcot_hf.students import is_embedded
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teach import TeachConfig, parse_kwargs
 from ftcot_hf.training.cli import StudentArgs
@@ -206,7 +209,6 @@ _check_unique_flags()
 
 def default_output_dir(task: str, student: str) -> str:
     """``runs/<task>-<student>``: a run of another task or student does not land in (and reuse) this one's folder."""
-    from ftcot_hf.students import is_embedded
 
     name = "smollm2" if is_embedded(student) else Path(student.rstrip("/")).name.removesuffix(".gguf")
     return f"runs/{task}-{name.lower()}"
@@ -333,7 +335,6 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
     def train_values(self) -> dict[str, Any]:
         """FineTuneCoTConfig's values of this run (before the run-owned ones): the run's defaults, replaced by the
         recipe's where there is one, replaced by the training flags that were given (those not at their default)."""
-        import yaml
 
         views = (TRAIN, TRAIN_INHERITED)
         values = section_values(self, views)

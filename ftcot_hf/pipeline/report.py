@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task, plot_accuracy_vs_degree
+from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
 from ftcot_hf.pipeline.config import RunConfig
 from ftcot_hf.pipeline.stages import resolve_bf16
+from ftcot_hf.utils.fmt import pct
 
 
 # --- report --------------------------------------------------------------------------------------------------------
@@ -37,9 +40,6 @@ def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | Non
 def write_report(
     config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], stages: dict[str, Any]
 ) -> Path:
-    from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task
-    from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
-    from ftcot_hf.utils.fmt import pct
 
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,6 @@ def _validation_line(task: str, m: dict[str, Any], pct: Any) -> str:
 def _plot_degrees(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], out: Path) -> Path | None:
     """Accuracy vs D over this run and its sibling run folders with the same student and format (a D sweep is
     several runs side by side: `ftcot run --degree 4 --output_dir runs/d4` ...)."""
-    from ftcot_hf.evaluation import plot_accuracy_vs_degree
 
     runs: dict[int, list[dict[str, Any]]] = {}
     for summary_file in sorted(run_dir.parent.glob("*/report/summary.json")):

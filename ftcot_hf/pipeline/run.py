@@ -7,13 +7,20 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.pipeline.config import RunConfig, RunResult
+from ftcot_hf.evaluation.report import versions
+from ftcot_hf.formats import get_format
+from ftcot_hf.hub import check_push_access, push_rationales, push_student
+from ftcot_hf.pipeline.config import PARSER_CLASSES, RunConfig, RunResult
 from ftcot_hf.pipeline.report import write_report
 from ftcot_hf.pipeline.stages import (
+    VALIDATION_SPLIT,
     building,
     check_writable,
     disk_error,
@@ -30,6 +37,13 @@ from ftcot_hf.pipeline.stages import (
     train_inputs,
     train_stage,
 )
+from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded, load_student, resolve_student
+from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.builder import load_task
+from ftcot_hf.teach import save_rationales, teach
+from ftcot_hf.teachers import resolve_teacher
+from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
+from ftcot_hf.utils.parser import parser_for
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +52,6 @@ logger = logging.getLogger(__name__)
 def validate(config: RunConfig) -> list[Any]:
     """Check every name and file of ``config`` before any work; returns the run's :class:`~ftcot_hf.Task` objects
     (the edge: below it, stages receive these objects)."""
-    from ftcot_hf.formats import get_format
-    from ftcot_hf.tasks import resolve_task
-    from ftcot_hf.teachers import resolve_teacher
 
     custom = config.custom_task()
     tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
@@ -56,12 +67,9 @@ def validate(config: RunConfig) -> list[Any]:
     if config.replay_file and not Path(config.replay_file).is_file():
         raise FtcotError(f"--replay_file {config.replay_file} not found.")
     if config.push_to_hub:  # a missing token or a bad repo id must not wait for the end of the run
-        from ftcot_hf.hub import check_push_access
-
         ids = [config.hub_dataset_id] if config.hub_dataset_id else []
         ids += [config.hub_model_id.replace("{task}", t.name) for t in tasks] if config.hub_model_id else []
         check_push_access(ids)
-    from ftcot_hf.students import resolve_student
 
     resolve_student(config.student)
     if config.recipe and not Path(config.recipe).is_file():
@@ -75,7 +83,6 @@ def validate(config: RunConfig) -> list[Any]:
 
 def _train_questions(config: RunConfig, task: Any) -> int:
     """How many train questions the task has (the teach stage teaches them all without --limit_train)."""
-    from ftcot_hf.tasks.builder import load_task
 
     splits = load_task(task, data_dir=config.data_dir)
     return splits["train"].num_rows if "train" in splits else 0
@@ -83,9 +90,6 @@ def _train_questions(config: RunConfig, task: Any) -> int:
 
 # --- the run -------------------------------------------------------------------------------------------------------
 def _write_run_files(config: RunConfig, run_dir: Path) -> None:
-    import yaml
-
-    from ftcot_hf.evaluation.report import versions
 
     text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=False)
     (run_dir / "run_config.yaml").write_text(text, encoding="utf-8")
@@ -101,7 +105,6 @@ def _run_task(
     timed: Callable[[str, Path, str, Callable[[], None]], None],
     metrics: dict[str, Any],
 ) -> None:
-    from ftcot_hf.students import load_student
 
     name = task.name
     test = test_split(rationales, name, config.limit_test)
@@ -147,7 +150,6 @@ def _epoch_scores(
     """Accuracy per epoch (the callback's epochs + the eval stage's final model) and, when asked
     (``--select_epoch test``), the best epoch, which is selected on the test set: optimistic, reported apart from the
     last epoch."""
-    from ftcot_hf.training.callbacks import EPOCH_METRICS, summarize_epochs
 
     path = student_dir / EPOCH_METRICS
     records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
@@ -163,8 +165,6 @@ def _epoch_scores(
 
 def _validation_scores(student_dir: Path, test_per_epoch: dict[int, Any]) -> dict[str, Any]:
     """The held-out questions' accuracy per epoch, the epoch they select (ties: the earlier) and its test accuracy."""
-    from ftcot_hf.pipeline.stages import VALIDATION_SPLIT
-    from ftcot_hf.training.callbacks import epoch_metrics_file, summarize_epochs
 
     split = json.loads((student_dir / VALIDATION_SPLIT).read_text(encoding="utf-8"))
     path = student_dir / epoch_metrics_file("validation")
@@ -208,7 +208,6 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
     teach_fp = fingerprint("teach", teach_inputs(config, tasks))
 
     def do_teach() -> None:
-        from ftcot_hf.teach import save_rationales, teach
 
         with building(rationales, "teach", teach_fp) as tmp:
             teach_config = teach_stage_config(config, tmp)
@@ -239,9 +238,6 @@ def _accuracy(folder: Path) -> float | None:
 
 
 def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]]) -> None:
-    from ftcot_hf.hub import push_rationales, push_student
-    from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
-
     common = {"private": config.hub_private, "revision": config.hub_revision,
               "commit_message": config.hub_commit_message}  # fmt: skip
     if config.hub_dataset_id:
@@ -268,10 +264,6 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]])
 
 def parse_run_args(argv: list[str]) -> RunConfig:
     """`ftcot run`'s flags and ``--config run.yaml`` (flat flag names or the teach:/train:/eval:/hub: sections)."""
-    from dataclasses import asdict
-
-    from ftcot_hf.pipeline.config import PARSER_CLASSES
-    from ftcot_hf.utils.parser import parser_for
 
     parser = parser_for(PARSER_CLASSES, argv, prog="ftcot run", description=__doc__ and RUN_HELP)
     values: dict[str, Any] = {}

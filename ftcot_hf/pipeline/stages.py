@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -15,9 +16,18 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import torch
+from datasets import load_dataset
+
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation import evaluate_student, write_results
 from ftcot_hf.pipeline.config import EVAL, RunConfig
-from ftcot_hf.training.config import FineTuneCoTConfig
+from ftcot_hf.teach import TeachConfig
+from ftcot_hf.training.callbacks import EpochEvalCallback
+from ftcot_hf.training.cli import peft_config_from
+from ftcot_hf.training.config import FineTuneCoTConfig, bf16_supported, cpu_bf16_native
+from ftcot_hf.training.trainer import train_student
+from ftcot_hf.utils.fs import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +84,6 @@ def disk_error(exc: BaseException, what: str, where: Path) -> FtcotError:
 def building(folder: Path, name: str, fp: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
     """Build a stage's output in a hidden sibling folder (``atomic_dir``); on success, write stage.json and swap it
     into place, replacing an output of other inputs only now that the new one is complete."""
-    from ftcot_hf.utils.fs import atomic_dir
 
     start = time.perf_counter()
     try:
@@ -110,7 +119,6 @@ def teach_stage_config(config: RunConfig, out: Path) -> Any:
 def teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
     """What the teach stage's output depends on: every TeachConfig field (minus ``NOT_FINGERPRINTED``), so a new
     field can never silently reuse a stale stage, and the data of user-dataset tasks (their files' sha256)."""
-    from ftcot_hf.teach import TeachConfig
 
     teach_config = teach_stage_config(config, Path("."))
     kept = [f.name for f in fields(TeachConfig) if f.name not in TeachConfig.NOT_FINGERPRINTED]
@@ -149,7 +157,6 @@ def eval_inputs(config: RunConfig) -> dict[str, Any]:
 
 
 def test_split(rationales: Path, task: str, limit: int | None) -> Any:
-    from datasets import load_dataset
 
     test = load_dataset(str(rationales), task, split="test")
     keep = [c for c in ("sample_index", "question", "answer", "choices") if c in test.column_names]
@@ -158,7 +165,6 @@ def test_split(rationales: Path, task: str, limit: int | None) -> Any:
 
 
 def _train_split(rationales: Path, task: str) -> Any:
-    from datasets import load_dataset
 
     return load_dataset(str(rationales), task, split="train")
 
@@ -170,7 +176,6 @@ def hold_out(config: RunConfig, train: Any, task: str) -> tuple[Any, Any, dict[s
     """(train rows, validation records, the split) with ``config.validation_size`` of the train questions held out:
     by question (``sample_index``), so the D rationales of one question are all on one side, drawn with
     ``random.Random(config.seed)``. The validation records are one per held-out question, with its gold answer."""
-    import random
 
     if not config.validation_size:
         return train, None, None
@@ -193,7 +198,6 @@ def hold_out(config: RunConfig, train: Any, task: str) -> tuple[Any, Any, dict[s
 
 
 def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str) -> Any:
-    from ftcot_hf.evaluation import evaluate_student, write_results
 
     result = evaluate_student(
         model,
@@ -218,16 +222,12 @@ def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, tas
 def resolve_bf16(config: RunConfig) -> bool:
     if config.bf16 != "auto":
         return config.bf16 == "true"
-    import torch
-
-    from ftcot_hf.training.config import bf16_supported, cpu_bf16_native
 
     # Unlike FineTuneCoTConfig (fp32 on CPU, as the paper), a run also takes bf16 where the CPU has it natively.
     return bf16_supported() or (not torch.cuda.is_available() and cpu_bf16_native())
 
 
 def _peft_config(config: RunConfig) -> Any:
-    from ftcot_hf.training.cli import peft_config_from
 
     return peft_config_from(config.adapter_args())
 
@@ -235,7 +235,6 @@ def _peft_config(config: RunConfig) -> Any:
 def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp: str) -> None:
     """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
     started = time.perf_counter()
-    from ftcot_hf.training.trainer import train_student
 
     partial = final.parent / f".{final.name}.partial"
     marker = partial / "ftcot_partial.json"
@@ -256,8 +255,6 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
     train, validation, split = hold_out(config, train, task.name)
     callbacks = []
     if split is not None:
-        from ftcot_hf.training.callbacks import EpochEvalCallback
-
         (partial / VALIDATION_SPLIT).write_text(json.dumps(split, indent=2), encoding="utf-8")
         # Scored after every epoch, the last included (the eval stage scores the test split only).
         callbacks.append(EpochEvalCallback(validation, task=task, format=None, batch_size=config.eval_batch_size,
