@@ -68,7 +68,7 @@ def main() -> None:
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
     trainer.train()
     trainer.save_model(args.output_dir)
-    print(f"saved to {args.output_dir}")
+    print(f"saved to {args.output_dir} after {trainer.state.global_step} steps")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,20 @@ def test_gguf_path_and_alias_share_one_converted_folder(smollm2):
         str(smollm2["gguf"].parent), gguf_file=smollm2["gguf"].name, cache_dir=str(smollm2["cache"])
     )
     assert Path(model.name_or_path) == smollm2["dest"]
+
+
+def test_the_base_models_licence_is_found_where_it_can_be_known_offline(tmp_path, monkeypatch):
+    from ftcot_hf.students import base_model_license
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "base"
+    folder.mkdir()
+    assert base_model_license(str(folder)) is None  # no card: not known
+    (folder / "README.md").write_text("---\nlicense: llama3.2\nlanguage: en\n---\n# model\n")
+    assert base_model_license(str(folder)) == "llama3.2"
+    (folder / "README.md").write_text("# a card without metadata\n")
+    assert base_model_license(str(folder)) is None
+    assert base_model_license("smollm2-135m-instruct") == "apache-2.0"
+    assert base_model_license("gpt2") == "mit" and base_model_license("openai-community/gpt2-medium") == "mit"
+    assert base_model_license("google/flan-t5-small") == "apache-2.0"
+    assert base_model_license("someone/unknown-model") is None

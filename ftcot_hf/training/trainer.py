@@ -413,8 +413,11 @@ def train_student(
         truncation = count_truncated_seq2seq(train, tokenizer, config.max_source_length, config.max_target_length)
         positions = None
     else:
+        asked = config.max_length
         positions = cap_max_length(config, model, student_name)
         truncation = None if config.packing else count_truncated(train, tokenizer, config.max_length)
+        if truncation is not None and asked != config.max_length:
+            truncation.capped_from = "none" if asked is None else str(asked)
     report_truncation(truncation, positions)
 
     all_callbacks = list(callbacks or [])
