@@ -48,7 +48,7 @@ def incomplete_message(failed: int, last_error: str | None, *, stopped: str | No
     parts = []
     if stopped:
         flag = "--max_cost" if stopped.startswith("max_cost") else "--max_requests"
-        parts.append(f"Stopped: the budget is spent, --{stopped}; {unsent} teacher request(s) not sent. To continue, "
+        parts.append(f"the budget is spent, --{stopped}; {unsent} teacher request(s) not sent. To continue, "
                      f"re-run the same command with a larger {flag} (or without it): the requests already answered "
                      "are cached and not sent again.")  # fmt: skip
     if failed or not stopped:

@@ -118,7 +118,7 @@ def test_max_requests_stops_saves_what_is_done_and_a_rerun_sends_exactly_the_res
     assert len(first) == 5 and sorted(first[:4]) == [(0, "answer"), (0, "rationale"), (1, "answer"), (1, "rationale")]
     assert first[4][1] == "rationale" and first[4][0] in (2, 3)
     [line] = [x for x in printed.err.splitlines() if x.startswith("ftcot:")]
-    assert line.startswith("ftcot: stopped: Stopped: the budget is spent, --max_requests 5 reached (5 requests sent)")
+    assert line.startswith("ftcot: stopped: the budget is spent, --max_requests 5 reached (5 requests sent)")
     assert "re-run the same command with a larger --max_requests (or without it)" in line
     assert "Traceback" not in printed.err
     assert "STOPPED, max_requests 5 reached" in printed.out and "Saved what was taught" in printed.out
