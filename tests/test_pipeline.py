@@ -256,6 +256,8 @@ def test_run_pushes_rationales_and_student_to_the_hub(tmp_path, tiny, mirror):
                               cwd=REPO, timeout=300)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "[train/coin_flip] reusing" in proc.stderr  # nothing paid for is redone to publish
+        assert f"Pushed the rationale dataset {dataset_id} to " in proc.stderr  # the user sees where it went
+        assert f"Pushed the student {model_id.replace('{task}', 'coin_flip')} to " in proc.stderr
         data_files = hub.files("dataset", dataset_id)
         assert hub.repo("dataset", dataset_id).private
         assert any(name.startswith("coin_flip/train-") for name in data_files)

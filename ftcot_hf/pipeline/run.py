@@ -43,6 +43,7 @@ from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import save_rationales, teach
 from ftcot_hf.teachers import resolve_teacher
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
+from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.parser import parser_for
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,9 @@ def _run_task(
         def do_untrained() -> None:
             model, tokenizer = load_student(config.student)
             with building(untrained, "eval_untrained", fp) as tmp:
-                evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (untrained)")
+                evaluate_stage(
+                    config, model, tokenizer, test, task, tmp, f"{config.student} (untrained)", stage="eval untrained"
+                )
 
         timed(f"eval_untrained/{name}", untrained, fp, do_untrained)
         metrics["untrained_accuracy"] = _accuracy(untrained)
@@ -133,7 +136,16 @@ def _run_task(
     def do_eval() -> None:
         model, tokenizer = load_student(str(student_dir))
         with building(trained, "eval", eval_fp) as tmp:
-            evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT, {name})")
+            evaluate_stage(
+                config,
+                model,
+                tokenizer,
+                test,
+                task,
+                tmp,
+                f"{config.student} (Fine-tune-CoT, {name})",
+                stage="eval trained",
+            )
 
     timed(f"eval/{name}", trained, eval_fp, do_eval)
     result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
@@ -203,33 +215,34 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
         work()
         stages[name] = {"status": "ran", "seconds": time.perf_counter() - t, "output": str(folder)}
 
-    # 1. teach + filter
-    rationales = run_dir / "rationales"
-    teach_fp = fingerprint("teach", teach_inputs(config, tasks))
+    with quiet_libraries():  # one bar per stage: the libraries' own bars and INFO logs are off inside
+        # 1. teach + filter
+        rationales = run_dir / "rationales"
+        teach_fp = fingerprint("teach", teach_inputs(config, tasks))
 
-    def do_teach() -> None:
+        def do_teach() -> None:
 
-        with building(rationales, "teach", teach_fp) as tmp:
-            teach_config = teach_stage_config(config, tmp)
-            results, reports = teach(teach_config, tasks=tasks, progress=True)
-            save_rationales(teach_config, results, reports, tasks)
+            with building(rationales, "teach", teach_fp) as tmp:
+                teach_config = teach_stage_config(config, tmp)
+                results, reports = teach(teach_config, tasks=tasks, progress=True)
+                save_rationales(teach_config, results, reports, tasks)
 
-    timed("teach", rationales, teach_fp, do_teach)
-    yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
-    for report in yields.get("reports", yields if isinstance(yields, list) else []):
-        if report.get("task") in per_task:
-            per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"),
-                                            decontamination=report.get("decontamination"))  # fmt: skip
+        timed("teach", rationales, teach_fp, do_teach)
+        yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
+        for report in yields.get("reports", yields if isinstance(yields, list) else []):
+            if report.get("task") in per_task:
+                per_task[report["task"]].update(kept=report.get("kept"), questions=report.get("questions"),
+                                                decontamination=report.get("decontamination"))  # fmt: skip
 
-    for task in tasks:
-        _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name])
+        for task in tasks:
+            _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name])
 
-    # 5. report (always rebuilt: cheap, and it reflects every stage)
-    report = write_report(config, run_dir, per_task, stages)
-    (run_dir / "stages.json").write_text(json.dumps(stages, indent=2), encoding="utf-8")
-    # 6. push
-    if config.push_to_hub:
-        _push(config, run_dir, per_task)
+        # 5. report (always rebuilt: cheap, and it reflects every stage)
+        report = write_report(config, run_dir, per_task, stages)
+        (run_dir / "stages.json").write_text(json.dumps(stages, indent=2), encoding="utf-8")
+        # 6. push
+        if config.push_to_hub:
+            _push(config, run_dir, per_task, say)
     return RunResult(output_dir=run_dir, report=report, metrics=per_task, stages=stages)
 
 
@@ -237,12 +250,12 @@ def _accuracy(folder: Path) -> float | None:
     return json.loads((folder / "results.json").read_text(encoding="utf-8"))["results"][0]["accuracy"]
 
 
-def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]]) -> None:
+def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], say: Callable[[str], None]) -> None:
     common = {"private": config.hub_private, "revision": config.hub_revision,
               "commit_message": config.hub_commit_message}  # fmt: skip
     if config.hub_dataset_id:
         url = push_rationales(run_dir / "rationales", config.hub_dataset_id, **common)
-        logger.info("Pushed the rationale dataset to %s", url)
+        say(url.summary())
     if config.hub_model_id:
         base = EMBEDDED_BASE_MODEL if is_embedded(config.student) else config.student
         for task, m in per_task.items():
@@ -259,7 +272,7 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]])
                 license=config.hub_license,
                 **common,
             )
-            logger.info("Pushed the %s student to %s", task, url)
+            say(url.summary())
 
 
 def parse_run_args(argv: list[str]) -> RunConfig:

@@ -197,7 +197,8 @@ def hold_out(config: RunConfig, train: Any, task: str) -> tuple[Any, Any, dict[s
     return train.select(keep), validation, split
 
 
-def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str) -> Any:
+def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str, *,
+                   stage: str = "eval") -> Any:  # fmt: skip
 
     result = evaluate_student(
         model,
@@ -211,7 +212,7 @@ def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, tas
         sc_temperature=config.sc_temperature,
         seed=config.seed,
         mode=config.mode,
-        progress=True,
+        progress=f"{stage} {task.name}",
     )
     settings = {"model": label, "format": config.format, "split": "test", "mode": config.mode, "sc": config.sc,
                 "max_new_tokens": config.eval_max_new_tokens, "batch_size": config.eval_batch_size}  # fmt: skip
