@@ -257,3 +257,25 @@ def test_max_length_zero_is_one_line_and_exit_2(tiny_gpt2, rationale_repo, tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "max_length must be a positive number of tokens (got 0)" in err, err
+
+
+def test_t5_rows_beyond_the_source_or_target_limit_are_counted(tiny_t5, tmp_path, caplog):
+    from transformers import AutoTokenizer
+
+    from ftcot_hf.formats import format_dataset
+
+    tok = AutoTokenizer.from_pretrained(tiny_t5)
+    records = coin_records(16)
+    whole = tokenize_seq2seq(format_dataset(records, "ft_cot_t5"), tok, max_source_length=10**6,
+                             max_target_length=10**6)  # fmt: skip
+    source, target = 30, 24
+    expected = sum(len(r["input_ids"]) > source or len(r["labels"]) > target for r in whole)
+    assert 0 < expected < 16  # some rows fit, some do not
+    args = FineTuneCoTConfig(output_dir=str(tmp_path / "t5"), format="ft_cot", max_steps=1, save_strategy="no",
+                             disable_tqdm=True, max_source_length=source, max_target_length=target)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        _, result = train_student(args, str(tiny_t5), records)
+    assert result.truncation["truncated"] == expected and result.truncation["rows"] == 16
+    said = [r.getMessage() for r in caplog.records if "training rows are longer than" in r.getMessage()]
+    assert len(said) == 1 and f"{expected} of 16 training rows are longer than max_source_length 30 / " in said[0]
+    assert "Raise --max_source_length / --max_target_length" in said[0]
