@@ -9,8 +9,8 @@ one transaction per request, as results arrive), not a server. Requests are made
 (64 per ``generate`` call, the concurrency bound the augmenter chunks two-stage teaching by), so the bench itself
 holds nothing that grows with the cache. Printed: file size per row, insert rate, re-run rate, RSS (``/proc``)
 after each phase, time to open the file (constructor + first lookup, in this process with the file in the OS page
-cache, and in a fresh process). Other jobs share this machine's 2 cores: rates move with them (the load average is
-printed); the cache's files are deleted at the end unless ``--keep``.
+cache, and in a fresh process). Other jobs share this machine's 2 cores: wall-clock rates move with them (the load
+average is printed), rates per CPU second of this process much less; the files are deleted unless ``--keep``.
 
     .venv/bin/python bench/cache_scale.py                      # 10M rows (~6 GB of disk while it runs)
     .venv/bin/python bench/cache_scale.py --rows 1000000 --dir /work/tmp
@@ -99,10 +99,10 @@ def file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def fill(path: Path, first_chunk: int, target_rows: int, rows: int) -> tuple[int, int, float]:
-    """Chunks from ``first_chunk`` until ``target_rows`` rows are in; (next chunk, rows, seconds)."""
+def fill(path: Path, first_chunk: int, target_rows: int, rows: int) -> tuple[int, int, float, float]:
+    """Chunks from ``first_chunk`` until ``target_rows`` rows are in; (next chunk, rows, seconds, CPU seconds)."""
     cached = CachedTeacher(InstantTeacher(), RequestCache(path))
-    chunk, start_rows, started = first_chunk, rows, time.perf_counter()
+    chunk, start_rows, started, cpu = first_chunk, rows, time.perf_counter(), time.process_time()
     last = started
     try:
         while rows < target_rows:
@@ -115,25 +115,25 @@ def fill(path: Path, first_chunk: int, target_rows: int, rows: int) -> tuple[int
                 print(f"  filled {rows:,} rows ({rate:,.0f} rows/s), RSS {rss_mb():.0f} MB", flush=True)
     finally:
         cached.close()
-    return chunk, rows, time.perf_counter() - started
+    return chunk, rows, time.perf_counter() - started, time.process_time() - cpu
 
 
-def rerun(path: Path, chunks: int) -> tuple[int, float, float]:
-    """Every chunk again through a fresh CachedTeacher whose teacher must not be called; (rows, seconds, the part
-    spent building the requests, which a real re-run has too but is not the cache's)."""
+def rerun(path: Path, chunks: int) -> tuple[int, float, float, float]:
+    """Every chunk again through a fresh CachedTeacher whose teacher must not be called; (rows, seconds, CPU seconds,
+    the CPU spent building the requests, which a real re-run has too but is not the cache's)."""
     cached = CachedTeacher(InstantTeacher(forbid=True), RequestCache(path))
-    rows, build, started = 0, 0.0, time.perf_counter()
+    rows, build, started, cpu = 0, 0.0, time.perf_counter(), time.process_time()
     try:
         for chunk in range(chunks):
-            t = time.perf_counter()
+            t = time.process_time()
             requests = chunk_requests(chunk)
-            build += time.perf_counter() - t
+            build += time.process_time() - t
             for _, gens in cached.generate(requests):
                 rows += len(gens)
     finally:
         cached.close()
     assert cached.calls == 0
-    return rows, time.perf_counter() - started, build
+    return rows, time.perf_counter() - started, time.process_time() - cpu, build
 
 
 OPEN_SNIPPET = """
@@ -161,17 +161,17 @@ def time_to_open(path: Path) -> tuple[float, float]:
     return here, float(out[1])
 
 
-def report(label: str, path: Path, rows: int, fill_s: float, chunks: int) -> None:
+def report(label: str, path: Path, rows: int, fill_s: float, fill_cpu: float, chunks: int) -> None:
     size = file_bytes(path)
     before = rss_mb()
-    again, seconds, build = rerun(path, chunks)
+    again, seconds, cpu, build = rerun(path, chunks)
     assert again == rows, (again, rows)
     here, fresh = time_to_open(path)
     print(
         f"{label}: {rows:,} rows in {chunks * CHUNK:,} requests; file {size / 1e9:.2f} GB = {size / rows:.0f} B/row; "
-        f"insert {rows / fill_s:,.0f} rows/s\n"
-        f"  cached re-run {rows / seconds:,.0f} rows/s ({seconds:.1f} s; without building the requests "
-        f"{rows / (seconds - build):,.0f} rows/s), 0 teacher calls\n"
+        f"insert {rows / fill_s:,.0f} rows/s (per CPU second {rows / fill_cpu:,.0f})\n"
+        f"  cached re-run {rows / seconds:,.0f} rows/s ({seconds:.1f} s; per CPU second {rows / cpu:,.0f}, without "
+        f"building the requests {rows / (cpu - build):,.0f}), 0 teacher calls\n"
         f"  RSS before re-run {before:.0f} MB, after {rss_mb():.0f} MB; open + first lookup {here * 1e3:.1f} ms "
         f"(fresh process {fresh * 1e3:.1f} ms); load average {os.getloadavg()[0]:.2f}",
         flush=True,
@@ -190,11 +190,11 @@ def main() -> int:
     path = workdir / "cache.sqlite"
     print(f"cache {path}; python {sys.version.split()[0]}; RSS at start {rss_mb():.0f} MB", flush=True)
     try:
-        chunk, rows, total_s = 0, 0, 0.0
+        chunk, rows, total_s, total_cpu = 0, 0, 0.0, 0.0
         for target in sorted({min(args.checkpoint, args.rows), args.rows}):
-            chunk, rows, seconds = fill(path, chunk, target, rows)
-            total_s += seconds
-            report(f"at {rows:,} rows", path, rows, total_s, chunk)
+            chunk, rows, seconds, cpu = fill(path, chunk, target, rows)
+            total_s, total_cpu = total_s + seconds, total_cpu + cpu
+            report(f"at {rows:,} rows", path, rows, total_s, total_cpu, chunk)
     finally:
         if args.keep:
             print(f"kept {workdir}")

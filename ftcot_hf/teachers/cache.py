@@ -50,15 +50,16 @@ def default_cache_path() -> Path:
     return hf_home() / "ftcot" / "teacher_cache.sqlite"
 
 
-def _payload(identity: dict[str, Any], request: Request) -> dict[str, Any]:
-    return {**identity, "prompt": request.prompt, "params": request.params.key(), "chat": request.chat}
+def _payload(identity: dict[str, Any], request: Request, params_key: dict[str, Any] | None = None) -> dict[str, Any]:
+    params = params_key if params_key is not None else request.params.key()
+    return {**identity, "prompt": request.prompt, "params": params, "chat": request.chat}
 
 
-def request_digest(identity: dict[str, Any], request: Request) -> bytes:
-    """The schema-2 key of ``request``'s samples (every sample index shares it)."""
-    return hashlib.sha256(
-        json.dumps(_payload(identity, request), sort_keys=True, ensure_ascii=False).encode()
-    ).digest()
+def request_digest(identity: dict[str, Any], request: Request, params_key: dict[str, Any] | None = None) -> bytes:
+    """The schema-2 key of ``request``'s samples (every sample index shares it). ``params_key`` is
+    ``request.params.key()`` when the caller has it (``dataclasses.asdict`` is most of the cost of a key)."""
+    payload = _payload(identity, request, params_key)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).digest()
 
 
 def request_key(identity: dict[str, Any], request: Request, sample_index: int) -> str:
@@ -204,26 +205,31 @@ class CachedTeacher(Teacher):
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
         identity = self.identity()
+        params_keys: dict[Any, dict[str, Any]] = {}  # the requests of a run share a few SamplingParams
         missing: list[Request] = []
         origin: list[tuple[int, bytes, list[Generation | None]]] = []  # (position, key, the samples cached)
         for start in range(0, len(requests), WINDOW):
             part = requests[start : start + WINDOW]
-            digests = [request_digest(identity, r) for r in part]
+            digests = []
+            for r in part:
+                if r.params not in params_keys:
+                    params_keys[r.params] = r.params.key()
+                digests.append(request_digest(identity, r, params_keys[r.params]))
             cached = self.cache.lookup(digests)
             for offset, (request, digest) in enumerate(zip(part, digests, strict=True)):
                 have = cached.get(digest, ())
                 lo = request.first_index
                 gens = list(have[lo : lo + request.n])
                 gens += [None] * (request.n - len(gens))
-                if self.cache.legacy and None in gens:
+                if self.cache.legacy and any(g is None for g in gens):
                     gens = self._from_legacy(identity, request, digest, gens)
-                hits = request.n - gens.count(None)
+                hits = sum(g is not None for g in gens)  # `is`: Generation's == compares every field
                 self.cache_hits += hits
                 if hits == request.n:
                     yield start + offset, gens  # type: ignore[misc]
                     continue
                 # Samples are produced in order, so only a tail can be missing; ask for that tail in one request.
-                first = gens.index(None)
+                first = next(j for j, g in enumerate(gens) if g is None)
                 missing.append(Request(request.prompt, request.params, request.n - first, lo + first, request.chat))
                 origin.append((start + offset, digest, gens))
         if not missing:
