@@ -4,6 +4,7 @@ from the sections' fields, our options first in every command's --help."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,25 @@ def test_run_push_to_hub_checks_token_and_repo_ids_before_any_stage(tmp_path, mo
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
     assert not out.exists()  # nothing taught or trained before the publishing problem was said
+
+
+def test_run_stops_at_a_spent_teacher_budget_and_the_same_command_continues(tmp_path, mirror, tiny_gpt2, capsys):
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    out = tmp_path / "run"
+    argv = ["run", "--teacher", "openai", "--teacher_model", "m", "--keep", "all", "--student", str(tiny_gpt2),
+            "--limit_train", "4", "--limit_test", "2", "--num_train_epochs", "1", "--eval_max_new_tokens", "4",
+            "--eval_untrained_limit", "1", "--max_length", "128", "--cpu_threads", "1", "--data_dir", str(mirror),
+            "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)]  # fmt: skip
+    with FakeOpenAIServer() as server:
+        argv[5:5] = ["--base_url", server.base_url]
+        assert main([*argv, "--max_requests", "3"]) == 3
+        err = capsys.readouterr().err
+        assert "ftcot: stopped:" in err and "The run stops before training" in err and "Traceback" not in err
+        assert not (out / "rationales").exists() and not (out / "student").exists()
+        sent = len(server.requests)
+        assert main(argv) == 0  # the same command without the budget: only what was not sent goes out
+        assert len(server.requests) - sent == 8 - 3  # 4 questions x 2 stages, 3 already answered and cached
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["tasks"]["coin_flip"]["untrained_n"] == 1 and summary["tasks"]["coin_flip"]["n"] == 2
+    assert "(first 1)" in (out / "report" / "results.md").read_text()  # the untrained row says its N

@@ -79,6 +79,14 @@ class RunEvalArgs:
     untrained: bool = field(
         default=True, metadata={"help": "Also evaluate the student before training (the 'untrained' row)."}
     )
+    untrained_limit: int = field(
+        default=50,
+        metadata={
+            "help": "Evaluate the untrained student on the first N test questions (0: all). A student that has "
+            "never seen END writes the whole token budget for every question, so this row is the slowest "
+            "evaluation and N = 50 tells the same story (the report gives its N)."
+        },
+    )
     every_epoch: bool = field(
         default=False,
         metadata={
@@ -168,7 +176,8 @@ EVAL = view(
     rename={"limit": "limit_test", "max_new_tokens": "eval_max_new_tokens", "batch_size": "eval_batch_size"},
 )
 EVAL_RUN = view(RunEvalArgs, title="Evaluation of a run", section="eval",
-                rename={"untrained": "eval_untrained", "every_epoch": "eval_every_epoch"})  # fmt: skip
+                rename={"untrained": "eval_untrained", "untrained_limit": "eval_untrained_limit",
+                        "every_epoch": "eval_every_epoch"})  # fmt: skip
 HUB = view(PushConfig, title="Publishing (the fields of `ftcot push`; YAML section hub:)", section="hub",
            only={"private", "revision", "commit_message", "license"},
            rename={"private": "hub_private", "revision": "hub_revision", "commit_message": "hub_commit_message",
@@ -244,7 +253,7 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
         learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16, cpu_threads, use_peft,
         lora_r, lora_alpha, ... and every inherited TrainingArguments/SFTConfig option (``--help-all``)
     Parameters of the evaluation (section eval:):
-        eval_untrained, eval_every_epoch, validation_size, select_epoch, limit_test (eval.limit),
+        eval_untrained, eval_untrained_limit, eval_every_epoch, validation_size, select_epoch, limit_test (eval.limit),
         eval_max_new_tokens (eval.max_new_tokens), eval_batch_size (eval.batch_size), sc, sc_temperature
     Parameters of publishing (section hub:):
         push_to_hub, hub_dataset_id, hub_model_id, hub_private, hub_revision, hub_commit_message, hub_license

@@ -13,6 +13,12 @@ from ftcot_hf.pipeline.stages import resolve_bf16
 from ftcot_hf.utils.fmt import pct
 
 
+def _subset(m: dict[str, Any]) -> str:
+    """' (first 50)' when the untrained row scored fewer test questions than the trained one."""
+    n = m.get("untrained_n")
+    return f" (first {n})" if m.get("untrained_accuracy") is not None and n and n != m.get("n") else ""
+
+
 # --- report --------------------------------------------------------------------------------------------------------
 def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | None:
     try:
@@ -68,7 +74,8 @@ def write_report(
         maj = "-" if m.get("maj_at_k") is None else f"{pct(m['maj_at_k'])} (k={config.sc})"
         ref = paper.get(task)
         lines.append(
-            f"| {task} | {m.get('kept', '-')}/{m.get('questions', '-')} | {pct(m.get('untrained_accuracy'))} | "
+            f"| {task} | {m.get('kept', '-')}/{m.get('questions', '-')} | {pct(m.get('untrained_accuracy'))}"
+            f"{_subset(m)} | "
             f"{pct(m.get('accuracy'))} | {maj} | {'-' if ref is None else f'{ref:.2f}'} | "
             f"{teacher.get(task, '-')} |"
         )

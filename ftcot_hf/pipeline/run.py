@@ -40,7 +40,7 @@ from ftcot_hf.pipeline.stages import (
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded, load_student, resolve_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
-from ftcot_hf.teach import save_rationales, teach
+from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
 from ftcot_hf.teachers import resolve_teacher
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
@@ -112,17 +112,27 @@ def _run_task(
     # the student before training
     if config.eval_untrained:
         untrained = run_dir / "eval_untrained" / name
-        fp = fingerprint("eval_untrained", name, config.student, eval_inputs(config))
+        n = config.eval_untrained_limit
+        subset = test.select(range(min(n, test.num_rows))) if n and n > 0 else test
+        fp = fingerprint("eval_untrained", name, config.student, eval_inputs(config), subset.num_rows)
 
         def do_untrained() -> None:
             model, tokenizer = load_student(config.student)
             with building(untrained, "eval_untrained", fp) as tmp:
                 evaluate_stage(
-                    config, model, tokenizer, test, task, tmp, f"{config.student} (untrained)", stage="eval untrained"
+                    config,
+                    model,
+                    tokenizer,
+                    subset,
+                    task,
+                    tmp,
+                    f"{config.student} (untrained)",
+                    stage="eval untrained",
                 )
 
         timed(f"eval_untrained/{name}", untrained, fp, do_untrained)
         metrics["untrained_accuracy"] = _accuracy(untrained)
+        metrics["untrained_n"] = subset.num_rows
     # format + train
     student_dir = run_dir / "student" / name
     train_fp = fingerprint("train", name, teach_fp, train_inputs(config))
@@ -295,10 +305,20 @@ def cli_main(argv: list[str]) -> int:
     """`ftcot run`: flags or `--config run.yaml`."""
     config = parse_run_args(argv)
     start = time.perf_counter()
-    result = run(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        result = run(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except TeachIncompleteError as e:  # a spent budget or failed requests: not a student of part of the data
+        for report in e.reports:
+            print(report.ledger_summary())
+        kind = "error" if e.failed else "stopped"
+        print(f"ftcot: {kind}: {e} The run stops before training (the teach stage is not marked done, so the same "
+              "command picks it up: every reply so far is in the request cache).", file=sys.stderr)  # fmt: skip
+        return EXIT_INCOMPLETE
     for task, m in result.metrics.items():
         untrained = m.get("untrained_accuracy")
-        before = "" if untrained is None else f"untrained {100 * untrained:.2f}% -> "
+        before = "" if untrained is None else f"untrained {100 * untrained:.2f}% (first {m['untrained_n']}) -> "
+        if untrained is not None and m["untrained_n"] == m.get("n"):
+            before = f"untrained {100 * untrained:.2f}% -> "
         print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
         if m.get("validation_epoch") is not None:
             test = m.get("validation_epoch_test_accuracy")
