@@ -340,3 +340,22 @@ def test_log_lines_are_numbers_one_bar_and_no_warning_on_a_fresh_run(tiny_gpt2, 
         assert library_bar not in text, library_bar
     assert "\x1b[A" not in captured.err
     assert not [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]
+
+
+def test_an_unreadable_file_in_a_folder_without_a_card_is_one_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    with pytest.raises(FtcotError, match=r"train.parquet is not a readable Parquet file \(ArrowInvalid: ") as caught:
+        load_training_data(DataArgs(dataset=str(folder)), None)
+    assert "\n" not in str(caught.value)
+    # What datasets says when it reads it itself: one line too, not its "An error occurred while generating".
+    from ftcot_hf.training.data import _data_error_text, _is_data_error
+
+    try:
+        __import__("pyarrow.parquet").parquet.ParquetFile(folder / "train.parquet")
+    except Exception as e:  # noqa: BLE001
+        wrapped = RuntimeError("An error occurred while generating the dataset")
+        wrapped.__cause__ = e
+        assert _is_data_error(wrapped) and _data_error_text(wrapped).startswith("ArrowInvalid: Parquet file size")

@@ -79,12 +79,12 @@ def load_training_data(args: DataArgs, task: str | Task | None) -> tuple[Dataset
                 check_local_dataset(path, config, args.train_split)
             try:
                 splits = load_dataset(args.dataset, config)
-            except (FileNotFoundError, ValueError) as e:
-                raise FtcotError(f"Could not load the dataset {source}: {_first_line(e)}") from e
             except Exception as e:
-                if not _is_data_error(e):
-                    raise
-                raise FtcotError(f"Could not read the dataset {source}: {_data_error_text(e)}") from e
+                if _is_data_error(e):
+                    raise FtcotError(f"Could not read the dataset {source}: {_data_error_text(e)}") from e
+                if isinstance(e, (FileNotFoundError, ValueError)):
+                    raise FtcotError(f"Could not load the dataset {source}: {_first_line(e)}") from e
+                raise
     if not isinstance(splits, DatasetDict):
         raise FtcotError(f"{source} is one split; a DatasetDict with {args.train_split!r} is needed.")
     if args.train_split not in splits:
@@ -200,17 +200,41 @@ def _promised_columns(schema) -> list[str] | None:  # noqa: ANN001 -- a pyarrow.
     return list(features) if isinstance(features, dict) else None
 
 
+def _check_parquet(file: Path) -> int:
+    """The rows of a Parquet file that pyarrow can read and whose columns are the ones recorded with it."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(file)
+    except Exception as e:  # noqa: BLE001 -- pyarrow raises several error types for one bad file
+        raise FtcotError(f"{file} is not a readable Parquet file ({type(e).__name__}: {_first_line(e)}): "
+                         "re-run `ftcot teach` to write it again.") from None  # fmt: skip
+    columns = parquet.schema_arrow.names
+    promised = _promised_columns(parquet.schema_arrow)
+    if promised is not None and set(columns) != set(promised):
+        missing = [c for c in promised if c not in columns]
+        extra = [c for c in columns if c not in promised]
+        raise FtcotError(
+            f"{file}: its columns differ from the schema recorded with it (missing: {', '.join(missing) or 'none'}; "
+            f"unexpected: {', '.join(extra) or 'none'}). It was changed after it was written: re-run `ftcot teach`, "
+            "or rewrite it with datasets (Dataset.to_parquet)."
+        )
+    return parquet.metadata.num_rows
+
+
 def check_local_dataset(folder: Path, config: str | None, train_split: str) -> None:
     """Check a local dataset folder with a README ``configs:`` header (what ``ftcot teach`` writes) before
     ``load_dataset`` reads it: each listed Parquet file exists and is readable, its columns are those recorded with
     it, and the train split has rows. Each problem is one line naming the file (datasets says "Instruction train
     corresponds to no data!", or raises a pyarrow traceback)."""
     readme = folder / "README.md"
-    if not readme.is_file():
-        return
-    configs = [c for c in (_front_matter(readme).get("configs") or []) if isinstance(c, dict)]
+    configs = (
+        [c for c in (_front_matter(readme).get("configs") or []) if isinstance(c, dict)] if readme.is_file() else []
+    )
     names = [str(c.get("config_name", "default")) for c in configs]
-    if not configs:
+    if not configs:  # datasets reads every data file of the folder: each must be readable
+        for file in sorted(folder.rglob("*.parquet"))[:1000]:
+            _check_parquet(file)
         return
     if config is None:
         if len(configs) > 1:
@@ -223,8 +247,6 @@ def check_local_dataset(folder: Path, config: str | None, train_split: str) -> N
             f"{folder} has no config {config!r} (its README.md lists: {', '.join(names)}): pass --task or "
             "--dataset_config with one of them, or teach that task into the folder."
         )
-    import pyarrow.parquet as pq
-
     for split, patterns in _split_files(entry):
         files = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
         if not files:
@@ -232,26 +254,7 @@ def check_local_dataset(folder: Path, config: str | None, train_split: str) -> N
                 f"{readme} lists {', '.join(patterns)} as the {split} split of {entry.get('config_name')}, but no "
                 f"such file is in {folder}: re-run `ftcot teach` into the folder, or fix the README's configs."
             )
-        rows = 0
-        for file in files:
-            if file.suffix != ".parquet":
-                continue
-            try:
-                parquet = pq.ParquetFile(file)
-            except Exception as e:  # noqa: BLE001 -- pyarrow raises several error types for one bad file
-                raise FtcotError(f"{file} is not a readable Parquet file ({type(e).__name__}: {_first_line(e)}): "
-                                 "re-run `ftcot teach` to write it again.") from None  # fmt: skip
-            columns = parquet.schema_arrow.names
-            promised = _promised_columns(parquet.schema_arrow)
-            if promised is not None and set(columns) != set(promised):
-                missing = [c for c in promised if c not in columns]
-                extra = [c for c in columns if c not in promised]
-                raise FtcotError(
-                    f"{file}: its columns differ from the schema recorded with it (missing: "
-                    f"{', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}). It was changed after "
-                    "it was written: re-run `ftcot teach`, or rewrite it with datasets (Dataset.to_parquet)."
-                )
-            rows += parquet.metadata.num_rows
+        rows = sum(_check_parquet(file) for file in files if file.suffix == ".parquet")
         if split == train_split and rows == 0:
             raise EmptyDatasetError(
                 f"{files[0]}: the {split} split of {entry.get('config_name')} has 0 rows, nothing to train on (the "
