@@ -191,8 +191,9 @@ def test_run_stops_at_a_spent_teacher_budget_and_the_same_command_continues(tmp_
     out = tmp_path / "run"
     argv = ["run", "--teacher", "openai", "--teacher_model", "m", "--keep", "all", "--student", str(tiny_gpt2),
             "--limit_train", "4", "--limit_test", "2", "--num_train_epochs", "1", "--eval_max_new_tokens", "4",
-            "--eval_untrained_limit", "1", "--max_length", "128", "--cpu_threads", "1", "--data_dir", str(mirror),
-            "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)]  # fmt: skip
+            "--eval_untrained_limit", "1", "--max_length", "128", "--cpu_threads", "1", "--bf16", "false",
+            "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"),
+            "--output_dir", str(out)]  # fmt: skip
     with FakeOpenAIServer() as server:
         argv[5:5] = ["--base_url", server.base_url]
         assert main([*argv, "--max_requests", "3"]) == 3
@@ -202,6 +203,8 @@ def test_run_stops_at_a_spent_teacher_budget_and_the_same_command_continues(tmp_
         sent = len(server.requests)
         assert main(argv) == 0  # the same command without the budget: only what was not sent goes out
         assert len(server.requests) - sent == 8 - 3  # 4 questions x 2 stages, 3 already answered and cached
+    err = capsys.readouterr().err
+    assert "[train/coin_flip] training in fp32 on CPU, 1 thread(s): --bf16 false." in err  # said once, with why
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["tasks"]["coin_flip"]["untrained_n"] == 1 and summary["tasks"]["coin_flip"]["n"] == 2
     assert "(first 1)" in (out / "report" / "results.md").read_text()  # the untrained row says its N

@@ -28,6 +28,7 @@ from ftcot_hf.pipeline.stages import (
     evaluate_stage,
     fingerprint,
     is_disk_error,
+    precision_note,
     read_stage,
     recipe_summary,
     stage_done,
@@ -105,8 +106,8 @@ def _run_task(
     teach_fp: str,
     timed: Callable[[str, Path, str, Callable[[], None]], None],
     metrics: dict[str, Any],
+    say: Callable[[str], None],
 ) -> None:
-
     name = task.name
     test = test_split(rationales, name, config.limit_test)
     # the student before training
@@ -136,7 +137,12 @@ def _run_task(
     # format + train
     student_dir = run_dir / "student" / name
     train_fp = fingerprint("train", name, teach_fp, train_inputs(config))
-    timed(f"train/{name}", student_dir, train_fp, lambda: train_stage(config, task, rationales, student_dir, train_fp))
+
+    def do_train() -> None:
+        say(f"[train/{name}] {precision_note(config)}")
+        train_stage(config, task, rationales, student_dir, train_fp)
+
+    timed(f"train/{name}", student_dir, train_fp, do_train)
     summary = json.loads((student_dir / "train_summary.json").read_text(encoding="utf-8"))
     metrics["training_loss"] = summary.get("training_loss")
     # the trained student
@@ -245,7 +251,7 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
                                                 decontamination=report.get("decontamination"))  # fmt: skip
 
         for task in tasks:
-            _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name])
+            _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name], say)
 
         # 5. report (always rebuilt: cheap, and it reflects every stage)
         report = write_report(config, run_dir, per_task, stages)

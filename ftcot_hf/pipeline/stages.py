@@ -228,8 +228,25 @@ def resolve_bf16(config: RunConfig) -> bool:
     return bf16_supported() or (not torch.cuda.is_available() and cpu_bf16_native())
 
 
-def _peft_config(config: RunConfig) -> Any:
+def precision_note(config: RunConfig) -> str:
+    """One line saying which precision and how many threads training uses, and why (printed once per run)."""
+    bf16 = resolve_bf16(config)
+    if torch.cuda.is_available():
+        where = f"CUDA ({torch.cuda.get_device_name(0)})"
+        why = "the GPU has bf16" if bf16 else ("--bf16 false" if config.bf16 == "false" else "the GPU has no bf16")
+    else:
+        threads = config.cpu_threads or torch.get_num_threads()
+        where = f"CPU, {threads} thread(s)" + ("" if config.cpu_threads else " (torch's default: --cpu_threads N)")
+        if config.bf16 != "auto":
+            why = f"--bf16 {config.bf16}"
+        elif bf16:
+            why = "this CPU computes bf16 natively (AVX512-BF16/AMX): autocast is faster than fp32"
+        else:
+            why = "this CPU has no native bf16 (no AVX512-BF16/AMX), where bf16 autocast is slower than fp32"
+    return f"training in {'bf16 autocast' if bf16 else 'fp32'} on {where}: {why}."
 
+
+def _peft_config(config: RunConfig) -> Any:
     return peft_config_from(config.adapter_args())
 
 
