@@ -329,8 +329,10 @@ def test_log_lines_are_numbers_one_bar_and_no_warning_on_a_fresh_run(tiny_gpt2, 
 
     capsys.readouterr()
     with caplog.at_level("WARNING"):
-        train_student(config(tmp_path, disable_tqdm=False, logging_steps=1, max_steps=2, max_length=512,
-                             per_device_train_batch_size=4), str(tiny_gpt2), coin_records(8))  # fmt: skip
+        # As `ftcot run` trains: resume from the last checkpoint if any (none: a fresh run, nothing to say), the
+        # default max_length 1024 capped at the tiny student's 512 positions (no row is that long: nothing to say).
+        args = config(tmp_path, disable_tqdm=False, logging_steps=1, max_steps=2, per_device_train_batch_size=4)
+        train_student(args, str(tiny_gpt2), coin_records(8), resume_from_checkpoint="last")
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert re.search(r"step 1/2: loss \d+\.\d{4}, grad_norm [\d.]+, learning_rate 0\.0003", text), text[-2000:]
