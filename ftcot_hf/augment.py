@@ -23,7 +23,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.prompts import ANSWER_PHRASE, one_stage_prompt, stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import (
+    ANSWER_MAX_TOKENS,
+    ANSWER_PHRASE,
+    RATIONALE_MAX_TOKENS,
+    one_stage_prompt,
+    stage1_prompt,
+    stage2_prompt,
+)
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import (
     Generation,
@@ -94,7 +101,7 @@ class RationaleAugmenter:
     trigger: Literal["generic", "kojima"] = "generic"
     max_rationale_tokens: int | None = None
     """Default: 128 for two-stage (the paper's), 4096 for one-stage (reasoning traces are long)."""
-    max_answer_tokens: int = 128
+    max_answer_tokens: int = ANSWER_MAX_TOKENS
     protocol: Literal["auto", "two_stage", "one_stage"] = "auto"
     """``auto``: two-stage for completion endpoints, one-stage for chat (a reasoning reply is one-stage anyway)."""
     interleave_stages: bool = True
@@ -135,7 +142,7 @@ class RationaleAugmenter:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}.")
         self._protocol = ("one_stage" if self.chat else "two_stage") if self.protocol == "auto" else self.protocol
         if self.max_rationale_tokens is None:
-            self.max_rationale_tokens = 128 if self._protocol == "two_stage" else REASONING_MAX_TOKENS
+            self.max_rationale_tokens = RATIONALE_MAX_TOKENS if self._protocol == "two_stage" else REASONING_MAX_TOKENS
         self.tokens = Counter()
         self.stage_counts: dict[str, Counter[str]] = {}
         """The ledger per stage (``rationale``, ``answer``, ``annotations``), filled as requests complete."""

@@ -11,6 +11,13 @@ from __future__ import annotations
 COT_TRIGGER = "Let's think step by step."
 GENERIC_ANSWER_TRIGGER = "\nTherefore, the answer is"
 
+RATIONALE_MAX_TOKENS = 128
+"""Token budget of a stage-1 rationale: Kojima et al.'s ``max_length_cot``, which the paper's teacher used."""
+ANSWER_MAX_TOKENS = 32
+"""Token budget of a stage-2 answer: Kojima et al.'s ``max_length_direct``. Teaching, the Teacher row and the
+zero-shot-CoT baseline all use it: the answer continues "Therefore, the answer is" with a few words."""
+
+
 def stage1_prompt(question: str) -> str:
     return f"Q: {question}\nA: {COT_TRIGGER}"
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.prompts import ANSWER_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
@@ -127,7 +128,10 @@ class TeachConfig(TaskDatasetArgs):
         default=None,
         metadata={"help": "Token budget of a rationale (default: 128 two-stage, as the paper; 4096 one-stage)."},
     )
-    max_answer_tokens: int = field(default=128, metadata={"help": "Token budget of a stage-2 answer."})
+    max_answer_tokens: int = field(
+        default=ANSWER_MAX_TOKENS,
+        metadata={"help": "Token budget of a stage-2 answer (default 32, Kojima et al.'s, as the paper's teacher)."},
+    )
     price_input_per_mtok: float | None = field(
         default=None, metadata={"help": "$ per million prompt tokens: the ledger then shows the cost."}
     )

@@ -28,7 +28,7 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError, SourceFormatError
 from ftcot_hf.formats import FORMATS, get_format
-from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt
+from ftcot_hf.prompts import ANSWER_MAX_TOKENS, GENERIC_ANSWER_TRIGGER, stage1_prompt
 from ftcot_hf.tasks.sources import REFERENCE_COMMIT, REFERENCE_REPO, SourceFile, read_json, resolve
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ FEW_SHOT_COT_SOURCE = SourceFile(
 )
 """The reference's few-shot-CoT exemplars (adapted from Wei et al., 2022), one prompt per task (11 tasks)."""
 
-ZERO_SHOT_COT_ANSWER_TOKENS = 32
+ZERO_SHOT_COT_ANSWER_TOKENS = ANSWER_MAX_TOKENS
 """Stage-2 token budget of zero-shot-CoT (Kojima et al.'s ``max_length_direct``)."""
 
 BASELINES: dict[str, str] = {

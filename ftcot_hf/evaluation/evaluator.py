@@ -22,7 +22,7 @@ from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
 from ftcot_hf.evaluation.selfconsistency import vote
-from ftcot_hf.prompts import stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.utils.console import progress_bar
 
@@ -322,7 +322,7 @@ def evaluate_teacher(
         stage-1 text; ``complete`` from the answers' finish reasons).
     """
     from ftcot_hf.teachers.base import Request, SamplingParams
-    from ftcot_hf.teachers.replay import KOJIMA_ANSWER_MAX_TOKENS, KOJIMA_COT_MAX_TOKENS, ReplayTeacher
+    from ftcot_hf.teachers.replay import ReplayTeacher
 
     task = resolve_task(task)
     if dataset is None:
@@ -340,8 +340,8 @@ def evaluate_teacher(
     if not rows:
         raise FtcotError(f"No {task.name} {split} question to score for teacher {teacher.model!r}.")
     started = time.perf_counter()
-    stage1 = SamplingParams(temperature=0.0, max_tokens=KOJIMA_COT_MAX_TOKENS)
-    stage2 = SamplingParams(temperature=0.0, max_tokens=KOJIMA_ANSWER_MAX_TOKENS)
+    stage1 = SamplingParams(temperature=0.0, max_tokens=RATIONALE_MAX_TOKENS)
+    stage2 = SamplingParams(temperature=0.0, max_tokens=ANSWER_MAX_TOKENS)
     rationales: dict[int, Any] = {}
     for pos, gens in teacher.generate([Request(stage1_prompt(r["question"]), stage1) for r in rows]):
         rationales[pos] = gens[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import SourceFormatError
-from ftcot_hf.prompts import stage1_prompt, stage2_prompt
+from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import TASKS, score_completion
 from ftcot_hf.tasks.sources import KOJIMA_COMMIT, KOJIMA_REPO, SourceFile, resolve, sha256_of
 from ftcot_hf.teachers.replay.recordings import guess_finish_reason
@@ -37,9 +37,9 @@ logger = logging.getLogger(__name__)
 
 KOJIMA_LOG_LICENSE = "unknown (OpenAI model output)"
 KOJIMA_MODEL = "text-davinci-002 (Kojima et al. Zero-shot-CoT logs)"
-KOJIMA_COT_MAX_TOKENS = 128
+KOJIMA_COT_MAX_TOKENS = RATIONALE_MAX_TOKENS
 """``max_length_cot`` of every log's Namespace line: stage-1 token limit."""
-KOJIMA_ANSWER_MAX_TOKENS = 32
+KOJIMA_ANSWER_MAX_TOKENS = ANSWER_MAX_TOKENS
 """``max_length_direct`` of every log's Namespace line: stage-2 token limit."""
 
 KOJIMA_LOG_NAMES: dict[str, str] = {
