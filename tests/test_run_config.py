@@ -208,3 +208,16 @@ def test_run_stops_at_a_spent_teacher_budget_and_the_same_command_continues(tmp_
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["tasks"]["coin_flip"]["untrained_n"] == 1 and summary["tasks"]["coin_flip"]["n"] == 2
     assert "(first 1)" in (out / "report" / "results.md").read_text()  # the untrained row says its N
+
+
+def test_the_readme_run_yaml_parses_into_its_stages(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```yaml\n# my_run.yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my_run.yaml"
+    path.write_text(block)
+    config = parse_run_args(["--config", str(path)])
+    assert (config.teacher, config.teacher_model, config.chat, config.degree, config.max_requests) == (
+        "openai", "Qwen/Qwen3-8B", True, 4, 2000)  # fmt: skip
+    assert (config.learning_rate, config.num_train_epochs, config.warmup_steps) == (3e-4, 20, 10)
+    assert (config.eval_max_new_tokens, config.eval_every_epoch, config.student) == (256, True, "gpt2")
+    assert config.output_dir == "runs/multiarith-gpt2"
