@@ -444,6 +444,11 @@ def push_student(
     """
     model_dir = Path(model_dir)
     enc_dec = _check_student_folder(model_dir)
+    if recipe is None or license is None:  # what `ftcot train` recorded: its recipe, the base model's licence
+        from ftcot_hf.training.outputs import recorded_card_values
+
+        recorded = recorded_card_values(model_dir, base_model)
+        recipe, license = recipe or recorded["recipe"], license or recorded["license"]
     token = resolve_token(token)
     gen, stopping = student_generation_config(model_dir, format)
     api = _api(token)

@@ -322,6 +322,12 @@ def test_the_student_folder_holds_our_card_and_no_partial_paths(tiny_gpt2, tmp_p
     assert json.loads((out / "train_summary.json").read_text())["output_dir"] == "coin_flip"
     log = json.loads((out / "loss_log.json").read_text())
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(isinstance(r["loss"], float) for r in log)
+    # `ftcot push` builds its card from what the folder recorded when it is not told (recipe, base licence).
+    from ftcot_hf.training.outputs import recorded_card_values
+
+    recorded = recorded_card_values(out, str(base))
+    assert recorded["license"] == "mit" and recorded["recipe"]["optimizer steps"] == 4
+    assert recorded["recipe"]["rationale dataset"] == "someone/ftcot-rationales"
 
 
 def test_log_lines_are_numbers_one_bar_and_no_warning_on_a_fresh_run(tiny_gpt2, tmp_path, capsys, caplog):

@@ -97,8 +97,6 @@ def write_student_card(
     *,
     result: Any,
     dataset_name: str | None,
-    rows: int,
-    processes: int,
     encoder_decoder: bool,
 ) -> Path:
     """Our model card (``ftcot_hf.cards.render_model_card``) as the student folder's README.md."""
@@ -106,17 +104,14 @@ def write_student_card(
     from ftcot_hf.students import base_model_license
 
     base = str(config.student or "")
-    results = None
     last = getattr(result, "last_epoch", None)
-    if last and last.get("metrics"):
-        results = dict(last["metrics"])
     card = render_model_card(
         public_name(output_dir),
         base_model=base,
         task=config.task or "unknown-task",
         format=config.format,
-        recipe=training_recipe(config, dataset_name=dataset_name, rows=rows, processes=processes, result=result),
-        results=results,
+        recipe=result.recipe,
+        results=dict(last["metrics"]) if last and last.get("metrics") else None,
         dataset_repo=dataset_name if _is_hub_dataset(dataset_name) else None,
         license=base_model_license(base),
         encoder_decoder=encoder_decoder,
@@ -124,3 +119,17 @@ def write_student_card(
     path = Path(output_dir) / "README.md"
     write_text_atomic(path, str(card))
     return path
+
+
+def recorded_card_values(model_dir: str | os.PathLike[str], base_model: str) -> dict[str, Any]:
+    """What a card pushed later can take from the student folder: the recipe its training recorded
+    (``train_summary.json``) and the base model's licence (None where unknown)."""
+    from ftcot_hf.students import base_model_license
+
+    recipe = None
+    try:
+        summary = json.loads((Path(model_dir) / "train_summary.json").read_text(encoding="utf-8"))
+        recipe = summary.get("recipe") if isinstance(summary, dict) else None
+    except (OSError, ValueError):
+        pass
+    return {"recipe": recipe if isinstance(recipe, dict) else None, "license": base_model_license(base_model)}

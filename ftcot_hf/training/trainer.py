@@ -42,7 +42,7 @@ from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.training.console import use_numeric_logs
 from ftcot_hf.training.data import prepare_train_dataset
 from ftcot_hf.training.lengths import cap_max_length, count_truncated, count_truncated_seq2seq, report_truncation
-from ftcot_hf.training.outputs import loss_log, public_name, write_json_atomic, write_student_card
+from ftcot_hf.training.outputs import loss_log, public_name, training_recipe, write_json_atomic, write_student_card
 from ftcot_hf.utils.console import quiet_libraries
 
 if TYPE_CHECKING:
@@ -193,6 +193,8 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     truncation: dict[str, Any] | None = None
     """Rows longer than max_length (``TruncationReport.to_dict``): rows, truncated, longest, max_length, dropped."""
+    recipe: dict[str, Any] | None = None
+    """The settings of the run as the model card shows them (``ftcot push`` reads them from train_summary.json)."""
 
     def summary(self) -> str:
         lines = [f"Trained {self.global_step} steps in {self.train_runtime:.0f} s; final training loss "
@@ -483,6 +485,8 @@ def train_student(
         metrics=dict(output.metrics),
         truncation=truncation.to_dict() if truncation is not None else None,
     )
+    result.recipe = training_recipe(config, dataset_name=dataset_name, rows=train.num_rows, result=result,
+                                    processes=trainer.accelerator.num_processes)  # fmt: skip
     if trainer.is_world_process_zero():
         out = Path(config.output_dir)
         summary = {"student": config.student, "task": config.task, "format": fmt.name, **result.to_dict()}
@@ -490,8 +494,6 @@ def train_student(
             summary["best_epoch_note"] = "best epoch (selected on test): optimistic, the paper's protocol"
         write_json_atomic(out / "train_summary.json", summary)
         write_json_atomic(out / "loss_log.json", loss_log(trainer.state.log_history))
-        write_student_card(out, config, result=result, dataset_name=dataset_name, rows=train.num_rows,
-                           processes=trainer.accelerator.num_processes,
-                           encoder_decoder=encoder_decoder)  # fmt: skip
+        write_student_card(out, config, result=result, dataset_name=dataset_name, encoder_decoder=encoder_decoder)
     logger.info("%s", result.summary())
     return trainer, result
