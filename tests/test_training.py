@@ -367,3 +367,15 @@ def test_an_unreadable_file_in_a_folder_without_a_card_is_one_error(tmp_path, mo
         wrapped = RuntimeError("An error occurred while generating the dataset")
         wrapped.__cause__ = e
         assert _is_data_error(wrapped) and _data_error_text(wrapped).startswith("ArrowInvalid: Parquet file size")
+
+
+def test_rows_whose_prompt_fills_max_length_are_counted_as_dropped_and_all_dropped_is_refused(tiny_gpt2, tmp_path):
+    def long_questions(rows: set[int]) -> Dataset:
+        return coin_records(8).map(lambda r, i: {"question": r["question"] * 6} if i in rows else {},
+                                   with_indices=True)  # fmt: skip
+
+    args = config(tmp_path, max_length=64, max_steps=1, save_strategy="no")
+    trainer, result = train_student(args, str(tiny_gpt2), long_questions({1, 4}))
+    assert result.truncation["dropped"] == 2 and trainer.train_dataset.num_rows == 6  # what TRL dropped
+    with pytest.raises(FtcotError, match="Every one of the 8 training rows has a prompt of max_length 64 tokens"):
+        train_student(config(tmp_path, max_length=64, max_steps=1), str(tiny_gpt2), long_questions(set(range(8))))

@@ -11,6 +11,8 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ftcot_hf.errors import FtcotError
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -131,5 +133,14 @@ def count_truncated_seq2seq(rows: Dataset, tokenizer: Any, max_source: int, max_
 
 
 def report_truncation(report: TruncationReport | None, positions: int | None) -> None:
-    if report is not None and report.truncated:
-        logger.warning("%s", report.message(positions))
+    """Warn once about truncated rows; refuse when truncation leaves nothing to train on (TRL drops every row whose
+    prompt alone fills max_length, and training on an empty dataset ends in an IndexError deep inside datasets)."""
+    if report is None or not report.truncated:
+        return
+    if report.dropped == report.rows:
+        room = f" (the student has {positions:,} positions)" if positions and positions > report.max_length else ""
+        raise FtcotError(
+            f"Every one of the {report.rows:,} training rows has a prompt of max_length {report.max_length:,} tokens "
+            f"or more on its own: nothing of a completion is left to train on. Raise --max_length{room}."
+        )
+    logger.warning("%s", report.message(positions))
