@@ -13,10 +13,10 @@ Where the time goes with a plain ``SFTTrainer`` on CPU (``bench/train_throughput
   and recomputes each tile in the backward pass. :class:`FineTuneCoTTrainer` (``completion_logits_only``) runs the
   LM head only on the positions that carry a label and uses a plain cross-entropy: the same loss value.
 
-Multi-GPU: ``accelerate launch -m ftcot_hf.cli train --config recipes/gpt2_paper.yaml`` (or
-``accelerate launch $(which ftcot) train ...``); ``per_device_train_batch_size`` is per GPU, so divide the paper's 8 by
-the number of GPUs to keep its effective batch. The per-epoch evaluation runs on the main process while the others
-wait at their next gradient all-reduce: raise ``--ddp_timeout`` (default 1800 s) above one evaluation's duration.
+Several processes: ``accelerate launch --num_processes N -m ftcot_hf.cli train ...`` (GPUs; ``--cpu`` on CPU, DDP over
+gloo: :mod:`ftcot_hf.training.distributed`); ``per_device_train_batch_size`` is per process, so divide the paper's 8 by
+N to keep its batch. The per-epoch evaluation runs on the main process while the others wait at their next gradient
+all-reduce: raise ``--ddp_timeout`` (default 1800 s) above one evaluation's duration.
 """
 
 from __future__ import annotations
