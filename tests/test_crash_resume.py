@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -187,15 +188,21 @@ def _run_argv(server: FakeOpenAIServer, student: Path, out: Path, mirror: Path, 
 
 
 @pytest.fixture(scope="module")
-def clean_run(gold_server, tiny_gpt2, mirror, tmp_path_factory) -> dict:
+def clean_run_dir(gold_server, tiny_gpt2, mirror, tmp_path_factory) -> Path:
     """An uninterrupted `ftcot run` (in-process: the same code, without a second import of the stack)."""
     out = tmp_path_factory.mktemp("clean_run") / "run"
     assert main(_run_argv(gold_server, tiny_gpt2, out, mirror)) == 0
-    return _run_outputs(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_run(clean_run_dir) -> dict:
+    return _run_outputs(clean_run_dir)
 
 
 def _one_line(err: str, needle: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("ftcot:")]
+    # (a progress bar left open may precede the error on the same terminal line)
+    lines = [line[line.index("ftcot:") :] for line in err.splitlines() if "ftcot:" in line]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err[-3000:]
     return lines[0]
 
@@ -349,3 +356,37 @@ def test_two_concurrent_teach_of_the_same_command_into_one_folder_both_succeed_w
         assert code == 0 and "Saved to" in stdout and "Traceback" not in stderr, stderr[-3000:]
     assert _train_rows(out) == clean_teach
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []  # no build folder or lock left
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        pytest.param("teach", marks=pytest.mark.xfail(strict=True, reason=(
+            "ftcot_hf/teachers/cache.py: the request cache's WAL over the limit raises sqlite3.OperationalError "
+            "('disk I/O error', then 'cannot rollback') as a traceback; pipeline/stages.py's is_disk_error does not "
+            "know sqlite's errors"))),
+        "train",
+    ],
+)  # fmt: skip
+def test_run_on_a_full_disk_is_one_line_keeps_earlier_stages_and_the_rerun_equals_a_clean_run(
+    stage, gold_server, tiny_gpt2, mirror, tmp_path, clean_run, clean_run_dir
+):
+    """A real EFBIG in `ftcot run` under a 200 KB file-size limit: in the teach stage (the request cache's log
+    grows past it) or, with the teacher's replies already cached, in the train stage (the student's ~600 KB
+    weights). Exit 2 with one line naming the stage, finished stages kept and reused; then, without the limit, the
+    same command completes with a clean run's outputs."""
+    out = tmp_path / "run"
+    argv = _run_argv(gold_server, tiny_gpt2, out, mirror)
+    if stage == "train":  # every teacher reply already in the request cache: teach writes only small files
+        shutil.copy(clean_run_dir.parent / "run.sqlite", tmp_path / "run.sqlite")
+    code = [sys.executable, "-c", "import sys; from ftcot_hf.cli import main; sys.exit(main(sys.argv[1:]))", *argv]
+    proc = subprocess.run(code, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limit(200_000))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"Stage '{stage}'" in _one_line(proc.stderr, "earlier stages' outputs are intact")
+    assert not (out / "student").exists() or not list((out / "student").glob("coin_flip/*"))
+    kept = (out / "rationales" / "stage.json").read_bytes() if stage == "train" else None
+    assert main(argv) == 0
+    if kept is not None:
+        assert (out / "rationales" / "stage.json").read_bytes() == kept  # reused, not redone
+    assert _run_outputs(out) == clean_run

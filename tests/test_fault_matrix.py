@@ -39,6 +39,7 @@ from ftcot_hf.cli import main
 from ftcot_hf.prompts import ANSWER_PHRASE
 from ftcot_hf.teach import EXIT_INCOMPLETE
 from tests.fake_openai_server import Directive, FakeOpenAIServer
+from tests.test_bad_inputs import log_streams_to
 
 SECRET = "sk-fault-matrix-DO-NOT-LEAK-5c1e"
 """The API key: in ``$OPENAI_API_KEY`` and in the base URL's query string."""
@@ -140,7 +141,7 @@ def _captured(sink: list[str]) -> Iterator[None]:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), log_streams_to(err):
             yield
     finally:
         root.removeHandler(handler)
