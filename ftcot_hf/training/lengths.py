@@ -8,6 +8,7 @@ rows that hit, once, and records it in ``train_summary.json``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -143,4 +144,5 @@ def report_truncation(report: TruncationReport | None, positions: int | None) ->
             f"Every one of the {report.rows:,} training rows has a prompt of max_length {report.max_length:,} tokens "
             f"or more on its own: nothing of a completion is left to train on. Raise --max_length{room}."
         )
-    logger.warning("%s", report.message(positions))
+    if os.environ.get("RANK", "0") in ("", "0"):  # once per run, not once per DDP process
+        logger.warning("%s", report.message(positions))
