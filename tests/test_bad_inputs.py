@@ -391,3 +391,24 @@ def test_the_table_covers_issue_15_and_every_command():
     commands = {c.command.split()[0] for c in CASES}
     assert {"teach", "train", "eval", "run", "push", "show", "decontaminate", "export-lm-eval"} <= commands
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    "case_id", ["teach --base_url not a url", "teach --limit abc", "train --dataset Parquet schema differs"]
+)
+def test_typed_in_a_shell_a_case_is_judged_as_in_process(case_id, shared, tmp_path):
+    """The in-process judgement agrees with a real `ftcot` process (its stderr, every library's output included)."""
+    import os
+    import subprocess
+    import sys
+
+    case = next(c for c in CASES if c.id == case_id)
+    make_files(tmp_path, Path(shared["rationales"]))
+    places = {**shared, "tmp": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "ftcot_hf.cli", *argv(case, places)], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    lines = error_lines(proc.stderr)
+    clear = proc.returncode == 2 and len(lines) == 1 and case.needle in lines[0] and "Traceback" not in proc.stderr
+    problem, _ = judge(case, places)
+    assert clear == (problem is None) == (not case.known), (proc.returncode, lines, problem)
