@@ -126,3 +126,12 @@ def test_a_request_for_zero_samples_is_served_without_the_teacher(tmp_path, n):
     cached = CachedTeacher(teacher, tmp_path / "c.sqlite")
     out = dict(cached.generate([Request("z", PARAMS, n=n)]))
     assert len(out[0]) == n and len(teacher.asked) == n
+
+
+def test_storing_from_index_0_over_an_existing_row_merges_instead_of_replacing(tmp_path):
+    """The insert fast path (a new request) must not drop samples another writer stored first."""
+    cache = RequestCache(tmp_path / "c.sqlite")
+    a, b, c, x = (Generation(t, "stop") for t in "abcx")
+    assert cache.store(b"k", 0, [a, b, c]) == [a, b, c]
+    assert cache.store(b"k", 0, [x]) == [x, b, c]
+    assert cache.lookup([b"k"])[b"k"] == [x, b, c] and len(cache) == 3

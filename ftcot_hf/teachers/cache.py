@@ -129,6 +129,11 @@ class RequestCache:
         """Merge ``gens`` (samples ``first_index``...) into the request's row, in one transaction (another process
         may have added samples since we read it); returns what the row holds now."""
         conn = self._conn()
+        if first_index == 0 and all(g is not None for g in gens):  # the common case: a request not cached yet
+            count, encoded = len(gens), _encode(list(gens))
+            sql = "INSERT INTO requests VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
+            if conn.execute(sql, (digest, count, encoded)).rowcount == 1:  # one statement, its own transaction
+                return list(gens)
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT samples FROM requests WHERE key = ?", (digest,)).fetchone()
