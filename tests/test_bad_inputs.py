@@ -216,8 +216,6 @@ CASES: tuple[Case, ...] = (
         "train --dataset Parquet schema differs",
         f"{TRAIN.replace('{rationales}', '{tmp}/bad_schema')}",
         "bad_schema",
-        known="ftcot_hf/training: a Parquet whose columns differ from the card: datasets' logger prints its CastError "
-        "(~20 lines) to stderr before our line",
     ),
     Case("train --dataset task not in it", f"{TRAIN.replace('coin_flip', 'multiarith')}", "multiarith"),
     Case("train --student missing", f"{TRAIN.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),

@@ -231,6 +231,9 @@ def _broken_copy(rationale_repo, tmp_path, name, change):
         ("schema", lambda path, t: __import__("pyarrow.parquet").parquet.write_table(
             t.drop(["rationale"]).append_column("extra", __import__("pyarrow").array([1] * t.num_rows)), path),
          "its columns differ from the schema recorded with it (missing: rationale; unexpected: extra)"),
+        ("unrecorded", lambda path, t: __import__("pyarrow.parquet").parquet.write_table(__import__("pyarrow").table(
+            {"sample_index": t["sample_index"], "text": t["rationale"]}), path),
+         "its columns (sample_index, text) differ from those of test-"),
         ("missing", lambda path, t: path.unlink(), "as the train split of coin_flip, but no such file is in"),
         ("garbage", lambda path, t: path.write_bytes(b"not parquet"), "is not a readable Parquet file"),
     ],

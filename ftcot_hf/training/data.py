@@ -200,8 +200,9 @@ def _promised_columns(schema) -> list[str] | None:  # noqa: ANN001 -- a pyarrow.
     return list(features) if isinstance(features, dict) else None
 
 
-def _check_parquet(file: Path) -> int:
-    """The rows of a Parquet file that pyarrow can read and whose columns are the ones recorded with it."""
+def _check_parquet(file: Path) -> tuple[int, list[str], bool]:
+    """(rows, columns, whether datasets' schema is recorded in it) of a Parquet file that pyarrow can read and whose
+    columns are the ones recorded with it."""
     import pyarrow.parquet as pq
 
     try:
@@ -219,7 +220,7 @@ def _check_parquet(file: Path) -> int:
             f"unexpected: {', '.join(extra) or 'none'}). It was changed after it was written: re-run `ftcot teach`, "
             "or rewrite it with datasets (Dataset.to_parquet)."
         )
-    return parquet.metadata.num_rows
+    return parquet.metadata.num_rows, columns, promised is not None
 
 
 def check_local_dataset(folder: Path, config: str | None, train_split: str) -> None:
@@ -247,6 +248,7 @@ def check_local_dataset(folder: Path, config: str | None, train_split: str) -> N
             f"{folder} has no config {config!r} (its README.md lists: {', '.join(names)}): pass --task or "
             "--dataset_config with one of them, or teach that task into the folder."
         )
+    seen: list[tuple[Path, int, list[str], bool]] = []
     for split, patterns in _split_files(entry):
         files = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
         if not files:
@@ -254,10 +256,22 @@ def check_local_dataset(folder: Path, config: str | None, train_split: str) -> N
                 f"{readme} lists {', '.join(patterns)} as the {split} split of {entry.get('config_name')}, but no "
                 f"such file is in {folder}: re-run `ftcot teach` into the folder, or fix the README's configs."
             )
-        rows = sum(_check_parquet(file) for file in files if file.suffix == ".parquet")
+        checked = [(file, *_check_parquet(file)) for file in files if file.suffix == ".parquet"]
+        seen.extend(checked)
+        rows = sum(n for _, n, _, _ in checked)
         if split == train_split and rows == 0:
             raise EmptyDatasetError(
                 f"{files[0]}: the {split} split of {entry.get('config_name')} has 0 rows, nothing to train on (the "
                 f"teacher kept no rationale: see {folder / 'yield_report.json'}). Teach more questions, more samples "
                 "(--degree), or use another teacher."
+            )
+    # Without a recorded schema datasets takes the first file's columns for the whole config and fails to cast the
+    # others (a CastError after ~20 lines of its log); files that record theirs may differ (train vs test splits).
+    for file, _, columns, recorded in seen:
+        other = next(((f, c) for f, _, c, _ in seen if set(c) != set(columns)), None)
+        if not recorded and other is not None:
+            raise FtcotError(
+                f"{file}: its columns ({', '.join(columns)}) differ from those of {other[0].name} "
+                f"({', '.join(other[1])}) in the same config, and it records no schema of its own, so datasets cannot "
+                "read the config: re-run `ftcot teach`, or write the file with datasets (Dataset.to_parquet)."
             )
