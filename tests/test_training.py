@@ -285,13 +285,15 @@ def test_max_length_beyond_the_students_positions_is_capped(tiny_gpt2, tmp_path,
     assert result.truncation["truncated"] == 1 and result.truncation["capped_from"] == "4096"
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]
     assert len(said) == 1 and "(--max_length 4096 capped to the student's positions)" in said[0], said
-    # A cap that cuts nothing is not worth a warning.
-    caplog.clear()
-    with caplog.at_level("WARNING"):
-        trainer, _ = train_student(config(tmp_path, max_length=4096, max_steps=1, save_strategy="no"),
-                                   str(tiny_gpt2), coin_records(8))  # fmt: skip
-    assert trainer.args.max_length == 512
-    assert not [r for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]
+    # A cap that cuts nothing: one warning for a length asked for, none for the default (1024, the paper's).
+    for asked, warnings in ((4096, 1), (1024, 0)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            trainer, _ = train_student(config(tmp_path, max_length=asked, max_steps=1, save_strategy="no"),
+                                       str(tiny_gpt2), coin_records(8))  # fmt: skip
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("ftcot_hf")]
+        assert trainer.args.max_length == 512 and len(said) == warnings, said
+        assert all("--max_length 4096 is more than the 512 positions of the student: capped to 512" in m for m in said)
 
 
 @pytest.mark.parametrize("field", ["max_length", "max_source_length", "max_target_length"])
@@ -299,6 +301,12 @@ def test_max_length_beyond_the_students_positions_is_capped(tiny_gpt2, tmp_path,
 def test_a_length_that_is_not_positive_is_refused(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"{field} must be a positive number of tokens \\(got {value}\\)"):
         FineTuneCoTConfig(output_dir=str(tmp_path), **{field: value})
+
+
+@pytest.mark.parametrize("field", ["per_device_train_batch_size", "gradient_accumulation_steps", "eval_batch_size"])
+def test_a_batch_size_below_one_is_refused(tmp_path, field):
+    with pytest.raises(ValueError, match=f"{field} must be 1 or more \\(got 0\\)"):
+        FineTuneCoTConfig(output_dir=str(tmp_path), **{field: 0})
 
 
 def test_the_student_folder_holds_our_card_and_no_partial_paths(tiny_gpt2, tmp_path):

@@ -233,5 +233,11 @@ class FineTuneCoTConfig(SFTConfig):
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
                 paper = "1024 (the paper's 512 + 512)" if name == "max_length" else "512 (the paper's)"
                 raise ValueError(f"{name} must be a positive number of tokens (got {value!r}): --{name} {paper}.")
+        hints = {"per_device_train_batch_size": "8 is the paper's", "gradient_accumulation_steps": "1 accumulates "
+                 "nothing", "eval_batch_size": "32 is the default"}  # fmt: skip
+        for name, hint in hints.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be 1 or more (got {value!r}): --{name} {hint}.")
         if isinstance(self.format, str):
             get_format(self.format)  # UnknownFormatError: names the close match and the known formats

@@ -41,16 +41,13 @@ def cap_max_length(config: Any, model: Any, student: str) -> int | None:
     """Cap ``config.max_length`` at the student's positions; the positions (None if unknown).
 
     Capped rather than refused: the default (1024, the paper's 512 + 512) exceeds some students' positions (a
-    512-position model), and a row longer than the positions cannot be trained on whole anyway. Whether the cap
-    costs anything depends on the rows: the truncation count says (one warning, naming the cap), so a cap that cuts
-    nothing is only logged."""
+    512-position model), and a row longer than the positions cannot be trained on whole anyway. The warning is
+    :func:`report_truncation`'s (one, naming the cap and what it cut)."""
     positions = student_positions(model)
     if positions is None:
         return None
     if config.max_length is None or config.max_length > positions:
-        asked = "no limit" if config.max_length is None else f"max_length {config.max_length}"
-        logger.info("%s is more than the %d positions of the student %s: capped to max_length %d.",
-                    asked, positions, student, positions)  # fmt: skip
+        logger.debug("max_length %s capped to the %d positions of %s", config.max_length, positions, student)
         config.max_length = positions
     return positions
 
@@ -133,16 +130,26 @@ def count_truncated_seq2seq(rows: Dataset, tokenizer: Any, max_source: int, max_
                             limit=f"max_source_length {max_source:,} / max_target_length {max_target:,}")  # fmt: skip
 
 
-def report_truncation(report: TruncationReport | None, positions: int | None) -> None:
-    """Warn once about truncated rows; refuse when truncation leaves nothing to train on (TRL drops every row whose
-    prompt alone fills max_length, and training on an empty dataset ends in an IndexError deep inside datasets)."""
-    if report is None or not report.truncated:
-        return
-    if report.dropped == report.rows:
+def report_truncation(
+    report: TruncationReport | None, positions: int | None, *, capped_from: str | None = None, quiet_cap: bool = False
+) -> None:
+    """One warning about lengths: the rows truncated (naming a cap at the student's positions), or else the cap
+    alone (``quiet_cap``: the default max_length, capped without cutting a row, is only logged). Refuse when
+    truncation leaves nothing to train on: TRL drops every row whose prompt alone fills max_length, and training on
+    an empty dataset ends in an IndexError deep inside datasets."""
+    if report is not None and report.truncated and report.dropped == report.rows:
         room = f" (the student has {positions:,} positions)" if positions and positions > report.max_length else ""
         raise FtcotError(
             f"Every one of the {report.rows:,} training rows has a prompt of max_length {report.max_length:,} tokens "
             f"or more on its own: nothing of a completion is left to train on. Raise --max_length{room}."
         )
-    if os.environ.get("RANK", "0") in ("", "0"):  # once per run, not once per DDP process
+    if os.environ.get("RANK", "0") not in ("", "0"):  # once per run, not once per DDP process
+        return
+    if report is not None and report.truncated:
+        report.capped_from = capped_from
         logger.warning("%s", report.message(positions))
+    elif capped_from is not None:
+        (logger.info if quiet_cap else logger.warning)(
+            "--max_length %s is more than the %d positions of the student: capped to %d (no training row is longer).",
+            capped_from, positions, positions,
+        )  # fmt: skip

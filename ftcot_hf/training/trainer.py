@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_DEFAULT_MAX_LENGTH = FineTuneCoTConfig.__dataclass_fields__["max_length"].default  # the paper's 512 + 512
 _SCALED_LOGITS = (
     "final_logit_softcapping",
     "logit_scale",
@@ -413,14 +414,13 @@ def train_student(
         train = prepare_train_dataset(train_dataset, fmt)
     if encoder_decoder:
         truncation = count_truncated_seq2seq(train, tokenizer, config.max_source_length, config.max_target_length)
-        positions = None
+        positions = asked = None
     else:
         asked = config.max_length
         positions = cap_max_length(config, model, student_name)
         truncation = None if config.packing else count_truncated(train, tokenizer, config.max_length)
-        if truncation is not None and asked != config.max_length:
-            truncation.capped_from = "none" if asked is None else str(asked)
-    report_truncation(truncation, positions)
+    capped = None if encoder_decoder or asked == config.max_length else ("none" if asked is None else str(asked))
+    report_truncation(truncation, positions, capped_from=capped, quiet_cap=asked == _DEFAULT_MAX_LENGTH)
 
     all_callbacks = list(callbacks or [])
     epoch_eval = None
