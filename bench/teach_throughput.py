@@ -19,7 +19,7 @@ it now posts through a bare aiohttp session (``transport.make_aiohttp_session``)
 (``processes=N``) was measured here before its removal, 256 in flight: 50 ms latency 1 process 3,660-4,020
 requests/s vs 2 processes 4,106-4,245 (+5-12 %, at more CPU per request); 1 s latency 239-250 vs 241-245 (nothing).
 
-    .venv/bin/python bench/teach_throughput.py                 # the 4 cells + the cache rows (~3 min)
+    .venv/bin/python bench/teach_throughput.py                 # the 4 cells + the cache rows (~4 min)
     .venv/bin/python bench/teach_throughput.py --quick         # fewer requests per cell
     .venv/bin/python bench/teach_throughput.py --profile 64 0.05   # cProfile of ours in one cell (top 40)
 """
@@ -288,7 +288,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", type=float, metavar="LATENCY", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a quarter of the requests per cell, one repeat")
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per client and cell (best kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per client and cell (best kept)")
     parser.add_argument("--rows", type=int, default=10_000, help="rows of the cache rows")
     parser.add_argument("--profile", nargs=2, type=float, metavar=("CONCURRENCY", "LATENCY"))
     args = parser.parse_args()
@@ -306,7 +306,7 @@ def main() -> int:
     print(f"cpus: {os.cpu_count()}  python {platform.python_version()}  openai {openai.__version__}  "
           f"aiohttp {aiohttp.__version__}  load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     cells = []
-    for latency, plan in ((0.05, ((64, 6000), (256, 12000))), (1.0, ((64, 640), (256, 2560)))):
+    for latency, plan in ((0.05, ((64, 4000), (256, 8000))), (1.0, ((64, 640), (256, 2560)))):
         server = ServerProcess(latency)
         try:
             for concurrency, count in plan:
