@@ -281,7 +281,7 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
     train_config = config.train_config(task.name, partial, bf16=resolve_bf16(config))
     try:
         test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
-        trainer, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
+        _, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
                                         resume_from_checkpoint="last", task=task, callbacks=callbacks)  # fmt: skip
     except Exception as e:
         if is_disk_error(e):
@@ -293,9 +293,6 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
         for item in partial.iterdir():
             if item.name.startswith("checkpoint-") or item.name == marker.name:
                 continue
+            # train_summary.json, loss_log.json and the model card come from train_student, written in `partial`
             shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
-        (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        log = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]}
-               for h in trainer.state.log_history if "loss" in h]  # fmt: skip
-        (tmp / "loss_log.json").write_text(json.dumps(log, indent=2), encoding="utf-8")
     shutil.rmtree(partial, ignore_errors=True)
