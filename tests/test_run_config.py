@@ -14,6 +14,7 @@ import yaml
 
 from ftcot_hf.cli import main
 from ftcot_hf.pipeline.config import (
+    ADAPTERS_OWNED,
     NOT_FINGERPRINTED,
     SECTIONS,
     TEACH,
@@ -41,8 +42,9 @@ def test_every_option_of_teach_and_train_is_a_flag_of_run():
     for f in dataclasses.fields(FineTuneCoTConfig):
         if f.init and f.name not in TRAIN_OWNED:
             assert f.name in RUN_FIELDS, f.name
-    for f in dataclasses.fields(StudentArgs):
-        assert f.name in RUN_FIELDS or f.name in {"gguf_file", "load_in_4bit", "load_in_8bit"}
+    for f in dataclasses.fields(StudentArgs):  # TRL's ModelConfig + the GGUF file
+        assert f.name in RUN_FIELDS or f.name in ADAPTERS_OWNED
+    assert {"use_peft", "lora_r", "lora_target_parameters", "use_dora"} <= RUN_FIELDS
 
 
 def test_options_that_run_used_to_miss_reach_their_stage(tmp_path):
@@ -221,3 +223,23 @@ def test_the_readme_run_yaml_parses_into_its_stages(tmp_path):
     assert (config.learning_rate, config.num_train_epochs, config.warmup_steps) == (3e-4, 20, 10)
     assert (config.eval_max_new_tokens, config.eval_every_epoch, config.student) == (256, True, "gpt2")
     assert config.output_dir == "runs/multiarith-gpt2"
+
+
+def test_student_args_are_trls_model_config(capsys):
+    from trl import ModelConfig
+
+    from ftcot_hf.training.cli import peft_config_from
+
+    assert issubclass(StudentArgs, ModelConfig)
+    lora = peft_config_from(StudentArgs(use_peft=True, lora_target_modules=["all-linear"], lora_r=4))
+    assert (lora.r, lora.target_modules, lora.task_type) == (4, "all-linear", "CAUSAL_LM")  # TRL's get_peft_config
+    assert peft_config_from(StudentArgs(use_peft=True), encoder_decoder=True).task_type == "SEQ_2_SEQ_LM"
+    assert peft_config_from(StudentArgs()) is None
+    for argv, expected in (
+        (["--model_name_or_path", "a", "--student", "b"], "disagree"),
+        (["--student", "b", "--model_revision", "v1"], "--model_revision v1"),
+        (["--student", "b", "--attn_implementation", "eager"], "--attn_implementation eager"),
+    ):
+        assert main(["train", *argv]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, err

@@ -162,8 +162,13 @@ _BF16_HELP = {"help": "bf16 mixed precision: 'auto' (on where the hardware suppo
 TRAIN = view(FineTuneCoTConfig, title="Student training (the fields of `ftcot train`; YAML section train:)",
              section="train", only=declared_fields(FineTuneCoTConfig) - TRAIN_OWNED, defaults=RUN_TRAIN_DEFAULTS,
              types={"bf16": str})  # fmt: skip
+ADAPTERS_OWNED = frozenset({"gguf_file", "model_name_or_path", "model_revision", "dtype", "attn_implementation",
+                            "lora_task_type", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type",
+                            "use_bnb_nested_quant", "bnb_4bit_quant_storage"})  # fmt: skip
+"""StudentArgs (TRL ModelConfig) fields a run does not take: the student is --student (a run loads it full-size, in
+its own dtype; quantized QLoRA loading is `ftcot train`'s), the LoRA task type follows the model."""
 TRAIN_ADAPTERS = view(StudentArgs, title="Student adapters (LoRA)", section="train",
-                      exclude={"gguf_file", "load_in_4bit", "load_in_8bit"},
+                      exclude=ADAPTERS_OWNED,
                       defaults={"lora_target_modules": ["all-linear"]})  # fmt: skip
 TRAIN_INHERITED = view(FineTuneCoTConfig, section="train", hidden=True,
                        title="Inherited trainer options (transformers TrainingArguments, TRL SFTConfig)",
@@ -377,10 +382,7 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
 
     def adapter_args(self) -> StudentArgs:
         """The LoRA options as ``ftcot train``'s StudentArgs."""
-        values = section_values(self, (TRAIN_ADAPTERS,))
-        if values["lora_target_modules"] == ["all-linear"]:  # peft's keyword for every linear layer is a string
-            values["lora_target_modules"] = "all-linear"
-        return StudentArgs(**values)
+        return StudentArgs(**section_values(self, (TRAIN_ADAPTERS,)))  # ["all-linear"] becomes peft's keyword
 
     def fingerprint_inputs(self, name: str, *views: type) -> dict[str, Any]:
         """What a stage's output depends on in section ``name`` (or only its ``views``): every field but

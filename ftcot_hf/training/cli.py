@@ -7,70 +7,65 @@
     accelerate launch -m ftcot_hf.cli train --config recipes/gpt2_paper.yaml     # several GPUs
 
 Flags come from three dataclasses (``TrlParser``, so every flag is also a YAML key of ``--config``):
-``FineTuneCoTConfig`` (TRL's ``SFTConfig`` / ``TrainingArguments`` + the paper's defaults), ``StudentArgs`` (LoRA /
-QLoRA, GGUF file) and ``DataArgs`` (dataset, filter).
+``FineTuneCoTConfig`` (TRL's ``SFTConfig`` / ``TrainingArguments`` + the paper's defaults), ``StudentArgs`` (TRL's
+``ModelConfig``: LoRA / QLoRA, dtype; + the GGUF file) and ``DataArgs`` (dataset, filter).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from trl import ModelConfig
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.training.data import DataArgs, load_training_data
 
 
 @dataclass
-class StudentArgs:
-    """How the student is loaded and adapted (names as in TRL's ``ModelConfig``)."""
+class StudentArgs(ModelConfig):
+    """How the student is loaded and adapted: TRL's ``ModelConfig`` (LoRA/QLoRA options with TRL's names and
+    defaults, built by TRL's ``get_peft_config`` / ``get_quantization_config``) plus the GGUF file. ``--student``
+    names the model; ``--model_name_or_path`` is accepted as its alias."""
 
     gguf_file: str | None = field(
         default=None, metadata={"help": "GGUF file inside the --student folder (transformers dequantizes it)."}
     )
-    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Modules to adapt (default: peft's choice for the architecture). Not lm_head: TRL reads its "
-            "weight directly, so an adapter there would never train (use lora_modules_to_save)."
+            "help": "Modules to adapt (default: peft's choice for the architecture; 'all-linear': every linear "
+            "layer). Not lm_head: TRL reads its weight directly, so an adapter there would never train (use "
+            "lora_modules_to_save)."
         },
     )
-    lora_modules_to_save: list[str] | None = field(
-        default=None, metadata={"help": "Modules trained fully beside the adapters (e.g. lm_head)."}
-    )
-    use_rslora: bool = field(default=False, metadata={"help": "Rank-stabilised LoRA scaling."})
-    use_dora: bool = field(default=False, metadata={"help": "Weight-decomposed LoRA (DoRA)."})
-    load_in_4bit: bool = field(
-        default=False, metadata={"help": "QLoRA: load the base model in 4 bits (needs bitsandbytes and a CUDA GPU)."}
-    )
-    load_in_8bit: bool = field(default=False, metadata={"help": "Load the base model in 8 bits (bitsandbytes, CUDA)."})
+
+    def check_supported(self) -> None:
+        """ModelConfig options our loader does not take are refused rather than silently ignored."""
+        if self.model_revision not in (None, "main"):
+            raise FtcotError(f"--model_revision {self.model_revision}: pin the student by a local folder or the Hub "
+                             "cache instead (ftcot's student loader takes no revision).")  # fmt: skip
+        if self.attn_implementation is not None:
+            raise FtcotError(f"--attn_implementation {self.attn_implementation} is not passed to the student; leave "
+                             "it out (transformers picks sdpa where it can).")  # fmt: skip
 
 
 def peft_config_from(args: StudentArgs, *, encoder_decoder: bool = False) -> Any:
-    """A ``peft.LoraConfig`` from the flags (None without ``use_peft``)."""
+    """A ``peft.LoraConfig`` from the flags through TRL's ``get_peft_config`` (None without ``use_peft``; QLoRA
+    implies adapters)."""
     if not (args.use_peft or args.load_in_4bit or args.load_in_8bit):
         return None
-    if args.lora_target_modules and "lm_head" in args.lora_target_modules and not encoder_decoder:
+    targets = args.lora_target_modules
+    if targets and "lm_head" in ([targets] if isinstance(targets, str) else targets) and not encoder_decoder:
         raise FtcotError(
             "lm_head cannot be a LoRA target with SFTTrainer (it reads lm_head.weight for the loss): remove it from "
             "--lora_target_modules, or train it fully with --lora_modules_to_save lm_head."
         )
-    from peft import LoraConfig
+    from trl import get_peft_config  # trl.trainer.utils imports torch: not at import (see cli_main)
 
-    return LoraConfig(
-        task_type="SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM",
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=args.lora_target_modules,
-        modules_to_save=args.lora_modules_to_save,
-        use_rslora=args.use_rslora,
-        use_dora=args.use_dora,
-        bias="none",
-    )
+    task_type = "SEQ_2_SEQ_LM" if encoder_decoder else args.lora_task_type
+    return get_peft_config(dataclasses.replace(args, use_peft=True, lora_task_type=task_type))
 
 
 def _load_quantized(name: str, args: StudentArgs) -> tuple[Any, Any]:
@@ -81,15 +76,11 @@ def _load_quantized(name: str, args: StudentArgs) -> tuple[Any, Any]:
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
         raise FtcotError("--load_in_4bit/--load_in_8bit (QLoRA) need the bitsandbytes package and a CUDA GPU.")
     from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_kbit_device_map, get_quantization_config
 
-    quant = BitsAndBytesConfig(
-        load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-    model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quant, device_map={"": 0})
+    quant = get_quantization_config(dataclasses.replace(args, dtype=args.dtype or "bfloat16"))
+    model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quant, device_map=get_kbit_device_map())
     return prepare_model_for_kbit_training(model), AutoTokenizer.from_pretrained(name)
 
 
@@ -125,8 +116,13 @@ def cli_main(argv: list[str]) -> int:
 
     parser = command_parser((FineTuneCoTConfig, StudentArgs, DataArgs), argv, prog="ftcot train")
     config, student_args, data_args = parser.parse(argv)
+    if student_args.model_name_or_path and config.student not in (None, student_args.model_name_or_path):
+        raise FtcotError(f"--model_name_or_path {student_args.model_name_or_path} and --student {config.student} "
+                         "disagree: give one of them (they name the same thing).")  # fmt: skip
+    config.student = config.student or student_args.model_name_or_path
     if not config.student:
         raise FtcotError("Which student? Pass --student (a Hub id, a folder, a .gguf file or an alias).")
+    student_args.check_supported()
     task = resolve_training_task(config, data_args)
     with quiet_libraries():
         train, test = load_training_data(data_args, task)
@@ -134,7 +130,9 @@ def cli_main(argv: list[str]) -> int:
         model, tokenizer = _load_quantized(config.student, student_args)
     else:
         with quiet_libraries():
-            model, tokenizer = load_student_for_training(config.student, gguf_file=student_args.gguf_file)
+            model, tokenizer = load_student_for_training(
+                config.student, gguf_file=student_args.gguf_file, dtype=student_args.dtype
+            )
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     trainer, result = train_student(
         config,

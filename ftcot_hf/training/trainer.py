@@ -218,22 +218,13 @@ class TrainResult:
 
 
 def load_student_for_training(
-    name_or_path: str, *, gguf_file: str | None = None
+    name_or_path: str, *, gguf_file: str | None = None, dtype: Any = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a student through ``ftcot_hf.students.load_student`` (Hub id, folder, GGUF, built-in alias)."""
-    try:
-        from ftcot_hf.students import load_student
-    except ImportError:  # the students module arrives with its own issue; plain transformers loading meanwhile
-        load_student = None
-    if load_student is not None:
-        return load_student(name_or_path, gguf_file=gguf_file, for_training=True)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    """Load a student through ``ftcot_hf.students.load_student`` (Hub id, folder, GGUF, built-in alias), in train
+    mode with right padding; ``dtype`` as TRL's ``ModelConfig.dtype`` (default: the checkpoint's)."""
+    from ftcot_hf.students import load_student
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
-    cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-    model = cls.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
-    return model, AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    return load_student(name_or_path, gguf_file=gguf_file, dtype=dtype, for_training=True)
 
 
 def checkpoint_problem(folder: Path) -> str | None:
