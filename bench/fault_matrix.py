@@ -50,7 +50,7 @@ def network_faults(data: Path, root: Path) -> list[dict]:
              "secrets": o.secrets, "problems": o.problems} for o in outcomes]  # fmt: skip
 
 
-_OUTCOME = re.compile(r"^(PASSED|FAILED|XFAIL|XPASS|ERROR) tests/test_crash_resume\.py::(\S+)(?: - (.*))?$")
+_OUTCOME = re.compile(r"^(PASSED|FAILED|XFAIL|XPASS|ERROR) tests/test_crash_resume\.py::(.+?\]|\S+)(?: - (.*))?$")
 
 
 def process_faults() -> list[dict]:
