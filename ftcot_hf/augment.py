@@ -458,6 +458,7 @@ def augment(
         remove_columns=dataset.column_names,
         new_fingerprint=f"{dataset._fingerprint}-{fingerprint}",
         load_from_cache_file=False,
+        keep_in_memory=True,  # no Arrow cache file: a second copy of teacher output, and a full disk's traceback
         desc=f"Teaching {augmenter.task.name}",
     )
     if keep == "all" or augmented.num_rows == 0:  # no row (every request failed or went unsent): nothing to filter
@@ -475,6 +476,7 @@ def augment(
             batched=False,
             new_fingerprint=f"{augmented._fingerprint}-correct-{'any' if cut_ok else 'complete'}-nonempty",
             load_from_cache_file=False,
+            keep_in_memory=True,
         )
     report = yield_report(augmenter, augmented, kept)
     logger.info("%s: %s", augmenter.task.name, report.to_dict())

@@ -57,7 +57,7 @@ def test_options_that_run_used_to_miss_reach_their_stage(tmp_path):
             teach.replay_file) == (True, "kojima", 2, 3, "robust", "r.jsonl")  # fmt: skip
     train = config.train_config("coin_flip", tmp_path, bf16=False)
     assert (train.warmup_steps, train.gradient_accumulation_steps, train.format) == (7, 2, "middle_fundamentals")
-    assert (train.learning_rate, train.num_train_epochs, train.max_length) == (1e-4, 2.0, 512)  # the run's defaults
+    assert (train.learning_rate, train.num_train_epochs, train.max_length) == (1e-4, 1.5, 512)  # the run's defaults
     assert eval_inputs(config)["sc_temperature"] == 0.5
 
 

@@ -76,6 +76,7 @@ def validate(config: RunConfig) -> list[Any]:
     resolve_student(config.student)
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
+    config.train_config(tasks[0].name, config.output_dir, bf16=False)  # FineTuneCoTConfig checks its values now
     config.resolve_selection(builtin=all(t.builtin for t in tasks))
     if config.validation_size and config.validation_size >= 1 and config.limit_train is None:  # vs the train split
         for task in tasks:

@@ -17,6 +17,7 @@ The default location follows HF conventions: ``$FTCOT_CACHE`` or ``$HF_HOME/ftco
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.errors import FtcotError
 from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure
 from ftcot_hf.utils.fs import hf_home
 
@@ -88,6 +90,15 @@ def merge(samples: Samples, first_index: int, gens: Sequence[Generation | None])
     return merged
 
 
+class CacheFullError(FtcotError, OSError):
+    """The request cache could not be written for lack of space: one line for the user, and an ``OSError`` with
+    ``ENOSPC`` for code that handles full disks (``ftcot run``'s stages)."""
+
+    def __init__(self, message: str):
+        FtcotError.__init__(self, message)
+        self.errno = errno.ENOSPC
+
+
 class RequestCache:
     """The SQLite store. Safe to share between threads; several processes may open the same file."""
 
@@ -95,10 +106,13 @@ class RequestCache:
         self.path = Path(path).expanduser() if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        conn = self._conn()
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS requests (key BLOB PRIMARY KEY, n INTEGER NOT NULL, samples TEXT NOT NULL)"
-        )
+        try:
+            conn = self._conn()
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS requests (key BLOB PRIMARY KEY, n INTEGER NOT NULL, samples TEXT NOT NULL)"
+            )
+        except sqlite3.OperationalError as e:
+            raise self._write_error(e) from None
         # schema 1: one row per sample; read (and copied forward) when it holds anything
         self.legacy = bool(
             conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'").fetchone()
@@ -128,6 +142,24 @@ class RequestCache:
     def store(self, digest: bytes, first_index: int, gens: Sequence[Generation | None]) -> Samples:
         """Merge ``gens`` (samples ``first_index``...) into the request's row, in one transaction (another process
         may have added samples since we read it); returns what the row holds now."""
+        try:
+            return self._store(digest, first_index, gens)
+        except sqlite3.OperationalError as e:
+            raise self._write_error(e) from None
+
+    def _write_error(self, e: sqlite3.OperationalError) -> Exception:
+        """A write that failed because of the disk (full, over a quota or file-size limit) as one line; other
+        SQLite errors as they are."""
+        text = str(e).lower()
+        if not any(s in text for s in ("disk i/o error", "database or disk is full", "file is too large")):
+            return e
+        return CacheFullError(
+            f"The teacher request cache {self.path} could not be written ({e}): the disk is full or over a limit. "
+            "Every reply cached before is kept; free some space (or give --cache_dir on another disk) and re-run "
+            "the same command: it sends only what is not cached."
+        )
+
+    def _store(self, digest: bytes, first_index: int, gens: Sequence[Generation | None]) -> Samples:
         conn = self._conn()
         if first_index == 0 and all(g is not None for g in gens):  # the common case: a request not cached yet
             count, encoded = len(gens), _encode(list(gens))
@@ -142,7 +174,10 @@ class RequestCache:
             conn.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?)", (digest, count, _encode(samples)))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # a failed write (a full disk) may have ended the transaction already
+                pass
             raise
         return samples
 
