@@ -18,10 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
-from ftcot_hf.tasks import Task
+from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
+from ftcot_hf.evaluation.paper import match_student, method_for
+from ftcot_hf.evaluation.report import load_results, write_results
+from ftcot_hf.students import load_student
+from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
+from ftcot_hf.tasks.custom import recorded_tasks
+from ftcot_hf.teachers import PRESETS
+from ftcot_hf.utils.console import quiet_libraries
+from ftcot_hf.utils.fmt import pct
+from ftcot_hf.utils.parser import command_parser
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +119,6 @@ class EvalConfig(TaskDatasetArgs):
             self.task = [self.task]
         if not self.model:
             raise FtcotError("ftcot eval needs --model (a student folder, Hub id, .gguf file, or 'text-davinci-002').")
-        from ftcot_hf.answers import MODES
-        from ftcot_hf.tasks import resolve_task
-        from ftcot_hf.tasks.custom import recorded_tasks
-
         custom = self.custom_task()
         if custom is not None:
             self.task = [custom.name]
@@ -132,25 +138,7 @@ class EvalConfig(TaskDatasetArgs):
 
 
 def _load_model(config: EvalConfig) -> tuple[Any, Any]:
-    try:
-        from ftcot_hf.students import load_student
-    except ImportError:  # the students module is optional for evaluation: plain transformers loading
-        return _load_plain(config)
     return load_student(config.model, gguf_file=config.gguf_file, dtype=config.dtype)
-
-
-def _load_plain(config: EvalConfig) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    kwargs: dict[str, Any] = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-    try:
-        model_config = AutoConfig.from_pretrained(config.model, **kwargs)
-        cls = AutoModelForSeq2SeqLM if getattr(model_config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        model = cls.from_pretrained(config.model, dtype=config.dtype or "auto", **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(config.model, **kwargs)
-    except OSError as e:
-        raise FtcotError(f"Could not load the model {config.model!r}: {e}") from None
-    return model.eval(), tokenizer
 
 
 def _task_records(config: EvalConfig, task: Task) -> Any:
@@ -180,8 +168,6 @@ def _task_records(config: EvalConfig, task: Task) -> Any:
 
 
 def _auto_paper_row(config: EvalConfig, model: Any) -> str | None:
-    from ftcot_hf.evaluation.paper import match_student, method_for
-
     method = method_for(config.format, config.degree)
     num_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
     matched = match_student(getattr(model.config, "model_type", None), num_params, str(config.model))
@@ -194,17 +180,11 @@ def run_eval(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, pr
     """Evaluate as ``ftcot eval`` does; returns ``(results, paths)``. A loaded ``model``/``tokenizer`` may be
     given (the pipeline does) instead of ``config.model`` being loaded. The libraries' own progress bars and info
     logs are off meanwhile (:func:`ftcot_hf.utils.console.quiet_libraries`): one bar per task evaluation shows."""
-    from ftcot_hf.utils.console import quiet_libraries
-
     with quiet_libraries():
         return _run_eval(config, model=model, tokenizer=tokenizer, progress=progress)
 
 
 def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool):
-    from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
-    from ftcot_hf.evaluation.report import load_results, write_results
-    from ftcot_hf.teachers import PRESETS
-
     if config.threads:
         import torch
 
@@ -255,9 +235,6 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot eval`: flags and `--config eval.yaml` come from EvalConfig through TrlParser."""
-    from ftcot_hf.utils.fmt import pct
-    from ftcot_hf.utils.parser import command_parser
-
     parser = command_parser((EvalConfig,), argv, prog="ftcot eval")
     (config,) = parser.parse(argv)
     results, paths = run_eval(config)

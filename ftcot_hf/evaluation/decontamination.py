@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks import resolve_task
 
 if TYPE_CHECKING:
     from ftcot_hf.tasks import Task
@@ -101,8 +102,6 @@ def decontamination_report(
         ``near_duplicate_train_ids`` (``shared >= NEAR_DUPLICATE``); ``rationales`` (or None) with ``n``,
         ``count`` (flagged rationale rows) and the same ids; ``flagged_train_ids``: the union over every check.
     """
-    from ftcot_hf.tasks import resolve_task
-
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}.")
     task = resolve_task(task)

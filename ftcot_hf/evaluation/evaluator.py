@@ -321,6 +321,7 @@ def evaluate_teacher(
         An :class:`EvalResult` (format ``zero_shot_cot``; ``completion`` = the stage-2 answer, ``rationale`` the
         stage-1 text; ``complete`` from the answers' finish reasons).
     """
+    # light path: every `ftcot` command loads the evaluation package (its parser); the teachers load only here
     from ftcot_hf.teachers.base import Request, SamplingParams
     from ftcot_hf.teachers.replay import ReplayTeacher
 

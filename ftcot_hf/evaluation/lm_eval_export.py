@@ -24,8 +24,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.defaults import EVAL_MAX_NEW_TOKENS
+from ftcot_hf.formats import get_format
+from ftcot_hf.tasks import BUILTIN_TASKS, resolve_task
+from ftcot_hf.tasks.args import TaskDatasetArgs
 
 FORMAT = "ft_cot"
 PREFIX = "-->"
@@ -110,8 +114,6 @@ def export_task(
     """Write ``ftcot_<task>.yaml`` and its Parquet file for one :class:`~ftcot_hf.Task` and its test records."""
     from datasets import Dataset
 
-    from ftcot_hf.formats import get_format
-
     fmt = get_format(FORMAT)
     records = [dict(r) for r in data]
     if limit is not None:
@@ -154,9 +156,6 @@ def export_lm_eval(
 ) -> list[dict[str, Any]]:
     """Write an lm-eval task folder at ``out`` for ``tasks`` (names or :class:`~ftcot_hf.Task`; built-in or
     registered names are loaded from the sources, a Task object from its own data). Returns one entry per task."""
-    from ftcot_hf.answers import MODES
-    from ftcot_hf.tasks import BUILTIN_TASKS, resolve_task
-
     if mode not in MODES:
         raise FtcotError(f"--mode {mode!r}: use one of {', '.join(MODES)}.")
     if max_new_tokens < 1:
@@ -217,8 +216,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``ftcot export-lm-eval``: the folder, then the lm_eval command that runs it."""
-    from ftcot_hf.tasks.args import TaskDatasetArgs
-
     try:
         import datasets  # noqa: F401 -- the Parquet files
         import yaml  # noqa: F401

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.answers import MODES, PREDICTION_PREFIXES, require_math_verify, score_with_parser
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.formats import FORMATS, UnknownFormatError
+from ftcot_hf.tasks import resolve_task
 
 if TYPE_CHECKING:
     from ftcot_hf.tasks import Task
@@ -37,8 +39,6 @@ def resolve_prefix(format: str | None) -> str | None:
     Raises:
         UnknownFormatError: the name is in neither registry (lists the known names).
     """
-    from ftcot_hf.formats import FORMATS, UnknownFormatError
-
     if format is None or format == "none":
         return None
     if format in FORMATS:
@@ -89,8 +89,6 @@ def compute_accuracy(
         >>> compute_accuracy([" heads, flipped: tails --> no "], ["no"], task="coin_flip")["accuracy"]
         1.0
     """
-    from ftcot_hf.tasks import resolve_task
-
     if mode not in MODES:
         raise ValueError(f"Unknown answer-parsing mode {mode!r}: use one of {', '.join(MODES)}.")
     if mode == "math_verify":

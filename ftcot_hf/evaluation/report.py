@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.evaluator import EvalResult
 from ftcot_hf.evaluation.paper import TASK_LABELS, TASK_ORDER, paper_row, teacher_row
 from ftcot_hf.utils.fmt import pct
@@ -203,8 +204,6 @@ def plot_accuracy_vs_degree(
 
 def load_results(path: str | os.PathLike) -> tuple[dict[str, Any], list[EvalResult]]:
     """``(config, results)`` of a results.json (or of the folder holding one)."""
-    from ftcot_hf.errors import FtcotError
-
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
