@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation import evaluate_student
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -29,16 +29,6 @@ EPOCH_METRICS = "epoch_metrics.json"
 def epoch_metrics_file(split: str = "test") -> str:
     """``epoch_metrics.json`` for the test split (as before), ``epoch_metrics_<split>.json`` for another."""
     return EPOCH_METRICS if split == "test" else f"epoch_metrics_{split}.json"
-
-
-def _default_evaluate() -> Callable[..., Any]:
-    try:
-        from ftcot_hf.evaluation import evaluate_student
-    except ImportError as e:
-        raise FtcotError(
-            f"The per-epoch evaluation needs ftcot_hf.evaluation.evaluate_student, which is not available ({e})."
-        ) from e
-    return evaluate_student
 
 
 def summarize_epochs(
@@ -92,7 +82,7 @@ class EpochEvalCallback(TrainerCallback):
         self.split = split
         self.path = Path(output_dir) / epoch_metrics_file(split)
         self.last_epoch = last_epoch
-        self.evaluate_fn = evaluate_fn or _default_evaluate()
+        self.evaluate_fn = evaluate_fn or evaluate_student
         self.records: list[dict[str, Any]] = []
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -20,7 +20,12 @@ from typing import Any
 from trl import ModelConfig
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.custom import recorded_tasks
 from ftcot_hf.training.data import DataArgs, load_training_data
+from ftcot_hf.training.distributed import accelerate_cpu_processes, relaunch_cpu_ddp
+from ftcot_hf.utils.console import quiet_libraries
+from ftcot_hf.utils.parser import command_parser
 
 
 @dataclass
@@ -87,9 +92,6 @@ def _load_quantized(name: str, args: StudentArgs) -> tuple[Any, Any]:
 def resolve_training_task(config: Any, data_args: DataArgs) -> Any:
     """The edge of ``ftcot train``: the task of ``--task`` (registered, or recorded by the rationale folder of
     ``--dataset``) or the one the column flags define; None when neither names one."""
-    from ftcot_hf.tasks import resolve_task
-    from ftcot_hf.tasks.custom import recorded_tasks
-
     custom = data_args.custom_task()
     if custom is not None:
         config.task = custom.name
@@ -104,15 +106,11 @@ def cli_main(argv: list[str]) -> int:
     """`ftcot train`: flags and `--config recipe.yaml` from FineTuneCoTConfig, StudentArgs and DataArgs."""
     import sys
 
-    from ftcot_hf.training.distributed import accelerate_cpu_processes, relaunch_cpu_ddp
-
     processes = accelerate_cpu_processes()
     if processes is not None:  # before torch and TRL load: the workers load them themselves
         return relaunch_cpu_ddp(processes, sys.argv[1:])
-    from ftcot_hf.training.config import FineTuneCoTConfig
+    from ftcot_hf.training.config import FineTuneCoTConfig  # heavy: imports torch; not before the DDP relaunch above
     from ftcot_hf.training.trainer import load_student_for_training, train_student
-    from ftcot_hf.utils.console import quiet_libraries
-    from ftcot_hf.utils.parser import command_parser
 
     parser = command_parser((FineTuneCoTConfig, StudentArgs, DataArgs), argv, prog="ftcot train")
     config, student_args, data_args = parser.parse(argv)

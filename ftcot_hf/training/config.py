@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import SFTConfig
 
+from ftcot_hf.formats import get_format
+
 
 def bf16_supported() -> bool:
     """bf16 autocast helps where the hardware has it: CUDA with bf16 (Ampere+). On CPU it is fp32."""
@@ -214,8 +216,6 @@ class FineTuneCoTConfig(SFTConfig):
     def _check_training_values(self) -> None:
         """Refuse settings that would train nothing and still report a "trained" student, and an unknown format
         (before any model is loaded). ``--max_steps N`` (> 0) decides the length instead of the epochs."""
-        from ftcot_hf.formats import get_format
-
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):  # fmt: skip
             raise ValueError(

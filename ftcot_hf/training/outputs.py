@@ -10,6 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.cards import render_model_card
+from ftcot_hf.students import base_model_license
+
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
@@ -100,9 +103,6 @@ def write_student_card(
     encoder_decoder: bool,
 ) -> Path:
     """Our model card (``ftcot_hf.cards.render_model_card``) as the student folder's README.md."""
-    from ftcot_hf.cards import render_model_card
-    from ftcot_hf.students import base_model_license
-
     base = str(config.student or "")
     last = getattr(result, "last_epoch", None)
     card = render_model_card(
@@ -124,8 +124,6 @@ def write_student_card(
 def recorded_card_values(model_dir: str | os.PathLike[str], base_model: str) -> dict[str, Any]:
     """What a card pushed later can take from the student folder: the recipe its training recorded
     (``train_summary.json``) and the base model's licence (None where unknown)."""
-    from ftcot_hf.students import base_model_license
-
     recipe = None
     try:
         summary = json.loads((Path(model_dir) / "train_summary.json").read_text(encoding="utf-8"))

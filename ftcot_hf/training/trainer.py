@@ -36,6 +36,7 @@ from trl import SFTTrainer
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import FORMATS, get_format
+from ftcot_hf.students import load_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.config import FineTuneCoTConfig
@@ -43,6 +44,7 @@ from ftcot_hf.training.console import use_numeric_logs
 from ftcot_hf.training.data import prepare_train_dataset
 from ftcot_hf.training.lengths import cap_max_length, count_truncated, count_truncated_seq2seq, report_truncation
 from ftcot_hf.training.outputs import loss_log, public_name, training_recipe, write_json_atomic, write_student_card
+from ftcot_hf.training.seq2seq import build_seq2seq_trainer
 from ftcot_hf.utils.console import quiet_libraries
 
 if TYPE_CHECKING:
@@ -222,8 +224,6 @@ def load_student_for_training(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a student through ``ftcot_hf.students.load_student`` (Hub id, folder, GGUF, built-in alias), in train
     mode with right padding; ``dtype`` as TRL's ``ModelConfig.dtype`` (default: the checkpoint's)."""
-    from ftcot_hf.students import load_student
-
     return load_student(name_or_path, gguf_file=gguf_file, dtype=dtype, for_training=True)
 
 
@@ -438,8 +438,6 @@ def train_student(
 
     with quiet_libraries():  # TRL's five dataset maps draw a bar each; the training bar is the one to see
         if encoder_decoder:
-            from ftcot_hf.training.seq2seq import build_seq2seq_trainer
-
             trainer = build_seq2seq_trainer(
                 config, model, tokenizer, train, peft_config=peft_config, callbacks=all_callbacks
             )
