@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ftcot_hf.citation import PAPER_CITATION
+from ftcot_hf.errors import SourceFormatError
 from ftcot_hf.tasks.sources import (
     KOJIMA_COMMIT,
     KOJIMA_REPO,
@@ -68,8 +69,6 @@ def strip_period(choice: str) -> str:
 
 
 def raise_format(path: Path, message: str) -> None:
-    from ftcot_hf.errors import SourceFormatError
-
     raise SourceFormatError(f"{path}: {message}.")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task
 
 CUSTOM_FLAGS = ("question_column", "answer_column", "answer_type", "task_name", "choices_column")
 
@@ -62,8 +63,6 @@ class TaskDatasetArgs:
                    if getattr(self, f) is None]  # fmt: skip
         if missing:
             raise FtcotError(f"A task over your own dataset also needs {', '.join(missing)}.")
-        from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task
-
         if self.task_name in TASKS:
             kind = "a built-in" if self.task_name in BUILTIN_TASKS else "a registered"
             raise FtcotError(f"--task_name {self.task_name!r} is the name of {kind} task: choose another.")

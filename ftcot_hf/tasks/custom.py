@@ -18,6 +18,7 @@ from typing import Any
 
 from ftcot_hf.answers import ANSWER_TYPES, LETTERS, make_parser
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ class DatasetSource:
     ) -> Any:
         """The :class:`~ftcot_hf.Task` over this dataset. Reads and checks the data now (so bad input fails before
         any work), unless ``choices`` is given (a task rebuilt from a rationale dataset's record)."""
-        from ftcot_hf.tasks.task import Task
-
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise FtcotError(
                 f"--task_name {name!r}: give a name of letters, digits, '_', '-' or '.', starting with a letter "
@@ -274,7 +273,7 @@ class DatasetSource:
     def _records(self, raw: dict[str, list[dict[str, Any]]], parser: Any) -> Any:
         import datasets
 
-        from ftcot_hf.tasks.builder import task_features
+        from ftcot_hf.tasks.builder import task_features  # heavy: imports datasets; the commands' configs import this
 
         features = task_features(has_choices=bool(self.choices_column))
         out = {}
@@ -323,8 +322,6 @@ def recorded_tasks(folder: str | Path) -> dict[str, Any]:
     """The user-dataset tasks a rationale folder written by ``ftcot teach`` records (``yield_report.json``), rebuilt
     as :class:`~ftcot_hf.Task` objects; {} for anything else (a Hub id, a folder without the record)."""
     import json
-
-    from ftcot_hf.tasks.task import Task
 
     report = Path(folder) / "yield_report.json"
     if not report.is_file():

@@ -148,6 +148,6 @@ class TaskSource:
         return [{**vars(f), "url": f.url} for f in files]
 
     def load(self, task: Any, split_variant: str = "default", **kwargs: Any) -> Any:
-        from ftcot_hf.tasks.builder import build_task
+        from ftcot_hf.tasks.builder import build_task  # heavy: imports datasets; `import ftcot_hf.tasks` has none
 
         return build_task(task, split_variant, **kwargs)

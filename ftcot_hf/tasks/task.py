@@ -56,7 +56,7 @@ class Task:
     @property
     def builtin(self) -> bool:
         """One of the paper's tasks (records from pinned sources), not a user dataset."""
-        from ftcot_hf.tasks.source import TaskSource
+        from ftcot_hf.tasks.source import TaskSource  # heavy: imports numpy; `import ftcot_hf.tasks` has none
 
         return isinstance(self.source, TaskSource)
 
@@ -119,7 +119,7 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
-        from ftcot_hf.tasks.custom import DatasetSource
+        from ftcot_hf.tasks.custom import DatasetSource  # cycle: custom imports Task
 
         source = DatasetSource.from_dict(data["source"])
         return source.task(data["name"], data["answer_type"], title=data.get("title"), license=data.get("license"),
@@ -168,7 +168,7 @@ class Task:
             >>> task = Task.from_dataset("my.jsonl", question_column="q", answer_column="a",
             ...                          answer_type="number", task_name="mine", test_size=0.2)
         """
-        from ftcot_hf.tasks.custom import DatasetSource
+        from ftcot_hf.tasks.custom import DatasetSource  # cycle: custom imports Task
 
         source = DatasetSource(
             path=str(path),

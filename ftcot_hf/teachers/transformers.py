@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.students import load_student
 from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, register_teacher
 
@@ -144,8 +145,6 @@ class TransformersTeacher(Teacher):
     def _generate_batch(
         self, prompts: list[str], params: SamplingParams, n: int, first_index: int = 0
     ) -> list[list[Generation]]:
-        from ftcot_hf.evaluation.generation import generate_completions
-
         sample = params.temperature > 0
         stops = [s for s in params.stop if s]
         processors = []

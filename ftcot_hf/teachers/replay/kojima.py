@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.errors import SourceFormatError
+from ftcot_hf.errors import SourceFormatError, UnknownTaskError
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import TASKS, score_completion
 from ftcot_hf.tasks.sources import KOJIMA_COMMIT, KOJIMA_REPO, SourceFile, resolve, sha256_of
@@ -80,8 +80,6 @@ _COT_TRIGGER_LINE = "\nA: Let's think step by step."
 def kojima_log_source(task: str) -> SourceFile:
     """The pinned ``log/{stem}_zero_shot_cot.log`` of ``task`` (public URL + sha256)."""
     if task not in KOJIMA_LOG_NAMES:
-        from ftcot_hf.errors import UnknownTaskError
-
         raise UnknownTaskError(
             f"Kojima et al. published no Zero-shot-CoT log for task {task!r}; logs exist for: "
             f"{', '.join(KOJIMA_LOG_NAMES)}."
@@ -433,7 +431,7 @@ def kojima_records(
     """
     log = read_kojima_log(task, data_dir=data_dir)
     if dataset is None:
-        from ftcot_hf.tasks.builder import load_task
+        from ftcot_hf.tasks.builder import load_task  # heavy: imports datasets
 
         dataset = load_task(task, data_dir=data_dir, cache_dir=cache_dir)
     records, _ = match_kojima_log(log, dataset)
@@ -461,7 +459,7 @@ def kojima_teacher_accuracy(
 
     log = read_kojima_log(task, data_dir=data_dir)
     if dataset is None:
-        from ftcot_hf.tasks.builder import load_task
+        from ftcot_hf.tasks.builder import load_task  # heavy: imports datasets
 
         dataset = load_task(task, data_dir=data_dir, cache_dir=cache_dir)
     records, unmatched = match_kojima_log(log, dataset)

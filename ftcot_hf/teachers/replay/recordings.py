@@ -210,7 +210,7 @@ def read_completion_data(
             meta["prediction_template"],
         )
     if dataset is None:
-        from ftcot_hf.tasks.builder import load_task
+        from ftcot_hf.tasks.builder import load_task  # heavy: imports datasets
 
         dataset = load_task(task, data_dir=data_dir, cache_dir=cache_dir)
     ours = {int(row["sample_index"]): row for _, row in ((s, r) for s, rows in dataset.items() for r in rows)}

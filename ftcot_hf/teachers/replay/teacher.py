@@ -167,7 +167,7 @@ class ReplayTeacher(Teacher):
             log = read_kojima_log(task, data_dir=data_dir)
             rows = (datasets or {}).get(task)
             if rows is None:
-                from ftcot_hf.tasks.builder import load_task
+                from ftcot_hf.tasks.builder import load_task  # heavy: imports datasets
 
                 rows = load_task(task, data_dir=data_dir, cache_dir=cache_dir)
             matched, _ = match_kojima_log(log, rows)
