@@ -13,12 +13,15 @@ import yaml
 from ftcot_hf.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
+from ftcot_hf.formats import get_format
+from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
+from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL
 from ftcot_hf.utils.fmt import pct
+from ftcot_hf.yields import YieldReport
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, ModelCard
-
-    from ftcot_hf.tasks import Task
 
 DATASET_TEMPLATE = "rationale_dataset_card.md"
 MODEL_TEMPLATE = "student_model_card.md"
@@ -126,8 +129,6 @@ def parquet_rows(folder: str | Path, configs: Sequence[Mapping[str, Any]]) -> in
 def _is_recorded_kojima(config: Mapping[str, Any], reps: Sequence[Any]) -> bool:
     """Whether the rationales are the replayed text-davinci-002 completions of Kojima et al.: the preset (unless
     given a recording of its own) or a report naming that recording."""
-    from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL
-
     kwargs = config.get("teacher_kwargs")
     own_recording = bool(kwargs.get("replay_file")) if isinstance(kwargs, Mapping) else "replay_file" in str(kwargs)
     return any(r.teacher == KOJIMA_MODEL for r in reps) or (config.get("teacher") == "text-davinci-002"
@@ -135,8 +136,6 @@ def _is_recorded_kojima(config: Mapping[str, Any], reps: Sequence[Any]) -> bool:
 
 
 def yield_reports(reports: Sequence[Any] | None) -> list[Any]:
-    from ftcot_hf.augment import YieldReport
-
     names = {f.name for f in fields(YieldReport)}
     out = []
     for r in reports or []:
@@ -178,9 +177,6 @@ def render_dataset_card(
             (left out when unknown).
     """
     from huggingface_hub import DatasetCard, DatasetCardData
-
-    from ftcot_hf.augment import YieldReport
-    from ftcot_hf.tasks import resolve_task
 
     if not tasks:
         raise FtcotError("A rationale dataset needs at least one task.")
@@ -246,8 +242,6 @@ def render_dataset_card(
 
 def folder_tasks(meta: Mapping[str, Any], names: Sequence[str]) -> list[Task]:
     """The tasks of a rationale folder: user-dataset tasks rebuilt from ``yield_report.json``, built-ins by name."""
-    from ftcot_hf.tasks import Task, resolve_task
-
     stored = meta.get("tasks") or {}
     return [Task.from_dict(stored[n]) if n in stored else resolve_task(n) for n in names]
 
@@ -310,8 +304,6 @@ def _is_hub_id(name: str) -> bool:
 
 
 def _format_info(format: str) -> dict[str, Any]:
-    from ftcot_hf.formats import get_format
-
     fmt = get_format(format)
     record = {"question": "{question}", "answer": "{answer}", "rationale": "{rationale}",
               "fundamentals": "{fundamentals}", "common_errors": "{common_errors}"}  # fmt: skip
@@ -360,8 +352,6 @@ def render_model_card(
         example_question: a question for the usage example.
     """
     from huggingface_hub import ModelCard, ModelCardData
-
-    from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 
     info = _format_info(format)
     if results is not None and not isinstance(results, Mapping):

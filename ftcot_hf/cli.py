@@ -23,6 +23,8 @@ import textwrap
 from collections.abc import Sequence
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
+from ftcot_hf.tasks import TASKS, resolve_task
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -34,8 +36,6 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from ftcot_hf.tasks import TASKS
-
     rows = []
     for name, task in TASKS.items():
         n_train, n_test = task.split_sizes("default")
@@ -65,8 +65,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ftcot_hf.tasks.builder import load_task
+    from ftcot_hf.tasks.builder import load_task  # heavy: imports datasets; `ftcot tasks` must stay fast
 
+    if args.n < 1:
+        raise FtcotError(f"-n must be a positive number of records, got {args.n}.")
     ds = load_task(args.task, args.variant, data_dir=args.data_dir)
     if args.split not in ds:
         raise FtcotError(f"Task {args.task} has no {args.split!r} split here (available: {', '.join(ds)}).")
@@ -85,14 +87,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_decontaminate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ftcot_hf.evaluation.decontamination import (
+    from ftcot_hf.evaluation.decontamination import (  # light path: only this command needs it
         REPORT_HEADERS,
         decontamination_report,
         drop_overlap,
         format_report,
         load_rationale_train,
     )
-    from ftcot_hf.tasks import resolve_task
 
     tasks = [resolve_task(name) for name in args.tasks]
     reports, kept = [], {}
@@ -112,7 +113,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
         or (Path(args.drop_overlap) / "decontamination.json" if args.drop_overlap else "decontamination.json")
     )
     if args.drop_overlap:
-        from ftcot_hf.export import write_parquet_configs
+        from ftcot_hf.export import write_parquet_configs  # heavy: huggingface_hub; `ftcot tasks` stays fast
 
         write_parquet_configs(args.drop_overlap, kept)
         dropped = ", ".join(f"{r['task']}: {r['dropped_train_rows']}" for r in reports)
@@ -186,8 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decontaminate)
 
     p = sub.add_parser("export-lm-eval", help="Write an lm-eval task folder that scores as `ftcot eval` does.")
-    from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
-
     add_arguments(p)
     p.set_defaults(func=cmd_export)
 

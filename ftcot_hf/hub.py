@@ -52,6 +52,8 @@ from ftcot_hf.cards import (  # noqa: F401
 )
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import write_parquet_configs
+from ftcot_hf.formats import get_format
+from ftcot_hf.training.outputs import recorded_card_values
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -320,8 +322,6 @@ def student_generation_config(model_dir: str | Path, format: str = "ft_cot") -> 
     """
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-    from ftcot_hf.formats import get_format
-
     model_dir = Path(model_dir)
     stop = get_format(format).stop
     try:
@@ -445,8 +445,6 @@ def push_student(
     model_dir = Path(model_dir)
     enc_dec = _check_student_folder(model_dir)
     if recipe is None or license is None:  # what `ftcot train` recorded: its recipe, the base model's licence
-        from ftcot_hf.training.outputs import recorded_card_values
-
         recorded = recorded_card_values(model_dir, base_model)
         recipe, license = recipe or recorded["recipe"], license or recorded["license"]
     token = resolve_token(token)

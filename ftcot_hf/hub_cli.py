@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.utils.parser import command_parser
 
 
 @dataclass
@@ -85,8 +86,7 @@ def _read_mapping(path: str | None, what: str) -> dict[str, Any] | None:
 
 def cli_main(argv: list[str]) -> int:
     """``ftcot push``: flags or ``--config push.yaml`` (TrlParser over :class:`PushConfig`)."""
-    from ftcot_hf.hub import push_rationales, push_student
-    from ftcot_hf.utils.parser import command_parser
+    from ftcot_hf.hub import push_rationales, push_student  # cycle: hub imports PushConfig from here
 
     parser = command_parser((PushConfig,), argv, prog="ftcot push")
     (config,) = parser.parse(argv)

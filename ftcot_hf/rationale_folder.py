@@ -13,8 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcot_hf.cards import folder_tasks, parquet_rows, render_dataset_card, scrub_config
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.export import write_parquet_configs
 from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.utils.console import quiet_libraries
+from ftcot_hf.utils.fs import DirLockTimeout, atomic_dir, dir_lock, link_tree
 from ftcot_hf.yields import YieldReport
 
 if TYPE_CHECKING:
@@ -43,14 +47,10 @@ def save_rationales(
         FtcotError: ``output_dir`` is a file, another writer held it longer than ``lock_timeout``, the disk is full,
             or the folder holds a rationale dataset whose card or yield_report.json cannot be read.
     """
-    from ftcot_hf.utils.fs import DirLockTimeout, atomic_dir, dir_lock
-
     out = check_output_dir(config)
     try:
         with dir_lock(out, timeout=config.lock_timeout):
             previous = _previous_dataset(out)
-            from ftcot_hf.utils.console import quiet_libraries
-
             with atomic_dir(out) as tmp, quiet_libraries():  # no "Creating parquet from Arrow format" bars
                 configs = _write_rationales(tmp, config, results, reports, tasks, previous, out)
     except DirLockTimeout as e:
@@ -118,10 +118,6 @@ def _write_rationales(
     out: Path,
 ) -> list[dict[str, Any]]:
     """Write the folder into ``tmp`` (the new tasks, and what ``previous`` keeps); returns the README configs."""
-    from ftcot_hf.cards import folder_tasks, parquet_rows, render_dataset_card, scrub_config
-    from ftcot_hf.export import write_parquet_configs
-    from ftcot_hf.utils.fs import link_tree
-
     by_name = {t.name: t for t in (tasks or [])}
     new_tasks = {name: by_name.get(name) or resolve_task(name) for name in results}
     scrubbed = scrub_config(asdict(config))

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.tasks import Task, resolve_task
@@ -19,6 +20,10 @@ from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.cache import CachedTeacher
+from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
+from ftcot_hf.utils.console import quiet_libraries
+from ftcot_hf.utils.parser import command_parser
+from ftcot_hf.yields import decontamination_summary
 
 logger = logging.getLogger(__name__)
 
@@ -258,8 +263,6 @@ class TeachConfig(TaskDatasetArgs):
     def _validate_base_url(self) -> None:
         """A base URL that cannot be a server's API root fails here, before any request (it used to be retried for
         half a minute). The value is named without its credentials or query values."""
-        from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
-
         for value in self.base_url or []:
             for url in str(value).replace(",", " ").split() or [str(value)]:
                 problem = check_base_url(url.rstrip("/"))
@@ -277,11 +280,6 @@ class TeachConfig(TaskDatasetArgs):
 
 
 def _decontamination(task: Task, records: Any, kept: Any) -> dict[str, Any]:
-    # Imported here: ftcot_hf.evaluation's package init loads the generation stack (torch), which `ftcot teach`
-    # needs for nothing else.
-    from ftcot_hf.evaluation.decontamination import decontamination_report
-    from ftcot_hf.yields import decontamination_summary
-
     return decontamination_summary(decontamination_report(task, dataset=records, rationales=kept))
 
 
@@ -315,8 +313,6 @@ def teach(
     saves them and exits 3). A re-run sends only the failed requests. A task none of whose samples came back is left
     out of the results (an empty rationale set is no dataset)."""
     tasks = list(tasks) if tasks is not None else config.resolve_tasks()
-    from ftcot_hf.utils.console import quiet_libraries
-
     with quiet_libraries():  # no datasets bars ("Generating train split", "Map"): the augmenter shows its own
         records_of = {
             task.name: task.load(data_dir=config.data_dir) for task in tasks
@@ -425,8 +421,6 @@ def _cost(config: TeachConfig, report: YieldReport) -> float | None:
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot teach`: flags and `--config teach.yaml` come from TeachConfig through TrlParser."""
-    from ftcot_hf.utils.parser import command_parser
-
     parser = command_parser((TeachConfig,), argv, prog="ftcot teach")
     (config,) = parser.parse(argv)
     tasks = config.resolve_tasks()

@@ -65,9 +65,9 @@ def _one_line_exit_2(argv: list[str], capsys, needle: str) -> None:
 RACING_TEACH = """
 import os, sys, time
 from pathlib import Path
-import ftcot_hf.export, ftcot_hf.teach
+import ftcot_hf.rationale_folder, ftcot_hf.teach
 barrier, before, after, argv = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
-real_save, real_write = ftcot_hf.teach.save_rationales, ftcot_hf.export.write_parquet_configs
+real_save, real_write = ftcot_hf.teach.save_rationales, ftcot_hf.rationale_folder.write_parquet_configs
 def save(*args, **kwargs):
     (barrier / str(os.getpid())).touch()
     deadline = time.time() + 120
@@ -79,7 +79,7 @@ def write(*args, **kwargs):
     out = real_write(*args, **kwargs)
     time.sleep(after)
     return out
-ftcot_hf.teach.save_rationales, ftcot_hf.export.write_parquet_configs = save, write
+ftcot_hf.teach.save_rationales, ftcot_hf.rationale_folder.write_parquet_configs = save, write
 from ftcot_hf.cli import main
 sys.exit(main(argv))
 """
@@ -148,7 +148,7 @@ def test_a_full_disk_while_reteaching_leaves_the_old_folder_as_it_was(where, mir
     if where == "Dataset.to_parquet":  # the real writer deleted the old train Parquet before writing the new one
         monkeypatch.setattr(Dataset, "to_parquet", _disk_full)
     else:
-        monkeypatch.setattr("ftcot_hf.export.write_parquet_configs", _disk_full)
+        monkeypatch.setattr("ftcot_hf.rationale_folder.write_parquet_configs", _disk_full)
     with pytest.raises(FtcotError, match=r"disk is full .*rationales.* unchanged") as info:
         _teach(out, mirror, tmp_path, limit=7)
     assert "\n" not in str(info.value)
