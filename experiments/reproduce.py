@@ -114,8 +114,8 @@ def _save_cell(path: Path, task: str, fmt: str, cell: dict[str, Any]) -> None:
 
 def _run_cell(args: argparse.Namespace, task: str, fmt: str) -> dict[str, Any]:
     config = RunConfig(
-        tasks=[task], format=fmt, student=args.student, recipe=args.recipe,
-        num_train_epochs=args.epochs, learning_rate=args.learning_rate, use_peft=args.use_peft,
+        tasks=[task], format=fmt, student=args.student, recipe=args.recipe, use_peft=args.use_peft,
+        **({} if args.recipe else {"num_train_epochs": args.epochs, "learning_rate": args.learning_rate}),
         cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
         eval_untrained=False, eval_max_new_tokens=args.max_new_tokens if fmt == "ft_cot" else 16,
         eval_batch_size=args.eval_batch_size, eval_every_epoch=args.every_epoch and fmt == "ft_cot",

@@ -217,6 +217,14 @@ def _check_config_file(rest: list[str]) -> None:
             raise FtcotError(f"--config {path} is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
 
 
+def _close_progress_bars() -> None:
+    """A stage that fails mid-way leaves its bar open (the Trainer's does not close on an exception): close them, so
+    the error starts on a line of its own."""
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -236,9 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_delegated(args.command, args.rest)
         return args.func(args)
     except (FtcotError, ValueError) as e:
+        _close_progress_bars()
         print(f"ftcot: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(
             f"\nftcot: interrupted. What was finished is kept (every teacher reply in the request cache, every "
             f"completed stage and epoch checkpoint): run the same `ftcot {args.command}` command again to resume.",
