@@ -164,5 +164,3 @@ def math_verify_worker() -> MathVerifyWorker:
             require_math_verify()
             _WORKER = MathVerifyWorker()
         return _WORKER
-
-
