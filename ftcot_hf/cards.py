@@ -252,7 +252,8 @@ def result_rows(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key, value in results.items():
         if key in NOT_SHOWN or value is None or isinstance(value, (dict, list)):
             continue
-        name = {"n": "test questions", "complete": "complete (stopped)"}.get(key, key.replace("_", " "))
+        name = {"n": "test questions", "complete": "complete (stopped)",
+                "untrained_n": "test questions (untrained)"}.get(key, key.replace("_", " "))  # fmt: skip
         if key == "maj_at_k":
             name = f"maj@{results.get('k', 'k')} accuracy"
         is_fraction = key in FRACTION_KEYS or key.endswith("accuracy")

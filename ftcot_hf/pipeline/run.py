@@ -276,7 +276,8 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]],
     if config.hub_model_id:
         base = EMBEDDED_BASE_MODEL if is_embedded(config.student) else config.student
         for task, m in per_task.items():
-            results = {k: v for k, v in m.items() if k in ("accuracy", "maj_at_k", "untrained_accuracy")}
+            results = {k: v for k, v in m.items() if k in ("accuracy", "maj_at_k", "untrained_accuracy", "n",
+                                                           "untrained_n")}  # fmt: skip
             url = push_student(
                 run_dir / "student" / task,
                 config.hub_model_id.replace("{task}", task),
