@@ -156,6 +156,7 @@ def test_help_shows_our_options_first_and_folds_the_inherited_ones():
     assert "--student" in first_screen and "--config FILE.yaml" in first_screen
     assert "--adam_beta1" not in train and "see `ftcot train --help-all`" in train
     assert "--adam_beta1" in _help("train", "--help-all")
+    assert "--warmup_steps" in _help("run", "--help-all")  # the README's `ftcot run --help-all`
     run = _help("run", "--help")
     assert "--config FILE.yaml" in run and "--teacher_model" in run and "--adam_beta1" not in run
     assert "Turn off --eval_untrained." in run  # not a copy of the positive flag's sentence
