@@ -19,6 +19,15 @@ it now posts through a bare aiohttp session (``transport.make_aiohttp_session``)
 (``processes=N``) was measured here before its removal, 256 in flight: 50 ms latency 1 process 3,660-4,020
 requests/s vs 2 processes 4,106-4,245 (+5-12 %, at more CPU per request); 1 s latency 239-250 vs 241-245 (nothing).
 
+Last measured (2026-12-02, 2 cores, nothing else running; the 256 x 50 ms cell is CPU-bound, client and server
+sharing the cores, and read 0.80-0.94 while other jobs ran):
+
+     conc  latency  ideal/s  raw/s  ours/s  ours/raw  CPU ms/req raw / ours  CPU ours/raw
+       64     50ms     1280   1176    1174      1.00          0.190 / 0.208          1.10
+      256     50ms     5120   4643    4318      0.93          0.155 / 0.184          1.19
+       64   1000ms       64     63      64      1.00          0.209 / 0.228          1.09
+      256   1000ms      256    251     250      0.99          0.200 / 0.203          1.01
+
     .venv/bin/python bench/teach_throughput.py                 # the 4 cells + the cache rows (~4 min)
     .venv/bin/python bench/teach_throughput.py --quick         # fewer requests per cell
     .venv/bin/python bench/teach_throughput.py --profile 64 0.05   # cProfile of ours in one cell (top 40)
