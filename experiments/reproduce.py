@@ -69,6 +69,9 @@ def main() -> int:
     parser.add_argument("--limit_test", type=int, default=None, help="quick runs: first N test questions")
     parser.add_argument("--results_dir", default=str(REPO_ROOT / "experiments" / "results"))
     parser.add_argument("--table_only", action="store_true", help="only rewrite the .md/.png from the .json")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run cells the results file already holds for the same recipe (default: keep them, so "
+                             "a study resumes on another machine, or day, from its committed figures)")  # fmt: skip
     args = parser.parse_args()
 
     out = Path(args.results_dir)
@@ -77,7 +80,12 @@ def main() -> int:
     command = "python experiments/reproduce.py " + shlex.join(sys.argv[1:])
     for task in [] if args.table_only else args.tasks:
         for fmt in args.formats:
-            cell = _run_cell(args, task, fmt)
+            config = _config(args, task, fmt)
+            saved = _load(results_file).get("results", {}).get(task, {}).get(fmt)
+            if not args.rerun and _measured(saved, config, args.sc if fmt == "ft_cot" else 0):
+                print(f"{task} {fmt}: {pct(saved.get('accuracy'))}% (measured before with this recipe: kept)")
+                continue
+            cell = _run_cell(args, config, task)
             cell["command"] = command
             _save_cell(results_file, task, fmt, cell)  # after every cell: an interrupted study keeps what it measured
 
@@ -112,8 +120,20 @@ def _save_cell(path: Path, task: str, fmt: str, cell: dict[str, Any]) -> None:
         tmp.replace(path)
 
 
-def _run_cell(args: argparse.Namespace, task: str, fmt: str) -> dict[str, Any]:
-    config = RunConfig(
+def _measured(saved: dict[str, Any] | None, config: RunConfig, sc: int) -> bool:
+    """The results file already holds this cell, measured with the same recipe on the same questions (and with the
+    maj@k asked for): the figures are committed, the run folder (weights) need not exist any more."""
+    if not saved or saved.get("recipe") != _recipe(config) or saved.get("limits", _limits(None)) != _limits(config):
+        return False
+    return not sc or (saved.get("k") == sc and saved.get("maj_at_k") is not None)
+
+
+def _limits(config: RunConfig | None) -> dict[str, int | None]:
+    return {"limit_train": getattr(config, "limit_train", None), "limit_test": getattr(config, "limit_test", None)}
+
+
+def _config(args: argparse.Namespace, task: str, fmt: str) -> RunConfig:
+    return RunConfig(
         tasks=[task], format=fmt, student=args.student, recipe=args.recipe, use_peft=args.use_peft,
         **({} if args.recipe else {"num_train_epochs": args.epochs, "learning_rate": args.learning_rate}),
         cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
@@ -122,6 +142,10 @@ def _run_cell(args: argparse.Namespace, task: str, fmt: str) -> dict[str, Any]:
         data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit_test,
         output_dir=f"{args.root}/{args.name}/{fmt}-{task}",
     )  # fmt: skip
+
+
+def _run_cell(args: argparse.Namespace, config: RunConfig, task: str) -> dict[str, Any]:
+    fmt = config.format
     start = time.perf_counter()
     result = run(config)
     cell = dict(result.metrics[task])
@@ -129,6 +153,7 @@ def _run_cell(args: argparse.Namespace, task: str, fmt: str) -> dict[str, Any]:
         run_dir=str(result.output_dir),
         stages={k: round(v["seconds"], 1) for k, v in result.stages.items()},
         recipe=_recipe(config),
+        limits=_limits(config),
         wall_s=round(time.perf_counter() - start, 1),
     )
     print(f"{task} {fmt}: {100 * (cell.get('accuracy') or 0):.2f}%", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 
 import pytest
@@ -44,14 +45,31 @@ def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
     maj_file = tmp_path / "runs" / "t" / "ft_cot-coin_flip" / "eval_maj2" / "coin_flip" / "results.json"
     stamp = maj_file.stat().st_mtime_ns
 
-    # A later invocation adds a placement cell, re-uses every stage and keeps the maj@k already measured.
+    # A later invocation adds a placement cell and keeps the ft_cot cell measured with the same recipe as it is.
     cells = study("--formats", "ft_cot", "tail_rationale")
-    assert set(cells) == {"ft_cot", "vanilla", "tail_rationale"}
-    assert cells["ft_cot"]["maj_at_k"] == cot["maj_at_k"] and cells["ft_cot"]["stages"]["train/coin_flip"] == 0
+    assert set(cells) == {"ft_cot", "vanilla", "tail_rationale"} and cells["ft_cot"] == cot
     assert "--sc 2" in cells["ft_cot"]["maj_command"] and "tail_rationale" in cells["tail_rationale"]["command"]
+    # --rerun runs it again: every stage reused, the maj@k already measured on that student kept.
+    cells = study("--formats", "ft_cot", "--rerun")
+    assert cells["ft_cot"]["maj_at_k"] == cot["maj_at_k"] and cells["ft_cot"]["stages"]["train/coin_flip"] == 0
     # Asking for the same maj@k again reuses its folder (same student, same settings).
-    study("--formats", "ft_cot", "--sc", "2")
+    study("--formats", "ft_cot", "--sc", "2", "--rerun")
     assert maj_file.stat().st_mtime_ns == stamp
+
+    # Resumed on another machine (the committed results file, no run folders): measured cells are kept, a cell whose
+    # recipe changed (3 epochs) runs.
+    shutil.rmtree(tmp_path / "runs")
+    before = json.loads((res / "t.json").read_text())["results"]["coin_flip"]
+    cells = study("--formats", "ft_cot", "vanilla", "tail_rationale", "--sc", "2")
+    assert cells == before and not (tmp_path / "runs").exists()
+    cells = study("--formats", "vanilla", "--epochs", "3")
+    assert cells["vanilla"]["recipe"]["num_train_epochs"] == 3
+    assert (tmp_path / "runs" / "t" / "vanilla-coin_flip").is_dir()
+    cells["vanilla"] = van  # the table below is the 2-epoch study's
+    saved = json.loads((res / "t.json").read_text())
+    saved["results"]["coin_flip"] = cells
+    (res / "t.json").write_text(json.dumps(saved))
+    study("--table_only")
 
     table = (res / "t.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| CoinFlip | 77.33 | 60.00 | 90.04 |"))
