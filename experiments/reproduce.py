@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--recipe", default=None, help="a training recipe YAML (else the flags below)")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--batch_size", type=int, default=8, help="per-device train batch size (the paper: 8)")
     parser.add_argument("--use_peft", action="store_true")
     parser.add_argument("--cpu_threads", type=int, default=None, help="torch threads (1 per process when 2 run)")
     parser.add_argument("--sc", type=int, default=0, help="also maj@k of the trained Fine-tune-CoT student")
@@ -135,7 +136,8 @@ def _limits(config: RunConfig | None) -> dict[str, int | None]:
 def _config(args: argparse.Namespace, task: str, fmt: str) -> RunConfig:
     return RunConfig(
         tasks=[task], format=fmt, student=args.student, recipe=args.recipe, use_peft=args.use_peft,
-        **({} if args.recipe else {"num_train_epochs": args.epochs, "learning_rate": args.learning_rate}),
+        **({} if args.recipe else {"num_train_epochs": args.epochs, "learning_rate": args.learning_rate,
+                                   "per_device_train_batch_size": args.batch_size}),
         cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
         eval_untrained=False, eval_max_new_tokens=args.max_new_tokens if fmt == "ft_cot" else 16,
         eval_batch_size=args.eval_batch_size, eval_every_epoch=args.every_epoch and fmt == "ft_cot",
