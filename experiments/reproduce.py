@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,12 @@ def main() -> int:
             cell["command"] = command
             _save_cell(results_file, task, fmt, cell)  # after every cell: an interrupted study keeps what it measured
 
-    rows = _load(results_file).get("results", {})
-    table = render_table(rows, args.name)
+    saved = _load(results_file)
+    rows = saved.get("results", {})
+    baselines = _baselines(results_file, rows, args.data_dir) if rows else {}
+    table = render_table(rows, args.name, baselines)
     (out / f"{args.name}.md").write_text(table, encoding="utf-8")
-    plot(rows, out / f"{args.name}.png")
+    plot(rows, out / f"{args.name}.png", baselines)
     print(table)
     return 0
 
@@ -119,6 +122,50 @@ def _save_cell(path: Path, task: str, fmt: str, cell: dict[str, Any]) -> None:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(saved, indent=2, default=str), encoding="utf-8")
         tmp.replace(path)
+
+
+def constant_baselines(task: str, data_dir: str | None = None, limit_test: int | None = None) -> dict[str, Any]:
+    """Test accuracy of answering every question with one fixed answer: the training split's most common gold answer
+    (a baseline a student can learn without reasoning), and the test split's own most common one (an oracle: the
+    ceiling of any constant answer, chosen on the test set as best-epoch selection is).
+
+    Both put the multiple-choice rows in proportion: on Date the paper's GPT-2 vanilla 27.93 is exactly 31/111, the
+    share of "C" among the test answers, so a score near it says little about reasoning."""
+    from ftcot_hf import load_task
+
+    splits = load_task(task, data_dir=data_dir)
+    test = splits["test"]["answer"][:limit_test] if limit_test else splits["test"]["answer"]
+    counts = Counter(test)
+    majority = Counter(splits["train"]["answer"]).most_common(1)[0][0]
+    best, hits = counts.most_common(1)[0]
+    return {"train_majority": majority, "train_majority_accuracy": counts[majority] / len(test),
+            "best_constant": best, "best_constant_accuracy": hits / len(test), "n": len(test)}  # fmt: skip
+
+
+def _baselines(path: Path, rows: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """The constant-answer baselines of the results file's tasks, computed once (from the task data) and kept in the
+    file beside the cells, so ``--table_only`` on another machine renders them without the data."""
+    saved = _load(path).get("baselines", {})
+    missing = {}
+    for task, cells in rows.items():
+        limit = next(iter(cells.values()), {}).get("limits", {}).get("limit_test")
+        if saved.get(task, {}).get("n") is None or saved[task].get("limit_test") != limit:
+            try:
+                missing[task] = {**constant_baselines(task, data_dir, limit), "limit_test": limit}
+            except Exception as e:  # the table still renders; the columns say "-" for this task
+                print(f"{task}: no constant-answer baseline ({e})", file=sys.stderr)
+    if missing:
+        import fcntl
+
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = _load(path)
+            current.setdefault("baselines", {}).update(missing)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(current, indent=2, default=str), encoding="utf-8")
+            tmp.replace(path)
+        saved = {**saved, **missing}
+    return saved
 
 
 def _measured(saved: dict[str, Any] | None, config: RunConfig, sc: int) -> bool:
@@ -220,7 +267,9 @@ def _recipe_text(cell: dict[str, Any]) -> str:
     return text + (", bf16 autocast" if r.get("bf16") in (True, "true") else ", fp32")
 
 
-def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
+def render_table(
+    rows: dict[str, dict[str, dict[str, Any]]], name: str, baselines: dict[str, dict[str, Any]] | None = None
+) -> str:
     paper_cot, paper_van = paper_row("gpt2", "Fine-tune-CoT", "124M"), paper_row("gpt2", "Fine-tune", "124M")
     teacher = teacher_row()
     tasks = [t for t in SMALL_TASKS if t in rows] + [t for t in rows if t not in SMALL_TASKS]
@@ -235,12 +284,16 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
         "text-davinci-002 "
         "rationales, correct-only filter (vanilla: every training question's answer), paper-mode answer parsing, "
         "greedy decoding. **last** = the final model (the headline); **best** = the best epoch, selected on the "
-        "test set (the paper's protocol; optimistic). The paper: GPT-2 124M, 20 epochs, best epoch.",
+        "test set (the paper's protocol; optimistic). The paper: GPT-2 124M, 20 epochs, best epoch. **constant** "
+        "= every test question answered with one fixed answer: the training split's most common one, and the test "
+        "split's own most common one (an oracle, the best any constant answer can do).",
         "",
-        f"| task | paper GPT-2 Fine-tune-CoT | paper GPT-2 vanilla | paper teacher | ours vanilla (last) | "
+        f"| task | paper GPT-2 Fine-tune-CoT | paper GPT-2 vanilla | paper teacher | constant: train majority | "
+        f"constant: best on test | ours vanilla (last) | "
         f"ours Fine-tune-CoT last | ours Fine-tune-CoT best (epoch) | ours {maj} | beats paper (last) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    baselines = baselines or {}
     for task in tasks:
         cot, van = rows[task].get("ft_cot", {}), rows[task].get("vanilla", {})
         best = "-"
@@ -250,10 +303,16 @@ def render_table(rows: dict[str, dict[str, dict[str, Any]]], name: str) -> str:
         beats = "-" if cot.get("accuracy") is None or paper is None else (
             "yes" if 100 * cot["accuracy"] > paper else "no")  # fmt: skip
         k = f" @{cot['k']}" if cot.get("k") and len(ks) > 1 else ""
+        base = baselines.get(task, {})
+        constant = " | ".join(
+            f"{pct(base[f'{key}_accuracy'])} ({base[key]})" if base.get(key) is not None else "-"
+            for key in ("train_majority", "best_constant")
+        )
         lines.append(
             f"| {TASK_LABELS.get(task, task)} | {_num((paper_cot or {}).get(task))} "
             f"| {_num((paper_van or {}).get(task))} "
-            f"| {_num(teacher.get(task))} | {pct(van.get('accuracy'))} | **{pct(cot.get('accuracy'))}** | {best} | "
+            f"| {_num(teacher.get(task))} | {constant} | {pct(van.get('accuracy'))} "
+            f"| **{pct(cot.get('accuracy'))}** | {best} | "
             f"{pct(cot.get('maj_at_k'))}{k} | {beats} |"
         )
     per_epoch = [t for t in tasks if rows[t].get("ft_cot", {}).get("epoch_accuracy")]
@@ -287,7 +346,9 @@ def _epochs(rows: dict[str, dict[str, dict[str, Any]]], tasks: list[str]) -> lis
     return sorted({int(e) for t in tasks for e in rows[t]["ft_cot"]["epoch_accuracy"]})
 
 
-def plot(rows: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
+def plot(
+    rows: dict[str, dict[str, dict[str, Any]]], path: Path, baselines: dict[str, dict[str, Any]] | None = None
+) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -313,6 +374,10 @@ def plot(rows: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
         ax.bar([i + (s - (len(series) - 1) / 2) * width for i in range(len(tasks))], values, width=width, label=label)
     ax.scatter(range(len(tasks)), [teacher.get(t) or 0 for t in tasks], marker="_", s=400, color="black",
                label="paper teacher (text-davinci-002)", zorder=3)  # fmt: skip
+    oracle = [100 * b["best_constant_accuracy"] if (b := (baselines or {}).get(t)) else None for t in tasks]
+    if any(v is not None for v in oracle):
+        ax.scatter([i for i, v in enumerate(oracle) if v is not None], [v for v in oracle if v is not None],
+                   marker="_", s=400, color="grey", label="best constant answer (test oracle)", zorder=3)  # fmt: skip
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([TASK_LABELS.get(t, t) for t in tasks], rotation=30, ha="right")
     ax.set_ylim(0, 125)

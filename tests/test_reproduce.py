@@ -77,3 +77,15 @@ def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
     assert "| epoch 1 | epoch 2 |" in table and "rationale at the tail" in table
     assert "2 epochs, lr 0.0001, batch 8, full fine-tune" in table
     assert (res / "t.png").stat().st_size > 10_000
+    # The constant-answer baselines are scored on the cells' test questions (the first 4 here) and kept in the file.
+    base = json.loads((res / "t.json").read_text())["baselines"]["coin_flip"]
+    assert base["n"] == base["limit_test"] == 4 and base["train_majority"] == "yes"
+    assert f"| {100 * base['train_majority_accuracy']:.2f} (yes) | " in row
+
+
+def test_constant_baselines_put_date_in_proportion(mirror):
+    """Date's test answers are 31 of 111 "C" (the paper's GPT-2 vanilla 27.93 is exactly that share), while the
+    training split's most common letter, "D", is 15 of 111 on test."""
+    base = _reproduce().constant_baselines("date_understanding", str(mirror))
+    assert (base["best_constant"], base["train_majority"], base["n"]) == ("C", "D", 111)
+    assert f"{100 * base['best_constant_accuracy']:.2f}" == "27.93" and base["train_majority_accuracy"] == 15 / 111
