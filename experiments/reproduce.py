@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--batch_size", type=int, default=8, help="per-device train batch size (the paper: 8)")
+    parser.add_argument("--lr_scheduler_type", default="constant",
+                        help="the paper's constant (default), or e.g. linear (to 0 at the last step)")  # fmt: skip
     parser.add_argument("--use_peft", action="store_true")
     parser.add_argument("--cpu_threads", type=int, default=None, help="torch threads (1 per process when 2 run)")
     parser.add_argument("--sc", type=int, default=0, help="also maj@k of the trained Fine-tune-CoT student")
@@ -184,7 +186,8 @@ def _config(args: argparse.Namespace, task: str, fmt: str) -> RunConfig:
     return RunConfig(
         tasks=[task], format=fmt, student=args.student, recipe=args.recipe, use_peft=args.use_peft,
         **({} if args.recipe else {"num_train_epochs": args.epochs, "learning_rate": args.learning_rate,
-                                   "per_device_train_batch_size": args.batch_size}),
+                                   "per_device_train_batch_size": args.batch_size,
+                                   "lr_scheduler_type": args.lr_scheduler_type}),
         cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
         eval_untrained=False, eval_max_new_tokens=args.max_new_tokens if fmt == "ft_cot" else 16,
         eval_batch_size=args.eval_batch_size, eval_every_epoch=args.every_epoch and fmt == "ft_cot",
@@ -219,6 +222,8 @@ def _recipe(config: RunConfig) -> dict[str, Any]:
             "eval_max_new_tokens", "eval_every_epoch")  # fmt: skip
     recipe = {k: getattr(config, k) for k in keys}
     recipe["bf16"] = resolve_bf16(config)  # what 'auto' became on this machine
+    if config.lr_scheduler_type != "constant":  # recorded only when not the default: older cells still match
+        recipe["lr_scheduler_type"] = config.lr_scheduler_type
     if not config.use_peft:
         recipe.pop("lora_r"), recipe.pop("lora_alpha")
     return recipe
@@ -262,7 +267,7 @@ def _recipe_text(cell: dict[str, Any]) -> str:
     if r.get("recipe"):
         return f"recipe {r['recipe']}"
     text = f"{r.get('num_train_epochs', 0):g} epochs, lr {r.get('learning_rate')}"
-    text += f", batch {r.get('per_device_train_batch_size')}"
+    text += f" ({r.get('lr_scheduler_type', 'constant')}), batch {r.get('per_device_train_batch_size')}"
     text += ", LoRA r" + str(r.get("lora_r")) if r.get("use_peft") else ", full fine-tune"
     return text + (", bf16 autocast" if r.get("bf16") in (True, "true") else ", fp32")
 

@@ -62,8 +62,14 @@ def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
     before = json.loads((res / "t.json").read_text())["results"]["coin_flip"]
     cells = study("--formats", "ft_cot", "vanilla", "tail_rationale", "--sc", "2")
     assert cells == before and not (tmp_path / "runs").exists()
-    cells = study("--formats", "vanilla", "--epochs", "3")
+    cells = study("--formats", "vanilla", "--epochs", "3", "--lr_scheduler_type", "linear")
     assert cells["vanilla"]["recipe"]["num_train_epochs"] == 3
+    assert cells["vanilla"]["recipe"]["lr_scheduler_type"] == "linear" and "lr_scheduler_type" not in van["recipe"]
+    import torch
+
+    trained = tmp_path / "runs" / "t" / "vanilla-coin_flip" / "student" / "coin_flip" / "training_args.bin"
+    schedule = torch.load(trained, weights_only=False).lr_scheduler_type
+    assert getattr(schedule, "value", schedule) == "linear"  # the flag reached the trainer
     assert (tmp_path / "runs" / "t" / "vanilla-coin_flip").is_dir()
     cells["vanilla"] = van  # the table below is the 2-epoch study's
     saved = json.loads((res / "t.json").read_text())
@@ -75,7 +81,7 @@ def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
     row = next(line for line in table.splitlines() if line.startswith("| CoinFlip | 77.33 | 60.00 | 90.04 |"))
     assert f"**{100 * cot['accuracy']:.2f}**" in row and "ours maj@2" in table
     assert "| epoch 1 | epoch 2 |" in table and "rationale at the tail" in table
-    assert "2 epochs, lr 0.0001, batch 8, full fine-tune" in table
+    assert "2 epochs, lr 0.0001 (constant), batch 8, full fine-tune" in table
     assert (res / "t.png").stat().st_size > 10_000
     # The constant-answer baselines are scored on the cells' test questions (the first 4 here) and kept in the file.
     base = json.loads((res / "t.json").read_text())["baselines"]["coin_flip"]
