@@ -26,6 +26,7 @@ import shlex
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from ftcot_hf.errors import FtcotError  # noqa: E402
 from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
 from ftcot_hf.pipeline import RunConfig, resolve_bf16, run, test_split  # noqa: E402
@@ -95,7 +97,7 @@ def main() -> int:
 
     saved = _load(results_file)
     rows = saved.get("results", {})
-    baselines = _baselines(results_file, rows, args.data_dir) if rows else {}
+    baselines = _baselines(results_file, saved, args.data_dir)
     table = render_table(rows, args.name, baselines)
     (out / f"{args.name}.md").write_text(table, encoding="utf-8")
     plot(rows, out / f"{args.name}.png", baselines)
@@ -108,12 +110,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save_cell(path: Path, task: str, fmt: str, cell: dict[str, Any]) -> None:
-    """Merge one cell into the results file under a lock: several studies (one per CPU core) fill one table."""
-    import fcntl
+    """Merge one cell into the results file: several studies (one per CPU core) fill one table."""
 
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        saved = _load(path)
+    def merge(saved: dict[str, Any]) -> None:
         rows = saved.setdefault("results", {})
         old = rows.setdefault(task, {}).get(fmt, {})
         if cell.get("maj_at_k") is None and old.get("run_dir") == cell["run_dir"]:
@@ -121,6 +120,18 @@ def _save_cell(path: Path, task: str, fmt: str, cell: dict[str, Any]) -> None:
             cell.update({k: old[k] for k in ("maj_at_k", "k", "maj_greedy_accuracy", "maj_command") if k in old})
         rows[task][fmt] = cell
         saved["versions"] = versions()
+
+    _update(path, merge)
+
+
+def _update(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``change`` to the results file under a lock (other studies may be writing it), written atomically."""
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = _load(path)
+        change(saved)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(saved, indent=2, default=str), encoding="utf-8")
         tmp.replace(path)
@@ -144,30 +155,20 @@ def constant_baselines(task: str, data_dir: str | None = None, limit_test: int |
             "best_constant": best, "best_constant_accuracy": hits / len(test), "n": len(test)}  # fmt: skip
 
 
-def _baselines(path: Path, rows: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+def _baselines(path: Path, saved: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     """The constant-answer baselines of the results file's tasks, computed once (from the task data) and kept in the
     file beside the cells, so ``--table_only`` on another machine renders them without the data."""
-    saved = _load(path).get("baselines", {})
-    missing = {}
-    for task, cells in rows.items():
+    known, missing = saved.get("baselines", {}), {}
+    for task, cells in saved.get("results", {}).items():
         limit = next(iter(cells.values()), {}).get("limits", {}).get("limit_test")
-        if saved.get(task, {}).get("n") is None or saved[task].get("limit_test") != limit:
+        if known.get(task, {}).get("n") is None or known[task].get("limit_test") != limit:
             try:
                 missing[task] = {**constant_baselines(task, data_dir, limit), "limit_test": limit}
-            except Exception as e:  # the table still renders; the columns say "-" for this task
+            except FtcotError as e:  # no task data here: the table still renders, with "-" in those columns
                 print(f"{task}: no constant-answer baseline ({e})", file=sys.stderr)
     if missing:
-        import fcntl
-
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            current = _load(path)
-            current.setdefault("baselines", {}).update(missing)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(current, indent=2, default=str), encoding="utf-8")
-            tmp.replace(path)
-        saved = {**saved, **missing}
-    return saved
+        _update(path, lambda current: current.setdefault("baselines", {}).update(missing))
+    return {**known, **missing}
 
 
 def _measured(saved: dict[str, Any] | None, config: RunConfig, sc: int) -> bool:
