@@ -62,6 +62,7 @@ def main() -> int:
     parser.add_argument("--lr_scheduler_type", default="constant",
                         help="the paper's constant (default), or e.g. linear (to 0 at the last step)")  # fmt: skip
     parser.add_argument("--use_peft", action="store_true")
+    parser.add_argument("--seed", type=int, default=42, help="training seed (data order); a seed spread of one recipe")
     parser.add_argument("--cpu_threads", type=int, default=None, help="torch threads (1 per process when 2 run)")
     parser.add_argument("--sc", type=int, default=0, help="also maj@k of the trained Fine-tune-CoT student")
     parser.add_argument("--sc_temperature", type=float, default=0.7)
@@ -189,7 +190,7 @@ def _config(args: argparse.Namespace, task: str, fmt: str) -> RunConfig:
         **({} if args.recipe else {"num_train_epochs": args.epochs, "learning_rate": args.learning_rate,
                                    "per_device_train_batch_size": args.batch_size,
                                    "lr_scheduler_type": args.lr_scheduler_type}),
-        cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
+        seed=args.seed, cpu_threads=args.cpu_threads, keep="correct" if fmt != "vanilla" else "all",
         eval_untrained=False, eval_max_new_tokens=args.max_new_tokens if fmt == "ft_cot" else 16,
         eval_batch_size=args.eval_batch_size, eval_every_epoch=args.every_epoch and fmt == "ft_cot",
         data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit_test,
@@ -270,7 +271,8 @@ def _recipe_text(cell: dict[str, Any]) -> str:
     text = f"{r.get('num_train_epochs', 0):g} epochs, lr {r.get('learning_rate')}"
     text += f" ({r.get('lr_scheduler_type', 'constant')}), batch {r.get('per_device_train_batch_size')}"
     text += ", LoRA r" + str(r.get("lora_r")) if r.get("use_peft") else ", full fine-tune"
-    return text + (", bf16 autocast" if r.get("bf16") in (True, "true") else ", fp32")
+    text += ", bf16 autocast" if r.get("bf16") in (True, "true") else ", fp32"
+    return text + (f", seed {r['seed']}" if r.get("seed", 42) != 42 else "")
 
 
 def render_table(

@@ -62,14 +62,17 @@ def test_study_cells_merge_and_render(tmp_path, mirror, monkeypatch):
     before = json.loads((res / "t.json").read_text())["results"]["coin_flip"]
     cells = study("--formats", "ft_cot", "vanilla", "tail_rationale", "--sc", "2")
     assert cells == before and not (tmp_path / "runs").exists()
-    cells = study("--formats", "vanilla", "--epochs", "3", "--lr_scheduler_type", "linear")
-    assert cells["vanilla"]["recipe"]["num_train_epochs"] == 3
+    cells = study("--formats", "vanilla", "--epochs", "3", "--lr_scheduler_type", "linear", "--seed", "7")
+    assert cells["vanilla"]["recipe"]["num_train_epochs"] == 3 and cells["vanilla"]["recipe"]["seed"] == 7
     assert cells["vanilla"]["recipe"]["lr_scheduler_type"] == "linear" and "lr_scheduler_type" not in van["recipe"]
     import torch
 
     trained = tmp_path / "runs" / "t" / "vanilla-coin_flip" / "student" / "coin_flip" / "training_args.bin"
-    schedule = torch.load(trained, weights_only=False).lr_scheduler_type
-    assert getattr(schedule, "value", schedule) == "linear"  # the flag reached the trainer
+    trainer_args = torch.load(trained, weights_only=False)
+    schedule = trainer_args.lr_scheduler_type
+    assert getattr(schedule, "value", schedule) == "linear" and trainer_args.seed == 7  # the flags reached the trainer
+    assert reproduce._recipe_text(cells["vanilla"]).endswith(", seed 7") and van["recipe"]["seed"] == 42
+    assert "seed" not in reproduce._recipe_text(van)
     assert (tmp_path / "runs" / "t" / "vanilla-coin_flip").is_dir()
     cells["vanilla"] = van  # the table below is the 2-epoch study's
     saved = json.loads((res / "t.json").read_text())
