@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 
 from tests.conftest import REPO_ROOT
 
@@ -41,3 +43,17 @@ def test_seed_spread_table(tmp_path, capsys):
     assert "seed 42 appears twice (in a and d)" in capsys.readouterr().err
     assert module.main(["--name", "spread", "a", "missing", "--results_dir", str(tmp_path)]) == 2
     assert "no results file" in capsys.readouterr().err
+
+
+def test_seed_spread_command_line(tmp_path):
+    """The README's command, typed as a user types it (its own process, run from the repository root)."""
+    _write(tmp_path, "a", 42, {"strategy_qa": (0.4847, 0.5313)})
+    _write(tmp_path, "b", 1, {"strategy_qa": (0.5255, 0.5255)})
+    cmd = [sys.executable, "experiments/seed_spread.py", "--name", "spread", "a", "b", "--results_dir", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "spread.md").read_text()
+    assert "| StrategyQA | 55.75 | 52.55 | 48.47 | 50.51 ± 2.88 | 52.84 | 2 | no |" in table
+    bad = subprocess.run(cmd[:5] + ["nope", "--results_dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
