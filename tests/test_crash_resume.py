@@ -86,7 +86,10 @@ def test_kill_9_mid_run_then_resume_repeats_at_most_in_flight(mirror, tmp_path):
 # The teacher is the loopback server answering correctly (tests.test_fault_matrix.text_for), so --keep correct keeps
 # every sample and a lost or altered row shows.
 CHILD = """
-import os, sys, time
+import os, signal, sys, time
+# A background job of a script (pytest started with `&`) inherits SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler; a terminal's Ctrl-C is what these tests stand for, so restore it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 mark, pause, argv = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 if pause == "checkpoint":  # hold the process right after its first epoch checkpoint is on disk
