@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,28 @@ def summarize_epochs(
     scored = [r for r in ordered if r["accuracy"] is not None]
     best = max(scored, key=lambda r: r["accuracy"]) if report_best_epoch and scored else None
     return ordered[-1], best
+
+
+@contextmanager
+def without_autocast(model: Any) -> Iterator[Any]:
+    """``model`` with the forward it was loaded with, for the duration of an evaluation.
+
+    With ``bf16``/``fp16`` set, accelerate wraps ``model.forward`` in ``torch.autocast`` (keeping the original as
+    ``_original_forward``), so a callback that generates with the training model would score it in bfloat16 matmuls,
+    while the saved student is float32 and every later evaluation (the run's eval stage, ``ftcot eval``) scores it in
+    float32: the last epoch and the ones before it would be measured with different numerics (a 10-epoch Date
+    run's epoch 5 scored 18.92 under autocast, the 5-epoch run's saved student 20.72 after the same training).
+    """
+    original = getattr(model, "_original_forward", None)
+    patched = model.__dict__.get("forward")
+    if original is None or patched is None:
+        yield model
+        return
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = patched
 
 
 class EpochEvalCallback(TrainerCallback):
@@ -115,7 +138,8 @@ class EpochEvalCallback(TrainerCallback):
         model.eval()
         try:
             tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
-            result = self._evaluate(model, tokenizer, self.format or getattr(args, "format", None))
+            with without_autocast(model):
+                result = self._evaluate(model, tokenizer, self.format or getattr(args, "format", None))
         finally:
             if was_training:
                 model.train()
