@@ -51,8 +51,8 @@ def without_autocast(model: Any) -> Iterator[Any]:
     With ``bf16``/``fp16`` set, accelerate wraps ``model.forward`` in ``torch.autocast`` (keeping the original as
     ``_original_forward``), so a callback that generates with the training model would score it in bfloat16 matmuls,
     while the saved student is float32 and every later evaluation (the run's eval stage, ``ftcot eval``) scores it in
-    float32: the last epoch and the ones before it would be measured with different numerics (a 10-epoch Date
-    run's epoch 5 scored 18.92 under autocast, the 5-epoch run's saved student 20.72 after the same training).
+    float32: the last epoch and the ones before it would be measured with different numerics (one SmolLM2-135M
+    StrategyQA student on 160 test questions: 59.38 in float32, 55.00 under bf16 autocast, 20 answers different).
     """
     original = getattr(model, "_original_forward", None)
     patched = model.__dict__.get("forward")
