@@ -257,12 +257,12 @@ class RationaleAugmenter:
                 single.add(key)
         rest = [(i, j, questions[i], g.text) for (i, j), g in rationales.items() if (i, j) not in single]
         answered.update(self._stage2(rest, quiet) if rest else {})
+        for key in rationales:  # every sample received counts, with a row or not (it was billed)
+            self._tally("rationale", rationales[key])
+            if key in answered and key not in single:
+                self._tally("answer", answered[key])
         for key in [k for k in rationales if k not in answered]:  # its stage-2 request failed: no row
             del rationales[key]
-        for key in rationales:
-            self._tally("rationale", rationales[key])
-            if key not in single:
-                self._tally("answer", answered[key])
         return answered, single
 
     def _score(self, key: tuple[int, int], answered: dict, single: set, gold: str) -> dict[str, Any]:
@@ -415,7 +415,6 @@ def _ledger(report: YieldReport, augmenter: RationaleAugmenter) -> None:
         entry = {key: int(c.get(key, 0)) for key in STAGE_KEYS}
         entry["failed"] = int(c.get("failed", 0))  # from the results (the backend's count may include retried ones)
         entry["unsent"] = int(c.get("unsent_results", 0))
-        entry["requests"] = max(0, entry["requests"] - entry["unsent"])  # a refused request reached the backend only
         entry["prompt_tokens"] += int(c.get("failed_billed_prompt_tokens", 0))
         entry["completion_tokens"] += int(c.get("failed_billed_completion_tokens", 0))
         if not augmenter._billing_known:

@@ -326,7 +326,8 @@ def teach(
     cached.keep_going = True  # a request that fails for good is counted; the run goes on
 
     def counters() -> dict[str, int]:  # the ledger: the backend's counts and the cache's
-        return {**teacher.counters(), "requests": cached.calls, "cache_hits": cached.cache_hits}
+        backend = teacher.counters()  # an HTTP backend counts the HTTP requests it sent (retries, one per sample)
+        return {**backend, "requests": backend.get("requests", cached.calls), "cache_hits": cached.cache_hits}
 
     results, reports, last_error = {}, [], None
     try:
@@ -355,11 +356,10 @@ def teach(
                 max_answer_tokens=config.max_answer_tokens,
                 counters=counters,
             )
-            calls, hits = cached.calls, cached.cache_hits
+            sent, hits = counters()["requests"], cached.cache_hits
             with quiet_libraries():
                 kept, report = augment(data, augmenter, keep=config.keep)
-            # a request the budget refused went through the cache to the backend, which did not send it
-            report.requests = cached.calls - calls - report.unsent_requests
+            report.requests = counters()["requests"] - sent
             report.cache_hits = cached.cache_hits - hits
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
             report.cost = _cost(config, report)

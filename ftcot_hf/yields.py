@@ -148,6 +148,13 @@ class YieldReport:
         parts = [f"{stage} {c.get(key, 0)}" for stage, c in self.stages.items() if c.get(key, 0)]
         return f" ({', '.join(parts)})" if parts else ""
 
+    def _tokens(self) -> str:
+        """The tokens the cost is computed from: those billed in this run where the server reports usage (so a run
+        stopped between stages, whose billed replies have no rows, shows what it paid for), else the samples'."""
+        if self.billed_prompt_tokens is not None:
+            return f"{self.billed_prompt_tokens} prompt + {self.billed_completion_tokens} completion tokens billed"
+        return f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens"
+
     def ledger_summary(self) -> str:
         def n(count: int, word: str) -> str:
             return f"{count} {word}{'' if count == 1 else 's'}"
@@ -156,8 +163,7 @@ class YieldReport:
         line = (f"{self.task}: {self.requests} requests sent{self._by_stage('requests')}, {self.cache_hits} samples "
                 f"from the cache, {retries}, "
                 f"{n(self.timeouts, 'timeout')}{self._by_stage('timeouts')}, {self.failed_billed} failed but "
-                f"billed{self._by_stage('failed_billed')}, {self.prompt_tokens} prompt + {self.completion_tokens} "
-                "completion tokens")  # fmt: skip
+                f"billed{self._by_stage('failed_billed')}, {self._tokens()}")  # fmt: skip
         if self.cost is not None:
             per = f", ${self.cost / self.kept:.6f} per kept rationale" if self.kept else ""
             line += f", ${self.cost:.4f}{per}"

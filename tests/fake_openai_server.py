@@ -73,6 +73,8 @@ class RecordedRequest:
     authorization: str | None = None
     fault: Directive = None
     """The directive applied to it."""
+    billed: tuple[int, int] | None = None
+    """The usage (prompt, completion tokens) of the answer it got (None: no answer with a usage)."""
 
 
 def sample_text(prompt: str, index: int, seed: int | None = None) -> str:
@@ -142,18 +144,19 @@ class _Handler(BaseHTTPRequestHandler):
             fault = state.faults.pop(0) if state.faults else None
             if fault is None and fake.fault_for is not None and isinstance(body, dict):
                 fault = fake.fault_for(body)
-            state.requests.append(
-                RecordedRequest(self.path, body, time.monotonic(), self.headers.get("Authorization"), fault)
-            )
+            record = RecordedRequest(self.path, body, time.monotonic(), self.headers.get("Authorization"), fault)
+            state.requests.append(record)
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            self._answer(fake, body, fault)
+            self._answer(fake, body, fault, record)
         finally:
             with state.lock:
                 state.in_flight -= 1
 
-    def _answer(self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive) -> None:
+    def _answer(
+        self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive, record: RecordedRequest
+    ) -> None:
         path = self.path.split("?")[0].rstrip("/")
         chat = path.endswith("/chat/completions")
         if not (chat or path.endswith("/completions")):
@@ -188,6 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
             for choice in reply["choices"]:
                 message = choice["message"]
                 message[field_name], message["content"] = message["content"], content
+        record.billed = (reply["usage"]["prompt_tokens"], reply["usage"]["completion_tokens"])
         self._send_json(200, reply)
         return None
 
@@ -321,6 +325,12 @@ class FakeOpenAIServer:
     def faults(self) -> list[Directive]:
         """Pending fault directives; append to script more."""
         return self._state.faults
+
+    @property
+    def billed(self) -> tuple[int, int]:
+        """(prompt, completion) tokens of every answer sent with a usage: what a provider would bill."""
+        usage = [r.billed for r in self.requests if r.billed is not None]
+        return sum(u[0] for u in usage), sum(u[1] for u in usage)
 
     @property
     def requests(self) -> list[RecordedRequest]:

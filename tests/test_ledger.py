@@ -70,10 +70,12 @@ def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_st
     report = _report(tmp_path)
     stages = report["stages"]
     counts = ("requests", "cache_hits", "retries", "timeouts", "failed", "failed_billed", "unsent")
-    assert [stages["rationale"][k] for k in counts] == [4, 0, 2, 1, 0, 0, 0]  # a 503 and a timeout, each retried
-    assert (stages["answer"]["requests"], stages["answer"]["retries"], stages["answer"]["timeouts"]) == (4, 2, 0)
+    # requests = the HTTP requests the server received: 4 per stage, plus each stage's 2 retried attempts
+    assert [stages["rationale"][k] for k in counts] == [6, 0, 2, 1, 0, 0, 0]  # a 503 and a timeout, each retried
+    assert (stages["answer"]["requests"], stages["answer"]["retries"], stages["answer"]["timeouts"]) == (6, 2, 0)
     assert stages["answer"]["failed_billed"] == 1 and report["failed_billed"] == 1
-    assert (report["retries"], report["timeouts"], report["requests"], report["failed_requests"]) == (4, 1, 8, 0)
+    assert (report["retries"], report["timeouts"], report["requests"], report["failed_requests"]) == (4, 1, 12, 0)
+    assert report["requests"] == len(server.requests)
 
     # the failed-but-billed answer's tokens count in the totals, on top of the rows' own tokens
     prompt = few.body["prompt"]
@@ -89,12 +91,14 @@ def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_st
     assert report["prompt_tokens"] == report["billed_prompt_tokens"]  # D=1: one prompt per sample, billed once
 
     # the printed summary and the card say it too
-    assert ("coin_flip: 8 requests sent (rationale 4, answer 4), 0 samples from the cache, 4 retries (rationale 2, "
-            "answer 2), 1 timeout (rationale 1), 1 failed but billed (answer 1)") in printed  # fmt: skip
+    assert ("coin_flip: 12 requests sent (rationale 6, answer 6), 0 samples from the cache, 4 retries (rationale 2, "
+            "answer 2), 1 timeout (rationale 1), 1 failed but billed (answer 1), "
+            f"{report['billed_prompt_tokens']} prompt + {report['billed_completion_tokens']} completion tokens "
+            "billed") in printed  # fmt: skip
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "| coin_flip | two_stage | 8 | 0 |" in card and "| failed but billed |" in card
+    assert "| coin_flip | two_stage | 12 | 0 |" in card and "| failed but billed |" in card
     assert "answers the server billed that could not be used" in card  # the columns are explained
-    assert "| coin_flip | answer | 4 | 0 | 2 | 0 | 0 | 1 | 0 |" in card  # the per-stage table
+    assert "| coin_flip | answer | 6 | 0 | 2 | 0 | 0 | 1 | 0 |" in card  # the per-stage table
 
     # a re-run is served from the cache: nothing sent, nothing billed, no cost, the retries are not counted again
     with FakeOpenAIServer() as server:
@@ -140,18 +144,96 @@ def test_max_requests_stops_saves_what_is_done_and_a_rerun_sends_exactly_the_res
     assert rows.num_rows == 6
 
 
-def test_max_cost_stops_once_the_billed_cost_reaches_it(mirror, tmp_path, capsys):
-    # $1 per completion token, prompts free: every answer costs its 7 words ("Answer for <4 words> #0"); one request
-    # in flight at a time, so the stop is exact: $21 after 3 answers >= $20
-    prices = ["--price_input_per_mtok", "0", "--price_output_per_mtok", "1000000", "--max_cost", "20"]
+def test_max_cost_refuses_a_request_whose_worst_case_would_pass_it(mirror, tmp_path, capsys):
+    # $1 per completion token, prompts free, 7 tokens at most per reply: each request's worst case is $7. With 4 in
+    # flight allowed, $7 + $7 are held and a third $7 would pass $20: it is never sent, in flight or not
+    prices = ["--price_input_per_mtok", "0", "--price_output_per_mtok", "1000000", "--max_cost", "20",
+              "--max_rationale_tokens", "7", "--chat", "true"]  # fmt: skip
     with FakeOpenAIServer() as server:
-        assert main(_argv(server, tmp_path, mirror, 4, *prices, max_concurrency=1)) == 3
-        sent = len(server.requests)
+        assert main(_argv(server, tmp_path, mirror, 4, *prices, max_concurrency=4)) == 3
+        sent, billed = len(server.requests), server.billed
     err = capsys.readouterr().err
-    assert sent == 3 and "the budget is spent, --max_cost $20 reached ($21.0000 billed)" in err
+    assert sent == 2 and billed[1] == 14  # one-stage replies "Answer for <4 words> #0": 7 words each
+    # the 4 workers start at once: the third is refused while the first two are in flight, before any reply
+    assert "the budget is spent, --max_cost $20 reached ($0.0000 billed, $14.0000 held by requests in flight; the " \
+           "next request could cost up to $7.0000)" in err  # fmt: skip
     assert "with a larger --max_cost (or without it)" in err
     report = _report(tmp_path)
-    assert report["cost"] == pytest.approx(21.0) and report["kept"] == 1 and report["requests"] == 3
+    assert report["cost"] == pytest.approx(14.0) and report["cost"] <= 20 and report["requests"] == 2
+
+
+def test_max_cost_charges_the_worst_case_of_a_reply_without_usage(mirror, tmp_path, capsys):
+    from ftcot_hf.teachers.base import Request, RequestBudget, SamplingParams, is_unsent
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    # a server that reports no usage: each reply is charged its worst case ($5 = 5 tokens at $1), so $12 admits 2
+    with FakeOpenAIServer() as server:
+        teacher = OpenAITeacher("m", server.base_url, max_concurrency=1, **FAST)
+        teacher.usage = lambda data: None  # type: ignore[method-assign]
+        teacher.keep_going = True
+        teacher.budget = RequestBudget(max_cost=12, price_output_per_mtok=1e6)
+        try:
+            params = SamplingParams(max_tokens=5)
+            results = dict(teacher.generate([Request(f"p{i}", params) for i in range(4)]))
+        finally:
+            teacher.close()
+        assert len(server.requests) == 2 and sum(is_unsent(g) for g in results.values()) == 2
+    assert teacher.budget.cost == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("mode", ["ignore_n", "supports_n_false", "n"])
+def test_max_requests_is_a_hard_limit_on_http_requests_in_every_sampling_mode(mode, mirror, tmp_path, capsys):
+    # D=4: one HTTP request per sample when the server ignores n (found out from its first reply) or supports_n is
+    # false; 8 in flight at once, yet no more than 10 requests ever reach the server (one-stage: each reply a row)
+    kwargs = {"supports_n": False} if mode == "supports_n_false" else {}
+    with FakeOpenAIServer(ignore_n=mode == "ignore_n") as server:
+        argv = _argv(server, tmp_path, mirror, 16, "--degree", "4", "--chat", "true", "--max_requests", "10",
+                     max_concurrency=8, **kwargs)  # fmt: skip
+        assert main(argv) == 3
+        sent = len(server.requests)
+    out = capsys.readouterr().out
+    assert sent == 10
+    assert "coin_flip: 10 requests sent" in out and "STOPPED, max_requests 10 reached (10 requests sent)" in out
+
+
+LEDGER_MODES = {  # mode -> (server options, extra flags, teacher kwargs)
+    "n honoured": ({}, ["--degree", "4"], {}),
+    "n ignored (fewer-choices fallback)": ({"ignore_n": True}, ["--degree", "4"], {}),
+    "supports_n false": ({}, ["--degree", "4"], {"supports_n": False}),
+    "retries": ({"faults": [("503",), ("429", 0), None, ("503",)]}, ["--degree", "2"], {}),
+    "failures": ({}, ["--degree", "3"], {"supports_n": False, "seed": 0, "max_retries": 1}),
+    "budget stop": ({}, ["--degree", "2", "--max_requests", "7"], {"max_concurrency": 3}),
+    "one-stage": ({}, ["--degree", "2", "--chat", "true"], {}),
+    "annotations": ({}, ["--annotations", "true"], {}),
+}
+
+
+@pytest.mark.parametrize("mode", list(LEDGER_MODES))
+def test_the_ledger_equals_what_the_server_received_and_billed(mode, mirror, tmp_path, capsys):
+    server_options, extra, kwargs = LEDGER_MODES[mode]
+    if mode == "failures":  # sample 1 of questions 0 and 1 always gets a 503: their requests fail for good
+        failing = _questions(mirror, 2)
+        server_options = {"fault_for": lambda body: ("503",) if body.get("seed") == 1 and any(
+            f"Q: {q}\n" in body["prompt"] for q in failing) else None}  # fmt: skip
+    prices = ["--price_input_per_mtok", "3", "--price_output_per_mtok", "7"]
+    with FakeOpenAIServer(**server_options) as server:
+        code = main(_argv(server, tmp_path, mirror, 5, *extra, *prices, **kwargs))
+        sent, (prompt, completion) = len(server.requests), server.billed
+    out = capsys.readouterr().out
+    assert code == (3 if mode in ("failures", "budget stop") else 0)
+    report = _report(tmp_path)
+    assert report["requests"] == sent
+    assert (report["billed_prompt_tokens"], report["billed_completion_tokens"]) == (prompt, completion)
+    # the samples' own tokens (every sample received, with a row or not) are what was billed: a prompt once per
+    # HTTP request, however many samples it asked for
+    assert (report["prompt_tokens"], report["completion_tokens"]) == (prompt, completion)
+    assert report["cost"] == pytest.approx((prompt * 3 + completion * 7) / 1e6)
+    assert f"{sent} requests sent" in out and f"{prompt} prompt + {completion} completion tokens billed" in out
+    assert f"${report['cost']:.4f}" in out
+    if mode == "failures":
+        assert report["failed_requests"] == 2 and report["failed_billed"] == 4  # samples 0 and 2 of each, wasted
+    if mode == "budget stop":
+        assert sent == 7 and report["unsent_requests"] > 0
 
 
 @pytest.mark.parametrize(

@@ -107,38 +107,62 @@ def is_unsent(gens: Sequence[Generation]) -> bool:
 
 @dataclass
 class RequestBudget:
-    """A limit on what a teacher sends: at most ``max_requests`` requests (one per prompt asked, whatever its number
-    of samples; a retry is not a new request) and, with prices, until ``max_cost`` $ have been billed (the usage the
-    server reports, for every reply, used or not). Checked before each new request: requests in flight finish, so
-    the cost may end above ``max_cost`` by what they cost. Replies served by the request cache never reach the
-    teacher, so they cost nothing against it."""
+    """A hard limit on what a teacher sends, checked before every HTTP request leaves the process (retries
+    included: each is a request the server receives and may bill):
+
+    * ``max_requests``: at most this many HTTP requests are ever sent (those in flight count);
+    * ``max_cost`` (with prices): a request is sent only when its *worst case* (:meth:`worst_case`: its prompt's
+      token bound plus ``max_tokens`` for every sample asked, at the given prices), added to what was billed and the
+      worst cases of the requests in flight, stays within it. A reply's real usage replaces its worst case when it
+      comes back; a reply without usage is charged its worst case.
+
+    Replies served by the request cache never reach the teacher, so they cost nothing against it."""
 
     max_requests: int | None = None
     max_cost: float | None = None
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
     requests: int = 0
-    """Requests admitted so far."""
+    """HTTP requests admitted so far (sent, or in flight)."""
     cost: float = 0.0
     """$ billed so far (of the replies received)."""
+    reserved: float = 0.0
+    """$ held for the requests in flight (their worst cases)."""
     reason: str | None = None
     """Why it stopped admitting requests (None while it admits them)."""
 
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok) / 1e6
+
+    def worst_case(self, prompt_tokens_bound: int, max_tokens: int, samples: int) -> float:
+        """$ a request may cost at most: the prompt billed once, ``max_tokens`` for each sample."""
+        return self.price(prompt_tokens_bound, max_tokens * samples)
+
     def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
         """Count a billed reply's usage."""
-        self.cost += (prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok) / 1e6
+        self.cost += self.price(prompt_tokens, completion_tokens)
 
-    def admit(self) -> bool:
-        """May one more request be sent? (Counts it when it may; records why not when it may not.)"""
+    def admit(self, worst: float = 0.0) -> bool:
+        """May one more HTTP request (whose worst case is ``worst`` $) be sent? Counts it and holds ``worst`` when
+        it may (the caller :meth:`release` s the hold once the reply is in); records why not when it may not."""
         if self.reason is None:
             if self.max_requests is not None and self.requests >= self.max_requests:
                 self.reason = f"max_requests {self.max_requests} reached ({self.requests} requests sent)"
-            elif self.max_cost is not None and self.cost >= self.max_cost:
-                self.reason = f"max_cost ${self.max_cost:g} reached (${self.cost:.4f} billed)"
+            elif self.max_cost is not None and self.cost + self.reserved + worst > self.max_cost:
+                held = f", ${self.reserved:.4f} held by requests in flight" if self.reserved else ""
+                self.reason = (
+                    f"max_cost ${self.max_cost:g} reached (${self.cost:.4f} billed{held}; the next request could "
+                    f"cost up to ${worst:.4f})"
+                )
         if self.reason is not None:
             return False
         self.requests += 1
+        self.reserved += worst
         return True
+
+    def release(self, worst: float) -> None:
+        """The reply of a request admitted with ``worst`` is in (or it failed): its hold ends."""
+        self.reserved = max(0.0, self.reserved - worst)
 
     def refusal(self) -> FailedRequest:
         """What a teacher yields for a request the budget refused."""

@@ -51,6 +51,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ftcot_hf.teachers.base import (
+    BudgetExhaustedError,
     FailedRequest,
     Generation,
     Request,
@@ -65,6 +66,16 @@ from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound="HTTPTeacher")
+CHAT_TEMPLATE_TOKENS = 64
+"""Tokens a chat template may add around one user message (the budget's prompt bound)."""
+
+
+def _prompt_billed_once(gens: list[Generation]) -> list[Generation]:
+    """The samples of one HTTP answer with its prompt tokens on the first only: a server bills the prompt of an
+    ``n``-sample request once, and the ledger sums the samples' prompt tokens."""
+    if len(gens) < 2 or not any(g.prompt_tokens for g in gens[1:]):
+        return gens
+    return [gens[0], *(dataclasses.replace(g, prompt_tokens=0) for g in gens[1:])]
 _Plan = tuple[SamplingParams, int, int]
 """(the sampling parameters sent, ``n`` asked for, leading choices of the answer to drop)."""
 
@@ -212,6 +223,8 @@ class HTTPTeacher(Teacher):
         """A request that fails for good is yielded as a :class:`FailedRequest` (see :class:`Teacher`)."""
         self._ignores_n = False
         """Learnt from an answer (``supports_n=None``): the server ignores ``n``."""
+        self._tokens_per_byte = 0.0
+        """The most prompt tokens per prompt byte a reply has billed (the budget's bound of a prompt's tokens)."""
         if api_key_env and not api_key and not os.environ.get(api_key_env):
             raise ValueError(
                 f"{label} teacher: api_key_env={api_key_env!r} names an environment variable that is not set: "
@@ -289,8 +302,10 @@ class HTTPTeacher(Teacher):
         return self._fleet.base_urls
 
     def counters(self) -> dict[str, int]:
-        # the billed counts are there from the start: a run served wholly by the cache was billed 0, not "unknown"
-        return {"billed_prompt_tokens": 0, "billed_completion_tokens": 0, **self.stats}
+        # the billed counts are there from the start: a run served wholly by the cache was billed 0, not "unknown";
+        # `requests` are the HTTP requests that left the process (retries and one-per-sample requests included)
+        return {"billed_prompt_tokens": 0, "billed_completion_tokens": 0, **self.stats,
+                "requests": self.stats["http_requests"]}  # fmt: skip
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"backend": self.backend, "model": self.model}
@@ -418,7 +433,6 @@ class HTTPTeacher(Teacher):
                     units.extend((pos, j, 1) for j in range(request.n))
             partial: dict[int, list[Generation | None]] = {}
             failed: set[int] = set()
-            admitted: set[int] = set()
             budget = self.budget
 
             async def worker() -> None:
@@ -426,20 +440,19 @@ class HTTPTeacher(Teacher):
                     pos, offset, count = units.popleft()
                     if pos in failed:  # another sample of it failed for good: the request has failed
                         continue
-                    # The budget admits whole requests (all the samples of a prompt), when their first unit starts.
-                    if budget is not None and pos not in admitted:
-                        if not budget.admit():
-                            failed.add(pos)
-                            self.stats["unsent"] += 1
-                            refusal = budget.refusal()
-                            if not self.keep_going:
-                                raise refusal.error
-                            deliver((pos, refusal))
-                            continue
-                        admitted.add(pos)
                     request = requests[pos]
                     try:
                         gens = await self._call(request, offset, count)
+                    except BudgetExhaustedError:  # the budget refused one of its HTTP requests (the first, a retry)
+                        if not self.keep_going:
+                            raise
+                        if pos not in failed:
+                            failed.add(pos)
+                            self._discarded(g for g in partial.pop(pos, ()) if g is not None)
+                            self.stats["unsent"] += 1
+                            assert budget is not None  # only a budget refuses
+                            deliver((pos, budget.refusal()))
+                        continue
                     except RequestFailedError as exc:
                         if not self.keep_going:
                             raise
@@ -529,12 +542,14 @@ class HTTPTeacher(Teacher):
         if self.extra_body:
             body.update(self.extra_body)
         path = self.request_path(request)
+        worst = self._worst_case(request, params, n)
+        gate = None if self.budget is None else lambda: self._admit(worst)
         for attempt in itertools.count():
-            ep, content = await self._fleet.post(path, body)
+            ep, content = await self._fleet.post(path, body, gate)
             billed: tuple[int, int] | None = None
             try:
                 data = self._json(content)
-                billed = self._bill(data)
+                billed = self._bill(data, request, worst)
                 gens = self._decode(data, request, params, n)
             except ResponseError as exc:
                 self.stats["malformed"] += 1
@@ -553,8 +568,34 @@ class HTTPTeacher(Teacher):
                 continue
             if len(gens) < n:
                 self._fewer_choices(ep, len(gens), n)
-            return gens[skip : skip + count]
+            return _prompt_billed_once(gens[skip : skip + count])
         raise AssertionError("unreachable")
+
+    # -- the budget --------------------------------------------------------------------------------------------------
+    def _worst_case(self, request: Request, params: SamplingParams, n: int) -> float:
+        """$ one HTTP request for ``n`` samples may cost at most (0 without a budget)."""
+        if self.budget is None:
+            return 0.0
+        return self.budget.worst_case(self._prompt_bound(request), params.max_tokens, n)
+
+    def _prompt_bound(self, request: Request) -> int:
+        """An upper bound of the prompt's tokens, before the server has counted them: its UTF-8 bytes (a byte-level
+        BPE token covers at least one byte) plus room for a chat template; once replies have shown how many tokens
+        a byte makes here, that ratio with a 25 % margin, capped by the byte bound."""
+        size = len(request.prompt.encode())
+        bound = size + (CHAT_TEMPLATE_TOKENS if request.chat else 0)
+        if self._tokens_per_byte:
+            bound = min(bound, int(size * self._tokens_per_byte * 1.25) + CHAT_TEMPLATE_TOKENS)
+        return bound
+
+    def _admit(self, worst: float) -> Any:
+        """The fleet's gate before each HTTP request: raises :class:`BudgetExhaustedError` when the budget refuses
+        it, else returns what ends its hold once its reply is in."""
+        budget = self.budget
+        assert budget is not None
+        if not budget.admit(worst):
+            raise budget.refusal().error
+        return lambda: budget.release(worst)
 
     def _json(self, content: bytes) -> Any:
         """A 200 answer decoded; :class:`ResponseError` when it is not JSON."""
@@ -564,14 +605,21 @@ class HTTPTeacher(Teacher):
             snippet = self._scrub(content[:4096].decode("utf-8", "replace"))[:120]  # scrubbed before it is cut
             raise ResponseError(f"the response is not valid JSON (starts {snippet!r})", self.base_url_hint) from None
 
-    def _bill(self, data: Any) -> tuple[int, int] | None:
-        """Count what the server billed for an answer (and charge the budget); returns the usage."""
+    def _bill(self, data: Any, request: Request, worst: float = 0.0) -> tuple[int, int] | None:
+        """Count what the server billed for an answer (and charge the budget: the usage, or the request's worst case
+        when the answer says nothing of it); returns the usage."""
         billed = self.usage(data)
         if billed is not None:
             self.stats["billed_prompt_tokens"] += billed[0]
             self.stats["billed_completion_tokens"] += billed[1]
-            if self.budget is not None:
+            size = len(request.prompt.encode())
+            if size and billed[0]:
+                self._tokens_per_byte = max(self._tokens_per_byte, billed[0] / size)
+        if self.budget is not None:
+            if billed is not None:
                 self.budget.charge(*billed)
+            else:
+                self.budget.cost += worst
         return billed
 
     def _count_failed_billed(self, prompt_tokens: int, completion_tokens: int) -> None:

@@ -415,10 +415,13 @@ class Fleet:
         start, size = next(self._rr), len(self.endpoints)
         return min(live, key=lambda e: (e.in_flight, (e.index - start) % size))
 
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[Endpoint, bytes]:
+    async def post(
+        self, path: str, body: dict[str, Any], gate: Callable[[], Callable[[], None]] | None = None
+    ) -> tuple[Endpoint, bytes]:
         """POST ``body`` to ``path`` of one server, retrying and failing over until a 200 answer comes back (the
         server and its raw bytes) or the retries are spent (:class:`RequestFailedError`: this request failed, the
-        others may not)."""
+        others may not). ``gate`` is called before every attempt, inside the concurrency bound (the budget: it
+        raises to refuse the attempt, else returns what ends the attempt's hold when its answer is in)."""
         round_ = 0
         tried: set[int] = set()
         last: RetryableError | None = None
@@ -447,11 +450,14 @@ class Fleet:
             assert self._semaphore is not None
             try:
                 async with self._semaphore:
+                    release = gate() if gate is not None else None
                     ep.in_flight += 1
                     try:
                         content = await self._attempt(ep, path, body)
                     finally:
                         ep.in_flight -= 1
+                        if release is not None:
+                            release()
             except RetryableError as exc:
                 last = exc
                 self._note_failure(ep, exc)
