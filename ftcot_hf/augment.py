@@ -13,10 +13,15 @@ and returns the :class:`YieldReport`.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -31,6 +36,7 @@ from ftcot_hf.prompts import (
     stage1_prompt,
     stage2_prompt,
 )
+from ftcot_hf.shards import FLUSH_SECONDS, ShardWriter
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import (
     Generation,
@@ -372,39 +378,56 @@ class RationaleAugmenter:
             self.extra_samples += len(need)
 
 
-def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> YieldReport:
-    """Count questions, samples, correct and kept rows of an augmentation run."""
+@dataclass
+class _Tally:
+    """The yield report's counts, added up chunk by chunk (a question's samples are all in one chunk)."""
+
+    questions: int = 0
+    samples: int = 0
+    correct: int = 0
+    with_correct: int = 0
+    kept: int = 0
+    duplicates: int = 0
+    rationale_truncated: int = 0
+    answer_truncated: int = 0
+    incomplete: int = 0
+    empty: int = 0
+    truncated_dropped: int = 0
+
+    def add(self, out: dict[str, list], kept: list[bool], keep_truncated: bool) -> None:
+        index, correct = out["sample_index"], out["correct"]
+        finish, answer_finish = out["finish_reason"], out["answer_finish_reason"]
+        self.questions += len(set(index))
+        self.samples += len(index)
+        self.correct += sum(correct)
+        self.with_correct += len({i for i, c in zip(index, correct, strict=True) if c})
+        self.kept += sum(kept)
+        pairs = Counter((i, r.strip()) for i, r, k in zip(index, out["rationale"], kept, strict=True) if k)
+        self.duplicates += sum(c - 1 for c in pairs.values())
+        self.rationale_truncated += sum(1 for f in finish if f == TRUNCATED)
+        self.answer_truncated += sum(1 for f in answer_finish if f == TRUNCATED)
+        self.incomplete += sum(1 for f in finish if f == INCOMPLETE)
+        self.empty += sum(1 for r, a in zip(out["rationale"], out["teacher_answer"], strict=True)
+                          if not (r.strip() and a.strip()))  # fmt: skip
+        if not keep_truncated:
+            self.truncated_dropped += sum(1 for c, f1, f2 in zip(correct, finish, answer_finish, strict=True)
+                                          if c and TRUNCATED in (f1, f2))  # fmt: skip
+
+
+def yield_report(augmenter: RationaleAugmenter, tally: _Tally) -> YieldReport:
+    """The yield report of an augmentation run from its counts and the augmenter's ledger."""
     report = YieldReport(augmenter.task.name, augmenter.teacher.model, augmenter.degree, float(augmenter.temperature))
-    if augmented.num_rows == 0:  # every request failed or went unsent: no row, maybe not even columns
-        index, correct, finish, answer_finish, texts = [], [], [], [], []
-    else:
-        index, correct = augmented["sample_index"], augmented["correct"]
-        finish, answer_finish = augmented["finish_reason"], augmented["answer_finish_reason"]
-        texts = zip(augmented["rationale"], augmented["teacher_answer"], strict=True)
-    report.questions = len(set(index))
-    report.samples = len(index)
-    report.correct = sum(correct)
-    report.questions_without_correct = report.questions - len({i for i, c in zip(index, correct, strict=True) if c})
-    report.kept = kept.num_rows
-    pairs = (
-        Counter(zip(kept["sample_index"], (r.strip() for r in kept["rationale"]), strict=True))
-        if kept.num_rows
-        else {}
-    )
-    report.duplicates = sum(c - 1 for c in pairs.values())
+    report.questions, report.samples, report.correct = tally.questions, tally.samples, tally.correct
+    report.questions_without_correct = tally.questions - tally.with_correct
+    report.kept, report.duplicates = tally.kept, tally.duplicates
     report.extra_samples = augmenter.extra_samples
-    report.rationale_truncated = sum(1 for f in finish if f == TRUNCATED)
-    report.answer_truncated = sum(1 for f in answer_finish if f == TRUNCATED)
-    report.incomplete = sum(1 for f in finish if f == INCOMPLETE)
-    report.empty = sum(1 for rationale, answer in texts if not (rationale.strip() and answer.strip()))
+    report.rationale_truncated, report.answer_truncated = tally.rationale_truncated, tally.answer_truncated
+    report.incomplete, report.empty = tally.incomplete, tally.empty
     report.protocol = augmenter._protocol
     report.failed_requests = augmenter.failed_requests
     report.unsent_requests = augmenter.unsent_requests
     _ledger(report, augmenter)
-    if not augmenter.keep_truncated:
-        report.truncated_dropped = sum(
-            1 for c, f1, f2 in zip(correct, finish, answer_finish, strict=True) if c and TRUNCATED in (f1, f2)
-        )
+    report.truncated_dropped = tally.truncated_dropped
     return report
 
 
@@ -430,53 +453,108 @@ def _ledger(report: YieldReport, augmenter: RationaleAugmenter) -> None:
         report.billed_completion_tokens = sum(e["billed_completion_tokens"] for e in stages)
 
 
+def output_features(features: Any, augmenter: RationaleAugmenter) -> Any:
+    """The features of the rows :func:`augment` writes: the records' columns (``human_`` before a name the teacher's
+    columns take), the teacher's, and the annotations'."""
+    from datasets import Features, Value
+
+    out = {(f"human_{c}" if c in AUGMENTED_COLUMNS else c): f for c, f in features.items()}
+    types = {"completion_index": "int64", "correct": "bool", "temperature": "float64"}
+    out |= {c: Value(types.get(c, "string")) for c in AUGMENTED_COLUMNS}
+    if augmenter.annotations:
+        out |= {"fundamentals": Value("string"), "common_errors": Value("string")}
+    return Features(out)
+
+
+def _keep_mask(out: dict[str, list], keep: str, keep_truncated: bool) -> list[bool]:
+    if keep == "all":
+        return [True] * len(out["correct"])
+    # An empty rationale or answer teaches nothing, even when the parser finds the gold answer in the rest.
+    return [
+        bool(c) and (keep_truncated or TRUNCATED not in (f1, f2)) and bool(r.strip()) and bool(a.strip())
+        for c, f1, f2, r, a in zip(out["correct"], out["finish_reason"], out["answer_finish_reason"],
+                                   out["rationale"], out["teacher_answer"], strict=True)
+    ]  # fmt: skip
+
+
 def augment(
     dataset: Any,
     augmenter: RationaleAugmenter,
     *,
     keep: Literal["correct", "all"] = "correct",
-    batch_size: int = 1000,
+    batch_size: int = 2048,
+    output_dir: str | os.PathLike | None = None,
+    flush_seconds: float = FLUSH_SECONDS,
+    prices: tuple[float, float] | None = None,
 ) -> tuple[Any, YieldReport]:
-    """Run ``augmenter`` over ``dataset`` (task records), filter, and report the yield.
+    """Run ``augmenter`` over ``dataset`` (task records), filter, and report the yield, in memory that does not
+    grow with the dataset: ``batch_size`` questions at a time, each chunk's kept rows written to Arrow shards in
+    ``output_dir`` at once (:class:`~ftcot_hf.shards.ShardWriter`; a temporary folder by default) and memory-mapped
+    back at the end. A shard is closed every ``flush_seconds``, so the rows of a long run can be read while it goes
+    on: ``load_dataset("arrow", data_files=f"{output_dir}/*.arrow")``.
 
     Returns the kept rows (``keep="correct"``: only rationales whose parsed answer equals the gold one, all samples of
     a question included, duplicates too, as in the paper; without ``augmenter.keep_truncated``, not those whose
-    rationale or answer was cut by the token limit) and the :class:`YieldReport`.
+    rationale or answer was cut by the token limit) and the :class:`YieldReport`. ``prices`` ($ per million prompt
+    and completion tokens) puts the cost so far on the progress bar.
     """
     if keep not in ("correct", "all"):
         raise ValueError(f"keep must be 'correct' or 'all', not {keep!r}.")
     if dataset.num_rows == 0:
         raise FtcotError(f"Nothing to augment: the {augmenter.task.name} dataset given has no rows.")
-    fingerprint = augmenter.fingerprint()
-    # The request cache is the only cache of teacher output: a map cache keyed on the config would serve rows of
-    # another server (or of a deleted request cache) with 0 requests, so it is never read.
-    augmented = dataset.map(
-        augmenter,
-        batched=True,
-        batch_size=batch_size,
-        remove_columns=dataset.column_names,
-        new_fingerprint=f"{dataset._fingerprint}-{fingerprint}",
-        load_from_cache_file=False,
-        keep_in_memory=True,  # no Arrow cache file: a second copy of teacher output, and a full disk's traceback
-        desc=f"Teaching {augmenter.task.name}",
-    )
-    if keep == "all" or augmented.num_rows == 0:  # no row (every request failed or went unsent): nothing to filter
-        kept = augmented
-    else:
-        cut_ok = augmenter.keep_truncated
-
-        def keep_row(c: bool, f1: str, f2: str, rationale: str, answer: str) -> bool:
-            # An empty rationale or answer teaches nothing, even when the parser finds the gold answer in the rest.
-            return c and (cut_ok or TRUNCATED not in (f1, f2)) and bool(rationale.strip()) and bool(answer.strip())
-
-        kept = augmented.filter(
-            keep_row,
-            input_columns=["correct", "finish_reason", "answer_finish_reason", "rationale", "teacher_answer"],
-            batched=False,
-            new_fingerprint=f"{augmented._fingerprint}-correct-{'any' if cut_ok else 'complete'}-nonempty",
-            load_from_cache_file=False,
-            keep_in_memory=True,
-        )
-    report = yield_report(augmenter, augmented, kept)
+    if output_dir is None:
+        output_dir = tempfile.mkdtemp(prefix=f"ftcot-{augmenter.task.name}-")
+        atexit.register(shutil.rmtree, output_dir, True)  # the rows are memory-mapped from it until then
+    writer = ShardWriter(output_dir, output_features(dataset.features, augmenter), flush_seconds=flush_seconds)
+    tally = _Tally()
+    bar = _Progress(augmenter, dataset.num_rows, prices) if augmenter.progress else None
+    try:
+        for start in range(0, dataset.num_rows, batch_size):
+            batch = dataset[start : start + batch_size]
+            out = augmenter(batch)
+            mask = _keep_mask(out, keep, augmenter.keep_truncated)
+            tally.add(out, mask, augmenter.keep_truncated)
+            writer.write({c: [v for v, m in zip(values, mask, strict=True) if m] for c, values in out.items()})
+            if bar is not None:
+                bar.update(len(batch["question"]), tally.kept)
+    finally:
+        if bar is not None:
+            bar.close()
+        writer.close()
+    kept = writer.dataset()
+    report = yield_report(augmenter, tally)
     logger.info("%s: %s", augmenter.task.name, report.to_dict())
     return kept, report
+
+
+class _Progress:
+    """One bar over the questions of a run, with what a long run is judged by: rows kept, requests/s, tokens/s
+    and the cost so far. The ETA is the mean rate since the start (``smoothing=0``): it does not jump with each
+    chunk's pace."""
+
+    def __init__(self, augmenter: RationaleAugmenter, total: int, prices: tuple[float, float] | None):
+        from tqdm.auto import tqdm
+
+        self.augmenter, self.prices = augmenter, prices
+        self.read = augmenter.counters or augmenter.teacher.counters
+        self.start, self.first = time.monotonic(), dict(self.read())
+        self.bar = tqdm(total=total, desc=f"Teaching {augmenter.task.name}", unit="q", smoothing=0)
+        self._inner = augmenter.progress
+        augmenter.progress = False  # one bar: the augmenter's per-chunk bars would come and go every chunk
+
+    def update(self, questions: int, kept: int) -> None:
+        now = self.read()
+        seconds = max(time.monotonic() - self.start, 1e-9)
+        done = {k: now.get(k, 0) - self.first.get(k, 0) for k in ("requests", "billed_prompt_tokens",
+                                                                    "billed_completion_tokens")}  # fmt: skip
+        postfix = {"kept": kept, "req/s": f"{done['requests'] / seconds:.1f}",
+                   "tok/s": f"{done['billed_completion_tokens'] / seconds:.0f}"}  # fmt: skip
+        if self.prices is not None:
+            cost = (done["billed_prompt_tokens"] * self.prices[0] + done["billed_completion_tokens"] * self.prices[1])
+            postfix["cost"] = f"${cost / 1e6:.4f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(questions)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.augmenter.progress = self._inner

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
@@ -275,12 +278,21 @@ class TeachConfig(TaskDatasetArgs):
 
     def resolve_tasks(self) -> list[Task]:
         """The tasks to teach: the one ``--dataset`` defines, else the registered tasks named by ``--tasks``."""
-        custom = self.custom_task()
+        # --limit before anything touches the rows: a quick run over a 1M-row file reads its first N rows
+        custom = self.custom_task(limits={self.split: self.limit} if self.limit is not None else None)
         return [custom] if custom is not None else [resolve_task(t) for t in self.tasks]
 
 
-def _decontamination(task: Task, records: Any, kept: Any) -> dict[str, Any]:
-    return decontamination_summary(decontamination_report(task, dataset=records, rationales=kept))
+MAX_RATIONALES_CHECKED = 10_000
+"""Rationales of a run checked for test n-grams (an evenly spaced sample beyond: the report says so)."""
+
+
+def _decontamination(task: Task, taught: Any, test: Any, kept: Any) -> dict[str, Any]:
+    """The taught questions (not the whole split: ``--limit`` bounds this too) against the test split, and a
+    sample of the kept rationales."""
+    report = decontamination_report(task, dataset={"train": taught, "test": test}, rationales=kept,
+                                    max_rationales=MAX_RATIONALES_CHECKED)  # fmt: skip
+    return decontamination_summary(report)
 
 
 def parse_kwargs(value: dict | str | None, name: str) -> dict[str, Any]:
@@ -357,8 +369,12 @@ def teach(
                 counters=counters,
             )
             sent, hits = counters()["requests"], cached.cache_hits
+            prices = None
+            if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
+                prices = (config.price_input_per_mtok or 0.0, config.price_output_per_mtok or 0.0)
             with quiet_libraries():
-                kept, report = augment(data, augmenter, keep=config.keep)
+                kept, report = augment(data, augmenter, keep=config.keep, output_dir=partial_dir(config) / task.name,
+                                       prices=prices)  # fmt: skip
             report.requests = counters()["requests"] - sent
             report.cache_hits = cached.cache_hits - hits
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
@@ -376,8 +392,8 @@ def teach(
             results[task.name] = DatasetDict(
                 {"train": kept, **({"test": records["test"]} if "test" in records else {})}
             )
-            if "train" in records and "test" in records:
-                report.decontamination = _decontamination(task, records, kept)
+            if "test" in records and config.split != "test":
+                report.decontamination = _decontamination(task, data, records["test"], kept)
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
     finally:
         cached.close()
@@ -386,6 +402,18 @@ def teach(
         stopped = budget.reason if unsent and budget is not None else None
         raise TeachIncompleteError(failed, last_error, results, reports, stopped=stopped, unsent=unsent)
     return results, reports
+
+
+def partial_dir(config: TeachConfig) -> Path:
+    """Where a running ``ftcot teach`` writes the rows it keeps, a shard closed every few minutes (readable while it
+    runs: ``load_dataset("arrow", data_files="<output_dir>.partial/<task>/*.arrow")``); removed once the rationale
+    dataset is saved. Beside ``output_dir``, not in it: the folder is swapped in whole when complete."""
+    out = Path(os.path.abspath(config.output_dir))
+    return out.with_name(out.name + ".partial")
+
+
+def remove_partial(config: TeachConfig) -> None:
+    shutil.rmtree(partial_dir(config), ignore_errors=True)
 
 
 def _budget(config: TeachConfig, teacher: Any) -> RequestBudget | None:
@@ -431,6 +459,7 @@ def cli_main(argv: list[str]) -> int:
     except TeachIncompleteError as e:  # save what succeeded (it is cached too), then say what did not
         incomplete, results, reports = e, e.results, e.reports
     out = save_rationales(config, results, reports, tasks) if results else None
+    remove_partial(config)
     print(YieldReport.markdown(reports))
     for line in filter(None, (r.truncation_summary() for r in reports)):
         print(line)

@@ -44,23 +44,6 @@ def word_ngrams(text: str, n: int = NGRAM) -> set[str]:
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _ngram_index(rows: Iterable[Mapping[str, Any]], n: int) -> dict[str, list[int]]:
-    index: dict[str, list[int]] = {}
-    for row in rows:
-        for gram in word_ngrams(row["question"], n):
-            index.setdefault(gram, []).append(int(row["sample_index"]))
-    return index
-
-
-def _hits(text: str, index: Mapping[str, list[int]], n: int) -> dict[int, int]:
-    """test id -> how many of its n-grams ``text`` contains."""
-    shared: dict[int, int] = {}
-    for gram in word_ngrams(text, n):
-        for t in index.get(gram, ()):
-            shared[t] = shared.get(t, 0) + 1
-    return shared
-
-
 def load_rationale_train(folder: str | os.PathLike, task_name: str) -> Any:
     """The ``train`` split of ``task_name`` in a rationale dataset folder (``{folder}/{task}/train-*.parquet``)."""
     import datasets
@@ -78,6 +61,123 @@ def load_rationale_train(folder: str | os.PathLike, task_name: str) -> Any:
     return data
 
 
+MAX_PAIRS = 1000
+"""Pairs listed per check (the counts and ids are complete; ``pairs_total`` says how many were found)."""
+FANOUT = 2000
+"""An n-gram shared by more test questions than this is template text (coin_flip's "A coin is heads up"): a train
+question holding it is flagged, but it is not paired with each of those test questions (that is
+O(train x test) work and memory at scale). Every test split of the paper's tasks is smaller, so their reports
+are complete."""
+BATCH = 1000
+
+
+def _hash(text: str) -> int:
+    return hash(text)  # 64 bits, stable within the process: collisions are ~n^2 / 2^64
+
+
+class _TestIndex:
+    """The test questions, hashed: exact texts (hash -> ids) and word n-grams (sorted int64 hashes, with the test
+    id of each): 16 bytes per test n-gram, not a dict of strings (which took 40k rows to 1.9 GB)."""
+
+    def __init__(self, rows: Any, n: int):
+        import numpy as np
+
+        self.exact: dict[int, list[int]] = {}
+        self.sizes: dict[int, int] = {}
+        hashes, ids = [], []
+        for batch in _batches(rows, ("sample_index", "question")):
+            for sid, question in zip(batch["sample_index"], batch["question"], strict=True):
+                sid = int(sid)
+                self.exact.setdefault(_hash(normalize(question)), []).append(sid)
+                grams = {_hash(g) for g in word_ngrams(question, n)}
+                self.sizes[sid] = max(1, len(grams))
+                hashes.append(np.fromiter(grams, dtype=np.int64, count=len(grams)))
+                ids.append(np.full(len(grams), sid, dtype=np.int64))
+        all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.int64)
+        order = np.argsort(all_hashes, kind="stable")
+        self.grams = all_hashes[order]
+        self.ids = (np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))[order]
+        self.n = n
+        self.template = 0
+        """Test n-grams over :data:`FANOUT` met in the checked texts (flagged, not paired)."""
+
+    def hits(self, text: str) -> tuple[bool, dict[int, float]]:
+        """(does ``text`` share any test n-gram, {test id: fraction of its n-grams shared} for the paired ones)."""
+        import numpy as np
+
+        grams = {_hash(g) for g in word_ngrams(text, self.n)}
+        if not grams or not len(self.grams):
+            return False, {}
+        keys = np.fromiter(grams, dtype=np.int64, count=len(grams))
+        lo = np.searchsorted(self.grams, keys, "left")
+        hi = np.searchsorted(self.grams, keys, "right")
+        fan = hi - lo
+        if not fan.any():
+            return False, {}
+        paired = (fan > 0) & (fan <= FANOUT)
+        shared: dict[int, int] = {}
+        for a, b in zip(lo[paired].tolist(), hi[paired].tolist(), strict=True):
+            for t in self.ids[a:b].tolist():
+                shared[t] = shared.get(t, 0) + 1
+        self.template += int((fan > FANOUT).sum())
+        return True, {t: round(k / self.sizes[t], 3) for t, k in shared.items()}
+
+
+class _Check:
+    """One check's findings, bounded: every flagged train id and test id, the first :data:`MAX_PAIRS` pairs."""
+
+    def __init__(self, shared: bool):
+        self.shared, self.rows, self.total = shared, 0, 0
+        self.train: set[int] = set()
+        self.test: set[int] = set()
+        self.near: set[int] = set()
+        self.pairs: dict[tuple[int, int], float] = {}
+
+    def add(self, train_id: int, flagged: bool, hits: dict[int, float]) -> None:
+        if not (flagged or hits):
+            return
+        self.rows += 1
+        self.train.add(train_id)
+        for t, share in hits.items():
+            self.test.add(t)
+            self.total += 1
+            key = (train_id, t)
+            if key in self.pairs:
+                self.pairs[key] = max(self.pairs[key], share)
+            elif len(self.pairs) < MAX_PAIRS:
+                self.pairs[key] = share
+            if share >= NEAR_DUPLICATE:
+                self.near.add(train_id)
+
+    def result(self) -> dict[str, Any]:
+        pairs = [{"train": a, "test": b, **({"shared": v} if self.shared else {})}
+                 for (a, b), v in sorted(self.pairs.items())]  # fmt: skip
+        out: dict[str, Any] = {"train_ids": sorted(self.train), "test_ids": sorted(self.test), "pairs": pairs}
+        if self.total > len(pairs):
+            out["pairs_total"] = self.total
+        if self.shared:  # near-duplicates: at least half of the test question's n-grams
+            out["near_duplicate_train_ids"] = sorted(self.near)
+        return out
+
+
+def _batches(rows: Any, columns: tuple[str, ...], step: int = 1) -> Any:
+    """Column batches of a ``Dataset`` (only ``columns`` read; every ``step``-th row) or of a list of dicts."""
+    if hasattr(rows, "iter") and hasattr(rows, "select_columns"):
+        data = rows.select_columns(list(columns))
+        if step > 1:
+            data = data.select(range(0, data.num_rows, step))
+        yield from data.iter(batch_size=BATCH)
+        return
+    rows = list(rows)[::step]
+    for start in range(0, len(rows), BATCH):
+        part = rows[start : start + BATCH]
+        yield {c: [r.get(c) for r in part] for c in columns}
+
+
+def _num_rows(rows: Any) -> int:
+    return rows.num_rows if hasattr(rows, "num_rows") else len(rows)
+
+
 def decontamination_report(
     task: str | Task,
     *,
@@ -85,8 +185,10 @@ def decontamination_report(
     rationales: Any = None,
     ngram: int = NGRAM,
     data_dir: str | os.PathLike | None = None,
+    max_rationales: int | None = None,
 ) -> dict[str, Any]:
-    """Train <-> test question overlap of ``task`` (and test n-grams in teacher rationales).
+    """Train <-> test question overlap of ``task`` (and test n-grams in teacher rationales), in memory that grows
+    with the test split's n-grams (16 bytes each) and the flagged ids, never with train x test.
 
     Args:
         task: a :class:`~ftcot_hf.Task` or a registered task's name.
@@ -94,13 +196,17 @@ def decontamination_report(
         rationales: a rationale dataset folder (its ``{task}/train-*.parquet``) or a ``Dataset`` with
             ``sample_index`` and ``rationale`` columns; None: no rationale check.
         ngram: the word n-gram length.
+        max_rationales: check an evenly spaced sample of at most this many rationales (``rationales.sampled``
+            says how many of how many); None: all.
 
     Returns:
         A JSON-ready dict: ``task``, ``n_train``, ``n_test``, ``ngram``; ``exact`` and ``ngram_overlap`` each with
-        ``count`` (flagged train questions), ``train_ids``, ``test_ids`` and ``pairs`` (``{"train", "test"}`` ids;
-        n-gram pairs add ``shared``: the fraction of the test question's n-grams found) and, for n-grams,
-        ``near_duplicate_train_ids`` (``shared >= NEAR_DUPLICATE``); ``rationales`` (or None) with ``n``,
-        ``count`` (flagged rationale rows) and the same ids; ``flagged_train_ids``: the union over every check.
+        ``count`` (flagged train questions), ``train_ids``, ``test_ids`` and ``pairs`` (``{"train", "test"}`` ids,
+        the first :data:`MAX_PAIRS`, ``pairs_total`` when there were more; n-gram pairs add ``shared``: the
+        fraction of the test question's n-grams found) and, for n-grams, ``near_duplicate_train_ids``
+        (``shared >= NEAR_DUPLICATE``) and ``template_ngrams`` (see :data:`FANOUT`); ``rationales`` (or None) with
+        ``n``, ``count`` (flagged rationale rows) and the same ids; ``flagged_train_ids``: the union over every
+        check.
     """
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}.")
@@ -110,69 +216,46 @@ def decontamination_report(
     for split in ("train", "test"):
         if split not in dataset:
             raise FtcotError(f"{task.name} has no {split} split here (available: {', '.join(dataset)}).")
-    train, test = list(dataset["train"]), list(dataset["test"])
+    train, test = dataset["train"], dataset["test"]
+    index = _TestIndex(test, ngram)
 
-    by_text: dict[str, list[int]] = {}
-    for row in test:
-        by_text.setdefault(normalize(row["question"]), []).append(int(row["sample_index"]))
-    exact_pairs = [
-        {"train": int(r["sample_index"]), "test": t} for r in train for t in by_text.get(normalize(r["question"]), ())
-    ]
-
-    index = _ngram_index(test, ngram)
-    sizes = {int(r["sample_index"]): max(1, len(word_ngrams(r["question"], ngram))) for r in test}
-
-    def pairs_of(train_id: int, text: str) -> list[dict[str, Any]]:
-        hits = _hits(text, index, ngram)
-        return [{"train": train_id, "test": t, "shared": round(k / sizes[t], 3)} for t, k in sorted(hits.items())]
-
-    ngram_pairs = [p for r in train for p in pairs_of(int(r["sample_index"]), r["question"])]
+    exact, overlap = _Check(shared=False), _Check(shared=True)
+    for batch in _batches(train, ("sample_index", "question")):
+        for sid, question in zip(batch["sample_index"], batch["question"], strict=True):
+            sid = int(sid)
+            exact.add(sid, False, dict.fromkeys(index.exact.get(_hash(normalize(question)), ()), 1.0))
+            overlap.add(sid, *index.hits(question))
+    template = index.template
 
     rationale_part = None
     if rationales is not None:
         data = (
             load_rationale_train(rationales, task.name) if isinstance(rationales, (str, os.PathLike)) else rationales
         )
-        rows = list(data)
-        pairs, flagged_rows = [], 0
-        for row in rows:
-            hits = pairs_of(int(row["sample_index"]), row.get("rationale") or "")
-            flagged_rows += bool(hits)
-            pairs += hits
-        rationale_part = {"n": len(rows), "count": flagged_rows, **_ids(pairs)}
+        total = _num_rows(data)
+        step = max(1, -(-total // max_rationales)) if max_rationales else 1
+        check, checked = _Check(shared=True), 0
+        for batch in _batches(data, ("sample_index", "rationale"), step):
+            for sid, text in zip(batch["sample_index"], batch["rationale"], strict=True):
+                checked += 1
+                check.add(int(sid), *index.hits(text or ""))
+        found = check.result()
+        found.pop("near_duplicate_train_ids")
+        rationale_part = {"n": total, "count": check.rows, **found}
+        if checked < total:
+            rationale_part["sampled"] = [checked, total]
 
-    exact = {"count": len({p["train"] for p in exact_pairs}), **_ids(exact_pairs)}
-    overlap = {"count": len({p["train"] for p in ngram_pairs}), **_ids(ngram_pairs)}
-    flagged = set(exact["train_ids"]) | set(overlap["train_ids"])
-    if rationale_part:
-        flagged |= set(rationale_part["train_ids"])
+    flagged = exact.train | overlap.train | (set(rationale_part["train_ids"]) if rationale_part else set())
     return {
         "task": task.name,
-        "n_train": len(train),
-        "n_test": len(test),
+        "n_train": _num_rows(train),
+        "n_test": _num_rows(test),
         "ngram": ngram,
-        "exact": exact,
-        "ngram_overlap": overlap,
+        "exact": {"count": len(exact.train), **exact.result()},
+        "ngram_overlap": {"count": len(overlap.train), **overlap.result(), "template_ngrams": template},
         "rationales": rationale_part,
         "flagged_train_ids": sorted(flagged),
     }
-
-
-def _ids(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    unique: dict[tuple[int, int], dict[str, Any]] = {}
-    for p in pairs:
-        key = (p["train"], p["test"])
-        if key not in unique or p.get("shared", 1.0) > unique[key].get("shared", 1.0):
-            unique[key] = p
-    ordered = [unique[k] for k in sorted(unique)]
-    out: dict[str, Any] = {
-        "train_ids": sorted({k[0] for k in unique}),
-        "test_ids": sorted({k[1] for k in unique}),
-        "pairs": ordered,
-    }
-    if any("shared" in p for p in ordered):  # near-duplicates: at least half of the test question's n-grams
-        out["near_duplicate_train_ids"] = sorted({p["train"] for p in ordered if p.get("shared", 0) >= NEAR_DUPLICATE})
-    return out
 
 
 NEAR_DUPLICATE = 0.5

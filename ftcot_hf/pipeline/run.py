@@ -41,7 +41,7 @@ from ftcot_hf.pipeline.stages import (
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded, load_student, resolve_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
-from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
+from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, remove_partial, save_rationales, teach
 from ftcot_hf.teachers import resolve_teacher
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
@@ -243,6 +243,7 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
                 teach_config = teach_stage_config(config, tmp)
                 results, reports = teach(teach_config, tasks=tasks, progress=True)
                 save_rationales(teach_config, results, reports, tasks)
+                remove_partial(teach_config)
 
         timed("teach", rationales, teach_fp, do_teach)
         yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))

@@ -55,8 +55,9 @@ class TaskDatasetArgs:
     def wants_custom_task(self) -> bool:
         return any(getattr(self, f) is not None for f in CUSTOM_FLAGS)
 
-    def custom_task(self) -> Any:
-        """The :class:`~ftcot_hf.Task` these flags define, or None when no column flag is given."""
+    def custom_task(self, limits: dict[str, int] | None = None) -> Any:
+        """The :class:`~ftcot_hf.Task` these flags define, or None when no column flag is given. ``limits``: read
+        only the first N rows of a split (see :meth:`~ftcot_hf.Task.from_dataset`)."""
         if not self.wants_custom_task():
             return None
         missing = [f"--{f}" for f in ("dataset", "question_column", "answer_column", "answer_type", "task_name")
@@ -83,4 +84,5 @@ class TaskDatasetArgs:
             split_seed=self.split_seed,
             choices_column=self.choices_column,
             skip_bad_rows=self.skip_bad_rows,
+            limits=limits,
         )

@@ -57,6 +57,9 @@ class DatasetSource:
     skip_bad_rows: bool = False
     skipped: dict[str, int] = field(default_factory=dict, compare=False)
     """Rows skipped per split (``skip_bad_rows``): their gold answer could not be read."""
+    limits: dict[str, int] = field(default_factory=dict, compare=False)
+    """Only the first N rows of a split are read and checked (``ftcot teach --limit``: a quick run over a large
+    file touches those rows, not the file)."""
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
 
     # --- the Task protocol's source side -------------------------------------------------------------------------
@@ -139,8 +142,7 @@ class DatasetSource:
         raw = None
         if choices is None:
             raw = self._read()
-            choices = max((len(self._choices(r, s, i)) for s, rows in raw.items() for i, r in enumerate(rows)),
-                          default=0) if self.choices_column else 0  # fmt: skip
+            choices = self._max_choices(raw) if self.choices_column else 0
         try:
             parser = make_parser(answer_type, choices=choices)
         except ValueError as e:
@@ -160,8 +162,9 @@ class DatasetSource:
             self._prepared = self._records(raw, parser)
         return task
 
-    def _read(self) -> dict[str, list[dict[str, Any]]]:
-        """The raw rows of the train and test splits, as dicts."""
+    def _read(self) -> dict[str, _Raw]:
+        """The raw rows of the train and test splits, as ``datasets`` reads them (memory-mapped Arrow: nothing is
+        copied into Python objects here), cut to :attr:`limits`."""
         import datasets
 
         local = Path(self.path).expanduser()
@@ -201,6 +204,8 @@ class DatasetSource:
                              "pass --train_split.")  # fmt: skip
         train = loaded[self.train_split]
         self._check_columns(train, self.train_split)
+        import numpy as np
+
         if self.test_size is not None:
             n = train.num_rows
             size = self.test_size
@@ -209,14 +214,12 @@ class DatasetSource:
                                  f"({self.display} has {n} rows in {self.train_split!r}).")  # fmt: skip
             if n < 2:
                 raise FtcotError(f"{self.display}: {n} row(s) in {self.train_split!r}, too few to split.")
-            import numpy as np
-
             n_test = int(size) if isinstance(size, int) else max(1, min(n - 1, round(n * size)))
-            held_out = set(np.random.RandomState(self.split_seed).permutation(n)[:n_test].tolist())
-            rows = train.add_column("_row", list(range(n))).add_column("_pos", list(range(n)))
-            rows = rows.add_column("_split", [self.train_split] * n)
-            splits = {"train": rows.select([i for i in range(n) if i not in held_out]),
-                      "test": rows.select(sorted(held_out))}  # fmt: skip
+            held = np.zeros(n, dtype=bool)
+            held[np.random.RandomState(self.split_seed).permutation(n)[:n_test]] = True
+            # (the rows, their original row numbers = sample_index, the split they came from, their numbers there)
+            parts = {"train": (train, np.flatnonzero(~held), self.train_split),
+                     "test": (train, np.flatnonzero(held), self.train_split)}  # fmt: skip
         else:
             if not self.test_split or self.test_split not in loaded:
                 raise FtcotError(
@@ -226,19 +229,30 @@ class DatasetSource:
             test = loaded[self.test_split]
             self._check_columns(test, self.test_split)
             n = train.num_rows
-            m = test.num_rows
-            splits = {
-                "train": train.add_column("_row", list(range(n))).add_column("_pos", list(range(n)))
-                .add_column("_split", [self.train_split] * n),
-                "test": test.add_column("_row", list(range(n, n + m))).add_column("_pos", list(range(m)))
-                .add_column("_split", [self.test_split] * m),
-            }  # fmt: skip
+            parts = {"train": (train, np.arange(n), self.train_split),
+                     "test": (test, np.arange(test.num_rows), self.test_split)}  # fmt: skip
         out = {}
-        for split, data in splits.items():
-            if data.num_rows == 0:
+        for split, (data, rows, origin) in parts.items():
+            if split in self.limits:
+                rows = rows[: self.limits[split]]
+            if len(rows) == 0:
                 raise FtcotError(f"The {split} split of {self.display} is empty: a task needs train and test rows.")
-            out[split] = data.to_list()
+            if not (len(rows) == data.num_rows and (rows == np.arange(len(rows))).all()):
+                data = data.select(rows)
+            offset = n if (split == "test" and self.test_size is None) else 0
+            out[split] = _Raw(data, rows, origin, offset)
         return out
+
+    def _max_choices(self, raw: dict[str, _Raw]) -> int:
+        """The most options any question has (the parser's letter range), read a batch at a time."""
+        most = 0
+        for part in raw.values():
+            column = part.data.select_columns([self.choices_column])
+            for start, batch in enumerate(column.iter(batch_size=1000)):
+                for k, value in enumerate(batch[self.choices_column]):
+                    pos = int(part.rows[start * 1000 + k])
+                    most = max(most, len(self._choices({self.choices_column: value}, part.origin, pos)))
+        return most
 
     def _check_columns(self, data: Any, split: str) -> None:
         for flag, column in (("--question_column", self.question_column), ("--answer_column", self.answer_column),
@@ -270,52 +284,97 @@ class DatasetSource:
                         "given": str(item.get("label", "")).strip() if isinstance(item, dict) else ""})  # fmt: skip
         return out
 
-    def _records(self, raw: dict[str, list[dict[str, Any]]], parser: Any) -> Any:
+    def _records(self, raw: dict[str, _Raw], parser: Any) -> Any:
+        """The task records of each split, built a batch at a time by ``Dataset.map`` (written to ``datasets``'
+        cache beside the source's Arrow files when it has some: the rows never all sit in memory)."""
         import datasets
 
         from ftcot_hf.tasks.builder import task_features  # heavy: imports datasets; the commands' configs import this
 
         features = task_features(has_choices=bool(self.choices_column))
         out = {}
-        for split, rows in raw.items():
-            records, skipped = [], 0
-            for row in rows:
-                question = row.get(self.question_column)
-                where = f"{self.display}, split {row['_split']!r}, row {row['_pos']}"
-                if not isinstance(question, str) or not question.strip():
-                    if self.skip_bad_rows:
-                        skipped += 1
-                        continue
-                    raise FtcotError(f"{where}: column {self.question_column!r} holds no question ({question!r}).")
-                question = question.strip()
-                choices = self._choices(row, row["_split"], row["_pos"]) if self.choices_column else None
-                gold = row.get(self.answer_column)
-                if choices is not None:  # a gold label as the user labelled the options ("1", "a") maps to ours
-                    given = {c["given"].casefold(): c["label"] for c in choices if c["given"]}
-                    gold = given.get(str(gold).strip().casefold(), gold)
-                try:
-                    answer = parser.canonical_gold(gold, choices)
-                except ValueError as e:
-                    if self.skip_bad_rows:
-                        skipped += 1
-                        continue
-                    raise FtcotError(
-                        f"{where}: column {self.answer_column!r} value {gold!r} cannot be read as a {parser.name} "
-                        f"answer ({e}). Fix the row, choose another --answer_type, or pass --skip_bad_rows."
-                    ) from None
-                record = {"sample_index": int(row["_row"]), "question": question, "answer": answer, "rationale": None}
-                if choices is not None:
-                    clean = [{"label": c["label"], "text": c["text"]} for c in choices]
-                    record.update(question=format_choice_question(question, clean), choices=clean)
-                records.append(record)
-            if skipped:
-                self.skipped[split] = skipped
-                logger.warning("%s: skipped %d %s row(s) whose gold answer could not be read.", self.display,
-                               skipped, split)  # fmt: skip
-            if not records:
-                raise FtcotError(f"No usable row left in the {split} split of {self.display}.")
-            out[split] = datasets.Dataset.from_list(records, features=features)
+        shown = not datasets.utils.are_progress_bars_disabled()
+        if shown:  # our command reports what it read; a bar per split would only clutter its one-line errors
+            datasets.utils.disable_progress_bars()
+        try:
+            for split, part in raw.items():
+                out[split] = self._split_records(split, part, parser, features)
+        finally:
+            if shown:
+                datasets.utils.enable_progress_bars()
         return datasets.DatasetDict(out)
+
+    def _split_records(self, split: str, part: _Raw, parser: Any, features: Any) -> Any:
+        skipped = [0]
+
+        def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+            rows = [{c: batch[c][k] for c in batch} for k in range(len(indices))]
+            records = self._convert(rows, [int(part.rows[i]) for i in indices], part, parser, skipped)
+            return {name: [r.get(name) for r in records] for name in features}
+
+        converted = part.data.map(
+            convert, batched=True, batch_size=1000, with_indices=True, remove_columns=part.data.column_names,
+            features=features, load_from_cache_file=False, desc=f"Reading {split}",
+            # the function closes over this source: hashing it would be slow and warn; the records are a
+            # function of the data, the mapping and the code, and are never read back from this cache anyway
+            new_fingerprint=hashlib.sha256(
+                f"{part.data._fingerprint}|{split}|{self.to_dict()}|{self.limits}".encode()
+            ).hexdigest()[:32],
+        )  # fmt: skip
+        if skipped[0]:
+            self.skipped[split] = skipped[0]
+            logger.warning("%s: skipped %d %s row(s) whose gold answer could not be read.", self.display,
+                           skipped[0], split)  # fmt: skip
+        if not converted.num_rows:
+            raise FtcotError(f"No usable row left in the {split} split of {self.display}.")
+        return converted
+
+    def _convert(self, rows: list[dict], positions: list[int], part: _Raw, parser: Any, skipped: list) -> list[dict]:
+        """Task records of raw rows (``positions``: their numbers in the split they came from), checked one by
+        one: a bad row is an error naming split, row, column and value, or skipped and counted."""
+        records = []
+        for row, pos in zip(rows, positions, strict=True):
+            question = row.get(self.question_column)
+            where = f"{self.display}, split {part.origin!r}, row {pos}"
+            if not isinstance(question, str) or not question.strip():
+                if self.skip_bad_rows:
+                    skipped[0] += 1
+                    continue
+                raise FtcotError(f"{where}: column {self.question_column!r} holds no question ({question!r}).")
+            question = question.strip()
+            choices = self._choices(row, part.origin, pos) if self.choices_column else None
+            gold = row.get(self.answer_column)
+            if choices is not None:  # a gold label as the user labelled the options ("1", "a") maps to ours
+                given = {c["given"].casefold(): c["label"] for c in choices if c["given"]}
+                gold = given.get(str(gold).strip().casefold(), gold)
+            try:
+                answer = parser.canonical_gold(gold, choices)
+            except ValueError as e:
+                if self.skip_bad_rows:
+                    skipped[0] += 1
+                    continue
+                raise FtcotError(
+                    f"{where}: column {self.answer_column!r} value {gold!r} cannot be read as a {parser.name} "
+                    f"answer ({e}). Fix the row, choose another --answer_type, or pass --skip_bad_rows."
+                ) from None
+            record = {"sample_index": part.offset + pos, "question": question, "answer": answer, "rationale": None}
+            if choices is not None:
+                clean = [{"label": c["label"], "text": c["text"]} for c in choices]
+                record.update(question=format_choice_question(question, clean), choices=clean)
+            records.append(record)
+        return records
+
+
+@dataclass
+class _Raw:
+    """One split's raw rows: ``data`` (a ``Dataset``, rows in order), ``rows`` (each row's number in the split it
+    came from, ``origin``), ``offset`` (added to that number to make the ``sample_index``: test rows follow train
+    rows when the dataset has both splits)."""
+
+    data: Any
+    rows: Any
+    origin: str
+    offset: int = 0
 
 
 def recorded_tasks(folder: str | Path) -> dict[str, Any]:

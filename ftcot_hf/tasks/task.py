@@ -142,6 +142,7 @@ class Task:
         choices_column: str | None = None,
         revision: str | None = None,
         skip_bad_rows: bool = False,
+        limits: dict[str, int] | None = None,
         title: str | None = None,
         license: str | None = None,  # noqa: A002
         citation: str = "",
@@ -160,6 +161,8 @@ class Task:
                 carved out of ``train_split`` by a seeded shuffle (``split_seed``) instead.
             choices_column: for ``choice`` tasks, a list of strings or of ``{label, text}`` per row.
             skip_bad_rows: skip (and count) rows whose gold answer cannot be read instead of failing.
+            limits: read only the first N rows of a split (``{"train": 8}``): what ``ftcot teach --limit`` asks
+                for touches those rows, not the whole file.
 
         Raises:
             FtcotError: a missing column (listing those present), an unknown answer type, a clashing name.
@@ -182,5 +185,6 @@ class Task:
             answer_column=answer_column,
             choices_column=choices_column,
             skip_bad_rows=skip_bad_rows,
+            limits=dict(limits or {}),
         )
         return source.task(task_name, answer_type, title=title, license=license, citation=citation)
