@@ -1,0 +1,282 @@
+"""``ftcot teach`` at 10k / 100k / 1M questions with 8 KB reasoning traces: peak RSS, requests/s, and resuming.
+
+Goals (issue 29): peak RSS at 1M within 1.3x the peak at 10k and below 2 GB; requests/s at 1M within 0.9x of the
+rate at 10k; a run killed (kill -9) half-way and run again sends only the unanswered requests and ends with the
+dataset an uninterrupted run writes; a fully cached re-run goes at >= 100k samples/s from the command line.
+
+Each cell runs the command a user types, in its own process, under ``/usr/bin/time`` (peak RSS of that process):
+
+    ftcot teach --dataset scale.jsonl --question_column problem --answer_column solution --answer_type number \\
+        --task_name scale --test_size 1000 --teacher openai --model bench --base_url URL --chat true \\
+        --max_concurrency 64 --cache_dir C --output_dir O
+
+against this file run with ``--serve`` in its own process: a bare asyncio HTTP/1.1 server answering every chat
+request at once with a reasoning reply (an 8 KB ``<think>`` trace, then "Therefore, the answer is N." with the
+question's gold answer, so every row is kept), as cheap per request as a Python server can be: the cells measure
+the client. req/s is the server's count over the span between the first and the last request it received (the
+teaching phase; reading the file and saving the dataset are in "seconds"). This machine has 2 cores shared by the
+client and the server: the absolute rate is the server's and the client's CPU together; the ratio between sizes is
+the point.
+
+    .venv/bin/python bench/teach_scale.py                        # 10k, 100k, 1M + the resume checks (~1 h)
+    .venv/bin/python bench/teach_scale.py --sizes 10000 100000   # a quicker table
+    .venv/bin/python bench/teach_scale.py --resume_size 100000   # kill -9 at half of 100k, resume, compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRACE_BYTES = 8192
+FILLER = ("We add the two numbers digit by digit, carrying where the column sum passes nine, and check the total "
+          "by subtracting one addend from it. ") * (TRACE_BYTES // 120 + 1)  # fmt: skip
+QUESTION = re.compile(rb"what is (\d+) plus (\d+)\?")
+TEST_ROWS = 1000
+
+
+# -- the server (its own process) ----------------------------------------------------------------------------------
+class _Server(asyncio.Protocol):
+    stats = {"requests": 0, "first": 0.0, "last": 0.0, "prompts": 0}
+    seen: set[bytes] = set()
+    repeats = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            method, path = head.split(" ", 2)[:2]
+            body = self.buffer[head_end + 4 : head_end + 4 + length]
+            self.buffer = self.buffer[head_end + 4 + length :]
+            self._answer(method, path, body)
+
+    def _answer(self, method: str, path: str, body: bytes) -> None:
+        stats = self.stats
+        if method == "GET":  # /_stats
+            payload = json.dumps({**stats, "repeats": _Server.repeats}).encode()
+        else:
+            now = time.monotonic()
+            stats["requests"] += 1
+            stats["first"] = stats["first"] or now
+            stats["last"] = now
+            match = QUESTION.search(body)
+            key = match.group(0) if match else body
+            if key in _Server.seen:  # a prompt asked twice (a resume must not)
+                _Server.repeats += 1
+            _Server.seen.add(key)
+            a, b = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+            text = f"<think>Item {a}+{b}. {FILLER[: TRACE_BYTES - 40]}</think>Therefore, the answer is {a + b}."
+            payload = json.dumps({
+                "id": "chatcmpl-scale", "object": "chat.completion", "created": 0, "model": "bench",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 2000, "total_tokens": 2040},
+            }).encode()  # fmt: skip
+        if not self.transport.is_closing():
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
+            self.transport.write(head + payload)
+
+
+def serve() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Server, "127.0.0.1", 0, backlog=4096)
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+        server.close()
+
+    asyncio.run(main())
+
+
+class ServerProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"bench server did not start (said {line!r})")
+        self.port = int(line.split()[1])
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stats", timeout=10) as r:
+            return json.loads(r.read())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+# -- the client (the command line) ---------------------------------------------------------------------------------
+def write_dataset(path: Path, n: int) -> None:
+    with path.open("w") as f:
+        for i in range(n):
+            a, b = 1000 + i, 7 * i % 9973
+            f.write(json.dumps({"problem": f"Item {i}: what is {a} plus {b}?", "solution": str(a + b)}) + "\n")
+
+
+def argv(data: Path, base_url: str, work: Path, name: str) -> list[str]:
+    ftcot = str(Path(sys.executable).parent / "ftcot")
+    return [ftcot, "teach", "--dataset", str(data), "--question_column", "problem", "--answer_column", "solution",
+            "--answer_type", "number", "--task_name", "scale", "--test_size", str(TEST_ROWS), "--teacher", "openai",
+            "--model", "bench", "--base_url", base_url, "--chat", "true", "--max_concurrency", "64",
+            "--cache_dir", str(work / "cache.sqlite"), "--output_dir", str(work / name)]  # fmt: skip
+
+
+def run_cli(cmd: list[str], log: Path, kill_at: int | None = None, server: ServerProcess | None = None) -> dict:
+    """Run ``cmd`` under /usr/bin/time; with ``kill_at``, kill -9 it once the server has received that many
+    requests. Returns wall seconds, peak RSS (MB) and the exit code."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    t0 = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS_KB %M", *cmd], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)  # fmt: skip
+        if kill_at is not None and server is not None:
+            while proc.poll() is None and server.stats()["requests"] < kill_at:
+                time.sleep(0.2)
+            os.killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+    seconds = time.monotonic() - t0
+    text = log.read_text(errors="replace")
+    rss = re.findall(r"MAXRSS_KB (\d+)", text)
+    return {"seconds": seconds, "rss_mb": int(rss[-1]) / 1024 if rss else float("nan"), "code": code}
+
+
+def kept_rows(folder: Path) -> int:
+    report = json.loads((folder / "yield_report.json").read_text())["reports"][0]
+    return int(report["kept"])
+
+
+def cell(n: int, root: Path) -> dict:
+    work = root / f"n{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "scale.jsonl"
+    write_dataset(data, n)
+    server = ServerProcess()
+    try:
+        result = run_cli(argv(data, server.base_url, work, "out"), work / "teach.log")
+        stats = server.stats()
+    finally:
+        server.close()
+    if result["code"] != 0:
+        raise SystemExit(f"{n}: ftcot teach exited {result['code']}; see {work / 'teach.log'}")
+    span = max(stats["last"] - stats["first"], 1e-9)
+    cached = cached_rerun(data, work)
+    shutil.rmtree(work / "out", ignore_errors=True)
+    (work / "cache.sqlite").unlink(missing_ok=True)
+    return {"questions": n, "rows": kept_rows_from(work), **result, "requests": stats["requests"],
+            "req_s": stats["requests"] / span, "cached": cached}  # fmt: skip
+
+
+def kept_rows_from(work: Path) -> int:
+    return json.loads((work / "kept.json").read_text())["kept"]
+
+
+def cached_rerun(data: Path, work: Path) -> dict:
+    """The same command again: every reply is cached (a dead server URL proves nothing is sent)."""
+    (work / "kept.json").write_text(json.dumps({"kept": kept_rows(work / "out")}))
+    result = run_cli(argv(data, "http://127.0.0.1:9/v1", work, "out2"), work / "cached.log")
+    if result["code"] != 0:
+        raise SystemExit(f"cached re-run exited {result['code']}; see {work / 'cached.log'}")
+    samples = kept_rows(work / "out2")
+    shutil.rmtree(work / "out2", ignore_errors=True)
+    return {"seconds": result["seconds"], "samples_s": samples / result["seconds"], "rss_mb": result["rss_mb"]}
+
+
+def resume_check(n: int, root: Path) -> dict:
+    """kill -9 at half of an n-question run, run it again: only the unanswered requests are sent, and the dataset
+    equals an uninterrupted run's."""
+    import datasets
+
+    work = root / f"resume{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "scale.jsonl"
+    write_dataset(data, n)
+    taught = n - TEST_ROWS
+    server = ServerProcess()
+    try:
+        killed = run_cli(argv(data, server.base_url, work, "out"), work / "killed.log", kill_at=taught // 2,
+                         server=server)  # fmt: skip
+        first = server.stats()["requests"]
+        resumed = run_cli(argv(data, server.base_url, work, "out"), work / "resumed.log")
+        stats = server.stats()
+    finally:
+        server.close()
+    second = stats["requests"] - first
+    fresh = root / f"fresh{n}"
+    fresh.mkdir(exist_ok=True)
+    server = ServerProcess()
+    try:
+        whole = run_cli(argv(data, server.base_url, fresh, "out"), fresh / "teach.log")
+    finally:
+        server.close()
+    a = datasets.load_dataset(str(work / "out"), "scale", split="train", cache_dir=str(root / "hf"))
+    b = datasets.load_dataset(str(fresh / "out"), "scale", split="train", cache_dir=str(root / "hf"))
+    equal = a.num_rows == b.num_rows and a.to_pandas().equals(b.to_pandas())
+    return {"questions": n, "taught": taught, "killed_code": killed["code"], "sent_before_kill": first,
+            "sent_on_resume": second, "repeats": stats["repeats"], "resumed_code": resumed["code"],
+            "resumed_seconds": resumed["seconds"], "uninterrupted_seconds": whole["seconds"],
+            "equal": equal}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--resume_size", type=int, default=100_000, help="0: no resume check")
+    parser.add_argument("--workdir", default=None, help="Where the files go (default: a temporary folder).")
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="ftcot-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    print("| questions | rows | peak RSS (MB) | req/s | seconds | RSS / 10k | req/s / 10k | cached re-run samples/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        r = cell(n, root)
+        rows.append(r)
+        base = rows[0]
+        print(f"| {n:,} | {r['rows']:,} | {r['rss_mb']:.0f} | {r['req_s']:,.0f} | {r['seconds']:.0f} | "
+              f"{r['rss_mb'] / base['rss_mb']:.2f} | {r['req_s'] / base['req_s']:.2f} | "
+              f"{r['cached']['samples_s']:,.0f} |", flush=True)  # fmt: skip
+    if args.resume_size:
+        r = resume_check(args.resume_size, root)
+        print(f"\nResume at {r['questions']:,} questions ({r['taught']:,} taught): killed after "
+              f"{r['sent_before_kill']:,} requests (exit {r['killed_code']}); the re-run sent {r['sent_on_resume']:,} "
+              f"(sum {r['sent_before_kill'] + r['sent_on_resume']:,}, prompts asked twice: {r['repeats']}), exit "
+              f"{r['resumed_code']} in {r['resumed_seconds']:.0f} s (uninterrupted: "
+              f"{r['uninterrupted_seconds']:.0f} s); equal to the uninterrupted run: {r['equal']}")  # fmt: skip
+    (root / "results.json").write_text(json.dumps({"cells": rows}, indent=2))
+    print(f"\n(files in {root})")
+
+
+if __name__ == "__main__":
+    main()
