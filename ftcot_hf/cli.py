@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
+from ftcot_hf.scrub import install_log_scrubber, scrub_text
 from ftcot_hf.tasks import TASKS, resolve_task
 
 
@@ -238,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.verbose = args.verbose or verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    install_log_scrubber()  # a URL's credentials and every registered secret are masked in every log record
     try:
         if args.command in DELEGATED:
             _check_config_file(args.rest)
@@ -245,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (FtcotError, ValueError) as e:
         _close_progress_bars()
-        print(f"ftcot: error: {e}", file=sys.stderr)
+        print(f"ftcot: error: {scrub_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _close_progress_bars()

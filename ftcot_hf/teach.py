@@ -15,6 +15,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
+from ftcot_hf.scrub import scrub_text
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher
@@ -441,6 +442,6 @@ def cli_main(argv: list[str]) -> int:
         print(f"\n{done} to {out}; load with: load_dataset({str(out)!r}, {next(iter(results))!r})")
     if incomplete is not None:
         kind = "error" if incomplete.failed else "stopped"
-        print(f"ftcot: {kind}: {incomplete}", file=sys.stderr)
+        print(f"ftcot: {kind}: {scrub_text(str(incomplete))}", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0

@@ -22,6 +22,9 @@ order (``None`` = behave normally):
 * ``("few_choices",)`` -- one choice fewer than ``n``.
 * ``("length",)`` -- a normal completion whose finish_reason is ``"length"``.
 * ``("empty_content",)`` -- a well-formed completion whose every choice's text is ``""`` (finish_reason ``stop``).
+* ``("echo", status)`` -- that HTTP status with an error body echoing what was sent: the ``Authorization`` header,
+  the path with its query string and the raw body (as careless servers and proxies do: secrets must not leak
+  through the client's messages).
 * ``("drop",)`` -- close the connection without answering.
 * ``("reasoning", field, content)`` -- a chat reply whose trace (the normal sample text) is in ``message[field]``
   (``reasoning_content`` as vLLM/SGLang/DeepSeek send it, or ``reasoning``) and whose visible ``content`` is
@@ -148,12 +151,17 @@ class _Handler(BaseHTTPRequestHandler):
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            self._answer(fake, body, fault)
+            self._answer(fake, body, fault, raw)
         finally:
             with state.lock:
                 state.in_flight -= 1
 
-    def _answer(self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive) -> None:
+    def _answer(
+        self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive, raw: bytes = b""
+    ) -> None:
+        if fault and fault[0] == "echo":
+            echoed = f"Authorization: {self.headers.get('Authorization')}; path: {self.path}; body: {raw.decode()}"
+            return self._error(int(fault[1]), f"Rejected request. {echoed}")
         path = self.path.split("?")[0].rstrip("/")
         chat = path.endswith("/chat/completions")
         if not (chat or path.endswith("/completions")):
