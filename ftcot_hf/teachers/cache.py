@@ -77,8 +77,25 @@ def _encode(samples: Samples) -> str:
     )
 
 
-def _decode(text: str) -> Samples:
-    return [None if s is None else Generation(*s) for s in json.loads(text)]
+def _is_sample(s: Any) -> bool:
+    return (isinstance(s, list) and len(s) == 4 and isinstance(s[0], str) and isinstance(s[1], str | None)
+            and all(isinstance(t, int | None) and not isinstance(t, bool) for t in s[2:]))  # fmt: skip
+
+
+def decode_row(text: Any) -> Samples | None:
+    """A row's samples, or None when the row is unreadable (broken JSON, or not a list of ``[text, finish_reason,
+    prompt_tokens, completion_tokens]``): such a row is never served, it is asked again and overwritten."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, list) or not all(s is None or _is_sample(s) for s in data):
+        return None
+    return [None if s is None else Generation(*s) for s in data]
+
+
+_DAMAGED = ("file is not a database", "malformed", "database disk image", "not a database", "file is encrypted")
+_READ_ONLY = ("readonly", "read-only", "unable to open")
 
 
 def merge(samples: Samples, first_index: int, gens: Sequence[Generation | None]) -> Samples:
@@ -104,20 +121,30 @@ class RequestCache:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path).expanduser() if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise FtcotError(f"The teacher request cache {self.path} is a directory: --cache_dir names the cache "
+                             f"file itself; give a file path, e.g. --cache_dir {self.path / 'teacher_cache.sqlite'}.")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FtcotError(f"Cannot create the folder of the teacher request cache {self.path} "
+                             f"({e.strerror or e}): give a writable --cache_dir.") from None  # fmt: skip
         self._local = threading.local()
+        self.bad_rows = 0
+        """Rows found unreadable (broken JSON, the wrong shape): skipped, asked again and overwritten."""
         try:
             conn = self._conn()
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS requests (key BLOB PRIMARY KEY, n INTEGER NOT NULL, samples TEXT NOT NULL)"
             )
-        except sqlite3.OperationalError as e:
+            # schema 1: one row per sample; read (and copied forward) when it holds anything
+            self.legacy = bool(
+                conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'").fetchone()
+                and conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone()
+            )
+        except sqlite3.DatabaseError as e:
+            self.close()
             raise self._write_error(e) from None
-        # schema 1: one row per sample; read (and copied forward) when it holds anything
-        self.legacy = bool(
-            conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'").fetchone()
-            and conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone()
-        )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -135,8 +162,18 @@ class RequestCache:
         for start in range(0, len(digests), LOOKUP_BATCH):
             chunk = digests[start : start + LOOKUP_BATCH]
             marks = ",".join("?" * len(chunk))
-            for key, samples in conn.execute(f"SELECT key, samples FROM requests WHERE key IN ({marks})", chunk):
-                found[key] = _decode(samples)
+            try:
+                rows = conn.execute(f"SELECT key, samples FROM requests WHERE key IN ({marks})", chunk).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._write_error(e) from None
+            for key, text in rows:
+                samples = decode_row(text)
+                if samples is None:
+                    self.bad_rows += 1
+                    logger.warning("%s: an unreadable cached reply (broken JSON or the wrong shape) is skipped and "
+                                   "asked again (`ftcot cache check` lists them)", self.path)  # fmt: skip
+                    continue
+                found[key] = samples
         return found
 
     def store(self, digest: bytes, first_index: int, gens: Sequence[Generation | None]) -> Samples:
@@ -144,13 +181,24 @@ class RequestCache:
         may have added samples since we read it); returns what the row holds now."""
         try:
             return self._store(digest, first_index, gens)
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             raise self._write_error(e) from None
 
-    def _write_error(self, e: sqlite3.OperationalError) -> Exception:
-        """A write that failed because of the disk (full, over a quota or file-size limit) as one line; other
-        SQLite errors as they are."""
+    def _write_error(self, e: sqlite3.DatabaseError) -> Exception:
+        """A failure of the file as one line saying what to do: the disk full (or over a quota or file-size limit),
+        the file damaged (not SQLite, garbage pages), read-only; other SQLite errors as they are."""
         text = str(e).lower()
+        if any(s in text for s in _DAMAGED):
+            return FtcotError(
+                f"The teacher request cache {self.path} is damaged ({e}). Run `ftcot cache repair --cache_dir "
+                f"{self.path}` (it keeps every readable reply and moves the damaged file aside), or move the file "
+                "aside yourself; then re-run the same command: it asks again only what is not cached."
+            )
+        if any(s in text for s in _READ_ONLY):
+            return FtcotError(
+                f"The teacher request cache {self.path} cannot be written ({e}): make it and its folder writable "
+                f"(chmod u+w {self.path}) or give another --cache_dir."
+            )
         if not any(s in text for s in ("disk i/o error", "database or disk is full", "file is too large")):
             return e
         return CacheFullError(
@@ -169,7 +217,7 @@ class RequestCache:
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT samples FROM requests WHERE key = ?", (digest,)).fetchone()
-            samples = merge(_decode(row[0]) if row else [], first_index, gens)
+            samples = merge((decode_row(row[0]) or []) if row else [], first_index, gens)  # a bad row: overwritten
             count = sum(g is not None for g in samples)
             conn.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?)", (digest, count, _encode(samples)))
             conn.execute("COMMIT")
