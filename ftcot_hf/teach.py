@@ -166,6 +166,14 @@ class TeachConfig(TaskDatasetArgs):
             "filter kept them."
         },
     )
+    retry_unusable: bool = field(
+        default=True,
+        metadata={
+            "help": "Ask again, instead of serving from the request cache, a cached reply with nothing in it (empty, "
+            "null, a reasoning trace with no answer: what a failing server sends); the yield report counts them. "
+            "false replays them as they were (a deliberate greedy replay)."
+        },
+    )
     mode: str = field(default="paper", metadata={"help": "Answer parsing for the filter: 'paper' or 'robust'."})
     resample_until: int | None = field(
         default=None, metadata={"help": "Sample more for questions with fewer than this many correct rationales."}
@@ -323,7 +331,7 @@ def teach(
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
         keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
-    cached = CachedTeacher(teacher, config.cache_dir)
+    cached = CachedTeacher(teacher, config.cache_dir, retry_unusable=config.retry_unusable)
     cached.keep_going = True  # a request that fails for good is counted; the run goes on
 
     def counters() -> dict[str, int]:  # the ledger: the backend's counts and the cache's
@@ -356,12 +364,13 @@ def teach(
                 max_answer_tokens=config.max_answer_tokens,
                 counters=counters,
             )
-            calls, hits = cached.calls, cached.cache_hits
+            calls, hits, reasked = cached.calls, cached.cache_hits, cached.reasked
             with quiet_libraries():
                 kept, report = augment(data, augmenter, keep=config.keep)
             # a request the budget refused went through the cache to the backend, which did not send it
             report.requests = cached.calls - calls - report.unsent_requests
             report.cache_hits = cached.cache_hits - hits
+            report.reasked_unusable = cached.reasked - reasked
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
             report.cost = _cost(config, report)
             if report.unsent_requests and budget is not None:

@@ -168,3 +168,30 @@ def test_cache_commands_on_a_missing_file_or_a_directory_are_one_line(tmp_path):
         assert code == 2 and err.count("\n") == 1 and str(target) in err, err
     RequestCache(tmp_path / "ok.sqlite").close()
     assert run_cli(["cache", "repair", "--cache_dir", str(tmp_path / "ok.sqlite")])[1].endswith("nothing to repair.\n")
+
+
+def test_unusable_cached_samples_are_asked_again_and_usable_siblings_kept(tmp_path):
+    """Issue 31, item 3: only the unusable samples change; ``retry_unusable=False`` replays them."""
+    from ftcot_hf.teachers.base import is_unusable
+
+    assert all(is_unusable(Generation(t, "stop", 1, 1)) for t in ("", "  \n", None, "<think>only a trace</think> "))
+    assert not any(is_unusable(Generation(t, "length", 1, 1)) for t in ("a", "<think>t</think>42", "<think>cut"))
+    path = tmp_path / "teacher.sqlite"
+    request = Request("q", SamplingParams(max_tokens=8, temperature=0.7), n=3)
+    digest = request_digest({"backend": "echo", "model": "echo-1"}, request)
+    kept = Generation("usable", "stop", 1, 1)
+    cache = RequestCache(path)
+    cache.store(digest, 0, [kept, Generation("", "stop", 1, 0), Generation("<think>t</think>", "stop", 1, 1)])
+    cache.close()
+    replay = CachedTeacher(Echo(), path, retry_unusable=False)
+    assert dict(replay.generate([request]))[0][1].text == "" and replay.calls == 0
+    replay.close()
+    teacher = Echo()
+    cached = CachedTeacher(teacher, path)
+    got = dict(cached.generate([request]))[0]
+    assert [(r.first_index, r.n) for r in teacher.asked] == [(1, 2)] and cached.reasked == 2
+    assert got == [kept, Generation("q #1", "stop", 1, 1), Generation("q #2", "stop", 1, 1)]
+    cached.close()
+    again = CachedTeacher(Echo(), path)
+    assert dict(again.generate([request]))[0] == got and again.calls == 0  # the new samples were stored
+    again.close()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure
+from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure, is_unusable
 from ftcot_hf.utils.fs import hf_home
 
 logger = logging.getLogger(__name__)
@@ -264,10 +264,18 @@ class CachedTeacher(Teacher):
     ``keep_going`` (passed on to the backend), a request that failed for good is passed on as the backend's
     :class:`~ftcot_hf.teachers.base.FailedRequest` and never stored, so a re-run asks for exactly those again;
     ``failed`` counts them and ``last_error`` keeps the latest one's message.
+
+    With ``retry_unusable`` (the default), a cached sample that is unusable (:func:`~ftcot_hf.teachers.base.
+    is_unusable`: empty, null, reasoning-only) is not served: it is asked again and overwritten (``reasked`` counts
+    them); without it, it is replayed as it was (a deliberate greedy replay).
     """
 
-    def __init__(self, teacher: Teacher, cache: RequestCache | str | os.PathLike | None = None):
+    def __init__(
+        self, teacher: Teacher, cache: RequestCache | str | os.PathLike | None = None, *, retry_unusable: bool = True
+    ):
         self.teacher = teacher
+        self.retry_unusable = retry_unusable
+        self.reasked = 0
         self.backend = teacher.backend
         self.model = teacher.model
         self.cache = cache if isinstance(cache, RequestCache) else RequestCache(cache)
@@ -311,12 +319,18 @@ class CachedTeacher(Teacher):
                 gens += [None] * (request.n - len(gens))
                 if self.cache.legacy and any(g is None for g in gens):
                     gens = self._from_legacy(identity, request, digest, gens)
+                if self.retry_unusable:
+                    unusable = [j for j, g in enumerate(gens) if g is not None and is_unusable(g)]
+                    self.reasked += len(unusable)
+                    for j in unusable:
+                        gens[j] = None
                 hits = sum(g is not None for g in gens)  # `is`: Generation's == compares every field
                 self.cache_hits += hits
                 if hits == request.n:
                     yield start + offset, gens  # type: ignore[misc]
                     continue
-                # Samples are produced in order, so only a tail can be missing; ask for that tail in one request.
+                # Samples are produced in order, so only a tail can be missing (an unusable sample aside: the tail
+                # from it is asked, and only the holes take the new samples); ask for that tail in one request.
                 first = next(j for j, g in enumerate(gens) if g is None)
                 missing.append(Request(request.prompt, request.params, request.n - first, lo + first, request.chat))
                 origin.append((start + offset, digest, gens))
@@ -336,9 +350,10 @@ class CachedTeacher(Teacher):
                     f"{self.backend} teacher returned {len(gens)} samples for a request of {request.n} "
                     f"(prompt {request.prompt[:60]!r})."
                 )
-            self.cache.store(digest, request.first_index, gens)
             first = len(merged) - request.n
-            merged[first:] = gens
+            fresh = [g if merged[first + j] is None else None for j, g in enumerate(gens)]  # usable ones stay
+            self.cache.store(digest, request.first_index, fresh)
+            merged[first:] = [g if m is None else m for m, g in zip(merged[first:], gens, strict=True)]
             yield pos, merged  # type: ignore[misc]
 
     def _from_legacy(
