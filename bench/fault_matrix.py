@@ -8,7 +8,13 @@ Runs, without pytest, the same scenarios the tests hold to account:
 * process faults (``tests/test_crash_resume.py``, run through pytest in a child process because its scenarios are
   fixtures: kill -9, SIGINT, a real EFBIG from ``RLIMIT_FSIZE``, two concurrent writers); a passed test is a
   survived scenario, a (strict) xfail one that is not;
-* bad command lines (``tests/test_bad_inputs.py``'s table): exit 2, one line on stderr naming the bad value.
+* bad command lines (``tests/test_bad_inputs.py``'s table): exit 2, one line on stderr naming the bad value;
+* issue 31's classes: unusable replies (empty / null / reasoning-only, asked again by the re-run against the healed
+  server: network scenarios of kind ``unusable``), secret routes (``tests/test_secrets.py``: a `ftcot run
+  --push_to_hub` with a URL password, a query token, ``api_key`` and ``extra_body.user_token`` against a server
+  echoing them in 401/500 bodies, every file, the cache, the Hub and both streams searched raw and encoded) and a
+  damaged cache (``tests/test_cache_damage.py``: garbage, truncated, garbage pages, a directory, bad rows, check and
+  repair), run through pytest in a child process as the process faults.
 
     FTCOT_DATA_MIRROR=/work/shared/data OMP_NUM_THREADS=1 python bench/fault_matrix.py [--no_process] [--json OUT]
 
@@ -50,23 +56,37 @@ def network_faults(data: Path, root: Path) -> list[dict]:
              "secrets": o.secrets, "problems": o.problems} for o in outcomes]  # fmt: skip
 
 
-_OUTCOME = re.compile(r"^(PASSED|FAILED|XFAIL|XPASS|ERROR) tests/test_crash_resume\.py::(.+?\]|\S+)(?: - (.*))?$")
+_OUTCOME = re.compile(
+    r"^(PASSED|FAILED|XFAIL|XPASS|ERROR|SKIPPED) (tests/test_\w+\.py)(?:::(.+?\]|\S+))?(?: - (.*))?$"
+)
 
 
-def process_faults() -> list[dict]:
-    command = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "tests/test_crash_resume.py"]
+def pytest_scenarios(test_file: str) -> list[dict]:
+    """Each test of ``test_file`` as a scenario (run in a child process: their scenarios are fixtures)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", test_file]
     proc = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     rows = []
     for line in proc.stdout.splitlines():
         m = _OUTCOME.match(line.strip())
-        if m:
-            rows.append({"scenario": m[2], "survived": m[1] == "PASSED", "outcome": m[1], "why": m[3] or ""})
+        if m and m[1] != "SKIPPED":
+            rows.append({"scenario": m[3] or m[2], "survived": m[1] == "PASSED", "outcome": m[1], "why": m[4] or ""})
     if not rows:
-        rows.append({"scenario": "tests/test_crash_resume.py", "survived": False, "outcome": "no result",
+        rows.append({"scenario": test_file, "survived": False, "outcome": "no result",
                      "why": proc.stdout[-500:] + proc.stderr[-500:]})  # fmt: skip
     return rows
+
+
+def process_faults() -> list[dict]:
+    return pytest_scenarios("tests/test_crash_resume.py")
+
+
+ISSUE_31 = {
+    "secret routes (run, cache, Hub, streams; raw and encoded)": "tests/test_secrets.py",
+    "damaged cache (garbage, truncated, pages, directory, bad rows, check/repair)": "tests/test_cache_damage.py",
+}
+"""Issue 31's classes run through pytest (item 3's, unusable replies, are network scenarios)."""
 
 
 def bad_inputs(data: Path, root: Path) -> list[dict]:
@@ -89,14 +109,23 @@ def bad_inputs(data: Path, root: Path) -> list[dict]:
     return rows
 
 
-def table(network: list[dict], process: list[dict], inputs: list[dict]) -> str:
+def table(
+    network: list[dict], process: list[dict], inputs: list[dict], classes: dict[str, list[dict]] | None = None
+) -> str:
     def ratio(rows: list[dict], key: str) -> str:
         return f"{sum(r[key] for r in rows)}/{len(rows)}"
 
+    classes = classes or {}
     lines = ["| measure | value |", "|---|---|"]
     lines.append(
         f"| network fault scenarios survived (`ftcot teach` vs the loopback server) | {ratio(network, 'survived')} |"
     )
+    unusable = [r for r in network if r["kind"] == "unusable"]
+    if unusable:
+        lines.append(f"| unusable replies (empty / null / reasoning-only) asked again on the re-run | "
+                     f"{ratio(unusable, 'survived')} |")  # fmt: skip
+    for name, rows in classes.items():
+        lines.append(f"| {name} | {ratio(rows, 'survived')} |")
     if process:
         lines.append(f"| process fault scenarios survived (kill -9, SIGINT, disk full, concurrent) | "
                      f"{ratio(process, 'survived')} |")  # fmt: skip
@@ -118,6 +147,10 @@ def table(network: list[dict], process: list[dict], inputs: list[dict]) -> str:
     for r in inputs:
         if not r["clear"]:
             lines.append(f"- input: {r['input']}: {r['problem']}")
+    for name, rows in classes.items():
+        for r in rows:
+            if not r["survived"]:
+                lines.append(f"- {name}: {r['scenario']} ({r['outcome']}): {r['why']}")
     return "\n".join(lines)
 
 
@@ -133,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         network = network_faults(data, root / "network")
         inputs = bad_inputs(data, root / "inputs")
     process = [] if args.no_process else process_faults()
-    print(table(network, process, inputs))
+    classes = {name: pytest_scenarios(test_file) for name, test_file in ISSUE_31.items()}
+    print(table(network, process, inputs, classes))
     print(f"\n({time.perf_counter() - start:.0f} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"network": network, "process": process, "inputs": inputs}, indent=2))
+        Path(args.json).write_text(json.dumps({"network": network, "process": process, "inputs": inputs,
+                                               "issue_31": classes}, indent=2))  # fmt: skip
     return 0
 
 

@@ -14,6 +14,7 @@ from ftcot_hf.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.formats import get_format
+from ftcot_hf.scrub import redact, scrub_url
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL
@@ -73,36 +74,18 @@ def validate_card(card: DatasetCard | ModelCard | str, kind: str) -> dict[str, A
 
 
 # -- the rationale dataset --------------------------------------------------------------------------------------------
-def scrub_url(url: str) -> str:
-    """``url`` without credentials (``user:password@``) and without its query string (it may hold a key)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return "<unparsable URL>"
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "") if "@" in parts.netloc else parts.netloc
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-_SECRET_KEYS = ("key", "token", "secret", "password", "authorization")
-
-
 def scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A teach config fit for writing and publishing: no local paths, no credentials or query strings in URLs, no
-    secret-looking backend options (``api_key``...), a local dataset named by its file name only."""
+    secret-looking value at any depth (``api_key``, ``extra_body.user_token``...: :func:`ftcot_hf.scrub.redact`), a
+    local dataset named by its file name only."""
     local = ("cache_dir", "output_dir", "data_dir", "replay_file")
     out = {k: v for k, v in config.items() if k not in local}
     if out.get("base_url"):
         urls = [out["base_url"]] if isinstance(out["base_url"], str) else out["base_url"]
         out["base_url"] = [scrub_url(u) for u in urls]
-    if isinstance(out.get("teacher_kwargs"), Mapping):
-        out["teacher_kwargs"] = {k: ("<redacted>" if any(s in k.lower() for s in _SECRET_KEYS) else v)
-                                 for k, v in out["teacher_kwargs"].items()}  # fmt: skip
     if out.get("dataset") and Path(str(out["dataset"])).expanduser().exists():
         out["dataset"] = Path(str(out["dataset"])).name
-    return out
+    return redact(out)
 
 
 # The Hub's size_categories buckets (number of rows, all configs and splits).

@@ -5,6 +5,7 @@ Subcommands:
     ftcot show TASK [--split test] [-n 3]    a few records of a task
     ftcot teach [--config teach.yaml] [--tasks coin_flip ...] [--teacher text-davinci-002|transformers|openai] ...
                                              teach tasks, save the rationale dataset, print the yield report
+    ftcot cache check|repair [--cache_dir F]  read every cached reply / salvage a damaged cache into a fresh file
     ftcot export-lm-eval OUT [--tasks coin_flip ...]
                                              an lm-eval task folder scoring students as `ftcot eval` does
     ftcot decontaminate [--tasks multiarith ...] [--rationales DIR] [--drop_overlap OUT]
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
+from ftcot_hf.scrub import install_log_scrubber, scrub_text
 from ftcot_hf.tasks import TASKS, resolve_task
 
 
@@ -124,6 +126,14 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from ftcot_hf.teachers.cache_tools import check, repair
+
+    status, report = (check if args.action == "check" else repair)(args.cache_dir)
+    print(report)
+    return status
+
+
 # Commands whose flags come from config dataclasses (TrlParser/HfArgumentParser) live beside their config; the
 # module is imported only when its command runs, so `ftcot tasks` stays fast.
 DELEGATED: dict[str, tuple[str, str]] = {
@@ -186,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="Offline mirror directory (default: $FTCOT_DATA_MIRROR).")
     p.set_defaults(func=cmd_decontaminate)
 
+    p = sub.add_parser("cache", help="Check or repair the teacher request cache (a damaged file: salvage it).")
+    p.add_argument("action", choices=["check", "repair"],
+                   help="check: read every row, exit 1 when damaged; repair: keep the readable rows in a fresh "
+                   "file, the damaged one kept aside as <file>.damaged-<timestamp>.")  # fmt: skip
+    p.add_argument("--cache_dir", "--cache-dir", default=None,
+                   help="The cache file (default: $FTCOT_CACHE or $HF_HOME/ftcot/teacher_cache.sqlite).")  # fmt: skip
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("export-lm-eval", help="Write an lm-eval task folder that scores as `ftcot eval` does.")
     add_arguments(p)
     p.set_defaults(func=cmd_export)
@@ -238,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.verbose = args.verbose or verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    install_log_scrubber()  # a URL's credentials and every registered secret are masked in every log record
     try:
         if args.command in DELEGATED:
             _check_config_file(args.rest)
@@ -245,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (FtcotError, ValueError) as e:
         _close_progress_bars()
-        print(f"ftcot: error: {e}", file=sys.stderr)
+        print(f"ftcot: error: {scrub_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _close_progress_bars()

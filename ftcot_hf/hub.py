@@ -53,6 +53,7 @@ from ftcot_hf.cards import (  # noqa: F401
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import write_parquet_configs
 from ftcot_hf.formats import get_format
+from ftcot_hf.scrub import redact
 from ftcot_hf.training.outputs import recorded_card_values
 
 if TYPE_CHECKING:
@@ -291,8 +292,8 @@ def push_rationales(
         operations: list[Any] = [CommitOperationAdd(path, str(file)) for path, file in files.items()]
         operations.append(CommitOperationAdd("README.md", str(card).encode()))
         if config or reps:
-            report = {"config": scrub_config(config), "reports": [r.to_dict() for r in reps],
-                      "tasks": meta.get("tasks") or {}}  # fmt: skip
+            report = redact({"config": scrub_config(config), "reports": [r.to_dict() for r in reps],
+                             "tasks": meta.get("tasks") or {}})  # fmt: skip
             operations.append(CommitOperationAdd("yield_report.json", (json.dumps(report, indent=2) + "\n").encode()))
         with _hub_errors(f"push the rationales to {repo_id}"):
             existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ftcot_hf.cards import folder_tasks, parquet_rows, render_dataset_card, scrub_config
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import write_parquet_configs
+from ftcot_hf.scrub import redact
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import DirLockTimeout, atomic_dir, dir_lock, link_tree
@@ -167,5 +168,5 @@ def _write_rationales(
         "tasks": {t.name: t.to_dict() for t in task_objs if not t.builtin},
         "task_configs": task_configs,
     }
-    (tmp / "yield_report.json").write_text(json.dumps(meta, indent=2, default=str))
+    (tmp / "yield_report.json").write_text(json.dumps(redact(meta), indent=2, default=str))
     return configs

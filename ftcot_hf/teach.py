@@ -18,6 +18,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
+from ftcot_hf.scrub import scrub_text
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher
@@ -166,6 +167,14 @@ class TeachConfig(TaskDatasetArgs):
             "(finish_reason 'length'). Default: false (left out, and counted in the yield report); true for the "
             "recorded text-davinci-002 teacher, whose 'length' marks are guessed from the text and whose paper "
             "filter kept them."
+        },
+    )
+    retry_unusable: bool = field(
+        default=True,
+        metadata={
+            "help": "Ask again, instead of serving from the request cache, a cached reply with nothing in it (empty, "
+            "null, a reasoning trace with no answer: what a failing server sends); the yield report counts them. "
+            "false replays them as they were (a deliberate greedy replay)."
         },
     )
     mode: str = field(default="paper", metadata={"help": "Answer parsing for the filter: 'paper' or 'robust'."})
@@ -334,7 +343,7 @@ def teach(
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
         keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
-    cached = CachedTeacher(teacher, config.cache_dir)
+    cached = CachedTeacher(teacher, config.cache_dir, retry_unusable=config.retry_unusable)
     cached.keep_going = True  # a request that fails for good is counted; the run goes on
 
     def counters() -> dict[str, int]:  # the ledger: the backend's counts and the cache's
@@ -368,7 +377,7 @@ def teach(
                 max_answer_tokens=config.max_answer_tokens,
                 counters=counters,
             )
-            sent, hits = counters()["requests"], cached.cache_hits
+            sent, hits, reasked = counters()["requests"], cached.cache_hits, cached.reasked
             prices = None
             if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
                 prices = (config.price_input_per_mtok or 0.0, config.price_output_per_mtok or 0.0)
@@ -377,6 +386,7 @@ def teach(
                                        prices=prices)  # fmt: skip
             report.requests = counters()["requests"] - sent
             report.cache_hits = cached.cache_hits - hits
+            report.reasked_unusable = cached.reasked - reasked
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
             report.cost = _cost(config, report)
             if report.unsent_requests and budget is not None:
@@ -470,6 +480,6 @@ def cli_main(argv: list[str]) -> int:
         print(f"\n{done} to {out}; load with: load_dataset({str(out)!r}, {next(iter(results))!r})")
     if incomplete is not None:
         kind = "error" if incomplete.failed else "stopped"
-        print(f"ftcot: {kind}: {incomplete}", file=sys.stderr)
+        print(f"ftcot: {kind}: {scrub_text(str(incomplete))}", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0

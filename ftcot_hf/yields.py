@@ -49,6 +49,9 @@ class YieldReport:
     """Teacher requests sent (not served by the request cache)."""
     cache_hits: int = 0
     """Samples served by the request cache."""
+    reasked_unusable: int = 0
+    """Cached samples not served because they were unusable (empty, null, reasoning-only: ``--retry_unusable``),
+    asked again instead."""
     prompt_tokens: int = 0
     """Prompt tokens of every sample's requests (as the server counted them, cached ones included), plus those of
     the failed-but-billed answers."""
@@ -167,6 +170,9 @@ class YieldReport:
         if self.cost is not None:
             per = f", ${self.cost / self.kept:.6f} per kept rationale" if self.kept else ""
             line += f", ${self.cost:.4f}{per}"
+        if self.reasked_unusable:
+            line += (f"; {self.reasked_unusable} unusable cached replies (empty or no answer) asked again "
+                     "(--retry_unusable false replays them)")  # fmt: skip
         if self.incomplete:
             line += f"; {self.incomplete} reasoning traces never closed (not kept)"
         if self.empty:

@@ -22,10 +22,15 @@ order (``None`` = behave normally):
 * ``("few_choices",)`` -- one choice fewer than ``n``.
 * ``("length",)`` -- a normal completion whose finish_reason is ``"length"``.
 * ``("empty_content",)`` -- a well-formed completion whose every choice's text is ``""`` (finish_reason ``stop``).
+* ``("null_content",)`` -- the same with ``null`` for the text (``text`` / ``message.content``).
+* ``("echo", status)`` -- that HTTP status with an error body echoing what was sent: the ``Authorization`` header,
+  the path with its query string and the raw body (as careless servers and proxies do: secrets must not leak
+  through the client's messages).
 * ``("drop",)`` -- close the connection without answering.
 * ``("reasoning", field, content)`` -- a chat reply whose trace (the normal sample text) is in ``message[field]``
   (``reasoning_content`` as vLLM/SGLang/DeepSeek send it, or ``reasoning``) and whose visible ``content`` is
-  ``content`` (may be None), as a reasoning parser splits a reasoning model's output.
+  ``content`` (may be None), as a reasoning parser splits a reasoning model's output; on ``/completions`` the
+  trace goes in the choice's ``field`` and ``text`` becomes ``content``.
 
 ``text_for`` (an attribute, or a constructor argument) replaces :func:`sample_text`: a function of the prompt and
 the sample index returning the completion text (e.g. the gold answer to a stage-2 prompt, so that a correctness
@@ -149,14 +154,18 @@ class _Handler(BaseHTTPRequestHandler):
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            self._answer(fake, body, fault, record)
+            self._answer(fake, body, fault, record, raw)
         finally:
             with state.lock:
                 state.in_flight -= 1
 
     def _answer(
-        self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive, record: RecordedRequest
+        self, fake: FakeOpenAIServer, body: dict[str, Any] | None, fault: Directive, record: RecordedRequest,
+        raw: bytes = b"",
     ) -> None:
+        if fault and fault[0] == "echo":
+            echoed = f"Authorization: {self.headers.get('Authorization')}; path: {self.path}; body: {raw.decode()}"
+            return self._error(int(fault[1]), f"Rejected request. {echoed}")
         path = self.path.split("?")[0].rstrip("/")
         chat = path.endswith("/chat/completions")
         if not (chat or path.endswith("/completions")):
@@ -186,11 +195,14 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "malformed":
             return self._send(200, b'{"id": "cmpl-broken", "choices": [')
         reply = _completion(body, chat, kind, fake.ignore_n, fake.text_for)
-        if kind == "reasoning" and chat:
+        if kind == "reasoning":
             field_name, content = fault[1], fault[2]  # type: ignore[index]
             for choice in reply["choices"]:
-                message = choice["message"]
-                message[field_name], message["content"] = message["content"], content
+                part, text = (choice["message"], "content") if chat else (choice, "text")
+                part[field_name], part[text] = part[text], content
+        if kind == "null_content":
+            for choice in reply["choices"]:
+                (choice["message"] if chat else choice)["content" if chat else "text"] = None
         record.billed = (reply["usage"]["prompt_tokens"], reply["usage"]["completion_tokens"])
         self._send_json(200, reply)
         return None

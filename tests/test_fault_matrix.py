@@ -11,7 +11,10 @@ the clean run keeps every sample, so a row that goes missing or a reply that sho
   documented "some requests failed" status), the re-run (the same command, the server healed) exits 0, sends only
   what had failed and ends with the clean run's rows;
 * content faults (``finish_reason: length``, empty text) are replies the server means: they are not retried, and
-  no sample whose rationale or answer was cut or empty may be kept; every other row equals the clean run's.
+  no sample whose rationale or answer was cut or empty may be kept; every other row equals the clean run's;
+* unusable faults (issue 31, item 3: empty, null, reasoning-only replies of a server failing for a while) are kept out
+  like content faults, then the same command re-run against the healed server asks them again (``--retry_unusable``
+  is the default) and ends with the clean run's rows, its yield report counting the samples asked again.
 
 Rows lost = clean rows missing at the end that no content fault explains. Every scenario's base URL carries a
 password and an API key (``http://ftcot:<password>@host/v1?api-key=<key>``, the key also in ``$OPENAI_API_KEY``);
@@ -59,7 +62,8 @@ class Scenario:
     directives: tuple[tuple[Any, ...], ...]
     """What a hit request gets (several: rotated over the hit requests, a mixed storm)."""
     kind: str = "transient"
-    """transient (first attempt only), persistent (every attempt until healed) or content (a reply to keep out)."""
+    """transient (first attempt only), persistent (every attempt until healed), content (a reply to keep out) or
+    unusable (a reply to keep out, then asked again by the re-run against the healed server)."""
 
     def directive(self, key: str) -> tuple[Any, ...]:
         return self.directives[zlib.crc32(key.encode()) % len(self.directives)]
@@ -81,6 +85,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     *(Scenario(f"{name}, every retry", (d,), "persistent") for name, d in TRANSIENT_FAULTS.items()),
     Scenario("finish_reason length", (("length",),), "content"),
     Scenario("empty content", (("empty_content",),), "content"),
+    Scenario("empty content, re-run healed", (("empty_content",),), "unusable"),
+    Scenario("null content, re-run healed", (("null_content",),), "unusable"),
+    Scenario("reasoning only, re-run healed", (("reasoning", "reasoning_content", ""),), "unusable"),
+    Scenario("empty, null and reasoning only, mixed, re-run healed",
+             (("empty_content",), ("null_content",), ("reasoning", "reasoning_content", None)), "unusable"),
 )
 
 
@@ -257,18 +266,21 @@ def _dropped_by(fx: Fixture, hit: dict[str, tuple[Any, ...]]) -> set[tuple[int, 
     return spoiled
 
 
-def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture) -> Outcome:
-    """Teach under ``scenario`` (None: a healthy server) into ``folder``, re-run as documented, judge the rows."""
+def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture, extra: tuple[str, ...] = ()) -> Outcome:
+    """Teach under ``scenario`` (None: a healthy server) into ``folder``, re-run as documented, judge the rows
+    (``extra``: more flags for both runs)."""
     folder.mkdir(parents=True, exist_ok=True)
     result = Outcome(scenario.name if scenario else "clean", scenario.kind if scenario else "clean")
     plan, texts = FaultPlan(scenario), []
     with api_key(), FakeOpenAIServer(fault_for=plan, text_for=text_for(fx.gold_of)) as server:
         hangs = scenario is not None and any(d[0] == "timeout" for d in scenario.directives)
         argv = teach_argv(secret_url(server.base_url), folder, fx.mirror, timeout=HANG_TIMEOUT if hangs else None)
+        argv += list(extra)
         with _captured(texts):
             result.exit_codes.append(main(argv))
         first = server.requests
-        if result.exit_codes[0] == EXIT_INCOMPLETE:  # the documented answer: heal, then the same command
+        unusable = result.kind == "unusable"
+        if result.exit_codes[0] == EXIT_INCOMPLETE or unusable:  # the documented answer: heal, then the same command
             plan.healed = True
             with _captured(texts):
                 result.exit_codes.append(main(argv))
@@ -277,7 +289,7 @@ def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture) -> Outcom
             result.problems.append("the URL's password and key were not sent (the secret scan would prove nothing)")
     result.faulted, result.secrets = len(plan.hit), secrets_in(folder, texts)
     problems = result.problems
-    expected = [EXIT_INCOMPLETE, 0] if result.kind == "persistent" else [0]
+    expected = [EXIT_INCOMPLETE, 0] if result.kind == "persistent" else [0, 0] if result.kind == "unusable" else [0]
     if result.exit_codes != expected:
         said = [t for text in texts for t in text.splitlines() if "ftcot: error" in t]
         problems.append(f"exit codes {result.exit_codes}, expected {expected} ({said[-1][:300] if said else ''})")
@@ -285,7 +297,9 @@ def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture) -> Outcom
         problems.append("no request was hit: the scenario tested nothing")
     if any("Traceback" in t for t in texts):
         problems.append("a traceback was printed")
-    if result.kind == "persistent":
+    if result.kind == "unusable":
+        problems += reasked_problems(folder, first, resent, plan.hit)
+    if result.kind in ("persistent", "unusable"):
         # (A failed request may come back as a smaller one: a reply short of choices keeps what it had.)
         again = {_key(r.body) for r in resent if r.body}
         ok_before = {_key(r.body) for r in first if r.body} - set(plan.hit)
@@ -312,6 +326,19 @@ def run_scenario(scenario: Scenario | None, folder: Path, fx: Fixture) -> Outcom
     if result.bad_rows_kept:
         problems.append(f"{len(garbage)} cut/empty row(s) kept, {len(changed)} row(s) differ from the clean run")
     return result
+
+
+def reasked_problems(folder: Path, first: list, resent: list, hit: dict[str, tuple[Any, ...]]) -> list[str]:
+    """The re-run asked again every unusable reply (each hit request, its samples counted in the yield report)."""
+    asked_again = {_key(r.body) for r in resent if r.body} & set(hit)
+    problems = [] if asked_again == set(hit) else [f"the re-run asked again {len(asked_again)} of the {len(hit)} "
+                                                   "unusable replies"]  # fmt: skip
+    samples = sum(int(json.loads(k).get("n") or 1) for k in hit)
+    report = folder / "out" / "yield_report.json"
+    counted = json.loads(report.read_text())["reports"][0].get("reasked_unusable") if report.is_file() else None
+    if counted != samples:
+        problems.append(f"the yield report counts {counted} samples asked again, not {samples}")
+    return problems
 
 
 def same_row(row: dict[str, Any], clean: dict[str, Any]) -> bool:
@@ -398,12 +425,20 @@ def test_credentials_in_base_url_are_not_written_when_the_run_is_served_from_the
     assert outcome.survived, (outcome.problems, outcome.secrets)
 
 
+def test_unusable_replies_are_replayed_with_retry_unusable_false(fx, tmp_path):
+    """A deliberate replay keeps what the cache holds: the re-run sends nothing and the spoiled rows stay out."""
+    scenario = Scenario("empty content, replayed", (("empty_content",),), "unusable")
+    outcome = run_scenario(scenario, tmp_path, fx, ("--retry_unusable", "false"))
+    assert outcome.exit_codes == [0, 0] and outcome.rows_lost > 0 and not outcome.secrets
+    assert any("asked again 0 of the" in p for p in outcome.problems), outcome.problems
+
+
 def test_the_matrix_is_what_the_issue_asks_for():
     kinds = {s.kind for s in SCENARIOS}
     faults = {d[0] for s in SCENARIOS for d in s.directives}
-    assert kinds == {"transient", "persistent", "content"}
+    assert kinds == {"transient", "persistent", "content", "unusable"}
     assert {"503", "429", "timeout", "drop", "malformed", "few_choices", "empty_choices", "length",
-            "empty_content"} <= faults  # fmt: skip
+            "empty_content", "null_content", "reasoning"} <= faults  # fmt: skip
 
 
 def test_the_secret_scan_finds_the_key_in_any_file_and_in_output(tmp_path):

@@ -10,6 +10,7 @@ from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task, plot_accurac
 from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
 from ftcot_hf.pipeline.config import RunConfig
 from ftcot_hf.pipeline.stages import resolve_bf16
+from ftcot_hf.scrub import redact
 from ftcot_hf.utils.fmt import pct
 
 
@@ -132,7 +133,7 @@ def write_report(
               "(results.json, completions.jsonl per task)."]  # fmt: skip
     report = out / "results.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary = {"config": config.to_dict(), "tasks": per_task, "stages": stages}
+    summary = redact({"config": config.to_dict(), "tasks": per_task, "stages": stages})
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return report
 

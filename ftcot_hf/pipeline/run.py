@@ -38,6 +38,7 @@ from ftcot_hf.pipeline.stages import (
     train_inputs,
     train_stage,
 )
+from ftcot_hf.scrub import redact
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded, load_student, resolve_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
@@ -94,7 +95,7 @@ def _train_questions(config: RunConfig, task: Any) -> int:
 # --- the run -------------------------------------------------------------------------------------------------------
 def _write_run_files(config: RunConfig, run_dir: Path) -> None:
 
-    text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=False)
+    text = yaml.safe_dump(redact(config.to_yaml_dict()), sort_keys=False)  # re-run it with the secrets given again
     (run_dir / "run_config.yaml").write_text(text, encoding="utf-8")
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2), encoding="utf-8")
 

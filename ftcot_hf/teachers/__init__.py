@@ -6,10 +6,12 @@ config into a teacher through the backend registry (:data:`TEACHERS`) and the na
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.scrub import REDACTED, register_in
 from ftcot_hf.teachers.base import (
     TEACHERS,
     Generation,
@@ -60,6 +62,12 @@ def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]
     backend, preset = resolve_teacher(config.teacher)
     trigger = config.trigger or preset.get("trigger", "generic")
     kwargs = {**preset.get("kwargs", {}), **teacher_kwargs_of(config)}
+    register_in([kwargs, getattr(config, "base_url", None)])  # before anything could echo them
+    left_out = [k for k, v in kwargs.items() if REDACTED in json.dumps(v, default=str)]
+    if left_out:
+        raise FtcotError(f"teacher_kwargs {', '.join(left_out)}: {REDACTED!r} is what a config written by ftcot "
+                         "(run_config.yaml, yield_report.json) holds in place of a secret; give the secret again "
+                         "(--teacher_kwargs, or the key in $OPENAI_API_KEY).")  # fmt: skip
     cls = TEACHERS[backend]
     accepted = inspect.signature(cls.from_config).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):

@@ -196,6 +196,17 @@ def split_reasoning(text: str) -> Reasoned:
     return Reasoned(trace.strip(), text[close + len(THINK_CLOSE) :].strip(), True)
 
 
+def is_unusable(gen: Generation | None) -> bool:
+    """Whether a reply carries nothing to learn from: no text (empty, null, cut to nothing: whitespace only) or a
+    closed reasoning trace with no visible answer after it. The one place this is decided: such a cached reply is
+    asked again on a re-run (``ftcot teach --retry_unusable``), since a server that sent it may have been failing.
+    A trace that never closed is not here: it is the reply of a token limit, and asked again it is cut again."""
+    if gen is None or not isinstance(gen.text, str) or not gen.text.strip():
+        return True
+    parts = split_reasoning(gen.text)
+    return parts.trace is not None and parts.complete and not parts.answer.strip()
+
+
 class Teacher:
     """Base class of teacher backends."""
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure
+from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure, is_unusable
 from ftcot_hf.utils.fs import hf_home
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,25 @@ def _encode(samples: Samples) -> str:
     )
 
 
-def _decode(text: str) -> Samples:
-    return [None if s is None else Generation(*s) for s in json.loads(text)]
+def _is_sample(s: Any) -> bool:
+    return (isinstance(s, list) and len(s) == 4 and isinstance(s[0], str) and isinstance(s[1], str | None)
+            and all(isinstance(t, int | None) and not isinstance(t, bool) for t in s[2:]))  # fmt: skip
+
+
+def decode_row(text: Any) -> Samples | None:
+    """A row's samples, or None when the row is unreadable (broken JSON, or not a list of ``[text, finish_reason,
+    prompt_tokens, completion_tokens]``): such a row is never served, it is asked again and overwritten."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, list) or not all(s is None or _is_sample(s) for s in data):
+        return None
+    return [None if s is None else Generation(*s) for s in data]
+
+
+_DAMAGED = ("file is not a database", "malformed", "database disk image", "not a database", "file is encrypted")
+_READ_ONLY = ("readonly", "read-only", "unable to open")
 
 
 def merge(samples: Samples, first_index: int, gens: Sequence[Generation | None]) -> Samples:
@@ -104,20 +121,30 @@ class RequestCache:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path).expanduser() if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise FtcotError(f"The teacher request cache {self.path} is a directory: --cache_dir names the cache "
+                             f"file itself; give a file path, e.g. --cache_dir {self.path / 'teacher_cache.sqlite'}.")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FtcotError(f"Cannot create the folder of the teacher request cache {self.path} "
+                             f"({e.strerror or e}): give a writable --cache_dir.") from None  # fmt: skip
         self._local = threading.local()
+        self.bad_rows = 0
+        """Rows found unreadable (broken JSON, the wrong shape): skipped, asked again and overwritten."""
         try:
             conn = self._conn()
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS requests (key BLOB PRIMARY KEY, n INTEGER NOT NULL, samples TEXT NOT NULL)"
             )
-        except sqlite3.OperationalError as e:
+            # schema 1: one row per sample; read (and copied forward) when it holds anything
+            self.legacy = bool(
+                conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'").fetchone()
+                and conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone()
+            )
+        except sqlite3.DatabaseError as e:
+            self.close()
             raise self._write_error(e) from None
-        # schema 1: one row per sample; read (and copied forward) when it holds anything
-        self.legacy = bool(
-            conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'").fetchone()
-            and conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone()
-        )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -135,8 +162,18 @@ class RequestCache:
         for start in range(0, len(digests), LOOKUP_BATCH):
             chunk = digests[start : start + LOOKUP_BATCH]
             marks = ",".join("?" * len(chunk))
-            for key, samples in conn.execute(f"SELECT key, samples FROM requests WHERE key IN ({marks})", chunk):
-                found[key] = _decode(samples)
+            try:
+                rows = conn.execute(f"SELECT key, samples FROM requests WHERE key IN ({marks})", chunk).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._write_error(e) from None
+            for key, text in rows:
+                samples = decode_row(text)
+                if samples is None:
+                    self.bad_rows += 1
+                    logger.warning("%s: an unreadable cached reply (broken JSON or the wrong shape) is skipped and "
+                                   "asked again (`ftcot cache check` lists them)", self.path)  # fmt: skip
+                    continue
+                found[key] = samples
         return found
 
     def store(self, digest: bytes, first_index: int, gens: Sequence[Generation | None]) -> Samples:
@@ -144,13 +181,24 @@ class RequestCache:
         may have added samples since we read it); returns what the row holds now."""
         try:
             return self._store(digest, first_index, gens)
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             raise self._write_error(e) from None
 
-    def _write_error(self, e: sqlite3.OperationalError) -> Exception:
-        """A write that failed because of the disk (full, over a quota or file-size limit) as one line; other
-        SQLite errors as they are."""
+    def _write_error(self, e: sqlite3.DatabaseError) -> Exception:
+        """A failure of the file as one line saying what to do: the disk full (or over a quota or file-size limit),
+        the file damaged (not SQLite, garbage pages), read-only; other SQLite errors as they are."""
         text = str(e).lower()
+        if any(s in text for s in _DAMAGED):
+            return FtcotError(
+                f"The teacher request cache {self.path} is damaged ({e}). Run `ftcot cache repair --cache_dir "
+                f"{self.path}` (it keeps every readable reply and moves the damaged file aside), or move the file "
+                "aside yourself; then re-run the same command: it asks again only what is not cached."
+            )
+        if any(s in text for s in _READ_ONLY):
+            return FtcotError(
+                f"The teacher request cache {self.path} cannot be written ({e}): make it and its folder writable "
+                f"(chmod u+w {self.path}) or give another --cache_dir."
+            )
         if not any(s in text for s in ("disk i/o error", "database or disk is full", "file is too large")):
             return e
         return CacheFullError(
@@ -169,7 +217,7 @@ class RequestCache:
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT samples FROM requests WHERE key = ?", (digest,)).fetchone()
-            samples = merge(_decode(row[0]) if row else [], first_index, gens)
+            samples = merge((decode_row(row[0]) or []) if row else [], first_index, gens)  # a bad row: overwritten
             count = sum(g is not None for g in samples)
             conn.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?)", (digest, count, _encode(samples)))
             conn.execute("COMMIT")
@@ -216,10 +264,18 @@ class CachedTeacher(Teacher):
     ``keep_going`` (passed on to the backend), a request that failed for good is passed on as the backend's
     :class:`~ftcot_hf.teachers.base.FailedRequest` and never stored, so a re-run asks for exactly those again;
     ``failed`` counts them and ``last_error`` keeps the latest one's message.
+
+    With ``retry_unusable`` (the default), a cached sample that is unusable (:func:`~ftcot_hf.teachers.base.
+    is_unusable`: empty, null, reasoning-only) is not served: it is asked again and overwritten (``reasked`` counts
+    them); without it, it is replayed as it was (a deliberate greedy replay).
     """
 
-    def __init__(self, teacher: Teacher, cache: RequestCache | str | os.PathLike | None = None):
+    def __init__(
+        self, teacher: Teacher, cache: RequestCache | str | os.PathLike | None = None, *, retry_unusable: bool = True
+    ):
         self.teacher = teacher
+        self.retry_unusable = retry_unusable
+        self.reasked = 0
         self.backend = teacher.backend
         self.model = teacher.model
         self.cache = cache if isinstance(cache, RequestCache) else RequestCache(cache)
@@ -263,12 +319,18 @@ class CachedTeacher(Teacher):
                 gens += [None] * (request.n - len(gens))
                 if self.cache.legacy and any(g is None for g in gens):
                     gens = self._from_legacy(identity, request, digest, gens)
+                if self.retry_unusable:
+                    unusable = [j for j, g in enumerate(gens) if g is not None and is_unusable(g)]
+                    self.reasked += len(unusable)
+                    for j in unusable:
+                        gens[j] = None
                 hits = sum(g is not None for g in gens)  # `is`: Generation's == compares every field
                 self.cache_hits += hits
                 if hits == request.n:
                     yield start + offset, gens  # type: ignore[misc]
                     continue
-                # Samples are produced in order, so only a tail can be missing; ask for that tail in one request.
+                # Samples are produced in order, so only a tail can be missing (an unusable sample aside: the tail
+                # from it is asked, and only the holes take the new samples); ask for that tail in one request.
                 first = next(j for j, g in enumerate(gens) if g is None)
                 missing.append(Request(request.prompt, request.params, request.n - first, lo + first, request.chat))
                 origin.append((start + offset, digest, gens))
@@ -288,9 +350,10 @@ class CachedTeacher(Teacher):
                     f"{self.backend} teacher returned {len(gens)} samples for a request of {request.n} "
                     f"(prompt {request.prompt[:60]!r})."
                 )
-            self.cache.store(digest, request.first_index, gens)
             first = len(merged) - request.n
-            merged[first:] = gens
+            fresh = [g if merged[first + j] is None else None for j, g in enumerate(gens)]  # usable ones stay
+            self.cache.store(digest, request.first_index, fresh)
+            merged[first:] = [g if m is None else m for m, g in zip(merged[first:], gens, strict=True)]
             yield pos, merged  # type: ignore[misc]
 
     def _from_legacy(

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ftcot_hf.scrub import scrub_text
 from ftcot_hf.teachers.base import RequestFailedError, TeacherError
 from ftcot_hf.teachers.http.urls import (  # noqa: F401 -- also re-exported: they were defined here
     BASE_URL_EXAMPLE,
@@ -354,10 +355,9 @@ class Fleet:
         register_secrets(self._secrets)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every API key in use replaced by ``***`` (a server may echo what it was sent)."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every API key in use masked, in every form a server may echo it in (raw, percent- or
+        base64-encoded: the Basic auth of a URL's password): :func:`ftcot_hf.scrub.scrub_text`."""
+        return scrub_text(text, self._secrets)
 
     def where(self) -> str:
         urls = self.base_urls

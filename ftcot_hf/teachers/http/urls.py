@@ -1,43 +1,21 @@
 """Base URLs of HTTP teachers: what is sent (:func:`client_url`: the query as parameters, ``user:password@`` as Basic
 auth), what is shown (:func:`display_url`: no credentials, query values masked), what is checked before any request
 (:func:`check_base_url`), which key goes to which host (:func:`resolve_api_key`), and the filter that keeps the secrets
-of a URL out of the HTTP client libraries' request log (:func:`register_secrets`).
+of a URL out of every message and log record (:func:`register_secrets`, through :mod:`ftcot_hf.scrub`).
 """
 
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import re
 from collections.abc import Sequence
-from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from ftcot_hf.scrub import display_url, register
+from ftcot_hf.scrub import url_secrets as url_secrets  # the scrubber owns what of a URL is secret
+
 HF_HOST_SUFFIXES = ("huggingface.co", "hf.co", "huggingface.cloud", "hf.space")
-
-
-def display_url(url: str) -> str:
-    """``url`` without ``user:password@`` and with every query value replaced by ``***`` (a URL may carry
-    credentials and keys, ``?api_key=...``; messages and logs must not)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query, fragment=""))
-
-
-def url_secrets(url: str) -> list[str]:
-    """What of ``url`` must never be shown: its password, user name and query values (of 4 characters or more:
-    shorter ones would mask innocent text)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    found = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
-    found += [unquote(f) for f in found if f]
-    return [f for f in found if f and len(f) >= 4]
 
 
 def client_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -118,36 +96,7 @@ def split_urls(base_url: str | Sequence[str], label: str = "openai") -> list[str
     return urls
 
 
-class _ScrubFilter(logging.Filter):
-    """Masks the secrets of every fleet's URLs (and its keys) in the records of the HTTP client libraries, which
-    log each request's full URL at INFO (``ftcot -v``): ``HTTP Request: POST http://host/v1/completions?key=...``."""
-
-    secrets: ClassVar[set[str]] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            masked = message
-            for secret in sorted(self.secrets, key=len, reverse=True):
-                masked = masked.replace(secret, "***")
-            if masked != message:
-                record.msg, record.args = masked, None
-        return True
-
-
-_SCRUB_FILTER = _ScrubFilter()
-CLIENT_LOGGERS = ("httpx", "httpx2", "openai", "openai._base_client", "aiohttp.client")
-"""The loggers of the HTTP client libraries that write request URLs."""
-
-
 def register_secrets(secrets: Sequence[str]) -> None:
-    """Have the client libraries' log records scrubbed of ``secrets`` from now on (for the process's lifetime: a
-    secret logged by a later client would be as bad)."""
-    new = {s for s in secrets if s and len(s) >= 4 and s != "EMPTY"}
-    if not new:
-        return
-    _ScrubFilter.secrets |= new
-    for name in CLIENT_LOGGERS:
-        log = logging.getLogger(name)
-        if _SCRUB_FILTER not in log.filters:
-            log.addFilter(_SCRUB_FILTER)
+    """Have every message and log record (the client libraries' request log included) scrubbed of ``secrets``
+    from now on: :func:`ftcot_hf.scrub.register`."""
+    register(*secrets)
