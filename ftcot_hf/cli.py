@@ -211,6 +211,11 @@ def _check_config_file(rest: list[str]) -> None:
             yaml.safe_load(open(path, encoding="utf-8").read())  # noqa: SIM115 -- read once, closed at exit
         except FileNotFoundError:
             raise FtcotError(f"--config {path}: no such file.") from None
+        except UnicodeDecodeError as e:
+            raise FtcotError(f"--config {path} is not a YAML text file (byte {e.object[e.start]:#04x} at offset "
+                             f"{e.start} is not UTF-8).") from None  # fmt: skip
+        except IsADirectoryError:
+            raise FtcotError(f"--config {path} is a folder: give a YAML file.") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

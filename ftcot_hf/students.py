@@ -325,6 +325,25 @@ def resolve_student(name_or_path: str, gguf_file: str | None = None) -> tuple[st
     return "hub", name
 
 
+def check_student(name_or_path: str, gguf_file: str | None = None) -> None:
+    """What can be known of a student before any work, without loading it (``ftcot run`` checks it before
+    teaching): :func:`resolve_student`'s checks, and for a Hub id its ``config.json`` (a small file, fetched into
+    the Hugging Face cache the load reads): a repo that does not exist, is gated, or cannot be had (offline, or no
+    connection, and not cached) fails here. Other Hub trouble is left to the load, which names it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    kind, where = resolve_student(name_or_path, gguf_file)
+    if kind != "hub":
+        return
+    try:
+        hf_hub_download(str(where), "config.json")
+    except (RepositoryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled) as e:  # gated: a subclass
+        raise _hub_error(str(where), e, "student") from None
+    except Exception as e:  # noqa: BLE001 -- a Hub hiccup now need not be one at load time, which names it
+        logger.info("Could not check the student %s on the Hub now (%s); the load will tell.", where, _first_line(e))
+
+
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, *, for_training: bool) -> None:
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:

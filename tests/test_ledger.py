@@ -203,7 +203,8 @@ def test_samples_of_a_request_that_then_fails_are_failed_but_billed_and_a_spent_
 
     with FakeOpenAIServer(fault_for=lambda body: ("503",) if body.get("seed") == 1 else None,
                           latency=answers_first) as server:  # fmt: skip
-        teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **FAST | {"timeout": 60})
+        options = FAST | {"timeout": 60.0}
+        teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **options)
         teacher.keep_going = True
         try:
             [(_, failed)] = list(teacher.generate([Request("p", SamplingParams(temperature=0.7), n=3)]))

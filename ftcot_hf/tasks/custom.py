@@ -34,6 +34,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_json_file(path: Path) -> None:
+    """A JSON Lines (or JSON) file read by us first: datasets' errors name neither the file nor the line ("An
+    error occurred while generating the dataset", "StopIteration"); ours name both."""
+    from ftcot_hf.errors import SourceFormatError
+    from ftcot_hf.tasks.sources import read_json, read_jsonl
+
+    try:
+        if path.suffix.lower() == ".jsonl":
+            rows = 0
+            for rows, row in enumerate(read_jsonl(path), start=1):  # noqa: B007 -- the count is what is kept
+                if not isinstance(row, dict):
+                    raise FtcotError(f"{path}: row {rows} is {type(row).__name__} {str(row)[:60]!r}, not a JSON "
+                                     "object ({\"question\": ..., \"answer\": ...}).")  # fmt: skip
+        else:
+            data = read_json(path)
+            rows = len(data) if isinstance(data, list | dict) else 0
+    except SourceFormatError as e:
+        raise FtcotError(f"Could not read the dataset {e}") from None
+    if not rows:
+        raise FtcotError(f"The dataset {path} holds no rows: give a file with one JSON object per line.")
+
+
 def format_choice_question(question: str, choices: list[dict[str, str]]) -> str:
     """``"{question} Answer choices: (A) x, (B) y."``, as the paper's choice tasks show their options."""
     listed = ", ".join(f"({c['label']}) {c['text']}" for c in choices)
@@ -56,7 +78,8 @@ class DatasetSource:
     choices_column: str | None = None
     skip_bad_rows: bool = False
     skipped: dict[str, int] = field(default_factory=dict, compare=False)
-    """Rows skipped per split (``skip_bad_rows``): their gold answer could not be read."""
+    """Rows skipped per split (``skip_bad_rows``): no question, a gold answer that could not be read, or another gold
+    answer for a question seen before."""
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
 
     # --- the Task protocol's source side -------------------------------------------------------------------------
@@ -176,6 +199,8 @@ class DatasetSource:
                         f"{self.path}: unknown file type {local.suffix!r}; use {', '.join(FILE_BUILDERS)}, a folder "
                         "of such files or a Hub dataset id."
                     )
+                if builder == "json":
+                    _check_json_file(local)
                 extra = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
                 loaded = datasets.load_dataset(builder, data_files={"train": str(local)}, **extra)
             elif self.path.startswith((".", "/", "~")) and not local.exists():
@@ -277,6 +302,7 @@ class DatasetSource:
 
         features = task_features(has_choices=bool(self.choices_column))
         out = {}
+        golds: dict[str, tuple[str, str]] = {}  # question -> (its gold, where): across splits
         for split, rows in raw.items():
             records, skipped = [], 0
             for row in rows:
@@ -307,10 +333,21 @@ class DatasetSource:
                 if choices is not None:
                     clean = [{"label": c["label"], "text": c["text"]} for c in choices]
                     record.update(question=format_choice_question(question, clean), choices=clean)
+                # one question with two gold answers would train (and score) the student against itself
+                first = golds.setdefault(record["question"], (answer, where))
+                if first[0] != answer:
+                    if self.skip_bad_rows:
+                        skipped += 1
+                        continue
+                    raise FtcotError(
+                        f"{where}: question {question[:80]!r} has the gold answer {answer!r} here but {first[0]!r} "
+                        f"at {first[1].removeprefix(self.display + ', ')}. Fix or remove one of the rows (or pass "
+                        "--skip_bad_rows to skip the later one)."
+                    )
                 records.append(record)
             if skipped:
                 self.skipped[split] = skipped
-                logger.warning("%s: skipped %d %s row(s) whose gold answer could not be read.", self.display,
+                logger.warning("%s: skipped %d %s row(s) whose question or gold answer was unusable.", self.display,
                                skipped, split)  # fmt: skip
             if not records:
                 raise FtcotError(f"No usable row left in the {split} split of {self.display}.")
