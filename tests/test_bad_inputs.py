@@ -276,6 +276,11 @@ CASES: tuple[Case, ...] = (
         "push --what rationales --path {rationales} --repo_id 'not a repo!!'",
         "not a repo!!",
     ),  # fmt: skip
+    Case(
+        "teach into a rationale folder with a damaged Parquet",
+        "teach --tasks multiarith --limit 2 --data_dir {mirror} --cache_dir {tmp}/c.sqlite --output_dir {tmp}/damaged",
+        "damaged/coin_flip/train-",
+    ),
     Case("train --output_dir is a file", f"{TRAIN.replace('{tmp}/s', '{tmp}/notes.txt')}", "notes.txt"),
     Case("run --output_dir is a file", f"{RUN.replace('{tmp}/run', '{tmp}/notes.txt')}", "notes.txt"),
     Case(
@@ -369,18 +374,22 @@ def make_files(tmp: Path, rationales: Path) -> None:
 
 
 def _rationale_variants(tmp: Path, rationales: Path) -> None:
-    """Copies of a good rationale folder whose coin_flip train Parquet has 0 rows, or other columns than the card."""
+    """Copies of a good rationale folder whose coin_flip train Parquet has 0 rows, other columns than the card, or
+    is no Parquet at all (damaged)."""
     import shutil
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for name in ("zero_rows", "bad_schema"):
+    for name in ("zero_rows", "bad_schema", "damaged"):
         folder = tmp / name
         if folder.exists():
             shutil.rmtree(folder)
         shutil.copytree(rationales, folder)
         [parquet] = (folder / "coin_flip").glob("train-*.parquet")
+        if name == "damaged":
+            parquet.write_bytes(parquet.read_bytes()[: parquet.stat().st_size // 2])  # a copy cut short
+            continue
         table = pq.read_table(parquet)
         if name == "zero_rows":
             table = table.slice(0, 0)
