@@ -56,7 +56,7 @@ def validate(config: RunConfig) -> list[Any]:
     """Check every name and file of ``config`` before any work; returns the run's :class:`~ftcot_hf.Task` objects
     (the edge: below it, stages receive these objects)."""
 
-    check_folder(config.output_dir)  # a file: fails now, not after the teach stage
+    check_folder(config.output_dir, what="the run folder")  # a file: fails now, not after the teach stage
     config.teach_config(Path(config.output_dir) / "rationales")  # TeachConfig checks its values now
     custom = config.custom_task()
     tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
