@@ -7,6 +7,8 @@ else is internal and may move.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -56,6 +58,21 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
+class _Package(types.ModuleType):
+    """Importing a submodule binds it as an attribute of its package (``import ftcot_hf.augment`` sets
+    ``ftcot_hf.augment``), which would shadow the exported function of the same name (``augment``) depending on
+    what was imported first: an exported name keeps its exported object whatever the import order."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (
+            isinstance(value, types.ModuleType)
+            and _EXPORTS.get(name) == value.__name__ == f"{__name__}.{name}"
+            and hasattr(value, name)
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'ftcot_hf' has no attribute {name!r}")
@@ -66,3 +83,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
+
+
+sys.modules[__name__].__class__ = _Package

@@ -139,6 +139,10 @@ class RationaleAugmenter:
             raise ValueError(f"degree (D) must be between 1 and 64, got {self.degree}.")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {self.temperature}.")
+        if self.resample_until is not None and self.resample_until < 0:
+            raise ValueError(f"resample_until must be >= 1 correct rationale per question, got {self.resample_until}.")
+        if self.max_extra_samples < 0:
+            raise ValueError(f"max_extra_samples must be >= 0, got {self.max_extra_samples}.")
         if self.temperature is None:
             self.temperature = 0.7 if self.degree > 1 else 0.0
         if self.degree > 1 and self.temperature == 0:

@@ -17,11 +17,14 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
@@ -229,6 +232,11 @@ def _check_config_file(rest: list[str]) -> None:
             yaml.safe_load(open(path, encoding="utf-8").read())  # noqa: SIM115 -- read once, closed at exit
         except FileNotFoundError:
             raise FtcotError(f"--config {path}: no such file.") from None
+        except UnicodeDecodeError as e:
+            raise FtcotError(f"--config {path} is not a YAML text file (byte {e.object[e.start]:#04x} at offset "
+                             f"{e.start} is not UTF-8).") from None  # fmt: skip
+        except IsADirectoryError:
+            raise FtcotError(f"--config {path} is a folder: give a YAML file.") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -243,7 +251,42 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+EXIT_TERMINATED = 128 + signal.SIGTERM
+"""Exit status after SIGTERM (143, as a shell reports a process the signal ended)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm, Kubernetes and `kill` send) raised as an interrupt: every cleanup that Ctrl-C runs (the
+    teacher's requests in flight dropped, the request cache closed with every reply kept, half-built folders left
+    out of place, epoch checkpoints kept) runs for it too."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short (SIGKILL follows)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM handled as SIGINT while a command runs; the previous handler is back after it (``main`` may be called
+    in-process). Only the main thread can set a handler: elsewhere SIGTERM keeps its default."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = False
@@ -266,14 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_progress_bars()
         print(f"ftcot: error: {scrub_text(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         _close_progress_bars()
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         print(
-            f"\nftcot: interrupted. What was finished is kept (every teacher reply in the request cache, every "
+            f"\nftcot: {how}. What was finished is kept (every teacher reply in the request cache, every "
             f"completed stage and epoch checkpoint): run the same `ftcot {args.command}` command again to resume.",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_TERMINATED if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -125,15 +125,8 @@ def resolve_token(token: str | None = None) -> str:
 def check_push_access(repo_ids: list[str], token: str | None = None) -> None:
     """Before a run's work: a token is there, the Hub accepts it, and each repo id is well formed, so a publishing
     run never fails after hours of teaching and training (the repos themselves are created at push time)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     for repo_id in repo_ids:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError as e:
-            raise FtcotError(
-                f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip."
-            ) from None
+        check_repo_id(repo_id)
     api = _api(resolve_token(token))
     with _hub_errors("check the Hugging Face token"):
         api.whoami()
@@ -486,4 +479,4 @@ def push_student(
 
 
 # `ftcot push` (its PushConfig is also a section of `ftcot run`'s config) lives in ftcot_hf/hub_cli.py.
-from ftcot_hf.hub_cli import PushConfig, cli_main  # noqa: E402,F401
+from ftcot_hf.hub_cli import PushConfig, check_repo_id, cli_main  # noqa: E402,F401

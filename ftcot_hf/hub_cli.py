@@ -84,6 +84,18 @@ def _read_mapping(path: str | None, what: str) -> dict[str, Any] | None:
     return data
 
 
+def check_repo_id(repo_id: str) -> None:
+    """A Hub repo id the Hub would refuse fails here, in one line naming it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise FtcotError(
+            f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip."
+        ) from None
+
+
 def cli_main(argv: list[str]) -> int:
     """``ftcot push``: flags or ``--config push.yaml`` (TrlParser over :class:`PushConfig`)."""
     from ftcot_hf.hub import push_rationales, push_student  # cycle: hub imports PushConfig from here
@@ -92,6 +104,7 @@ def cli_main(argv: list[str]) -> int:
     (config,) = parser.parse(argv)
     if not config.path or not config.repo_id:
         raise FtcotError("ftcot push needs --path and --repo_id (see `ftcot push --help`).")
+    check_repo_id(config.repo_id)  # a typo is named before the token is looked for
     if config.what == "rationales":
         url = push_rationales(
             config.path, config.repo_id, private=config.private, revision=config.revision,

@@ -84,7 +84,28 @@ def check_output_dir(config: TeachConfig) -> Path:
     out = Path(os.path.abspath(config.output_dir))
     if out.exists() and not out.is_dir():
         raise FtcotError(f"--output_dir {out} is a file, not a folder: choose a folder (it is created if missing).")
+    taught = {config.task_name} if getattr(config, "dataset", None) else set(config.tasks)
+    _check_parquet_files(out, taught)
     return out
+
+
+def _check_parquet_files(out: Path, taught: set[str]) -> None:
+    """The Parquet files of a rationale dataset already in ``out`` that are kept beside the ``taught`` tasks (whose
+    own are replaced) are readable: a damaged one fails here, named, before any teaching (pyarrow's "magic bytes not
+    found", when the card is written after teaching, names no file)."""
+    import pyarrow.parquet as pq
+
+    for parquet in sorted(out.glob("*/*.parquet")) if out.is_dir() else []:
+        if parquet.parent.name in taught:
+            continue
+        try:
+            pq.read_metadata(parquet)
+        except Exception as e:  # noqa: BLE001 -- ArrowInvalid, OSError...: the file is unusable either way
+            raise FtcotError(
+                f"{parquet} is not a readable Parquet file ({' '.join(str(e).split())[:160]}): the rationale dataset "
+                f"in {out} is damaged. Move it away (or delete the {parquet.parent.name} folder in it to drop that "
+                "task), or choose another --output_dir."
+            ) from None
 
 
 def _previous_dataset(out: Path) -> dict[str, Any] | None:

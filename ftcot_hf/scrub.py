@@ -148,8 +148,13 @@ def display_url(url: str) -> str:
     credentials and keys, ``?api_key=...``; messages and logs must not)."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
+    except ValueError:  # shown as typed (the user must see what to fix), less what could be secret
+        scheme, sep, rest = url.partition("://")
+        rest, _, fragment = (rest if sep else url).partition("#")
+        rest, q, query = rest.partition("?")
+        host, slash, path = rest.partition("/")
+        query = "&".join(f"{item.partition('=')[0]}={MASK}" for item in query.split("&")) if q else ""
+        return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}{q}{query}"
     query = "&".join(f"{name}={MASK}" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query, fragment=""))
 

@@ -325,6 +325,36 @@ def resolve_student(name_or_path: str, gguf_file: str | None = None) -> tuple[st
     return "hub", name
 
 
+def check_student(name_or_path: str, gguf_file: str | None = None) -> None:
+    """What can be known of a student before any work, without loading it (``ftcot run`` checks it before
+    teaching): :func:`resolve_student`'s checks, and for a Hub id its ``config.json`` (a small file, fetched into
+    the Hugging Face cache the load reads): a repo that does not exist, is gated, or cannot be had (offline, or no
+    connection, and not cached) fails here. Other Hub trouble is left to the load, which names it."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    kind, where = resolve_student(name_or_path, gguf_file)
+    if kind != "hub":
+        return
+    # the variable as it is now (huggingface_hub reads it once, at import: a notebook or a test may set it later)
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    if offline:
+        if not isinstance(try_to_load_from_cache(str(where), "config.json"), str):
+            raise _hub_error(str(where), OfflineModeIsEnabled("HF_HUB_OFFLINE is set"), "student")
+        return
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # its retry warnings ("Retrying in 1s") would bury our one line
+    try:
+        hf_hub_download(str(where), "config.json")
+    except (RepositoryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled) as e:  # gated: a subclass
+        raise _hub_error(str(where), e, "student") from None
+    except Exception as e:  # noqa: BLE001 -- a Hub hiccup now need not be one at load time, which names it
+        logger.info("Could not check the student %s on the Hub now (%s); the load will tell.", where, _first_line(e))
+    finally:
+        hub_logger.setLevel(level)
+
+
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, *, for_training: bool) -> None:
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:

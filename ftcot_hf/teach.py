@@ -27,6 +27,7 @@ from ftcot_hf.teachers.cache import CachedTeacher
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.parser import command_parser
+from ftcot_hf.utils.types import check_field_types
 from ftcot_hf.yields import decontamination_summary
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class TeachConfig(TaskDatasetArgs):
             self.tasks = [self.tasks]
         if isinstance(self.base_url, str):
             self.base_url = [self.base_url]
+        check_field_types(self)  # a YAML `tasks: 5` or TeachConfig(degree="4") fails here, named
         self.teacher_kwargs = parse_kwargs(self.teacher_kwargs, "teacher_kwargs")
         self.validate()
 
@@ -243,6 +245,21 @@ class TeachConfig(TaskDatasetArgs):
         if self.max_answer_tokens < 1:
             raise FtcotError(
                 f"--max_answer_tokens must be >= 1 (tokens a stage-2 answer may use), got {self.max_answer_tokens}."
+            )
+        if self.resample_until is not None and self.resample_until < 0:
+            raise FtcotError(
+                f"--resample_until must be a number of correct rationales >= 1 per question, got "
+                f"{self.resample_until}; leave it out to sample each question --degree times only."
+            )
+        if self.max_extra_samples < 0:
+            raise FtcotError(
+                f"--max_extra_samples must be >= 0 (extra samples in all for --resample_until), got "
+                f"{self.max_extra_samples}."
+            )
+        if self.resample_until and not self.max_extra_samples:
+            raise FtcotError(
+                f"--resample_until {self.resample_until} samples more only within --max_extra_samples, which is 0: "
+                "give --max_extra_samples N (the extra samples it may ask for in all)."
             )
         if self.keep not in ("correct", "all"):
             raise FtcotError(f"--keep must be 'correct' or 'all', not {self.keep!r}.")
@@ -310,6 +327,8 @@ def parse_kwargs(value: dict | str | None, name: str) -> dict[str, Any]:
         return {}
     if isinstance(value, dict):
         return dict(value)
+    if not isinstance(value, str):  # a YAML list or number
+        raise FtcotError(f"--{name} must be a mapping of options (YAML) or a JSON object ({{...}}), not {value!r}.")
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as e:

@@ -46,6 +46,7 @@ RUN = (
 TRAIN = "train --data_dir {mirror} --output_dir {tmp}/s --student {student} --dataset {rationales} --task coin_flip"
 EVAL = "eval --data_dir {mirror} --model {student} --output_dir {tmp}/e --task coin_flip --limit 2"
 OPENAI = "--teacher openai --model m --tasks coin_flip --limit 2"
+QA = "--question_column q --answer_column a --answer_type number --task_name qa"
 
 CASES: tuple[Case, ...] = (
     # -- tasks, teachers, formats by name ---------------------------------------------------------------------------
@@ -235,6 +236,58 @@ CASES: tuple[Case, ...] = (
         "token",
     ),
     Case("push student without --task", "push --what student --path {student} --repo_id me/x", "task"),
+    # -- issue 31: silent accepts, tracebacks, errors naming nothing, work before validation ------------------------
+    Case("teach --resample_until -1", f"{TEACH} --limit 2 --resample_until -1", "--resample_until"),
+    Case("teach --max_extra_samples -5", f"{TEACH} --limit 2 --max_extra_samples -5", "--max_extra_samples"),
+    Case(
+        "teach --resample_until without extra samples", f"{TEACH} --limit 2 --resample_until 2", "--max_extra_samples"
+    ),  # fmt: skip
+    Case("run --resample_until -1", f"{RUN} --resample_until -1", "--resample_until"),
+    Case(
+        "eval a teacher preset --format bogus",
+        f"{EVAL.replace('{student}', 'text-davinci-002')} --format bogus",
+        "bogus",
+    ),  # fmt: skip
+    Case(
+        "teach --dataset one question, two gold answers",
+        f"{TEACH} --dataset {{tmp}}/qa_twice.jsonl {QA} --test_size 0.2",
+        "What is 1 plus 1?",
+    ),  # fmt: skip
+    Case(
+        "teach --teacher_kwargs timeout not a number",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 " """--teacher_kwargs '{{"timeout": "abc"}}'""",
+        "timeout must be a number",
+    ),
+    Case(
+        "teach --teacher_kwargs max_retries NaN",
+        f"{TEACH} {OPENAI} --base_url http://127.0.0.1:9/v1 " """--teacher_kwargs '{{"max_retries": NaN}}'""",
+        "max_retries must be an integer",
+    ),
+    Case("teach --config tasks: 5", "teach --config {tmp}/tasks_5.yaml", "TeachConfig.tasks"),
+    Case("run --config tasks: 5", "run --config {tmp}/tasks_5.yaml", "RunConfig.tasks"),
+    Case("teach --config teacher_kwargs a list", "teach --config {tmp}/kwargs_list.yaml", "teacher_kwargs"),
+    Case("teach --config binary", "teach --config {tmp}/binary.yaml", "binary.yaml"),
+    Case("teach --dataset empty JSONL", f"{TEACH} --dataset {{tmp}}/empty.jsonl {QA}", "empty.jsonl"),
+    Case("teach --dataset binary JSONL", f"{TEACH} --dataset {{tmp}}/binary.jsonl {QA}", "binary.jsonl:1"),
+    Case("teach --dataset one broken JSONL line", f"{TEACH} --dataset {{tmp}}/broken.jsonl {QA}", "broken.jsonl:7"),
+    Case("teach --base_url unparsable", f"{TEACH} {OPENAI} --base_url http://[::1/v1", "http://[::1/v1"),
+    Case(
+        "push --repo_id not a repo id",
+        "push --what rationales --path {rationales} --repo_id 'not a repo!!'",
+        "not a repo!!",
+    ),  # fmt: skip
+    Case(
+        "teach into a rationale folder with a damaged Parquet",
+        "teach --tasks multiarith --limit 2 --data_dir {mirror} --cache_dir {tmp}/c.sqlite --output_dir {tmp}/damaged",
+        "damaged/coin_flip/train-",
+    ),
+    Case("train --output_dir is a file", f"{TRAIN.replace('{tmp}/s', '{tmp}/notes.txt')}", "notes.txt"),
+    Case("run --output_dir is a file", f"{RUN.replace('{tmp}/run', '{tmp}/notes.txt')}", "notes.txt"),
+    Case(
+        "run --student a Hub id not in the offline cache",
+        f"{RUN.replace('{student}', 'nope-student')}",
+        "'nope-student'",
+    ),  # fmt: skip
 )
 
 
@@ -308,22 +361,35 @@ def make_files(tmp: Path, rationales: Path) -> None:
     rows = [{"q": f"What is {a} plus {a}?", "a": str(2 * a)} for a in range(10)]
     (tmp / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp / "qa_bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"q": "And 3+4?", "a": "seven"}]))
+    (tmp / "qa_twice.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"q": rows[1]["q"], "a": "3"}]))
+    (tmp / "empty.jsonl").write_text("")
+    (tmp / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
+    lines = [json.dumps(r) + "\n" for r in rows]
+    (tmp / "broken.jsonl").write_text("".join([*lines[:6], '{"q": "What is 7 plus 7?", "a": \n', *lines[6:]]))
+    (tmp / "tasks_5.yaml").write_text("tasks: 5\n")
+    (tmp / "kwargs_list.yaml").write_text("teacher: openai\nmodel: m\nbase_url: http://127.0.0.1:9/v1\n"
+                                          "teacher_kwargs: [1, 2]\n")  # fmt: skip
+    (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81tasks: [x]\n\x9c")
     _rationale_variants(tmp, rationales)
 
 
 def _rationale_variants(tmp: Path, rationales: Path) -> None:
-    """Copies of a good rationale folder whose coin_flip train Parquet has 0 rows, or other columns than the card."""
+    """Copies of a good rationale folder whose coin_flip train Parquet has 0 rows, other columns than the card, or
+    is no Parquet at all (damaged)."""
     import shutil
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for name in ("zero_rows", "bad_schema"):
+    for name in ("zero_rows", "bad_schema", "damaged"):
         folder = tmp / name
         if folder.exists():
             shutil.rmtree(folder)
         shutil.copytree(rationales, folder)
         [parquet] = (folder / "coin_flip").glob("train-*.parquet")
+        if name == "damaged":
+            parquet.write_bytes(parquet.read_bytes()[: parquet.stat().st_size // 2])  # a copy cut short
+            continue
         table = pq.read_table(parquet)
         if name == "zero_rows":
             table = table.slice(0, 0)
@@ -385,3 +451,19 @@ def test_typed_in_a_shell_a_case_is_judged_as_in_process(case_id, shared, tmp_pa
     clear = proc.returncode == 2 and len(lines) == 1 and case.needle in lines[0] and "Traceback" not in proc.stderr
     problem, _ = judge(case, places)
     assert clear == (problem is None) == (not case.known), (proc.returncode, lines, problem)
+
+
+def test_run_refuses_a_missing_student_before_the_teacher_is_asked_anything(shared, tmp_path, monkeypatch):
+    """Issue 31 item 7: `ftcot run --student nope-student` used to teach (a paid teacher: money spent) and only then
+    fail to load the student."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    places = {**shared, "tmp": str(tmp_path), "student": "nope-student"}
+    with FakeOpenAIServer() as server:
+        command = f"{RUN} --teacher openai --teacher_model m --base_url {server.base_url}"
+        problem, _ = judge(Case("run, missing student, a served teacher", command, "'nope-student'"), places)
+        assert problem is None, problem
+        assert server.requests == []
+    assert not (tmp_path / "run" / "rationales").exists()

@@ -1,7 +1,7 @@
 """Process faults: kill -9 in the middle of `ftcot teach` (the re-run repeats at most the requests that were in
-flight); kill -9 / SIGINT in the middle of `ftcot run`'s teach and train stages; SIGINT, a disk full (a real EFBIG
-from ``RLIMIT_FSIZE``) and two concurrent writers for `ftcot teach`. After each, the same command completes and its
-outputs equal an uninterrupted run's."""
+flight); kill -9 / SIGINT / SIGTERM in the middle of `ftcot run`'s teach and train stages; SIGINT, SIGTERM, a disk
+full (a real EFBIG from ``RLIMIT_FSIZE``) and two concurrent writers for `ftcot teach`. After each, the same command
+completes and its outputs equal an uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def test_run_killed_9_mid_teach_then_rerun_equals_a_clean_run(gold_server, tiny_
     assert _run_outputs(out) == clean_run
 
 
-@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT", "SIGTERM"])
 def test_run_stopped_mid_train_then_rerun_resumes_and_equals_a_clean_run(
     signal_name, gold_server, tiny_gpt2, mirror, tmp_path, clean_run, monkeypatch
 ):
@@ -241,9 +241,9 @@ def test_run_stopped_mid_train_then_rerun_resumes_and_equals_a_clean_run(
     code, _, err = _finish(proc)
     partial = out / "student" / ".coin_flip.partial"
     assert list(partial.glob("checkpoint-*")), "the epoch checkpoint to resume from is gone"
-    if signal_name == "SIGINT":
-        assert code == 130
-        line = _one_line(err, "interrupted")
+    if signal_name != "SIGKILL":
+        assert code == {"SIGINT": 130, "SIGTERM": 143}[signal_name], err[-3000:]
+        line = _one_line(err, {"SIGINT": "interrupted", "SIGTERM": "terminated (SIGTERM)"}[signal_name])
         assert "ftcot run" in line and "again to resume" in line
     else:
         assert code == -signal.SIGKILL
@@ -274,8 +274,12 @@ def clean_teach(gold_server, mirror, tmp_path_factory) -> list[dict]:
     return _train_rows(folder / "out")
 
 
+@pytest.mark.parametrize(
+    ("signal_name", "code", "said"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")],  # SIGTERM: Slurm, Kubernetes, kill
+)
 def test_teach_interrupted_by_sigint_exits_130_with_one_line_and_the_rerun_equals_a_clean_run(
-    gold_server, mirror, tmp_path, clean_teach
+    signal_name, code, said, gold_server, mirror, tmp_path, clean_teach
 ):
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
     gate = Gate(after=6)
@@ -284,11 +288,11 @@ def test_teach_interrupted_by_sigint_exits_130_with_one_line_and_the_rerun_equal
         proc = _spawn(_teach_argv(gold_server, out, cache, mirror), _env(tmp_path))
         _wait_for(gate.held.is_set, proc)
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        code, _, err = _finish(proc, timeout=60)
+        proc.send_signal(getattr(signal, signal_name))
+        returncode, _, err = _finish(proc, timeout=60)
         gate.open()
-        assert code == 130, err[-3000:]
-        line = _one_line(err, "interrupted")
+        assert returncode == code, err[-3000:]
+        line = _one_line(err, said)
         assert "request cache" in line and "`ftcot teach` command again to resume" in line
         assert not out.exists()  # nothing half-written
         sent = len(gold_server.requests)

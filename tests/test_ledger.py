@@ -6,6 +6,7 @@ says how to continue, and a re-run that sends exactly the requests that were not
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -259,14 +260,33 @@ def test_a_budget_on_a_teacher_that_sends_nothing_billed_is_refused(mirror, tmp_
     assert "--max_requests / --max_cost limit what a teacher sends to a server; the replay teacher" in err
 
 
+def _wait_until(condition, timeout: float = 60.0) -> None:
+    """Block (a server thread) until ``condition()`` holds: an ordering of events, not a guess at durations."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.002)
+
+
 def test_samples_of_a_request_that_then_fails_are_failed_but_billed_and_a_spent_budget_sends_nothing():
     from ftcot_hf.teachers.base import BudgetExhaustedError, Request, RequestBudget, SamplingParams, is_unsent
     from ftcot_hf.teachers.http.openai import OpenAITeacher
 
     # one request per sample (seeded 0, 1, 2): sample 1 always gets a 503, so the request fails for good after its
-    # retries, and samples 0 and 2, answered and billed, are thrown away with it
-    with FakeOpenAIServer(fault_for=lambda body: ("503",) if body.get("seed") == 1 else None) as server:
-        teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **FAST)
+    # retries, and samples 0 and 2, answered and billed, are thrown away with it. Deterministic on a loaded machine:
+    # sample 1's 503s wait until the teacher has received (billed) samples 0 and 2, so the failure never overtakes
+    # them; and no timeout (FAST's 0.5 s is for timeout faults) can turn a slow answer into a lost one.
+    teacher = None
+
+    def answers_first(body: dict) -> float:
+        if body.get("seed") == 1:
+            _wait_until(lambda: teacher is not None and teacher.counters()["billed_prompt_tokens"] >= 2)
+        return 0.0
+
+    with FakeOpenAIServer(fault_for=lambda body: ("503",) if body.get("seed") == 1 else None,
+                          latency=answers_first) as server:  # fmt: skip
+        options = FAST | {"timeout": 60.0}
+        teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **options)
         teacher.keep_going = True
         try:
             [(_, failed)] = list(teacher.generate([Request("p", SamplingParams(temperature=0.7), n=3)]))

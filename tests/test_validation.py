@@ -118,3 +118,76 @@ def test_an_nshot_variant_larger_than_the_train_split_names_the_train_size(mirro
 
 def test_an_nshot_variant_larger_than_the_train_split_is_exit_2_in_ftcot_show(mirror, capsys):
     _one_line_exit_2(["show", "coin_flip", "--variant", "9999shot", "--data-dir", str(mirror)], capsys, "has 350")
+
+
+# -- the Python API (issue 31 item 6) ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "from ftcot_hf import RationaleAugmenter, augment",
+        "import ftcot_hf.teach\nfrom ftcot_hf import augment",
+        "import ftcot_hf.augment\nimport ftcot_hf\naugment = ftcot_hf.augment",
+        "from ftcot_hf import augment",
+    ],
+)
+def test_the_exported_augment_is_the_function_whatever_was_imported_first(imports):
+    """Importing the submodule ftcot_hf.augment used to bind the module over the exported function."""
+    import subprocess
+    import sys
+
+    code = f"{imports}\nimport inspect\nassert inspect.isfunction(augment), augment\nprint(augment.__name__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "augment", proc.stderr[-600:]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"degree": "4"}, r"TeachConfig\.degree \(--degree\) must be an integer, got '4' \(str\)"),
+        ({"tasks": None}, r"TeachConfig\.tasks \(--tasks\) must be a list of strings, got None"),
+        ({"tasks": [5]}, r"TeachConfig\.tasks .* got \[5\]"),
+        ({"temperature": "hot"}, r"TeachConfig\.temperature .* must be a number or null, got 'hot'"),
+        ({"teacher_kwargs": [1, 2]}, r"TeachConfig\.teacher_kwargs .* got \[1, 2\]"),
+    ],
+)
+def test_teach_config_of_the_wrong_type_is_named_at_construction(kwargs, needle):
+    with pytest.raises(FtcotError, match=needle):
+        TeachConfig(**kwargs)
+    assert TeachConfig(temperature=1, degree=2).temperature == 1  # an int is a number
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"resample_until": -1}, r"--resample_until must be a number of correct rationales >= 1"),
+        ({"max_extra_samples": -5}, r"--max_extra_samples must be >= 0"),
+        ({"resample_until": 2}, r"--resample_until 2 samples more only within --max_extra_samples"),
+    ],
+)
+def test_teach_resampling_values_that_would_do_nothing_are_refused(kwargs, needle):
+    with pytest.raises(FtcotError, match=needle):
+        TeachConfig(**kwargs)
+    assert TeachConfig(resample_until=2, max_extra_samples=4).resample_until == 2
+
+
+def test_augmenter_refuses_negative_resampling_values():
+    with pytest.raises(ValueError, match=r"resample_until must be >= 1"):
+        RationaleAugmenter(_Silent(), "coin_flip", resample_until=-1)
+    with pytest.raises(ValueError, match=r"max_extra_samples must be >= 0"):
+        RationaleAugmenter(_Silent(), "coin_flip", max_extra_samples=-5)
+
+
+def test_build_teacher_takes_a_teacher_name_and_names_what_it_cannot_take(mirror, monkeypatch):
+    from ftcot_hf import build_teacher
+
+    monkeypatch.setenv("FTCOT_DATA_MIRROR", str(mirror))
+    teacher, trigger = build_teacher("text-davinci-002", ["coin_flip"])
+    assert teacher.backend == "replay" and trigger == "kojima"
+    with pytest.raises(FtcotError, match=r"build_teacher takes a TeachConfig \(or a teacher name"):
+        build_teacher(5)
+    with pytest.raises(FtcotError, match=r"Unknown teacher 'gpt-17'"):
+        build_teacher("gpt-17")
+    config = TeachConfig(teacher="openai", model="m", base_url=["http://127.0.0.1:9/v1"],
+                         teacher_kwargs={"timeout": "abc"})  # fmt: skip
+    with pytest.raises(FtcotError, match=r"--teacher_kwargs of the openai teacher: timeout must be a number"):
+        build_teacher(config)

@@ -20,10 +20,12 @@ from typing import Any
 
 from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.baselines import BASELINES
 from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
 from ftcot_hf.evaluation.paper import match_student, method_for
 from ftcot_hf.evaluation.report import load_results, write_results
+from ftcot_hf.formats import get_format
 from ftcot_hf.students import load_student
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
@@ -128,6 +130,8 @@ class EvalConfig(TaskDatasetArgs):
             self.tasks = [recorded.get(t) or resolve_task(t) for t in self.task]  # unknown names fail here
         if self.mode not in MODES:
             raise FtcotError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}.")
+        if self.format not in BASELINES:  # an unknown name fails here, even for a teacher preset (no format used)
+            get_format(self.format)
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise FtcotError(f"--{name} must be at least 1 (got {getattr(self, name)}).")

@@ -32,6 +32,7 @@ from ftcot_hf.teach import TeachConfig, parse_kwargs
 from ftcot_hf.training.cli import StudentArgs
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.utils.parser import declared_fields, section_values, view, view_defaults
+from ftcot_hf.utils.types import check_field_types
 
 SELECT_EPOCH = ("last", "validation", "test")
 DEFAULT_VALIDATION_FRACTION = 0.1
@@ -268,6 +269,7 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
             self.tasks = [self.tasks]
+        check_field_types(self, [f.name for f in dataclasses.fields(RunArgs)] + sorted(_DATASET_FIELDS))
         if self.output_dir is None:
             self.output_dir = default_output_dir(self.task_name or "+".join(self.tasks), self.student)
         if isinstance(self.base_url, str):

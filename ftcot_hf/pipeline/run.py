@@ -39,13 +39,14 @@ from ftcot_hf.pipeline.stages import (
     train_stage,
 )
 from ftcot_hf.scrub import redact
-from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded, load_student, resolve_student
+from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, load_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, remove_partial, save_rationales, teach
 from ftcot_hf.teachers import resolve_teacher
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
+from ftcot_hf.utils.fs import check_folder
 from ftcot_hf.utils.parser import parser_for
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def validate(config: RunConfig) -> list[Any]:
     """Check every name and file of ``config`` before any work; returns the run's :class:`~ftcot_hf.Task` objects
     (the edge: below it, stages receive these objects)."""
 
+    check_folder(config.output_dir, what="the run folder")  # a file: fails now, not after the teach stage
+    config.teach_config(Path(config.output_dir) / "rationales")  # TeachConfig checks its values now
     custom = config.custom_task()
     tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
     fmt = get_format(config.format)
@@ -74,7 +77,7 @@ def validate(config: RunConfig) -> list[Any]:
         ids += [config.hub_model_id.replace("{task}", t.name) for t in tasks] if config.hub_model_id else []
         check_push_access(ids)
 
-    resolve_student(config.student)
+    check_student(config.student)  # a Hub id known to be missing (offline: not in the cache) fails before teaching
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
     config.train_config(tasks[0].name, config.output_dir, bf16=False)  # FineTuneCoTConfig checks its values now

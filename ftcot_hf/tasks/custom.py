@@ -34,6 +34,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_json_file(path: Path) -> None:
+    """A JSON Lines (or JSON) file read by us first: datasets' errors name neither the file nor the line ("An
+    error occurred while generating the dataset", "StopIteration"); ours name both."""
+    from ftcot_hf.errors import SourceFormatError
+    from ftcot_hf.tasks.sources import read_json, read_jsonl
+
+    try:
+        if path.suffix.lower() == ".jsonl":
+            rows = 0
+            for rows, row in enumerate(read_jsonl(path), start=1):  # noqa: B007 -- the count is what is kept
+                if not isinstance(row, dict):
+                    raise FtcotError(f"{path}: row {rows} is {type(row).__name__} {str(row)[:60]!r}, not a JSON "
+                                     "object ({\"question\": ..., \"answer\": ...}).")  # fmt: skip
+        else:
+            data = read_json(path)
+            rows = len(data) if isinstance(data, list | dict) else 0
+    except SourceFormatError as e:
+        raise FtcotError(f"Could not read the dataset {e}") from None
+    if not rows:
+        raise FtcotError(f"The dataset {path} holds no rows: give a file with one JSON object per line.")
+
+
 def format_choice_question(question: str, choices: list[dict[str, str]]) -> str:
     """``"{question} Answer choices: (A) x, (B) y."``, as the paper's choice tasks show their options."""
     listed = ", ".join(f"({c['label']}) {c['text']}" for c in choices)
@@ -56,7 +78,8 @@ class DatasetSource:
     choices_column: str | None = None
     skip_bad_rows: bool = False
     skipped: dict[str, int] = field(default_factory=dict, compare=False)
-    """Rows skipped per split (``skip_bad_rows``): their gold answer could not be read."""
+    """Rows skipped per split (``skip_bad_rows``): no question, a gold answer that could not be read, or another gold
+    answer for a question seen before."""
     limits: dict[str, int] = field(default_factory=dict, compare=False)
     """Only the first N rows of a split are read and checked (``ftcot teach --limit``: a quick run over a large
     file touches those rows, not the file)."""
@@ -179,6 +202,8 @@ class DatasetSource:
                         f"{self.path}: unknown file type {local.suffix!r}; use {', '.join(FILE_BUILDERS)}, a folder "
                         "of such files or a Hub dataset id."
                     )
+                if builder == "json":
+                    _check_json_file(local)
                 extra = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
                 loaded = datasets.load_dataset(builder, data_files={"train": str(local)}, **extra)
             elif self.path.startswith((".", "/", "~")) and not local.exists():
@@ -296,20 +321,54 @@ class DatasetSource:
         shown = not datasets.utils.are_progress_bars_disabled()
         if shown:  # our command reports what it read; a bar per split would only clutter its one-line errors
             datasets.utils.disable_progress_bars()
+        golds = _Golds()
         try:
             for split, part in raw.items():
-                out[split] = self._split_records(split, part, parser, features)
+                out[split] = self._split_records(split, part, parser, features, golds)
         finally:
             if shown:
                 datasets.utils.enable_progress_bars()
-        return datasets.DatasetDict(out)
+        return datasets.DatasetDict(self._one_gold_per_question(out, raw, golds))
 
-    def _split_records(self, split: str, part: _Raw, parser: Any, features: Any) -> Any:
+    def _one_gold_per_question(self, out: dict[str, Any], raw: dict[str, _Raw], golds: _Golds) -> dict[str, Any]:
+        """A question with two different gold answers (across splits too) would train and score the student
+        against itself: an error naming both rows, or (``skip_bad_rows``) the later row skipped and counted."""
+        splits = list(out)
+        drop: dict[str, set[int]] = {}
+        for later, first in golds.conflicts():
+            (s1, r1, p1), (s0, r0, p0) = later, first
+            row, seen = out[splits[s1]][r1], out[splits[s0]][r0]
+            if row["question"] != seen["question"]:  # two questions whose hashes collide (~1 in 2^64)
+                continue
+            if self.skip_bad_rows:
+                drop.setdefault(splits[s1], set()).add(r1)
+                continue
+            raise FtcotError(
+                f"{self.display}, split {raw[splits[s1]].origin!r}, row {p1}: question {row['question'][:80]!r} has "
+                f"the gold answer {row['answer']!r} here but {seen['answer']!r} at split {raw[splits[s0]].origin!r}, "
+                f"row {p0}. Fix or remove one of the rows (or pass --skip_bad_rows to skip the later one)."
+            )
+        for split, rows in drop.items():
+            self.skipped[split] = self.skipped.get(split, 0) + len(rows)
+            logger.warning("%s: skipped %d %s row(s) whose question has another gold answer in an earlier row.",
+                           self.display, len(rows), split)  # fmt: skip
+            out[split] = out[split].select([i for i in range(out[split].num_rows) if i not in rows])
+            if not out[split].num_rows:
+                raise FtcotError(f"No usable row left in the {split} split of {self.display}.")
+        return out
+
+    def _split_records(self, split: str, part: _Raw, parser: Any, features: Any, golds: _Golds) -> Any:
         skipped = [0]
+        split_id, made = golds.split(), [0]
 
         def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             rows = [{c: batch[c][k] for c in batch} for k in range(len(indices))]
-            records = self._convert(rows, [int(part.rows[i]) for i in indices], part, parser, skipped)
+            positions = [int(part.rows[i]) for i in indices]
+            records = self._convert(rows, positions, part, parser, skipped)
+            for record in records:
+                pos = record["sample_index"] - part.offset
+                golds.add(record["question"], record["answer"], split_id, made[0], pos)
+                made[0] += 1
             return {name: [r.get(name) for r in records] for name in features}
 
         converted = part.data.map(
@@ -363,6 +422,44 @@ class DatasetSource:
                 record.update(question=format_choice_question(question, clean), choices=clean)
             records.append(record)
         return records
+
+
+class _Golds:
+    """(question, gold) of every record, hashed into 32 bytes a row, to find a question given two golds without
+    holding the questions: (hash of the question, hash of the gold, split, row in the records, row in the file)."""
+
+    def __init__(self) -> None:
+        from array import array
+
+        self.columns = [array("q") for _ in range(5)]
+        self.splits = 0
+
+    def split(self) -> int:
+        self.splits += 1
+        return self.splits - 1
+
+    def add(self, question: str, answer: str, split: int, row: int, pos: int) -> None:
+        for column, value in zip(self.columns, (hash(question), hash(answer), split, row, pos), strict=True):
+            column.append(value)
+
+    def conflicts(self) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+        """((split, row, pos) of a later record, that of the first record of its question) where their golds
+        differ, in reading order."""
+        import numpy as np
+
+        q, a, split, row, pos = (np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64)
+                                 for c in self.columns)  # fmt: skip
+        if not len(q):
+            return []
+        seq = np.arange(len(q))
+        order = np.lexsort((seq, q))
+        qs = q[order]
+        starts = np.r_[True, qs[1:] != qs[:-1]]
+        first = order[np.maximum.accumulate(np.where(starts, np.arange(len(qs)), 0))]
+        bad = np.flatnonzero(a[order] != a[first])
+        found = sorted((int(order[i]), int(first[i])) for i in bad)
+        return [((int(split[i]), int(row[i]), int(pos[i])), (int(split[j]), int(row[j]), int(pos[j])))
+                for i, j in found]  # fmt: skip
 
 
 @dataclass

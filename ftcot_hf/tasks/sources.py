@@ -154,9 +154,13 @@ def _evict_download(path: Path) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a syntax error names the file, line and column."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    """Parse a JSON file; a syntax error (or bytes that are not UTF-8) names the file, line and column."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SourceFormatError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}): no JSON file.") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -164,9 +168,17 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield one object per non-empty line; a malformed line names the file and its line number."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    """Yield one object per non-empty line; a malformed line (or one that is not UTF-8) names the file and its line
+    number."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SourceFormatError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}): not a JSON "
+                    "Lines file."
+                ) from None
             if not line.strip():
                 continue
             try:

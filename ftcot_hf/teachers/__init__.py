@@ -22,6 +22,7 @@ from ftcot_hf.teachers.base import (
     TeacherError,
     register_teacher,
 )
+from ftcot_hf.utils.types import check_options
 
 PRESETS: dict[str, dict[str, Any]] = {
     "text-davinci-002": {
@@ -57,8 +58,23 @@ def resolve_teacher(name: str) -> tuple[str, dict[str, Any]]:
 
 def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]:
     """(teacher, stage-2 trigger style) for a config with ``teacher``, ``model``, ``base_url``, ``teacher_kwargs``
-    and ``trigger`` (see ``ftcot_hf.teach.TeachConfig``); ``tasks`` are the :class:`~ftcot_hf.Task` objects taught
-    (the replay backend reads their recordings)."""
+    and ``trigger`` (see ``ftcot_hf.teach.TeachConfig``), or a teacher name alone (``"text-davinci-002"``: its
+    defaults); ``tasks`` are the :class:`~ftcot_hf.Task` objects (or names) taught (the replay backend reads their
+    recordings)."""
+    if isinstance(config, str):
+        from ftcot_hf.teach import TeachConfig  # teach imports this module
+
+        config = TeachConfig(teacher=config)
+    if not all(hasattr(config, name) for name in ("teacher", "model", "base_url", "trigger", "data_dir")):
+        raise FtcotError(
+            f"build_teacher takes a TeachConfig (or a teacher name such as 'text-davinci-002'), not {config!r}."
+        )
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if any(isinstance(t, str) for t in tasks):
+        from ftcot_hf.tasks import resolve_task
+
+        tasks = [resolve_task(t) if isinstance(t, str) else t for t in tasks]
     backend, preset = resolve_teacher(config.teacher)
     trigger = config.trigger or preset.get("trigger", "generic")
     kwargs = {**preset.get("kwargs", {}), **teacher_kwargs_of(config)}
@@ -70,12 +86,16 @@ def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]
                          "(--teacher_kwargs, or the key in $OPENAI_API_KEY).")  # fmt: skip
     cls = TEACHERS[backend]
     accepted = inspect.signature(cls.from_config).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())  # its options are its constructor's
+    if not open_ended:
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             known = sorted(k for k in accepted if k not in ("model", "base_url", "tasks", "data_dir", "cls"))
             raise FtcotError(f"The {backend} teacher takes no option {', '.join(unknown)} (teacher_kwargs); it takes: "
                              f"{', '.join(known) or 'none'}.")  # fmt: skip
+    # a value of the wrong type fails here, named, not as a bare TypeError deep in the backend
+    where = f"--teacher_kwargs of the {backend} teacher"
+    check_options(kwargs, cls.__init__ if open_ended else cls.from_config, where)
     teacher = cls.from_config(
         model=config.model, base_url=config.base_url, tasks=list(tasks), data_dir=config.data_dir, **kwargs
     )

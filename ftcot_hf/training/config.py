@@ -10,6 +10,7 @@ from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import SFTConfig
 
 from ftcot_hf.formats import get_format
+from ftcot_hf.utils.fs import check_folder
 
 
 def bf16_supported() -> bool:
@@ -239,5 +240,7 @@ class FineTuneCoTConfig(SFTConfig):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise ValueError(f"{name} must be 1 or more (got {value!r}): --{name} {hint}.")
+        if self.output_dir:  # a file there fails now, not when the Trainer saves (after loading the student)
+            check_folder(self.output_dir)
         if isinstance(self.format, str):
             get_format(self.format)  # UnknownFormatError: names the close match and the known formats

@@ -242,6 +242,20 @@ def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, exclu
 
 
 # -- locations ------------------------------------------------------------------------------------------------------
+def check_folder(path: str | os.PathLike[str], flag: str = "--output_dir", what: str = "the folder") -> None:
+    """Refuse, before any work, a folder to be written that cannot be one: ``path`` (or a folder above it) is a file.
+    (Which would otherwise fail only when written, after loading or teaching: FileExistsError, NotADirectoryError.)"""
+    from ftcot_hf.errors import FtcotError
+
+    target = Path(os.path.abspath(os.path.expanduser(path)))
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FtcotError(f"Cannot write to {what} {path}: {folder} is a file, not a folder. Choose another "
+                                 f"{flag} (it is created if missing).")  # fmt: skip
+            return
+
+
 def hf_home() -> Path:
     """The Hugging Face home folder, by huggingface_hub's rule: ``$HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``,
     else ``~/.cache/huggingface`` (``~`` and ``$VARS`` expanded), read from the environment at each call.
