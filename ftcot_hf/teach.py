@@ -187,6 +187,11 @@ class TeachConfig(TaskDatasetArgs):
         metadata={"help": "Seconds to wait while another `ftcot teach` writes the same output_dir, then give up."},
     )
 
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"teacher_model": "model", "limit_train": "limit", "task": "tasks"}
+    """`ftcot run`'s names of these fields, accepted here too (one set of flag names across the commands)."""
+    LEAD: ClassVar[tuple[str, ...]] = ("tasks", "dataset", "teacher", "model", "base_url", "output_dir")
+    """What `ftcot teach` acts on: the first group of its --help."""
+
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset(
         {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id", "base_url", "lock_timeout",
          "max_requests", "max_cost"}
@@ -421,7 +426,7 @@ def _cost(config: TeachConfig, report: YieldReport) -> float | None:
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot teach`: flags and `--config teach.yaml` come from TeachConfig through TrlParser."""
-    parser = command_parser((TeachConfig,), argv, prog="ftcot teach")
+    parser = command_parser((TeachConfig,), argv, prog="ftcot teach", lead=TeachConfig.LEAD)
     (config,) = parser.parse(argv)
     tasks = config.resolve_tasks()
     check_output_dir(config)  # before the teacher is asked anything

@@ -19,7 +19,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -41,6 +41,9 @@ _DATASET_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskDatasetArgs))
 @dataclass
 class RunArgs:
     """What the run decides for all its stages: the data, the student, the format, the seed, the output."""
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"task": "tasks"}
+    """`ftcot train`/`ftcot eval`'s name, accepted here too (the renamed section fields' own names are aliases)."""
 
     tasks: list[str] = field(default_factory=lambda: ["coin_flip"], metadata={"help": "Task(s); one student each."})
     student: str = field(

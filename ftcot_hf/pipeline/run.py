@@ -293,10 +293,14 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]],
             say(url.summary())
 
 
+RUN_LEAD = ("tasks", "dataset", "student", "teacher", "teacher_model", "base_url", "output_dir")
+"""What `ftcot run` acts on: the first group of its --help."""
+
+
 def parse_run_args(argv: list[str]) -> RunConfig:
     """`ftcot run`'s flags and ``--config run.yaml`` (flat flag names or the teach:/train:/eval:/hub: sections)."""
 
-    parser = parser_for(PARSER_CLASSES, argv, prog="ftcot run", description=__doc__ and RUN_HELP)
+    parser = parser_for(PARSER_CLASSES, argv, prog="ftcot run", description=__doc__ and RUN_HELP, lead=RUN_LEAD)
     values: dict[str, Any] = {}
     for part in parser.parse(argv):
         values.update(asdict(part))
