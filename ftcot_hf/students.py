@@ -325,6 +325,47 @@ def resolve_student(name_or_path: str, gguf_file: str | None = None) -> tuple[st
     return "hub", name
 
 
+def check_student(name_or_path: str, *, probe_timeout: float = 5.0) -> tuple[str, Path | str]:
+    """:func:`resolve_student`, and for a Hub id not in the local Hub cache, whether it can be had: offline
+    (``HF_HUB_OFFLINE``) it cannot, and online one metadata request (``probe_timeout`` s, no retries) says whether
+    the Hub has it and answers at all. A run checks this before its teach stage, so a typo in --student costs a
+    second, not a teaching run and then half a minute of download retries.
+
+    Raises:
+        FtcotError: what :func:`resolve_student` raises; a Hub id that is not cached while offline, that the Hub
+            does not have, or while the Hub cannot be reached.
+    """
+    kind, where = resolve_student(name_or_path)
+    if kind != "hub":
+        return kind, where
+    import os
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    repo_id = str(where)
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return kind, where  # cached: loads offline too
+    offline = constants.is_offline_mode() or constants._is_true(os.environ.get("HF_HUB_OFFLINE"))
+    if offline:
+        raise FtcotError(f"Student {repo_id!r} is not in the Hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
+                         f"is set: download it first (`hf download {repo_id}`) or give a local folder.")  # fmt: skip
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, timeout=probe_timeout)
+    except GatedRepoError:
+        return kind, where  # it exists; access is the download's to report
+    except RepositoryNotFoundError:
+        raise FtcotError(f"Student {repo_id!r}: no such model on the Hub (or it is private and no token gives "
+                         f"access). Use {ACCEPTED}.") from None  # fmt: skip
+    except Exception as e:  # noqa: BLE001 -- connection refused, DNS, timeout, proxy: the Hub cannot be reached
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise FtcotError(f"Student {repo_id!r} is not in the Hub cache and the Hub cannot be reached ({reason}): "
+                         "connect, or give a local folder (or set HF_HUB_OFFLINE=1 to use the cache only).") from None
+    return kind, where
+
+
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, *, for_training: bool) -> None:
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:

@@ -17,7 +17,7 @@ from ftcot_hf.prompts import ANSWER_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.teachers import PRESETS, build_teacher
+from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.cache import CachedTeacher
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
@@ -429,6 +429,7 @@ def cli_main(argv: list[str]) -> int:
     parser = command_parser((TeachConfig,), argv, prog="ftcot teach", lead=TeachConfig.LEAD)
     (config,) = parser.parse(argv)
     tasks = config.resolve_tasks()
+    check_recorded_tasks(config, tasks)  # before the data is read
     check_output_dir(config)  # before the teacher is asked anything
     incomplete: TeachIncompleteError | None = None
     try:

@@ -38,11 +38,11 @@ from ftcot_hf.pipeline.stages import (
     train_inputs,
     train_stage,
 )
-from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded, load_student, resolve_student
+from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, load_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
-from ftcot_hf.teachers import resolve_teacher
+from ftcot_hf.teachers import check_recorded_tasks, resolve_teacher
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.parser import parser_for
@@ -61,6 +61,7 @@ def validate(config: RunConfig) -> list[Any]:
     missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
     if missing and not config.annotations:
         raise FtcotError(f"Format {fmt.name!r} trains on the teacher's {', '.join(missing)}: add --annotations true.")
+    check_recorded_tasks(config, tasks)
     backend, _ = resolve_teacher(config.teacher)
     if backend in ("transformers", "openai") and not config.teacher_model:
         raise FtcotError(f"The {backend} teacher needs --teacher_model (a model id / served model name).")
@@ -73,7 +74,7 @@ def validate(config: RunConfig) -> list[Any]:
         ids += [config.hub_model_id.replace("{task}", t.name) for t in tasks] if config.hub_model_id else []
         check_push_access(ids)
 
-    resolve_student(config.student)
+    check_student(config.student)  # a Hub id that cannot be had fails now, not after the teach stage
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
     config.train_config(tasks[0].name, config.output_dir, bf16=False)  # FineTuneCoTConfig checks its values now
