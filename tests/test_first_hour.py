@@ -65,3 +65,23 @@ def test_own_data_with_the_recorded_teacher_names_the_live_teachers(own_data, mi
     assert "--teacher openai --model NAME --base_url http://localhost:8000/v1" in line, line
     assert "--teacher transformers --model" in line and "published no" not in line, line
     assert not (own_data / "out").exists() and not (own_data / "c.sqlite").exists()
+
+
+def test_a_one_stage_chat_runs_card_and_summary_describe_that_run(tmp_path, mirror, capsys):
+    """Issue 32 item 6: the card of a one-stage chat run describes its one request (not the two-stage prompt and a
+    stage-2 trigger), and the summary counts a cut reply once (not as a rationale and an answer)."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    out = tmp_path / "out"
+    with FakeOpenAIServer() as server:
+        code = main(["teach", "--tasks", "coin_flip", "--limit", "4", "--teacher", "openai", "--model", "m",
+                     "--base_url", server.base_url, "--chat", "true", "--max_rationale_tokens", "2", "--keep", "all",
+                     "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "coin_flip: 4 replies cut by the token limit" in printed and "answers cut" not in printed, printed
+    assert "| 4 replies |" in printed  # the yield table's cut column
+    card = (out / "README.md").read_text()
+    assert "| protocol | one-stage |" in card and "in one request" in card
+    assert "| answer line asked for | `Therefore, the answer is` |" in card
+    assert "stage-2" not in card and "Let's think step by step.`, then" not in card
