@@ -361,8 +361,10 @@ def check_student(name_or_path: str, *, probe_timeout: float = 5.0) -> tuple[str
                          f"access). Use {ACCEPTED}.") from None  # fmt: skip
     except Exception as e:  # noqa: BLE001 -- connection refused, DNS, timeout, proxy: the Hub cannot be reached
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise FtcotError(f"Student {repo_id!r} is not in the Hub cache and the Hub cannot be reached ({reason}): "
-                         "connect, or give a local folder (or set HF_HUB_OFFLINE=1 to use the cache only).") from None
+        raise FtcotError(
+            f"Student {repo_id!r} is not in the Hub cache and the Hub cannot be reached ({reason}): "
+            "connect, or give a local folder (or set HF_HUB_OFFLINE=1 to use the cache only)."
+        ) from None
     return kind, where
 
 

@@ -76,3 +76,27 @@ def test_a_student_whose_tokenizer_knows_no_words_is_refused(tiny_gpt2, tmp_path
     with pytest.raises(FtcotError, match="has no usable tokenizer"):
         train_student(cfg(tmp_path / "out", num_train_epochs=1), model, coin_records(8), tokenizer=empty)
     assert not (tmp_path / "out").exists()
+
+
+def test_resuming_a_tied_student_warns_of_no_missing_lm_head(two_epochs, tiny_gpt2, tmp_path):
+    """Issue 32 item 7: the checkpoint saves the tied lm_head.weight once (as the embeddings); transformers warned
+    "There were missing keys in the checkpoint model loaded: ['lm_head.weight']" on every resume."""
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    out = tmp_path / "out"
+    train_student(cfg(out, num_train_epochs=1), str(tiny_gpt2), coin_records(8))
+    handler = Collect(level=logging.WARNING)
+    logging.getLogger("transformers").addHandler(handler)  # transformers' loggers do not propagate to the root
+    try:
+        trainer, resumed = train_student(cfg(out, num_train_epochs=2, resume_from_checkpoint="last"), str(tiny_gpt2),
+                                         coin_records(8))  # fmt: skip
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert resumed.global_step == 4
+    assert not [m for m in records if "missing keys" in m], records
+    model = trainer.model
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()  # still tied

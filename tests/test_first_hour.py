@@ -76,7 +76,8 @@ def test_a_one_stage_chat_runs_card_and_summary_describe_that_run(tmp_path, mirr
     with FakeOpenAIServer() as server:
         code = main(["teach", "--tasks", "coin_flip", "--limit", "4", "--teacher", "openai", "--model", "m",
                      "--base_url", server.base_url, "--chat", "true", "--max_rationale_tokens", "2", "--keep", "all",
-                     "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"), "--output_dir", str(out)])
+                     "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"),
+                     "--output_dir", str(out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "coin_flip: 4 replies cut by the token limit" in printed and "answers cut" not in printed, printed

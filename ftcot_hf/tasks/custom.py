@@ -30,8 +30,10 @@ def looks_local(path: str) -> bool:
     """A name that can only be a local path (./x, /x, ~/x, a data file's suffix, more than one /): never asked of the
     Hub, whose retries would take half a minute to say what a stat says at once."""
     p = Path(path)
-    return path.startswith((".", "/", "~")) or p.suffix.lower() in {*FILE_BUILDERS, ".txt", ".gz", ".gguf"} or (
-        path.count("/") > 1
+    return (
+        path.startswith((".", "/", "~"))
+        or p.suffix.lower() in {*FILE_BUILDERS, ".txt", ".gz", ".gguf"}
+        or (path.count("/") > 1)
     )
 
 
