@@ -134,6 +134,22 @@ class FineTuneCoTTrainer(SFTTrainer):
             add_compact_lm_head(base)
         logger.info("loss: %s", "compact LM head (labelled positions only)" if self._compact else "TRL's fused head")
 
+    _resumed_at = 0
+
+    def resume_counters(self, checkpoint_state: dict[str, Any]) -> None:
+        """Before resuming from a checkpoint whose ``trainer_state.json`` is ``checkpoint_state``: the run's
+        counters continue from it (TRL's ``num_tokens`` restarted from zero in the logs after a resume, and
+        transformers' end-of-training ``train_loss`` averaged only the steps since the resume)."""
+        self._resumed_at = int(checkpoint_state.get("global_step") or 0)
+        tokens = [h["num_tokens"] for h in checkpoint_state.get("log_history", []) if "num_tokens" in h]
+        if tokens and hasattr(self, "_total_train_tokens"):
+            self._total_train_tokens = int(tokens[-1])
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "train_loss" in logs and self._resumed_at:
+            logs = {**logs, "train_loss": whole_run_loss(self.state, float(logs["train_loss"]), self._resumed_at)}
+        super().log(logs, *args, **kwargs)
+
     def _issue_warnings_after_load(self, load_result: Any) -> None:
         """Resuming: a key the checkpoint left out because it is tied to another (``lm_head.weight`` = the input
         embeddings, which safetensors saves once) is not missing; transformers warned "missing keys in the checkpoint:
@@ -482,7 +498,10 @@ def train_student(
     checkpoint = _resume_point(config, resume_from_checkpoint)
     resumed_at = 0
     if checkpoint is not None:
-        resumed_at = int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+        checkpoint_state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        resumed_at = int(checkpoint_state["global_step"])
+        if isinstance(trainer, FineTuneCoTTrainer):
+            trainer.resume_counters(checkpoint_state)
     with quiet_libraries():  # checkpoint saves draw "Writing model shards" bars inside the training bar otherwise
         output = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model(config.output_dir)
