@@ -113,8 +113,9 @@ def add_compact_lm_head(model: PreTrainedModel) -> None:
     model.forward = types.MethodType(forward, model)
 
 
-FEW_TRAIN_ROWS = 16
-"""Fewer training rows than this get a warning (an own-data run on a 10-row file trained on 2 in silence)."""
+FEW_TRAIN_ROWS = 8
+"""Fewer training rows than this (less than one of the paper's batches of 8) get a warning: an own-data run on a
+10-row file trained on 2 rows in silence."""
 
 
 class FineTuneCoTTrainer(SFTTrainer):
