@@ -369,7 +369,12 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
             raise FtcotError(f"Recipe {self.recipe} must be a YAML mapping of FineTuneCoTConfig keys.")
         unknown = sorted(set(recipe) - _TRAIN_FIELDS)
         if unknown:
-            raise FtcotError(f"Recipe {self.recipe}: unknown key(s) {', '.join(unknown)} (FineTuneCoTConfig keys).")
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], sorted(_TRAIN_FIELDS), n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else ""
+            raise FtcotError(f"Recipe {self.recipe}: unknown key(s) {', '.join(unknown)}{hint} (FineTuneCoTConfig "
+                             "keys).")  # fmt: skip
         run_defaults = view_defaults(views)
         class_defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
                           for f in dataclasses.fields(FineTuneCoTConfig) if f.name in values}  # fmt: skip
