@@ -14,6 +14,7 @@ from ftcot_hf.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.formats import get_format
+from ftcot_hf.prompts import ANSWER_PHRASE, ONE_STAGE_INSTRUCTION
 from ftcot_hf.scrub import redact, scrub_url
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
@@ -208,7 +209,7 @@ def render_dataset_card(
         backend=RECORDED_BACKEND if recorded else backend,
         degree=config.get("degree", reps[0].degree if reps else "not recorded"),
         temperature=reps[0].temperature if reps else config.get("temperature", "not recorded"),
-        trigger=", ".join(sorted({t.answer_trigger(style).strip() for t in task_objs})),
+        **_protocol_fields(reps, config, task_objs, style),
         keep=f"keep={keep}" + (" (parsed answer == gold answer)" if keep == "correct" else ""),
         mode=config.get("mode", "paper"),
         yield_table=yield_table,
@@ -221,6 +222,32 @@ def render_dataset_card(
     )
     validate_card(card, "dataset")
     return card
+
+
+_PROTOCOL_TEXT = {
+    "two_stage": ("the teacher answered each training question with Zero-shot-CoT (`Q: {question}\\nA: Let's think "
+                  "step by step.`, then `{rationale}{answer trigger}`)", "stage-2 answer trigger", "raw stage-2 text"),
+    "one_stage": ("the teacher answered each training question in one request (`Q: {question}\\n"
+                  + ONE_STAGE_INSTRUCTION + "`), its answer parsed from the reply's answer line",
+                  "answer line asked for", "the reply's answer line"),
+}  # fmt: skip
+"""Per protocol: how the card's introduction says the rationales were made, the trigger row's name, and what the
+`teacher_answer` column holds."""
+
+
+def _protocol_fields(reports: Sequence[Any], config: Mapping[str, Any], tasks: Sequence[Task],
+                     style: str) -> dict[str, str]:  # fmt: skip
+    """What the card says of the protocol the teach run used (its yield reports', else its config's): a one-stage
+    chat run's card does not describe the two-stage prompt and its stage-2 trigger."""
+    used = sorted({r.protocol for r in reports}) or [config.get("protocol") or "two_stage"]
+    if used == ["auto"]:
+        used = ["one_stage" if config.get("chat") else "two_stage"]
+    protocol = used[0] if len(used) == 1 and used[0] in _PROTOCOL_TEXT else "two_stage"
+    text, label, answer = _PROTOCOL_TEXT[protocol]
+    trigger = (ANSWER_PHRASE if protocol == "one_stage"
+               else ", ".join(sorted({t.answer_trigger(style).strip() for t in tasks})))  # fmt: skip
+    return {"protocol": " + ".join(used).replace("_", "-"), "protocol_text": text, "trigger_label": label,
+            "trigger": trigger, "answer_text": answer}  # fmt: skip
 
 
 def folder_tasks(meta: Mapping[str, Any], names: Sequence[str]) -> list[Task]:

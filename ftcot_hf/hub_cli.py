@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -27,6 +27,10 @@ class PushConfig:
     Parameters of the student's card:
         base_model, task, format, dataset_repo, recipe_file, results_file, license
     """
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"hub_private": "private", "hub_revision": "revision",
+                                              "hub_commit_message": "commit_message", "hub_license": "license"}
+    """`ftcot run`'s names of these fields, accepted here too (one set of flag names)."""
 
     what: str = field(default="rationales", metadata={"help": "What to push: 'rationales' or 'student'."})
     path: str | None = field(

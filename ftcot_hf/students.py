@@ -325,34 +325,47 @@ def resolve_student(name_or_path: str, gguf_file: str | None = None) -> tuple[st
     return "hub", name
 
 
-def check_student(name_or_path: str, gguf_file: str | None = None) -> None:
-    """What can be known of a student before any work, without loading it (``ftcot run`` checks it before
-    teaching): :func:`resolve_student`'s checks, and for a Hub id its ``config.json`` (a small file, fetched into
-    the Hugging Face cache the load reads): a repo that does not exist, is gated, or cannot be had (offline, or no
-    connection, and not cached) fails here. Other Hub trouble is left to the load, which names it."""
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+def check_student(name_or_path: str, *, probe_timeout: float = 5.0) -> tuple[str, Path | str]:
+    """:func:`resolve_student`, and for a Hub id not in the local Hub cache, whether it can be had: offline
+    (``HF_HUB_OFFLINE``) it cannot, and online one metadata request (``probe_timeout`` s, no retries) says whether
+    the Hub has it and answers at all. A run checks this before its teach stage, so a typo in --student costs a
+    second, not a teaching run and then half a minute of download retries.
 
-    kind, where = resolve_student(name_or_path, gguf_file)
+    Raises:
+        FtcotError: what :func:`resolve_student` raises; a Hub id that is not cached while offline, that the Hub
+            does not have, or while the Hub cannot be reached.
+    """
+    kind, where = resolve_student(name_or_path)
     if kind != "hub":
-        return
-    # the variable as it is now (huggingface_hub reads it once, at import: a notebook or a test may set it later)
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+        return kind, where
+    import os
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    repo_id = str(where)
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return kind, where  # cached: loads offline too
+    offline = constants.is_offline_mode() or constants._is_true(os.environ.get("HF_HUB_OFFLINE"))
     if offline:
-        if not isinstance(try_to_load_from_cache(str(where), "config.json"), str):
-            raise _hub_error(str(where), OfflineModeIsEnabled("HF_HUB_OFFLINE is set"), "student")
-        return
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
-    hub_logger.setLevel(logging.ERROR)  # its retry warnings ("Retrying in 1s") would bury our one line
+        raise FtcotError(f"Student {repo_id!r} is not in the Hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
+                         f"is set: download it first (`hf download {repo_id}`) or give a local folder.")  # fmt: skip
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
     try:
-        hf_hub_download(str(where), "config.json")
-    except (RepositoryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled) as e:  # gated: a subclass
-        raise _hub_error(str(where), e, "student") from None
-    except Exception as e:  # noqa: BLE001 -- a Hub hiccup now need not be one at load time, which names it
-        logger.info("Could not check the student %s on the Hub now (%s); the load will tell.", where, _first_line(e))
-    finally:
-        hub_logger.setLevel(level)
+        HfApi().model_info(repo_id, timeout=probe_timeout)
+    except GatedRepoError:
+        return kind, where  # it exists; access is the download's to report
+    except RepositoryNotFoundError:
+        raise FtcotError(f"Student {repo_id!r}: no such model on the Hub (or it is private and no token gives "
+                         f"access). Use {ACCEPTED}.") from None  # fmt: skip
+    except Exception as e:  # noqa: BLE001 -- connection refused, DNS, timeout, proxy: the Hub cannot be reached
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise FtcotError(
+            f"Student {repo_id!r} is not in the Hub cache and the Hub cannot be reached ({reason}): "
+            "connect, or give a local folder (or set HF_HUB_OFFLINE=1 to use the cache only)."
+        ) from None
+    return kind, where
 
 
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, *, for_training: bool) -> None:

@@ -21,7 +21,7 @@ from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa:
 from ftcot_hf.scrub import scrub_text
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.teachers import PRESETS, build_teacher
+from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.cache import CachedTeacher
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
@@ -199,6 +199,11 @@ class TeachConfig(TaskDatasetArgs):
         default=600.0,
         metadata={"help": "Seconds to wait while another `ftcot teach` writes the same output_dir, then give up."},
     )
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"teacher_model": "model", "limit_train": "limit", "task": "tasks"}
+    """`ftcot run`'s names of these fields, accepted here too (one set of flag names across the commands)."""
+    LEAD: ClassVar[tuple[str, ...]] = ("tasks", "dataset", "teacher", "model", "base_url", "output_dir")
+    """What `ftcot teach` acts on: the first group of its --help."""
 
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset(
         {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id", "base_url", "lock_timeout",
@@ -478,9 +483,10 @@ def _cost(config: TeachConfig, report: YieldReport) -> float | None:
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot teach`: flags and `--config teach.yaml` come from TeachConfig through TrlParser."""
-    parser = command_parser((TeachConfig,), argv, prog="ftcot teach")
+    parser = command_parser((TeachConfig,), argv, prog="ftcot teach", lead=TeachConfig.LEAD)
     (config,) = parser.parse(argv)
     tasks = config.resolve_tasks()
+    check_recorded_tasks(config, tasks)  # before the data is read
     check_output_dir(config)  # before the teacher is asked anything
     incomplete: TeachIncompleteError | None = None
     try:

@@ -113,7 +113,7 @@ class YieldReport:
             lines.append(
                 f"| {r.task} | {r.teacher} | {r.degree} | {r.temperature} | {r.questions} | {r.samples} | "
                 f"{r.correct} | {100 * r.accuracy:.2f}% | {r.kept} | {r.questions_without_correct} | {r.duplicates} | "
-                f"{r.rationale_truncated}/{r.answer_truncated} |"
+                f"{r.cut_cell()} |"
             )
         return "\n".join(lines)
 
@@ -202,6 +202,13 @@ class YieldReport:
                          f"{d['n_train']} | {d['near_duplicates']} | {d['rationales']} |")  # fmt: skip
         return "\n".join(lines)
 
+    def cut_cell(self) -> str:
+        """The yield table's "cut" cell: rationales/answers two-stage; one-stage, each cut reply once."""
+        if self.protocol == "two_stage":
+            return f"{self.rationale_truncated}/{self.answer_truncated}"
+        cut = max(self.rationale_truncated, self.answer_truncated)
+        return f"{cut} {'reply' if cut == 1 else 'replies'}"
+
     def truncation_summary(self) -> str | None:
         """One line on the replies cut by the token limit (None when none was): how many per stage, and how many
         correct samples were left out because of it."""
@@ -211,8 +218,12 @@ class YieldReport:
         def n(count: int, word: str) -> str:
             return f"{count} {word}{'' if count == 1 else 's'}"
 
-        line = (f"{self.task}: {n(self.rationale_truncated, 'rationale')} and {n(self.answer_truncated, 'answer')} "
-                "cut by the token limit")  # fmt: skip
+        if self.protocol == "two_stage":
+            line = (f"{self.task}: {n(self.rationale_truncated, 'rationale')} and "
+                    f"{n(self.answer_truncated, 'answer')} cut by the token limit")  # fmt: skip
+        else:  # one reply holds the rationale and the answer: a cut reply is counted once
+            cut = max(self.rationale_truncated, self.answer_truncated)
+            line = f"{self.task}: {cut} {'reply' if cut == 1 else 'replies'} cut by the token limit"
         if self.truncated_dropped:
             line += (f"; {n(self.truncated_dropped, 'correct sample')} among them not kept "
                      "(--keep_truncated true keeps them)")  # fmt: skip

@@ -288,6 +288,21 @@ CASES: tuple[Case, ...] = (
         f"{RUN.replace('{student}', 'nope-student')}",
         "'nope-student'",
     ),  # fmt: skip
+    # -- issue 32: flag names, typos, own data -----------------------------------------------------------------------
+    Case("teach misspelt flag", f"{TEACH} --degre 2", "did you mean --degree"),
+    Case("train abbreviated flag", f"{TRAIN} --num_train_epoch 2", "did you mean --num_train_epochs"),
+    Case("run --limit of which stage", f"{RUN} --limit 3", "--limit_test or --limit_train"),
+    Case(
+        "run own dataset with the recorded teacher",
+        f"{RUN} --dataset {{tmp}}/qa.jsonl --question_column q --answer_column a --answer_type number "
+        "--task_name qa --test_size 0.2",
+        "--teacher openai --model NAME",
+    ),
+    Case(
+        "run --student a Hub id not cached offline",
+        f"{RUN.replace('{student}', 'nobody/no-such-student')}",
+        "HF_HUB_OFFLINE",
+    ),
 )
 
 

@@ -3,6 +3,7 @@ loss covers the whole run, not only the steps after the resume."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -76,3 +77,44 @@ def test_a_student_whose_tokenizer_knows_no_words_is_refused(tiny_gpt2, tmp_path
     with pytest.raises(FtcotError, match="has no usable tokenizer"):
         train_student(cfg(tmp_path / "out", num_train_epochs=1), model, coin_records(8), tokenizer=empty)
     assert not (tmp_path / "out").exists()
+
+
+def test_resuming_a_tied_student_warns_of_no_missing_lm_head(two_epochs, tiny_gpt2, tmp_path):
+    """Issue 32 item 7: the checkpoint saves the tied lm_head.weight once (as the embeddings); transformers warned
+    "There were missing keys in the checkpoint model loaded: ['lm_head.weight']" on every resume."""
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    out = tmp_path / "out"
+    train_student(cfg(out, num_train_epochs=1), str(tiny_gpt2), coin_records(8))
+    handler = Collect(level=logging.WARNING)
+    logging.getLogger("transformers").addHandler(handler)  # transformers' loggers do not propagate to the root
+    try:
+        trainer, resumed = train_student(cfg(out, num_train_epochs=2, resume_from_checkpoint="last"), str(tiny_gpt2),
+                                         coin_records(8))  # fmt: skip
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert resumed.global_step == 4
+    assert not [m for m in records if "missing keys" in m], records
+    model = trainer.model
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()  # still tied
+
+
+def test_a_resumed_runs_logs_continue_its_token_count_and_whole_run_loss(two_epochs, tiny_gpt2, tmp_path):
+    """Issue 32 item 7: after a resume, the logged `num_tokens` restarted from zero and the final `train_loss`
+    averaged only the steps since the checkpoint."""
+    out = tmp_path / "out"
+    train_student(cfg(out, num_train_epochs=1), str(tiny_gpt2), coin_records(8))
+    trainer, resumed = train_student(cfg(out, num_train_epochs=2, resume_from_checkpoint="last"), str(tiny_gpt2),
+                                     coin_records(8))  # fmt: skip
+    history = trainer.state.log_history
+    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+    full = json.loads((two_epochs[0] / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    full_tokens = [h["num_tokens"] for h in full if "num_tokens" in h]
+    assert tokens == sorted(set(tokens)) and tokens[-1] == full_tokens[-1], (tokens, full_tokens)
+    [logged_loss] = [h["train_loss"] for h in history if "train_loss" in h]
+    assert logged_loss == pytest.approx(two_epochs[1].training_loss, rel=1e-3)
+    assert logged_loss == pytest.approx(resumed.training_loss, rel=1e-6)

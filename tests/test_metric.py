@@ -133,11 +133,11 @@ KNOWN_TEACHER = {
 def test_teacher_row_from_the_replayed_recordings(mirror, built, capsys):
     rows = {task: evaluate_teacher(task, dataset=built(task), data_dir=mirror) for task in KNOWN_TEACHER}
     paper = teacher_row()
-    with capsys.disabled():
-        print("\nTeacher row (replayed text-davinci-002 answers through compute_accuracy, paper mode, all questions):")
-        print(f"{'task':27s} {'n':>5s} {'ours %':>7s} {'paper %':>8s}")
-        for task, r in rows.items():
-            print(f"{task:27s} {r.n:5d} {100 * r.accuracy:7.2f} {paper[task]:8.2f}")
+    # printed into pytest's capture: `pytest -s` (or a failure) shows the table, `pytest -q` stays quiet
+    print("\nTeacher row (replayed text-davinci-002 answers through compute_accuracy, paper mode, all questions):")
+    print(f"{'task':27s} {'n':>5s} {'ours %':>7s} {'paper %':>8s}")
+    for task, r in rows.items():
+        print(f"{task:27s} {r.n:5d} {100 * r.accuracy:7.2f} {paper[task]:8.2f}")
     for task, r in rows.items():
         assert round(100 * r.accuracy, 2) == KNOWN_TEACHER[task], task
         assert r.format == "zero_shot_cot" and r.split == "all" and r.model.startswith("text-davinci-002")

@@ -131,7 +131,7 @@ def test_a_recipe_replaces_the_run_defaults_and_flags_beside_it_win(tmp_path):
     assert train.max_length == 1024  # a recipe is a FineTuneCoTConfig YAML: its defaults, not the run's CPU ones
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 1\n")
-    with pytest.raises(Exception, match="unknown key"):
+    with pytest.raises(Exception, match="unknown key.*learning_rat; did you mean `learning_rate`"):
         RunConfig(recipe=str(bad)).train_values()
 
 

@@ -122,15 +122,15 @@ def test_teacher_accuracy_per_task(mirror, kojima, capsys):
     rows = {}
     for task, (_, dataset, _, _) in kojima.items():
         rows[task] = kojima_teacher_accuracy(task, data_dir=mirror, dataset=dataset)
-    with capsys.disabled():
-        print("\nKojima text-davinci-002 Zero-shot-CoT, scored against our gold answers (paper mode):")
-        print(f"{'task':27s} {'n':>5s} {'all %':>6s} {'train %':>8s} {'test %':>7s} {'log %':>6s} {'length':>6s}")
-        for task, r in rows.items():
-            pct = {k: "-" if r[k] is None else f"{100 * r[k]:.2f}" for k in ("all", "train", "test", "log_accuracy")}
-            print(
-                f"{task:27s} {r['n_all']:5d} {pct['all']:>6s} {pct['train']:>8s} {pct['test']:>7s} "
-                f"{pct['log_accuracy']:>6s} {r['length']:6d}"
-            )
+    # printed into pytest's capture: `pytest -s` (or a failure) shows the table, `pytest -q` stays quiet
+    print("\nKojima text-davinci-002 Zero-shot-CoT, scored against our gold answers (paper mode):")
+    print(f"{'task':27s} {'n':>5s} {'all %':>6s} {'train %':>8s} {'test %':>7s} {'log %':>6s} {'length':>6s}")
+    for task, r in rows.items():
+        pct = {k: "-" if r[k] is None else f"{100 * r[k]:.2f}" for k in ("all", "train", "test", "log_accuracy")}
+        print(
+            f"{task:27s} {r['n_all']:5d} {pct['all']:>6s} {pct['train']:>8s} {pct['test']:>7s} "
+            f"{pct['log_accuracy']:>6s} {r['length']:6d}"
+        )
     for task, r in rows.items():
         log = kojima[task][0]
         assert r["n_all"] == len(log.entries) and r["unmatched"] == 0, task

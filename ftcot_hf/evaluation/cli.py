@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
@@ -50,6 +50,12 @@ class EvalConfig(TaskDatasetArgs):
     Parameters of the report:
         output_dir, paper_row, degree, compare_runs
     """
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"student": "model", "tasks": "task", "limit_test": "limit",
+                                              "eval_max_new_tokens": "max_new_tokens", "eval_batch_size": "batch_size"}
+    """`ftcot train`/`ftcot run`'s names of these fields, accepted here too (one set of flag names)."""
+    LEAD: ClassVar[tuple[str, ...]] = ("model", "task", "dataset", "format", "output_dir")
+    """What `ftcot eval` acts on: the first group of its --help."""
 
     model: str | None = field(
         default=None,
@@ -239,7 +245,7 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
 
 def cli_main(argv: list[str]) -> int:
     """`ftcot eval`: flags and `--config eval.yaml` come from EvalConfig through TrlParser."""
-    parser = command_parser((EvalConfig,), argv, prog="ftcot eval")
+    parser = command_parser((EvalConfig,), argv, prog="ftcot eval", lead=EvalConfig.LEAD)
     (config,) = parser.parse(argv)
     results, paths = run_eval(config)
     for r in results:

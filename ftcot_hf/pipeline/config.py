@@ -19,7 +19,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -42,6 +42,9 @@ _DATASET_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskDatasetArgs))
 @dataclass
 class RunArgs:
     """What the run decides for all its stages: the data, the student, the format, the seed, the output."""
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"task": "tasks"}
+    """`ftcot train`/`ftcot eval`'s name, accepted here too (the renamed section fields' own names are aliases)."""
 
     tasks: list[str] = field(default_factory=lambda: ["coin_flip"], metadata={"help": "Task(s); one student each."})
     student: str = field(
@@ -368,7 +371,12 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
             raise FtcotError(f"Recipe {self.recipe} must be a YAML mapping of FineTuneCoTConfig keys.")
         unknown = sorted(set(recipe) - _TRAIN_FIELDS)
         if unknown:
-            raise FtcotError(f"Recipe {self.recipe}: unknown key(s) {', '.join(unknown)} (FineTuneCoTConfig keys).")
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], sorted(_TRAIN_FIELDS), n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else ""
+            raise FtcotError(f"Recipe {self.recipe}: unknown key(s) {', '.join(unknown)}{hint} (FineTuneCoTConfig "
+                             "keys).")  # fmt: skip
         run_defaults = view_defaults(views)
         class_defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
                           for f in dataclasses.fields(FineTuneCoTConfig) if f.name in values}  # fmt: skip

@@ -43,7 +43,7 @@ from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, l
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, remove_partial, save_rationales, teach
-from ftcot_hf.teachers import resolve_teacher
+from ftcot_hf.teachers import check_recorded_tasks, resolve_teacher
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import check_folder
@@ -65,6 +65,7 @@ def validate(config: RunConfig) -> list[Any]:
     missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
     if missing and not config.annotations:
         raise FtcotError(f"Format {fmt.name!r} trains on the teacher's {', '.join(missing)}: add --annotations true.")
+    check_recorded_tasks(config, tasks)
     backend, _ = resolve_teacher(config.teacher)
     if backend in ("transformers", "openai") and not config.teacher_model:
         raise FtcotError(f"The {backend} teacher needs --teacher_model (a model id / served model name).")
@@ -77,7 +78,7 @@ def validate(config: RunConfig) -> list[Any]:
         ids += [config.hub_model_id.replace("{task}", t.name) for t in tasks] if config.hub_model_id else []
         check_push_access(ids)
 
-    check_student(config.student)  # a Hub id known to be missing (offline: not in the cache) fails before teaching
+    check_student(config.student)  # a Hub id that cannot be had fails now, not after the teach stage
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
     config.train_config(tasks[0].name, config.output_dir, bf16=False)  # FineTuneCoTConfig checks its values now
@@ -298,10 +299,14 @@ def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]],
             say(url.summary())
 
 
+RUN_LEAD = ("tasks", "dataset", "student", "teacher", "teacher_model", "base_url", "output_dir")
+"""What `ftcot run` acts on: the first group of its --help."""
+
+
 def parse_run_args(argv: list[str]) -> RunConfig:
     """`ftcot run`'s flags and ``--config run.yaml`` (flat flag names or the teach:/train:/eval:/hub: sections)."""
 
-    parser = parser_for(PARSER_CLASSES, argv, prog="ftcot run", description=__doc__ and RUN_HELP)
+    parser = parser_for(PARSER_CLASSES, argv, prog="ftcot run", description=__doc__ and RUN_HELP, lead=RUN_LEAD)
     values: dict[str, Any] = {}
     for part in parser.parse(argv):
         values.update(asdict(part))

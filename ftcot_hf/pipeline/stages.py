@@ -23,7 +23,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation import evaluate_student, write_results
 from ftcot_hf.pipeline.config import EVAL, RunConfig
 from ftcot_hf.teach import TeachConfig
-from ftcot_hf.training.callbacks import EpochEvalCallback
+from ftcot_hf.training.callbacks import ValidationEvalCallback
 from ftcot_hf.training.cli import peft_config_from
 from ftcot_hf.training.config import FineTuneCoTConfig, bf16_supported, cpu_bf16_native
 from ftcot_hf.training.trainer import train_student
@@ -275,9 +275,10 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
     if split is not None:
         (partial / VALIDATION_SPLIT).write_text(json.dumps(split, indent=2), encoding="utf-8")
         # Scored after every epoch, the last included (the eval stage scores the test split only).
-        callbacks.append(EpochEvalCallback(validation, task=task, format=None, batch_size=config.eval_batch_size,
-                                           max_new_tokens=config.eval_max_new_tokens, mode=config.mode,
-                                           output_dir=partial, last_epoch=True, split="validation"))  # fmt: skip
+        callbacks.append(ValidationEvalCallback(validation, task=task, format=None,
+                                                batch_size=config.eval_batch_size,
+                                                max_new_tokens=config.eval_max_new_tokens, mode=config.mode,
+                                                output_dir=partial, last_epoch=True))  # fmt: skip
     train_config = config.train_config(task.name, partial, bf16=resolve_bf16(config))
     try:
         test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None

@@ -26,6 +26,32 @@ FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 
+def looks_local(path: str) -> bool:
+    """A name that can only be a local path (./x, /x, ~/x, a data file's suffix, more than one /): never asked of the
+    Hub, whose retries would take half a minute to say what a stat says at once."""
+    p = Path(path)
+    return (
+        path.startswith((".", "/", "~"))
+        or p.suffix.lower() in {*FILE_BUILDERS, ".txt", ".gz", ".gguf"}
+        or (path.count("/") > 1)
+    )
+
+
+def missing_path_message(what: str, path: str) -> str:
+    """'<what> <path> not found: no such file or folder in <its folder> (near names: ...); ...' for a local path."""
+    import difflib
+
+    local = Path(path).expanduser()
+    folder = local.parent if str(local.parent) else Path(".")
+    where = f"no {local.parent} folder" if not folder.is_dir() else f"no such file or folder in {folder.resolve()}"
+    near = ""
+    if folder.is_dir():
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:5000]
+        close = difflib.get_close_matches(local.name, names, n=3, cutoff=0.6)
+        near = f" (near names: {', '.join(close)})" if close else ""
+    return f"{what} {path} not found: {where}{near}; give an existing file or folder, or a Hub id (owner/name)."
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -206,8 +232,8 @@ class DatasetSource:
                     _check_json_file(local)
                 extra = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
                 loaded = datasets.load_dataset(builder, data_files={"train": str(local)}, **extra)
-            elif self.path.startswith((".", "/", "~")) and not local.exists():
-                raise FtcotError(f"Dataset {self.path} not found: give an existing file or folder, or a Hub id.")
+            elif looks_local(self.path) and not local.exists():
+                raise FtcotError(missing_path_message("Dataset", self.path))
             else:
                 loaded = datasets.load_dataset(self.path, self.dataset_config, revision=self.revision)
         except FtcotError:

@@ -56,6 +56,32 @@ def resolve_teacher(name: str) -> tuple[str, dict[str, Any]]:
     raise FtcotError(f"Unknown teacher {name!r}.{hint} Use one of: {', '.join(teacher_names())}.")
 
 
+LIVE_TEACHER_EXAMPLE = (
+    "--teacher openai --model NAME --base_url http://localhost:8000/v1 (any OpenAI-compatible server: vLLM, "
+    "llama.cpp, transformers serve) or --teacher transformers --model HUB_ID_OR_FOLDER"
+)
+"""The teacher flags a user's own dataset needs (the same in `ftcot teach` and `ftcot run`)."""
+
+
+def check_recorded_tasks(config: Any, tasks: Sequence[Any]) -> None:
+    """A recorded teacher without a recording file (``text-davinci-002``, ``replay``) replays Kojima et al.'s logs:
+    a task they do not cover (your own dataset) is an FtcotError naming the live teachers, before any data is
+    read."""
+    backend, preset = resolve_teacher(config.teacher)
+    replay_file = getattr(config, "replay_file", None) or teacher_kwargs_of(config).get("replay_file")
+    if backend != "replay" or replay_file:
+        return
+    from ftcot_hf.teachers.replay.kojima import KOJIMA_LOG_NAMES  # light: names only
+
+    uncovered = [getattr(t, "name", t) for t in tasks if getattr(t, "name", t) not in KOJIMA_LOG_NAMES]
+    if uncovered:
+        raise FtcotError(
+            f"--teacher {config.teacher} replays Kojima et al.'s recorded Zero-shot-CoT completions, which cover only "
+            f"the paper's 12 tasks, not {', '.join(map(repr, uncovered))}: teach it with a live teacher, e.g. "
+            f"{LIVE_TEACHER_EXAMPLE}."
+        )
+
+
 def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]:
     """(teacher, stage-2 trigger style) for a config with ``teacher``, ``model``, ``base_url``, ``teacher_kwargs``
     and ``trigger`` (see ``ftcot_hf.teach.TeachConfig``), or a teacher name alone (``"text-davinci-002"``: its
@@ -75,6 +101,7 @@ def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]
         from ftcot_hf.tasks import resolve_task
 
         tasks = [resolve_task(t) if isinstance(t, str) else t for t in tasks]
+    check_recorded_tasks(config, tasks)
     backend, preset = resolve_teacher(config.teacher)
     trigger = config.trigger or preset.get("trigger", "generic")
     kwargs = {**preset.get("kwargs", {}), **teacher_kwargs_of(config)}
@@ -122,6 +149,7 @@ __all__ = [
     "Teacher",
     "TeacherError",
     "build_teacher",
+    "check_recorded_tasks",
     "register_teacher",
     "resolve_teacher",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 _NAMES = {
     "DataArgs": "ftcot_hf.training.data",
     "EpochEvalCallback": "ftcot_hf.training.callbacks",
+    "ValidationEvalCallback": "ftcot_hf.training.callbacks",
     "FineTuneCoTConfig": "ftcot_hf.training.config",
     "FineTuneCoTTrainer": "ftcot_hf.training.trainer",
     "TrainResult": "ftcot_hf.training.trainer",

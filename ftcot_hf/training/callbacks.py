@@ -170,3 +170,13 @@ class EpochEvalCallback(TrainerCallback):
             "epoch %d: %s accuracy %s (%s)",
             epoch, self.split, record["accuracy"], getattr(self.task, "name", self.task),
         )  # fmt: skip
+
+
+class ValidationEvalCallback(EpochEvalCallback):
+    """An :class:`EpochEvalCallback` scoring held-out validation questions (``split="validation"``). A class of its
+    own because transformers warns "You are adding a ... EpochEvalCallback ... but there is already one" when a
+    second callback of one class joins a trainer, and a run with a validation hold-out scores the test split after
+    every epoch too."""
+
+    def __init__(self, dataset: Dataset, **kwargs: Any) -> None:
+        super().__init__(dataset, split="validation", **kwargs)

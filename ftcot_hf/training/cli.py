@@ -102,6 +102,11 @@ def resolve_training_task(config: Any, data_args: DataArgs) -> Any:
     return recorded.get(config.task) or resolve_task(config.task)
 
 
+TRAIN_LEAD = ("student", "dataset", "task", "format", "output_dir")
+"""What `ftcot train` acts on (the student, the rationale folder, the task, the format): its --help opens with them,
+ahead of the hyper-parameters."""
+
+
 def cli_main(argv: list[str]) -> int:
     """`ftcot train`: flags and `--config recipe.yaml` from FineTuneCoTConfig, StudentArgs and DataArgs."""
     import sys
@@ -112,7 +117,7 @@ def cli_main(argv: list[str]) -> int:
     from ftcot_hf.training.config import FineTuneCoTConfig  # heavy: imports torch; not before the DDP relaunch above
     from ftcot_hf.training.trainer import load_student_for_training, train_student
 
-    parser = command_parser((FineTuneCoTConfig, StudentArgs, DataArgs), argv, prog="ftcot train")
+    parser = command_parser((FineTuneCoTConfig, StudentArgs, DataArgs), argv, prog="ftcot train", lead=TRAIN_LEAD)
     config, student_args, data_args = parser.parse(argv)
     if student_args.model_name_or_path and config.student not in (None, student_args.model_name_or_path):
         raise FtcotError(f"--model_name_or_path {student_args.model_name_or_path} and --student {config.student} "

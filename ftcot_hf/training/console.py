@@ -34,7 +34,26 @@ def format_log_line(logs: Mapping[str, Any], state: Any) -> str:
 
 
 class NumericProgressCallback(ProgressCallback):
-    """transformers' progress bar, whose log lines print the values as numbers (it prints ``{'loss': '0.81'}``)."""
+    """transformers' progress bar, whose log lines print the values as numbers (it prints ``{'loss': '0.81'}``), and
+    whose rate (so its ETA) is timed from the end of the session's first step: that step carries the warm-up (the
+    first batches, lazy initialisation) and a resumed run's jump to its checkpoint's step, and timed from it the ETA
+    started hours long ("1:55:09" for a run of minutes)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        self._timed = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        bar = self.training_bar
+        if not state.is_world_process_zero or bar is None or getattr(self, "_timed", True):
+            return super().on_step_end(args, state, control, **kwargs)
+        from tqdm.std import EMA
+
+        self._timed = True
+        bar.n = bar.last_print_n = bar.initial = self.current_step = state.global_step
+        bar.start_t = bar.last_print_t = bar._time()
+        bar._ema_dn, bar._ema_dt = EMA(bar.smoothing), EMA(bar.smoothing)
+        bar.refresh()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and self.training_bar is not None and logs:

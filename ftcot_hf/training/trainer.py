@@ -113,6 +113,11 @@ def add_compact_lm_head(model: PreTrainedModel) -> None:
     model.forward = types.MethodType(forward, model)
 
 
+FEW_TRAIN_ROWS = 8
+"""Fewer training rows than this (less than one of the paper's batches of 8) get a warning: an own-data run on a
+10-row file trained on 2 rows in silence."""
+
+
 class FineTuneCoTTrainer(SFTTrainer):
     """``SFTTrainer`` whose loss runs the LM head only where there are labels (``completion_logits_only``).
 
@@ -129,6 +134,40 @@ class FineTuneCoTTrainer(SFTTrainer):
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             add_compact_lm_head(base)
         logger.info("loss: %s", "compact LM head (labelled positions only)" if self._compact else "TRL's fused head")
+
+    _resumed_at = 0
+
+    def resume_counters(self, checkpoint_state: dict[str, Any]) -> None:
+        """Before resuming from a checkpoint whose ``trainer_state.json`` is ``checkpoint_state``: the run's
+        counters continue from it (TRL's ``num_tokens`` restarted from zero in the logs after a resume, and
+        transformers' end-of-training ``train_loss`` averaged only the steps since the resume)."""
+        self._resumed_at = int(checkpoint_state.get("global_step") or 0)
+        tokens = [h["num_tokens"] for h in checkpoint_state.get("log_history", []) if "num_tokens" in h]
+        if tokens and hasattr(self, "_total_train_tokens"):
+            self._total_train_tokens = int(tokens[-1])
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "train_loss" in logs and self._resumed_at:
+            logs = {**logs, "train_loss": whole_run_loss(self.state, float(logs["train_loss"]), self._resumed_at)}
+        super().log(logs, *args, **kwargs)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """Resuming: a key the checkpoint left out because it is tied to another (``lm_head.weight`` = the input
+        embeddings, which safetensors saves once) is not missing; transformers warned "missing keys in the checkpoint:
+        ['lm_head.weight']" on every resume of a tied student. Other missing keys are still warned about."""
+        missing = list(load_result.missing_keys)
+        if missing:
+            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            params = dict(model.named_parameters(remove_duplicate=False))
+            loaded = {p.data_ptr() for name, p in params.items() if name not in missing}
+            tied = [k for k in missing if k in params and params[k].data_ptr() in loaded]
+            if tied:
+                model.tie_weights()
+                load_result = types.SimpleNamespace(
+                    missing_keys=[k for k in missing if k not in tied],
+                    unexpected_keys=list(load_result.unexpected_keys),
+                )
+        super()._issue_warnings_after_load(load_result)
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """Nothing: TRL's auto-card ("fine-tuned version of [None]", the training folder's name as the model name)
@@ -403,6 +442,12 @@ def train_student(
         raise FtcotError(f"Format {fmt.name!r} does not fit {student_name}, {kind} model: use {hint}.")
     with quiet_libraries():
         train = prepare_train_dataset(train_dataset, fmt)
+    if train.num_rows < FEW_TRAIN_ROWS:
+        logger.warning(
+            "Training on only %d row(s): the student can but memorise them, and its accuracy will say little. Teach "
+            "more questions (a larger --limit_train or dataset) or more rationales each (--degree).",
+            train.num_rows,
+        )
     if encoder_decoder:
         truncation = count_truncated_seq2seq(train, tokenizer, config.max_source_length, config.max_target_length)
         positions = asked = None
@@ -454,7 +499,10 @@ def train_student(
     checkpoint = _resume_point(config, resume_from_checkpoint)
     resumed_at = 0
     if checkpoint is not None:
-        resumed_at = int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+        checkpoint_state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        resumed_at = int(checkpoint_state["global_step"])
+        if isinstance(trainer, FineTuneCoTTrainer):
+            trainer.resume_counters(checkpoint_state)
     with quiet_libraries():  # checkpoint saves draw "Writing model shards" bars inside the training bar otherwise
         output = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model(config.output_dir)
