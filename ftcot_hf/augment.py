@@ -172,11 +172,24 @@ class RationaleAugmenter:
         return tqdm(total=n, desc=f"{self.task.name}: questions", unit="q", leave=False)
 
     def _progress(self, iterable, total: int, what: str, quiet: Any = None):
-        if not self.progress or quiet is not None:
+        """``iterable`` counted on a bar of its own (or, ``quiet``, on the chunks' bar), whose postfix shows what the
+        teacher is doing (requests in flight, timeouts, retries, tokens/s)."""
+        if not self.progress:
             return iterable
+        if quiet is not None:
+            return self._with_status(iterable, quiet)
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=f"{self.task.name}: {what}", unit="req", leave=False)
+        return self._with_status(tqdm(iterable, total=total, desc=f"{self.task.name}: {what}", unit="req",
+                                      leave=False), None)  # fmt: skip
+
+    def _with_status(self, iterable, bar: Any) -> Iterator[Any]:
+        bar = bar if bar is not None else iterable
+        for item in iterable:
+            status = teacher_status(self.teacher.live())
+            if status:
+                bar.set_postfix_str(status, refresh=False)
+            yield item
 
     def _stage1(
         self, questions: list[str], first: list[int], counts: list[int], quiet: Any = None
@@ -370,6 +383,21 @@ class RationaleAugmenter:
             for key in remapped:
                 correct[key] = self._score(key, answered, single, answers[key[0]])
             self.extra_samples += len(need)
+
+
+def teacher_status(live: Mapping[str, Any]) -> str:
+    """A progress bar's postfix from a teacher's :meth:`~ftcot_hf.teachers.base.Teacher.live` state:
+    ``3/4 in flight, 12 tok/s, 2 retries, 1 timeout`` (empty for a teacher without requests)."""
+    if not live:
+        return ""
+    parts = [f"{live.get('in_flight', 0)}/{live.get('limit', '?')} in flight"]
+    rate = live.get("tokens_per_s")
+    if rate:
+        parts.append(f"{rate:.2g} tok/s" if rate < 10 else f"{rate:.0f} tok/s")
+    for key, one, many in (("retries", "retry", "retries"), ("timeouts", "timeout", "timeouts")):
+        if live.get(key):
+            parts.append(f"{live[key]} {one if live[key] == 1 else many}")
+    return ", ".join(parts)
 
 
 def yield_report(augmenter: RationaleAugmenter, augmented: Any, kept: Any) -> YieldReport:

@@ -570,5 +570,5 @@ class Fleet:
             return RetryableError(
                 f"HTTP {status} from {ep.display}: {detail}", retry_after, server_fault=status != 429,
                 congestion=status != 409,
-            )
+            )  # fmt: skip
         return self.fatal(ep, f"HTTP {status}: {detail}", self.status_hint(status))
