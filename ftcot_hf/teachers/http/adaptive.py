@@ -242,7 +242,9 @@ def describe_rate(tokens_per_s: float) -> str:
 
 
 def describe_seconds(seconds: float) -> str:
-    """``45 s``, ``~7 min``, ``~1.5 h``."""
+    """``0.05 s``, ``45 s``, ``~7 min``, ``~1.5 h``."""
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 90:
         return f"{math.ceil(seconds)} s"
     if seconds < 5400:
