@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
+from ftcot_hf.augment import teacher_status
 from ftcot_hf.cli import main
 from ftcot_hf.teachers.base import Request, SamplingParams
 from ftcot_hf.teachers.http.adaptive import SAFETY_MARGIN, UNKNOWN_RATE_FACTOR, Pacing, Ticket
@@ -136,6 +137,13 @@ def test_a_deadline_set_before_the_first_reply_moves_when_the_throughput_is_know
     before, after = asyncio.run(scenario())
     assert before == UNKNOWN_RATE_FACTOR * 10.0
     assert after == pytest.approx(SAFETY_MARGIN * 1000 * 4 / 100.0)
+
+
+def test_the_progress_postfix_shows_in_flight_speed_retries_and_timeouts():
+    live = {"in_flight": 3, "limit": 4, "timeouts": 1, "retries": 2, "tokens_per_s": 12.4}
+    assert teacher_status(live) == "3/4 in flight, 12 tok/s, 2 retries, 1 timeout"
+    assert teacher_status({**live, "tokens_per_s": None, "timeouts": 0}) == "3/4 in flight, 2 retries"
+    assert teacher_status({}) == ""  # a local or recorded teacher
 
 
 # -- against a slow one-slot server -----------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ Why it looks the way it does:
 * ``identity()`` is backend + model (+ ``extra_body``, ``seed``, ``stop`` when set), never the URLs: a fleet serving
   one model shares the cache, and moving a server to another port does not invalidate it.
 
-Why this file is ~620 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
-the failure hand-over, the budget and the billed counts) share the teacher's state; the transport, which does not,
-is apart.
+Why this file is ~740 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
+the failure hand-over, the budget and the billed counts, the no-reply warning) share the teacher's state; the
+transport, which does not, is apart.
 """
 
 from __future__ import annotations
