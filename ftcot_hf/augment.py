@@ -157,6 +157,8 @@ class RationaleAugmenter:
         self.stage_counts: dict[str, Counter[str]] = {}
         """The ledger per stage (``rationale``, ``answer``, ``annotations``), filled as requests complete."""
         self._billing_known = False
+        self._outer: Any = None
+        """:func:`augment`'s bar while it runs (the per-chunk bars are off): it shows the teacher's state."""
 
     def fingerprint(self) -> str:
         """A stable fingerprint for ``Dataset.map(new_fingerprint=...)`` (hashing a model would take seconds)."""
@@ -182,11 +184,24 @@ class RationaleAugmenter:
         return tqdm(total=n, desc=f"{self.task.name}: questions", unit="q", leave=False)
 
     def _progress(self, iterable, total: int, what: str, quiet: Any = None):
-        if not self.progress or quiet is not None:
-            return iterable
+        """``iterable`` counted on a bar of its own (or, ``quiet``, on the chunks' bar), whose postfix shows what the
+        teacher is doing (requests in flight, timeouts, retries, tokens/s)."""
+        if not self.progress:  # under augment()'s own bar: the teacher's state goes on that bar
+            return self._with_status(iterable, self._outer) if self._outer is not None else iterable
+        if quiet is not None:
+            return self._with_status(iterable, quiet)
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=f"{self.task.name}: {what}", unit="req", leave=False)
+        return self._with_status(tqdm(iterable, total=total, desc=f"{self.task.name}: {what}", unit="req",
+                                      leave=False), None)  # fmt: skip
+
+    def _with_status(self, iterable, bar: Any) -> Iterator[Any]:
+        bar = bar if bar is not None else iterable
+        for item in iterable:
+            status = teacher_status(self.teacher.live())
+            if status:
+                bar.set_postfix_str(status, refresh=False)
+            yield item
 
     def _stage1(
         self, questions: list[str], first: list[int], counts: list[int], quiet: Any = None
@@ -382,6 +397,21 @@ class RationaleAugmenter:
             self.extra_samples += len(need)
 
 
+def teacher_status(live: Mapping[str, Any]) -> str:
+    """A progress bar's postfix from a teacher's :meth:`~ftcot_hf.teachers.base.Teacher.live` state:
+    ``3/4 in flight, 12 tok/s, 2 retries, 1 timeout`` (empty for a teacher without requests)."""
+    if not live:
+        return ""
+    parts = [f"{live.get('in_flight', 0)}/{live.get('limit', '?')} in flight"]
+    rate = live.get("tokens_per_s")
+    if rate:
+        parts.append(f"{rate:.2g} tok/s" if rate < 10 else f"{rate:.0f} tok/s")
+    for key, one, many in (("retries", "retry", "retries"), ("timeouts", "timeout", "timeouts")):
+        if live.get(key):
+            parts.append(f"{live[key]} {one if live[key] == 1 else many}")
+    return ", ".join(parts)
+
+
 @dataclass
 class _Tally:
     """The yield report's counts, added up chunk by chunk (a question's samples are all in one chunk)."""
@@ -543,8 +573,20 @@ class _Progress:
         self.read = augmenter.counters or augmenter.teacher.counters
         self.start, self.first = time.monotonic(), dict(self.read())
         self.bar = tqdm(total=total, desc=f"Teaching {augmenter.task.name}", unit="q", smoothing=0)
+        self.stats: dict[str, Any] = {}
+        self.status = ""
         self._inner = augmenter.progress
         augmenter.progress = False  # one bar: the augmenter's per-chunk bars would come and go every chunk
+        augmenter._outer = self
+
+    def set_postfix_str(self, status: str, refresh: bool = False) -> None:
+        """The teacher's state (requests in flight, tokens/s, retries, timeouts), beside the run's figures."""
+        self.status = status
+        self._show(refresh)
+
+    def _show(self, refresh: bool) -> None:
+        figures = ", ".join(f"{k}={v}" for k, v in self.stats.items())
+        self.bar.set_postfix_str(", ".join(filter(None, (figures, self.status))), refresh=refresh)
 
     def update(self, questions: int, kept: int) -> None:
         now = self.read()
@@ -556,9 +598,11 @@ class _Progress:
         if self.prices is not None:
             cost = (done["billed_prompt_tokens"] * self.prices[0] + done["billed_completion_tokens"] * self.prices[1])
             postfix["cost"] = f"${cost / 1e6:.4f}"
-        self.bar.set_postfix(postfix, refresh=False)
+        self.stats = postfix
+        self._show(False)
         self.bar.update(questions)
 
     def close(self) -> None:
         self.bar.close()
         self.augmenter.progress = self._inner
+        self.augmenter._outer = None

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
+from ftcot_hf.augment import REASONING_MAX_TOKENS, RationaleAugmenter, YieldReport, augment
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
-from ftcot_hf.prompts import ANSWER_MAX_TOKENS
+from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.scrub import scrub_text
 from ftcot_hf.tasks import Task, resolve_task
@@ -24,6 +24,7 @@ from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.cache import CachedTeacher
+from ftcot_hf.teachers.http.adaptive import describe_rate, describe_seconds
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.parser import command_parser
@@ -44,18 +45,23 @@ class TeachIncompleteError(FtcotError):
     def __init__(
         self, failed: int, last_error: str | None, results: dict[str, Any] | None = None,
         reports: list[YieldReport] | None = None, *, stopped: str | None = None, unsent: int = 0,
+        cause: str | None = None,
     ):  # fmt: skip
         self.failed, self.last_error = failed, last_error
         self.stopped, self.unsent = stopped, unsent
         self.results: dict[str, Any] = results or {}
         """What was taught, as :func:`teach` returns it (the kept rows of the samples that came back)."""
         self.reports: list[YieldReport] = reports or []
-        super().__init__(incomplete_message(failed, last_error, stopped=stopped, unsent=unsent))
+        super().__init__(incomplete_message(failed, last_error, stopped=stopped, unsent=unsent, cause=cause))
 
 
-def incomplete_message(failed: int, last_error: str | None, *, stopped: str | None = None, unsent: int = 0) -> str:
+def incomplete_message(
+    failed: int, last_error: str | None, *, stopped: str | None = None, unsent: int = 0, cause: str | None = None
+) -> str:
     """The one line said when ``failed`` requests failed for good (``last_error`` carries no key: the teacher
-    scrubs its messages) and/or the budget stopped teaching (``stopped``: why) with ``unsent`` requests not sent."""
+    scrubs its messages) and/or the budget stopped teaching (``stopped``: why) with ``unsent`` requests not sent.
+    ``cause`` (:func:`likely_cause`): what made them fail and the flags that fix it, said instead of "re-run the
+    same command" when that command would fail the same way."""
     parts = []
     if stopped:
         flag = "--max_cost" if stopped.startswith("max_cost") else "--max_requests"
@@ -64,9 +70,45 @@ def incomplete_message(failed: int, last_error: str | None, *, stopped: str | No
                      "are cached and not sent again.")  # fmt: skip
     if failed or not stopped:
         last = " ".join((last_error or "unknown").split())
-        parts.append(f"{failed} teacher request(s) failed (retries spent); last error: {last.rstrip('.')}. Re-run the "
-                     "same command: only the failed requests are sent again (the others are cached).")  # fmt: skip
+        then = cause or ("Re-run the same command: only the failed requests are sent again (the others are "
+                         "cached).")  # fmt: skip
+        parts.append(f"{failed} teacher request(s) failed (retries spent); last error: {last.rstrip('.')}. {then}")
     return " ".join(parts)
+
+
+def likely_cause(
+    config: TeachConfig, reports: Sequence[YieldReport], last_error: str | None, live: dict[str, Any]
+) -> str | None:
+    """What made teacher requests fail, and the flags that fix it, when re-running the same command would fail the
+    same way (timeouts: the replies are slower than the timeout allows; 429: too many requests; nothing at the
+    address); None when a re-run may well succeed (a 5xx storm, a flaky proxy). ``live``: the teacher's state."""
+    error = (last_error or "").lower()
+    explicit = (config.teacher_kwargs or {}).get("timeout")  # type: ignore[union-attr]
+    if "timed out" in error:
+        one_stage = any(r.protocol == "one_stage" for r in reports)
+        tokens = config.max_rationale_tokens or (REASONING_MAX_TOKENS if one_stage else RATIONALE_MAX_TOKENS)
+        rate = live.get("tokens_per_s")
+        timeouts = sum(r.timeouts for r in reports)
+        speed = ""
+        if rate:
+            expected = describe_seconds(tokens / rate)
+            speed = f"; the server produces {describe_rate(rate)}, so a {tokens}-token reply takes {expected}"
+        fix = f"lower --max_rationale_tokens (now {tokens}) or --max_concurrency (1 for a one-slot server)"
+        if explicit:
+            need = f"{math.ceil(3 * tokens / rate)}" if rate else "..."
+            fix += (f", or raise the timeout of {explicit:g} s (--teacher_kwargs '{{\"timeout\": {need}}}') or leave "
+                    "it out (then it follows the tokens asked and the server's speed)")  # fmt: skip
+        else:
+            fix += ", or raise the floor of the derived timeout (--teacher_kwargs '{\"min_timeout\": ...}')"
+        return (f"Likely cause: replies slower than the timeout ({timeouts} timeout(s){speed}); the same command "
+                f"would time out the same way: {fix}. The requests already answered are cached.")  # fmt: skip
+    if "http 429" in error:
+        return ("Likely cause: the server refuses the load (HTTP 429, rate limited): lower --max_concurrency, or wait "
+                "and re-run (the requests already answered are cached).")  # fmt: skip
+    if "cannot connect" in error:
+        return ("Likely cause: nothing answers at --base_url: start the server (or fix --base_url), then re-run the "
+                "same command: only the failed requests are sent again.")  # fmt: skip
+    return None
 
 
 @dataclass
@@ -107,7 +149,12 @@ class TeachConfig(TaskDatasetArgs):
         },
     )
     max_concurrency: int | None = field(
-        default=None, metadata={"help": "openai: requests in flight at most (default 16)."}
+        default=None,
+        metadata={
+            "help": "openai: requests in flight at most (default 16), the ceiling of an adaptive bound: it starts at "
+            "4, rises by one per window of replies as long as their speed holds, and halves on a timeout, 429 or "
+            "5xx (congestion control, AIMD), so a one-slot local server and a GPU fleet both work without it."
+        },
     )
     replay_file: str | None = field(
         default=None, metadata={"help": "replay: a JSONL recording (ftcot format) or reference completion-data JSON."}
@@ -434,7 +481,8 @@ def teach(
     failed, unsent = sum(r.failed_requests for r in reports), sum(r.unsent_requests for r in reports)
     if failed or unsent:
         stopped = budget.reason if unsent and budget is not None else None
-        raise TeachIncompleteError(failed, last_error, results, reports, stopped=stopped, unsent=unsent)
+        cause = likely_cause(config, reports, last_error, teacher.live()) if failed else None
+        raise TeachIncompleteError(failed, last_error, results, reports, stopped=stopped, unsent=unsent, cause=cause)
     return results, reports
 
 

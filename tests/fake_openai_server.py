@@ -41,6 +41,12 @@ applied when no scripted fault is pending: faults that hit *particular* prompts 
 storm on some questions, ``lambda body: ("503",) if "coin" in body["prompt"] else None``). Set it to ``None`` to
 heal the server.
 
+A slow local server: ``tokens_per_s`` generates every reply at that rate (the time a reply's completion tokens take,
+after ``latency``), in ``slots`` slots (requests beyond them queue, as on ``transformers serve`` or a one-slot
+llama.cpp server); a client that disconnects is noticed while its request waits or generates, and the generation is
+abandoned (as vLLM aborts it) and counted in ``aborted``; ``generated`` lists the prompts whose generation ran to
+the end (a prompt twice there is a reply generated twice).
+
 Use it as a context manager (``with FakeOpenAIServer(latency=0.05) as server: server.base_url``), as the pytest
 fixture ``fake_openai_server``, or run it in its own process (``python tests/fake_openai_server.py --latency 0.05``
 prints ``PORT <n>`` then serves until stdin closes), which keeps its CPU time off the client's GIL in benchmarks.
@@ -52,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import socket
 import sys
 import threading
@@ -95,6 +102,8 @@ class _State:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    generated: list[str] = field(default_factory=list)
+    aborted: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -126,6 +135,40 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, headers)
 
     # -- endpoints -----------------------------------------------------------------------------------------------
+    def _gone(self, wait: float) -> bool:
+        """Has the client closed the connection? (waits up to ``wait`` seconds for a sign of it)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], wait)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _generate(self, fake: FakeOpenAIServer, body: dict[str, Any], tokens: int) -> bool:
+        """Take a slot, then spend ``tokens / tokens_per_s`` seconds generating; False (aborted, nothing sent) when
+        the client goes away meanwhile."""
+        state = fake._state
+        acquired = False
+        try:
+            while not (acquired := fake._slots.acquire(timeout=0.01)):
+                if self._gone(0) or fake._stopping.is_set():
+                    return self._abort(state)
+            end = time.monotonic() + tokens / fake.tokens_per_s
+            while (left := end - time.monotonic()) > 0:
+                if self._gone(min(left, 0.02)) or fake._stopping.is_set():
+                    return self._abort(state)
+            with state.lock:
+                state.generated.append(json.dumps(body.get("messages") or body.get("prompt")))
+            return True
+        finally:
+            if acquired:
+                fake._slots.release()
+
+    def _abort(self, state: _State) -> bool:
+        with state.lock:
+            state.aborted += 1
+        self.close_connection = True
+        return False
+
     def do_GET(self) -> None:
         fake = self.server.fake
         if self.path.rstrip("/") == "/_stats":
@@ -195,6 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "malformed":
             return self._send(200, b'{"id": "cmpl-broken", "choices": [')
         reply = _completion(body, chat, kind, fake.ignore_n, fake.text_for)
+        if fake.tokens_per_s and not self._generate(fake, body, reply["usage"]["completion_tokens"]):
+            return None
         if kind == "reasoning":
             field_name, content = fault[1], fault[2]  # type: ignore[index]
             for choice in reply["choices"]:
@@ -283,6 +328,8 @@ class FakeOpenAIServer:
         ignore_n: bool = False,
         fault_for: Callable[[dict[str, Any]], Directive] | None = None,
         text_for: TextFor | None = None,
+        tokens_per_s: float | None = None,
+        slots: int = 1,
     ):
         self.latency = latency
         self.fault_for = fault_for
@@ -291,6 +338,9 @@ class FakeOpenAIServer:
         """(prompt, sample index) -> completion text, instead of :func:`sample_text` (see the module docstring)."""
         self.model = model
         self.ignore_n = ignore_n
+        self.tokens_per_s = tokens_per_s
+        """Generate each reply at this rate, in ``slots`` slots (see the module docstring); None: at once."""
+        self._slots = threading.Semaphore(slots)
         self._state = _State(faults=list(faults or []))
         self._stopping = threading.Event()
         self._port = port
@@ -349,6 +399,17 @@ class FakeOpenAIServer:
         """Every POST received so far (a snapshot)."""
         with self._state.lock:
             return list(self._state.requests)
+
+    @property
+    def generated(self) -> list[str]:
+        """The prompts (JSON) whose generation ran to the end, in order (``tokens_per_s`` servers)."""
+        with self._state.lock:
+            return list(self._state.generated)
+
+    @property
+    def aborted(self) -> int:
+        """Generations abandoned because their client disconnected (``tokens_per_s`` servers)."""
+        return self._state.aborted
 
     @property
     def max_in_flight(self) -> int:

@@ -243,6 +243,11 @@ class Teacher:
         ``billed_prompt_tokens``... Empty for a backend that counts nothing."""
         return {}
 
+    def live(self) -> dict[str, Any]:
+        """What the backend is doing now, for a progress bar: ``in_flight``, ``limit`` (the bound on requests in
+        flight), ``timeouts``, ``retries``, ``tokens_per_s`` (None: unknown). Empty for a backend without requests."""
+        return {}
+
     def close(self) -> None:
         """Release connections/models."""
 

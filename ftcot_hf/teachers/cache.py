@@ -299,6 +299,9 @@ class CachedTeacher(Teacher):
     def identity(self) -> dict[str, Any]:
         return self.teacher.identity()
 
+    def live(self) -> dict[str, Any]:
+        return self.teacher.live()
+
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
         identity = self.identity()
         params_keys: dict[Any, dict[str, Any]] = {}  # the requests of a run share a few SamplingParams

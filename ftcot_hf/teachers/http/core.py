@@ -28,9 +28,9 @@ Why it looks the way it does:
 * ``identity()`` is backend + model (+ ``extra_body``, ``seed``, ``stop`` when set), never the URLs: a fleet serving
   one model shares the cache, and moving a server to another port does not invalidate it.
 
-Why this file is ~620 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
-the failure hand-over, the budget and the billed counts) share the teacher's state; the transport, which does not,
-is apart.
+Why this file is ~740 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
+the failure hand-over, the budget and the billed counts, the no-reply warning) share the teacher's state; the
+transport, which does not, is apart.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import inspect
 import itertools
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -61,6 +62,7 @@ from ftcot_hf.teachers.base import (
     TeacherError,
 )
 from ftcot_hf.teachers.http import transport as tp
+from ftcot_hf.teachers.http.adaptive import MIN_TIMEOUT, describe_rate, describe_seconds
 from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,22 @@ def _prompt_billed_once(gens: list[Generation]) -> list[Generation]:
     if len(gens) < 2 or not any(g.prompt_tokens for g in gens[1:]):
         return gens
     return [gens[0], *(dataclasses.replace(g, prompt_tokens=0) for g in gens[1:])]
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """Seconds from the environment variable ``name`` (bad values are refused, naming the variable)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"${name} must be a number of seconds > 0, not {value!r}; unset it for {default:g} s.")
+    return seconds
+
+
 _Plan = tuple[SamplingParams, int, int]
 """(the sampling parameters sent, ``n`` asked for, leading choices of the answer to drop)."""
 
@@ -88,8 +106,14 @@ class HTTPTeacher(Teacher):
         base_url: the API root; several (a list, or one comma-separated string) form a fleet: requests go to the
             least busy live server, and a dead one is skipped for ``down_cooldown`` seconds.
         api_key: else ``$<api_key_env>``, else the HF token for Hugging Face hosts, else ``"EMPTY"``.
-        max_concurrency: HTTP requests in flight at most (for the whole teacher, across the fleet).
-        timeout: seconds per HTTP request.
+        max_concurrency: HTTP requests in flight at most (for the whole teacher, across the fleet): the ceiling of
+            an adaptive bound that starts at 4, rises by one per window of replies as long as their speed holds and
+            halves on a timeout, 429 or 5xx (``adaptive.py``).
+        timeout: seconds per HTTP request; None (the default): derived per request, ``max(min_timeout, 3 x its
+            max_tokens x the bound / the tokens/s observed)``; until the first reply shows the speed, 30 x
+            ``min_timeout``, and the requests then in flight get their derived deadline when it comes.
+        min_timeout: the floor of a derived timeout (default ``$FTCOT_MIN_TIMEOUT``, else 60 s); after this long
+            without any reply the teacher warns with the speed it measured.
         max_retries: backoff rounds per request after the first try; each round tries every live server once, so
             a request makes at most ``(max_retries + 1) * len(base_url)`` attempts.
         supports_n: ``None`` (auto): ask for ``n`` choices per request and, on the first answer with fewer, log a
@@ -165,7 +189,7 @@ class HTTPTeacher(Teacher):
         base_url: str | Sequence[str],
         api_key: str | None = None,
         max_concurrency: int = 16,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         max_retries: int = 6,
         supports_n: bool | None = None,
         *,
@@ -178,6 +202,7 @@ class HTTPTeacher(Teacher):
         stop: str | Sequence[str] = (),
         api_key_env: str | None = None,
         http_backend: str = "auto",
+        min_timeout: float | None = None,
     ):
         label = self._label
         if not model:
@@ -186,8 +211,12 @@ class HTTPTeacher(Teacher):
             raise ValueError(f"{label} teacher: max_concurrency must be >= 1, not {max_concurrency}.")
         if max_retries < 0:
             raise ValueError(f"{label} teacher: max_retries must be >= 0, not {max_retries}.")
-        if not timeout > 0:
-            raise ValueError(f"{label} teacher: timeout must be > 0 seconds, not {timeout}.")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"{label} teacher: timeout must be > 0 seconds (or null: derived), not {timeout}.")
+        if min_timeout is None:
+            min_timeout = _env_seconds("FTCOT_MIN_TIMEOUT", MIN_TIMEOUT)
+        if not min_timeout > 0:
+            raise ValueError(f"{label} teacher: min_timeout must be > 0 seconds, not {min_timeout}.")
         if supports_n not in (None, True, False):
             raise ValueError(f"{label} teacher: supports_n must be true, false or null (auto), not {supports_n!r}.")
         if http_backend not in ("auto", "aiohttp", "httpx"):
@@ -207,7 +236,8 @@ class HTTPTeacher(Teacher):
         self._openai = openai
         self.model = model
         self.max_concurrency = int(max_concurrency)
-        self.timeout = float(timeout)
+        self.timeout = None if timeout is None else float(timeout)
+        self.min_timeout = float(min_timeout)
         self.max_retries = int(max_retries)
         self.supports_n: bool | None = supports_n if self.api_has_n else False
         self.backoff_base = float(backoff_base)
@@ -238,7 +268,7 @@ class HTTPTeacher(Teacher):
         ``failed_billed_prompt_tokens``/``failed_billed_completion_tokens``, ``billed_prompt_tokens``/
         ``billed_completion_tokens`` (every answer's usage), ``unsent`` (requests the budget refused)."""
         fleet_options = ("max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max", "down_after",
-                         "down_cooldown", "http_backend", "api_key_env")  # fmt: skip
+                         "down_cooldown", "http_backend", "api_key_env", "min_timeout")  # fmt: skip
         self._fleet = Fleet(
             base_url, openai=openai, api_key=api_key, label=label, model=model, status_hint=self.status_hint,
             stats=self.stats, **{name: getattr(self, name) for name in fleet_options},
@@ -247,6 +277,8 @@ class HTTPTeacher(Teacher):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._finalizer: weakref.finalize | None = None
+        self._replies = 0
+        """Answers received (the no-reply warning watches it)."""
 
     @classmethod
     def from_config(
@@ -306,6 +338,11 @@ class HTTPTeacher(Teacher):
         # `requests` are the HTTP requests that left the process (retries and one-per-sample requests included)
         return {"billed_prompt_tokens": 0, "billed_completion_tokens": 0, **self.stats,
                 "requests": self.stats["http_requests"]}  # fmt: skip
+
+    def live(self) -> dict[str, Any]:
+        pacing = self._fleet.pacing
+        return {"in_flight": pacing.in_flight, "limit": pacing.limit, "timeouts": self.stats["timeouts"],
+                "retries": self.stats["retries"], "tokens_per_s": pacing.throughput}  # fmt: skip
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"backend": self.backend, "model": self.model}
@@ -476,6 +513,7 @@ class HTTPTeacher(Teacher):
                         deliver((pos, slots))  # type: ignore[arg-type]
 
             tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.max_concurrency, len(units)))]
+            watch = asyncio.ensure_future(self._watch(max(r.params.max_tokens for r in requests)))
             try:
                 if tasks:
                     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -483,9 +521,10 @@ class HTTPTeacher(Teacher):
                         if task.exception() is not None:
                             raise task.exception()  # type: ignore[misc]
             finally:
+                watch.cancel()
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(watch, *tasks, return_exceptions=True)
         except asyncio.CancelledError:
             raise  # the caller stopped iterating; nobody is listening
         except TeacherError as exc:
@@ -498,6 +537,39 @@ class HTTPTeacher(Teacher):
         finally:
             flush()
             out.put(None)
+
+    async def _watch(self, max_tokens: int) -> None:
+        """Warn once when no reply has come back ``min_timeout`` seconds into a call: a silent bar at 0 for minutes
+        is how a server too slow for the token budget looked."""
+        replies = self._replies
+        await asyncio.sleep(self.min_timeout)
+        if self._replies == replies and self._fleet.pacing.in_flight:
+            logger.warning("%s", self._no_reply_message(max_tokens))
+
+    def _no_reply_message(self, max_tokens: int) -> str:
+        pacing = self._fleet.pacing
+        message = (f"{self._label} teacher: no reply from {self._where()} in {describe_seconds(self.min_timeout)} "
+                   f"({pacing.in_flight} request(s) in flight, up to {max_tokens} tokens each)")  # fmt: skip
+        rate = pacing.best_rate or pacing.throughput
+        if rate:
+            expected = max_tokens / rate
+            message += (f": the server produces {describe_rate(rate)}; a {max_tokens}-token reply takes "
+                        f"{describe_seconds(expected)}")  # fmt: skip
+            if pacing.in_flight > 1:
+                message += f" (up to {describe_seconds(expected * pacing.in_flight)} on a one-slot server)"
+        message += ". Lower --max_rationale_tokens (or --max_concurrency)"
+        if self.timeout is not None:
+            message += f", or raise the timeout of {self.timeout:g} s (--teacher_kwargs '{{\"timeout\": ...}}')"
+        return message + "."
+
+    def _replied(self, billed: tuple[int, int] | None, gens: Sequence[Generation], seconds: float) -> None:
+        """An answer came back in ``seconds``: its tokens feed the concurrency bound and the throughput."""
+        self._replies += 1
+        if billed is not None:
+            tokens = billed[1]
+        else:  # no usage: its samples' counts, else ~4 characters a token
+            tokens = sum(g.completion_tokens if g.completion_tokens is not None else len(g.text) // 4 for g in gens)
+        self._fleet.pacing.replied(max(tokens, 1), seconds)
 
     async def _call(self, request: Request, offset: int, count: int) -> list[Generation]:
         """``count`` samples (from ``offset``) of ``request``: one HTTP request where the server does ``n``, else one
@@ -545,7 +617,7 @@ class HTTPTeacher(Teacher):
         worst = self._worst_case(request, params, n)
         gate = None if self.budget is None else lambda: self._admit(worst)
         for attempt in itertools.count():
-            ep, content = await self._fleet.post(path, body, gate)
+            ep, content, seconds = await self._fleet.post(path, body, gate, params.max_tokens * n)
             billed: tuple[int, int] | None = None
             try:
                 data = self._json(content)
@@ -566,6 +638,7 @@ class HTTPTeacher(Teacher):
                 logger.info("%s; re-asking (%d/%d) in %.2f s", error, attempt + 1, self.max_retries, delay)
                 await asyncio.sleep(delay)
                 continue
+            self._replied(billed, gens, seconds)
             if len(gens) < n:
                 self._fewer_choices(ep, len(gens), n)
             return _prompt_billed_once(gens[skip : skip + count])

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from ftcot_hf.scrub import scrub_text
 from ftcot_hf.teachers.base import RequestFailedError, TeacherError
+from ftcot_hf.teachers.http.adaptive import Pacing
 from ftcot_hf.teachers.http.urls import (  # noqa: F401 -- also re-exported: they were defined here
     BASE_URL_EXAMPLE,
     HF_HOST_SUFFIXES,
@@ -77,6 +78,8 @@ class RetryableError(Exception):
     """Nothing answered at that address: mark the server down at once."""
     server_fault: bool = True
     """Counts towards marking the server down (a 429 does not: the server is alive, just busy)."""
+    congestion: bool = False
+    """A sign of too much load (a timeout, 408, 429, 5xx): the concurrency bound is halved."""
 
 
 class ResponseError(Exception):
@@ -195,7 +198,9 @@ def http_response_type(openai: Any) -> type:
     return httpx.Response
 
 
-def make_http_client(openai: Any, *, timeout: float, max_concurrency: int, http_backend: str, label: str) -> Any:
+def make_http_client(
+    openai: Any, *, timeout: float | None, max_concurrency: int, http_backend: str, label: str
+) -> Any:
     """The transport of an ``AsyncOpenAI`` client (None = the client's default). Its pool size follows
     ``max_concurrency`` so the bound is ours."""
     limits_type = type(getattr(openai, "DEFAULT_CONNECTION_LIMITS", None))
@@ -217,7 +222,7 @@ def make_http_client(openai: Any, *, timeout: float, max_concurrency: int, http_
 
 
 def make_aiohttp_session(
-    openai: Any, *, url: str, headers: dict[str, str], timeout: float, max_concurrency: int
+    openai: Any, *, url: str, headers: dict[str, str], timeout: float | None, max_concurrency: int
 ) -> Any:
     """The aiohttp backend: a bare ``aiohttp.ClientSession`` posting the body itself, or None without aiohttp.
 
@@ -240,6 +245,13 @@ def make_aiohttp_session(
         headers=headers,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
     )
+
+
+def aiohttp_timeout(connect: float, read: float | None) -> Any:
+    """The per-request timeouts of the aiohttp backend: ``read`` None when the deadline is ours (derived)."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
 
 
 @dataclass
@@ -300,7 +312,8 @@ class Fleet:
     Requests go to the least busy live server; ``down_after`` consecutive 5xx/timeouts (or one refused connection)
     mark a server down for ``down_cooldown`` seconds. A request makes at most ``max_retries + 1`` rounds of attempts,
     each trying every live server once, with ``min(backoff_max, backoff_base * 2**k)`` (jittered to 50-100 %) or the
-    server's ``Retry-After`` (plus up to 10 %) between rounds.
+    server's ``Retry-After`` (plus up to 10 %) between rounds. How many attempts are in flight at once (up to
+    ``max_concurrency``) and how long each may take (``timeout``, else derived) are :attr:`pacing`'s (``adaptive.py``).
     """
 
     def __init__(
@@ -313,7 +326,7 @@ class Fleet:
         label: str,
         model: str,
         max_concurrency: int,
-        timeout: float,
+        timeout: float | None,
         max_retries: int,
         backoff_base: float,
         backoff_max: float,
@@ -322,6 +335,7 @@ class Fleet:
         http_backend: str,
         status_hint: Callable[[int], str],
         stats: Counter[str],
+        min_timeout: float = 60.0,
     ):
         self.openai, self.label, self.model, self.stats, self.status_hint = openai, label, model, stats, status_hint
         self.max_concurrency, self.timeout, self.max_retries = max_concurrency, timeout, max_retries
@@ -338,7 +352,11 @@ class Fleet:
             "headers": {"x-stainless-retry-count": omit, "x-stainless-read-timeout": omit}
         }
         self._rr = itertools.count()
-        self._semaphore: asyncio.Semaphore | None = None
+        self.pacing = Pacing(max_concurrency, timeout, min_timeout=min_timeout)
+        """The bound on attempts in flight and their timeouts (it lives as long as the teacher: what it learnt
+        about the servers carries over to the next ``generate`` call)."""
+        self._connect_timeout = timeout if timeout is not None else min_timeout
+        self._aiohttp_timeout: Any = None
 
     # -- servers and messages --------------------------------------------------------------------------------------
     @property
@@ -370,25 +388,25 @@ class Fleet:
     # -- clients ---------------------------------------------------------------------------------------------------
     async def open(self, default_headers: Callable[[str], dict[str, Any]]) -> None:
         """Create the clients inside the loop they will run on (aiohttp sessions are bound to their loop)."""
-        self._semaphore = asyncio.Semaphore(self.max_concurrency)
         for ep in self.endpoints:
             if self.http_backend in ("auto", "aiohttp"):
                 headers = {"Authorization": f"Bearer {ep.api_key}", "Accept": "application/json"}
                 headers |= {k: v for k, v in default_headers(ep.api_key).items() if isinstance(v, str)}
                 headers |= ep.auth_headers
-                ep.session = make_aiohttp_session(self.openai, url=ep.post_url, headers=headers, timeout=self.timeout,
+                ep.session = make_aiohttp_session(self.openai, url=ep.post_url, headers=headers,
+                                                  timeout=self._connect_timeout,
                                                   max_concurrency=self.max_concurrency)  # fmt: skip
                 if ep.session is not None:
                     continue
             http_client = make_http_client(
-                self.openai, timeout=self.timeout, max_concurrency=self.max_concurrency,
+                self.openai, timeout=self._connect_timeout, max_concurrency=self.max_concurrency,
                 http_backend=self.http_backend, label=self.label,
             )  # fmt: skip
             ep.client = self.openai.AsyncOpenAI(
                 base_url=ep.post_url,
                 api_key=ep.api_key,
                 max_retries=0,  # our retries are the only ones, so they are counted and can fail over
-                timeout=self.timeout,
+                timeout=self._connect_timeout,
                 http_client=http_client,
                 default_headers=default_headers(ep.api_key) | ep.auth_headers,
                 default_query=ep.query or None,
@@ -416,12 +434,14 @@ class Fleet:
         return min(live, key=lambda e: (e.in_flight, (e.index - start) % size))
 
     async def post(
-        self, path: str, body: dict[str, Any], gate: Callable[[], Callable[[], None]] | None = None
-    ) -> tuple[Endpoint, bytes]:
+        self, path: str, body: dict[str, Any], gate: Callable[[], Callable[[], None]] | None = None,
+        tokens: int = 0,
+    ) -> tuple[Endpoint, bytes, float]:  # fmt: skip
         """POST ``body`` to ``path`` of one server, retrying and failing over until a 200 answer comes back (the
-        server and its raw bytes) or the retries are spent (:class:`RequestFailedError`: this request failed, the
-        others may not). ``gate`` is called before every attempt, inside the concurrency bound (the budget: it
-        raises to refuse the attempt, else returns what ends the attempt's hold when its answer is in)."""
+        server, its raw bytes and the seconds its attempt took) or the retries are spent (:class:`RequestFailedError`:
+        this request failed, the others may not). ``gate`` is called before every attempt, inside the concurrency
+        bound (the budget: it raises to refuse the attempt, else returns what ends the attempt's hold when its
+        answer is in). ``tokens``: the most the reply may generate (its timeout is derived from it)."""
         round_ = 0
         tried: set[int] = set()
         last: RetryableError | None = None
@@ -447,24 +467,30 @@ class Fleet:
             if tried:
                 self.stats["failovers"] += 1
             tried.add(ep.index)
-            assert self._semaphore is not None
+            pacing = self.pacing
             try:
-                async with self._semaphore:
+                async with pacing.slot() as ticket:  # lowering the bound never cancels what is in flight
                     release = gate() if gate is not None else None
                     ep.in_flight += 1
                     try:
-                        content = await self._attempt(ep, path, body)
+                        async with pacing.deadline(ticket, tokens) as deadline:
+                            content = await self._attempt(ep, path, body, self.timeout)
+                    except TimeoutError as exc:  # the derived deadline passed (the explicit one is the client's)
+                        raise self._connection_error(ep, exc, deadline.seconds) from None
                     finally:
                         ep.in_flight -= 1
                         if release is not None:
                             release()
             except RetryableError as exc:
                 last = exc
+                if exc.congestion and pacing.congested(ticket.epoch):
+                    logger.info("%s teacher: %s; requests in flight at most %d now", self.label, exc.message,
+                                pacing.limit)  # fmt: skip
                 self._note_failure(ep, exc)
                 continue
             ep.failures, ep.down_until = 0, 0.0
             ep.served += 1
-            return ep, content
+            return ep, content, time.monotonic() - ticket.start
 
     def delay(self, round_: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -482,47 +508,53 @@ class Fleet:
         if exc.server_fault:
             ep.failures += 1
 
-    async def _attempt(self, ep: Endpoint, path: str, body: dict[str, Any]) -> bytes:
+    async def _attempt(self, ep: Endpoint, path: str, body: dict[str, Any], timeout: float | None) -> bytes:
         """One HTTP request. Through the client's generic ``post`` (its documented way to send a body as is, with
         its auth, headers and errors) rather than ``completions.create``: that skips the typed-parameter transform,
         about a sixth of the client's CPU per request, which is what bounds throughput at high concurrency; and
-        the raw bytes come back, so a malformed answer is ours to diagnose."""
+        the raw bytes come back, so a malformed answer is ours to diagnose. Either client closes the connection of
+        an attempt it abandons (timed out, cancelled), so a server that aborts on disconnect (vLLM) stops generating
+        it."""
         openai = self.openai
         self.stats["http_requests"] += 1
         if ep.session is not None:
-            return await self._attempt_aiohttp(ep, path, body)
+            return await self._attempt_aiohttp(ep, path, body, timeout)
         try:
-            response = await ep.client.post(path, body=body, cast_to=self._response_type, options=self._options)
+            options = {**self._options, "timeout": timeout}
+            response = await ep.client.post(path, body=body, cast_to=self._response_type, options=options)
             return response.content
         except openai.APIStatusError as exc:
             raise self._status_error(ep, exc) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
-            raise self._connection_error(ep, exc) from None
+            raise self._connection_error(ep, exc, timeout) from None
 
-    async def _attempt_aiohttp(self, ep: Endpoint, path: str, body: dict[str, Any]) -> bytes:
+    async def _attempt_aiohttp(self, ep: Endpoint, path: str, body: dict[str, Any], timeout: float | None) -> bytes:
         """:meth:`_attempt` on the aiohttp backend's session: the same request, the same failure classes."""
         import aiohttp
 
+        if self._aiohttp_timeout is None:
+            self._aiohttp_timeout = aiohttp_timeout(self._connect_timeout, timeout)
         try:
             async with ep.session.post(ep.post_url + path, json=body, params=ep.query or None,
-                                       allow_redirects=False) as response:  # fmt: skip
+                                       allow_redirects=False, timeout=self._aiohttp_timeout) as response:  # fmt: skip
                 content = await response.read()
                 status = response.status
                 if 200 <= status < 300:
                     return content
                 failure = status_failure(status, content, response.headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise self._connection_error(ep, exc) from None
+            raise self._connection_error(ep, exc, timeout) from None
         raise self._status_error(ep, failure) from None
 
-    def _connection_error(self, ep: Endpoint, exc: BaseException) -> RetryableError:
+    def _connection_error(self, ep: Endpoint, exc: BaseException, timeout: float | None = None) -> RetryableError:
         """A failure below HTTP (refused, reset, timed out), counted and worded alike for both backends."""
         if is_connect_failure(exc):
             self.stats["connection_errors"] += 1
             return RetryableError(f"cannot connect to {ep.display}", connect_failed=True)
         if is_timeout(exc):
             self.stats["timeouts"] += 1
-            return RetryableError(f"{ep.display} timed out after {self.timeout:g} s")
+            waited = f" after {f'{timeout:.1f}'.rstrip('0').rstrip('.')} s" if timeout is not None else ""
+            return RetryableError(f"{ep.display} timed out{waited}", congestion=True)
         self.stats["connection_errors"] += 1
         return RetryableError(f"connection to {ep.display} failed ({self.scrub(str(exc))[:120]})")
 
@@ -536,6 +568,7 @@ class Fleet:
             response = getattr(exc, "response", None)
             retry_after = parse_retry_after(getattr(response, "headers", None))
             return RetryableError(
-                f"HTTP {status} from {ep.display}: {detail}", retry_after, server_fault=status != 429
-            )
+                f"HTTP {status} from {ep.display}: {detail}", retry_after, server_fault=status != 429,
+                congestion=status != 409,
+            )  # fmt: skip
         return self.fatal(ep, f"HTTP {status}: {detail}", self.status_hint(status))
