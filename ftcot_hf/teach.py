@@ -361,7 +361,7 @@ class TeachConfig(TaskDatasetArgs):
         return [custom] if custom is not None else [resolve_task(t) for t in self.tasks]
 
 
-MAX_RATIONALES_CHECKED = 10_000
+MAX_RATIONALES_CHECKED = 1_000
 """Rationales of a run checked for test n-grams (an evenly spaced sample beyond: the report says so)."""
 
 
