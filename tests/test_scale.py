@@ -1,0 +1,136 @@
+"""Teaching in memory that does not grow with the dataset (issue 29 items 1, 2, 5): --limit before any row is
+touched, rows streamed to Arrow shards readable while a run goes on, a memory-mapped result, decontamination with
+bounded pairs. The sizes themselves (10k / 100k / 1M questions) are bench/teach_scale.py's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import datasets
+import pytest
+
+from ftcot_hf.augment import RationaleAugmenter, augment
+from ftcot_hf.cli import main
+from ftcot_hf.evaluation import decontamination as dc
+from ftcot_hf.tasks import Task
+from ftcot_hf.teachers.base import Generation, Request, Teacher
+from tests.fake_openai_server import FakeOpenAIServer
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_limit_reads_only_the_first_rows_of_the_taught_split(tmp_path):
+    # row 50 has a gold answer a number task cannot read: with --limit 8 it is never touched
+    rows = [{"q": f"What is {i} plus 1?", "a": str(i + 1)} for i in range(60)]
+    rows[50]["a"] = "not a number"
+    data = _jsonl(tmp_path / "big.jsonl", rows)
+    args = dict(question_column="q", answer_column="a", answer_type="number", task_name="big", test_size=5)
+    task = Task.from_dataset(str(data), **args, limits={"train": 8})
+    records = task.load()
+    assert records["train"].num_rows == 8 and records["test"].num_rows == 5
+    assert records["train"]["sample_index"] == sorted(records["train"]["sample_index"])
+    with pytest.raises(Exception, match="row 50"):  # without the limit the whole split is read and checked
+        Task.from_dataset(str(data), **args)
+
+
+def test_teach_limit_on_a_file_with_a_bad_row_far_down_succeeds_and_checks_only_the_taught_rows(tmp_path, capsys):
+    rows = [{"q": f"Item {i}: what is {i} plus 1?", "a": str(i + 1)} for i in range(300)]
+    rows[200]["a"] = "???"
+    data = _jsonl(tmp_path / "big.jsonl", rows)
+    with FakeOpenAIServer(text_for=lambda prompt, j: "Therefore, the answer is 1.") as server:
+        code = main(["teach", "--dataset", str(data), "--question_column", "q", "--answer_column", "a",
+                     "--answer_type", "number", "--task_name", "big", "--test_size", "20", "--limit", "8",
+                     "--teacher", "openai", "--model", "m", "--base_url", server.base_url, "--chat", "true",
+                     "--keep", "all", "--cache_dir", str(tmp_path / "c.sqlite"),
+                     "--output_dir", str(tmp_path / "out")])  # fmt: skip
+        sent = len(server.requests)
+    assert code == 0, capsys.readouterr().err
+    assert sent == 8
+    [report] = json.loads((tmp_path / "out" / "yield_report.json").read_text())["reports"]
+    assert report["questions"] == 8 and report["decontamination"]["n_train"] == 8
+    assert report["decontamination"]["n_test"] == 20
+    assert not (tmp_path / "out.partial").exists()
+
+
+class _Watching(Teacher):
+    """Answers every prompt; on the third chunk's first request, reads the shards written so far, as a user would
+    while a long run goes on."""
+
+    backend, model = "watching", "watching-v1"
+
+    def __init__(self, folder: Path):
+        self.folder, self.calls, self.seen = folder, 0, None
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
+        self.calls += 1
+        if self.calls == 3:
+            files = sorted(str(p) for p in self.folder.glob("*.arrow"))
+            self.seen = datasets.load_dataset("arrow", data_files=files, split="train")["sample_index"]
+        for pos, r in enumerate(requests):
+            gold = r.prompt.split("[gold:")[1].split("]")[0]
+            yield pos, [Generation(f"It is {gold}. Therefore, the answer is {gold}.", "stop", 3, 5)] * r.n
+
+
+def _records(n: int) -> datasets.Dataset:
+    answers = ["yes", "no"] * (n // 2)
+    return datasets.Dataset.from_dict({
+        "sample_index": list(range(n)),
+        "question": [f"Coin question {i} [gold:{a}]" for i, a in enumerate(answers)],
+        "answer": answers,
+        "rationale": [None] * n,
+    })  # fmt: skip
+
+
+def test_rows_are_on_disk_as_they_are_taught_and_come_back_memory_mapped(tmp_path):
+    folder = tmp_path / "partial"
+    teacher = _Watching(folder)
+    augmenter = RationaleAugmenter(teacher, "coin_flip", protocol="one_stage")
+    # 4 questions a chunk, a shard closed after every chunk (flush_seconds=0): the third chunk sees the first two's
+    kept, report = augment(_records(12), augmenter, batch_size=4, output_dir=folder, flush_seconds=0)
+    assert teacher.seen == list(range(8))
+    assert kept.num_rows == report.kept == 12 and kept["sample_index"] == list(range(12))
+    assert len(list(folder.glob("*.arrow"))) == 3
+    assert kept.cache_files and all(Path(f["filename"]).parent == folder for f in kept.cache_files)  # not in RAM
+    assert report.questions == 12 and report.samples == 12 and report.correct == 12
+
+
+def test_the_yield_counted_chunk_by_chunk_equals_one_pass(tmp_path):
+    from tests.test_teaching import ScriptedTeacher
+
+    whole, one = augment(_records(10), RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=100)
+    parts, many = augment(_records(10), RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=3)
+    assert whole.to_list() == parts.to_list()
+    skip = {"stages"}
+    assert {k: v for k, v in one.to_dict().items() if k not in skip} == {
+        k: v for k, v in many.to_dict().items() if k not in skip
+    }
+
+
+def test_decontamination_pairs_are_bounded_and_template_ngrams_flag_without_pairing(monkeypatch):
+    monkeypatch.setattr(dc, "FANOUT", 3)
+    monkeypatch.setattr(dc, "MAX_PAIRS", 2)
+    template = "a coin is heads up and nobody flips it at all"
+    test = [{"sample_index": 100 + i, "question": f"{template} then {i} more words to say here"} for i in range(5)]
+    train = [
+        {"sample_index": 0, "question": f"{template} so what now"},  # only the 5-way template n-grams
+        {"sample_index": 1, "question": "nobody flips it at all then 3 more words to say here now"},
+        {"sample_index": 2, "question": "nothing in common with any test question at all here really"},
+    ]
+    report = dc.decontamination_report("coin_flip", dataset={"train": train, "test": test})
+    overlap = report["ngram_overlap"]
+    assert overlap["train_ids"] == [0, 1]  # 0 is flagged by template text alone, with no pair
+    assert overlap["template_ngrams"] > 0
+    assert {p["train"] for p in overlap["pairs"]} == {1}
+    rationales = [{"sample_index": 1, "rationale": t["question"]} for t in test]
+    report = dc.decontamination_report("coin_flip", dataset={"train": train, "test": test}, rationales=rationales,
+                                       max_rationales=2)  # fmt: skip
+    assert report["rationales"]["sampled"] == [2, 5] and report["rationales"]["n"] == 5
+    full = dc.decontamination_report("coin_flip", dataset={"train": train, "test": test}, rationales=rationales)
+    assert "sampled" not in full["rationales"] and full["rationales"]["count"] == 5
+    assert len(full["rationales"]["pairs"]) == 2 and full["rationales"]["pairs_total"] == 5  # listed: the first 2
+    assert full["rationales"]["test_ids"] == [100, 101, 102, 103, 104]  # the ids stay complete
