@@ -127,8 +127,9 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`\\]+")
 
 
 def url_secrets(url: str) -> list[str]:
-    """What of ``url`` must never be shown: its password, its user name, the ``user:password`` pair (what Basic auth
-    sends, base64-encoded) and its query values, each as given and percent-decoded."""
+    """What of ``url`` must never be shown: its password, the ``user:password`` pair (what Basic auth sends,
+    base64-encoded) and its query values, each as given and percent-decoded. Not the user name alone: it is no
+    secret, and masking a common word ("ftcot", "admin") everywhere would garble every other message."""
     from urllib.parse import unquote
 
     try:
@@ -136,7 +137,7 @@ def url_secrets(url: str) -> list[str]:
         user, password = parts.username, parts.password
     except ValueError:
         return [url]
-    found = [password, user, *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
+    found = [password, *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
     if user is not None or password is not None:
         found.append(f"{unquote(user or '')}:{unquote(password or '')}")
     found += [unquote(f) for f in found if f]

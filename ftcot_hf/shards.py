@@ -11,11 +11,17 @@ the shards are memory-mapped (``Dataset.from_file``) and concatenated: the rows 
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ftcot_hf.errors import FtcotError
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +29,36 @@ SHARD_ROWS = 100_000
 """Rows per shard at most (a shard is also closed every ``flush_seconds``)."""
 FLUSH_SECONDS = 120.0
 """A shard open longer than this is closed at the next write, so a running job's rows become readable."""
+
+
+class RowsDiskFullError(FtcotError, OSError):
+    """The rows being taught could not be written for lack of space: one line for the user, and an ``OSError`` with
+    its errno for code that handles full disks (``ftcot run``'s stages)."""
+
+    def __init__(self, message: str, code: int):
+        FtcotError.__init__(self, message)
+        self.errno = code
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextmanager
+def _disk_errors(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        code = e.errno if e.errno in DISK_ERRNOS else next(
+            (n for n in DISK_ERRNOS if os.strerror(n).lower() in str(e).lower()), None
+        )  # pyarrow reports errno 27 in its message, not as e.errno
+        if code is None or isinstance(e, FtcotError):
+            raise
+        raise RowsDiskFullError(
+            f"{os.strerror(code)} while writing the rows being taught to {folder}: every teacher reply so far is "
+            "in the request cache. Free some space (or choose another --output_dir) and re-run the same command: "
+            "it sends only what is not cached.",
+            code,
+        ) from None
 
 
 class ShardWriter:
@@ -69,9 +105,10 @@ class ShardWriter:
         table = pa.Table.from_pydict(
             {name: columns.get(name, [None] * n) for name in self.schema.names}, schema=self.schema
         )
-        if self._writer is None:
-            self._open()
-        self._writer.write_table(table)
+        with _disk_errors(self.folder):
+            if self._writer is None:
+                self._open()
+            self._writer.write_table(table)
         self.num_rows += n
         self._rows_in_shard += n
         self._maybe_rotate()
@@ -94,11 +131,14 @@ class ShardWriter:
             self._close_shard()
 
     def _close_shard(self) -> None:
-        self._writer.close()
-        self._sink.close()
+        writer, sink, self._writer, self._sink = self._writer, self._sink, None, None
+        with _disk_errors(self.folder):
+            try:
+                writer.close()
+            finally:
+                sink.close()
         self._tmp.replace(self._path)
         self.files.append(self._path)
-        self._writer = self._sink = None
         logger.debug("closed shard %s (%d rows so far)", self._path, self.num_rows)
 
     def close(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from ftcot_hf.teachers.cache import CachedTeacher
 from ftcot_hf.teachers.http.adaptive import describe_rate, describe_seconds
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
 from ftcot_hf.utils.console import quiet_libraries
+from ftcot_hf.utils.fs import final_dest, partial_sibling, remove_stale_tmp
 from ftcot_hf.utils.parser import command_parser
 from ftcot_hf.utils.types import check_field_types
 from ftcot_hf.yields import decontamination_summary
@@ -405,6 +405,7 @@ def teach(
     saves them and exits 3). A re-run sends only the failed requests. A task none of whose samples came back is left
     out of the results (an empty rationale set is no dataset)."""
     tasks = list(tasks) if tasks is not None else config.resolve_tasks()
+    remove_stale_tmp(final_dest(config.output_dir))  # the rows of killed runs (their .partial-<pid> folders)
     with quiet_libraries():  # no datasets bars ("Generating train split", "Map"): the augmenter shows its own
         records_of = {
             task.name: task.load(data_dir=config.data_dir) for task in tasks
@@ -488,10 +489,10 @@ def teach(
 
 def partial_dir(config: TeachConfig) -> Path:
     """Where a running ``ftcot teach`` writes the rows it keeps, a shard closed every few minutes (readable while it
-    runs: ``load_dataset("arrow", data_files="<output_dir>.partial/<task>/*.arrow")``); removed once the rationale
-    dataset is saved. Beside ``output_dir``, not in it: the folder is swapped in whole when complete."""
-    out = Path(os.path.abspath(config.output_dir))
-    return out.with_name(out.name + ".partial")
+    runs: ``load_dataset("arrow", data_files="<that folder>/<task>/*.arrow")``): ``.<output_dir>.partial-<pid>``
+    beside ``output_dir`` (not in it: the folder is swapped in whole when complete; one per process: two runs into
+    one folder do not share it). Removed once the rationale dataset is saved, or by the next run if killed."""
+    return partial_sibling(config.output_dir)
 
 
 def remove_partial(config: TeachConfig) -> None:

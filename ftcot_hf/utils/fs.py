@@ -43,6 +43,21 @@ def _sibling(dest: Path, kind: str) -> Path:
     return dest.parent / f".{dest.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def partial_sibling(dest: str | os.PathLike[str]) -> Path:
+    """``.{name}.partial-<pid>`` next to ``dest`` (for a folder being built by :func:`atomic_dir`, next to the folder
+    it becomes): where a writer puts what it has so far, per process, removed by :func:`remove_stale_tmp` once its
+    process is gone."""
+    final = final_dest(dest)
+    return final.parent / f".{final.name}.partial-{os.getpid()}"
+
+
+def final_dest(path: str | os.PathLike[str]) -> Path:
+    """The folder ``path`` becomes: itself, or for an :func:`atomic_dir` folder being built, its destination."""
+    path = Path(os.path.abspath(path))
+    building = re.fullmatch(r"\.(.+)\.tmp-\d+(?:-[0-9a-f]+)?", path.name)
+    return path.with_name(building.group(1)) if building else path
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -53,12 +68,13 @@ def _remove(path: Path) -> None:
 
 def remove_stale_tmp(dest: str | os.PathLike[str]) -> list[Path]:
     """Delete the siblings of ``dest`` that :func:`atomic_dir` left behind in processes that are gone (killed mid-way):
-    ``.{name}.tmp-<pid>[-<rand>]`` (a folder being built) and ``.{name}.old-<pid>[-<rand>]`` (one being replaced).
-    Those of live processes are work in progress and kept. Returns what was removed."""
+    ``.{name}.tmp-<pid>[-<rand>]`` (a folder being built), ``.{name}.old-<pid>[-<rand>]`` (one being replaced) and
+    ``.{name}.partial-<pid>`` (the rows ``ftcot teach`` writes as it goes, :func:`partial_sibling`). Those of live
+    processes are work in progress and kept. Returns what was removed."""
     dest = Path(dest)
     if not dest.parent.is_dir():
         return []
-    pattern = re.compile(rf"\.{re.escape(dest.name)}\.(?:tmp|old)-(\d+)(?:-[0-9a-f]+)?")
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.(?:tmp|old|partial)-(\d+)(?:-[0-9a-f]+)?")
     removed = []
     for leftover in dest.parent.glob(f".{glob.escape(dest.name)}.*-*"):
         match = pattern.fullmatch(leftover.name)
