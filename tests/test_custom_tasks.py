@@ -268,13 +268,13 @@ def test_ftcot_run_with_a_local_transformers_teacher(tiny_gpt2, tmp_path, mirror
     assert rationales["train"].num_rows == 4 and set(rationales["train"]["teacher"]) == {str(tiny_gpt2)}
 
 
-def test_the_readme_python_example_of_your_own_dataset_runs_as_written(tmp_path, monkeypatch, registry_guard):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Your own dataset", 1)[1]
+def test_the_docs_python_example_of_your_own_dataset_runs_as_written(tmp_path, monkeypatch, registry_guard):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text()
+    section = page.split("## Your own dataset", 1)[1]
     code = section.split("```python", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "my_arith.jsonl", [{"problem": q, "solution": a} for q, a in ARITH])
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 -- the documented example, verbatim
+    exec(compile(code, "docs/tasks.md", "exec"), {})  # noqa: S102 -- the documented example, verbatim
     assert TASKS["my_arith"].load()["train"].num_rows == 16
 
 

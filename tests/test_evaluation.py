@@ -419,9 +419,9 @@ def test_cli_eval_end_to_end_with_a_saved_tiny_gpt2(tmp_path, mirror, monkeypatc
     assert cli_main(["--config", str(tmp_path / "eval.yaml")]) == 0
     assert json.loads((out2 / "results.json").read_text())["results"][0]["n"] == 2
     assert _png(out2 / "accuracy_vs_degree.png")
-    # README's list of what `ftcot eval` writes names exactly these files (out2 ran with --compare_runs).
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Evaluating", 1)[1].split("Writes ", 1)[1].split("In Python:", 1)[0]
+    # docs/evaluation.md's list of what `ftcot eval` writes names exactly these files (out2 ran with --compare_runs).
+    page = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    section = page.split("# Evaluating", 1)[1].split("Writes ", 1)[1].split("In Python:", 1)[0]
     named = set(re.findall(r"`([\w.]+\.(?:json|jsonl|md|png))`", section))
     written = {p.name for out in (out1, out2) for p in out.iterdir()}
     assert named == written, (named, written)

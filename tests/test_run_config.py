@@ -156,7 +156,7 @@ def test_help_shows_our_options_first_and_folds_the_inherited_ones():
     assert "--student" in first_screen and "--config FILE.yaml" in first_screen
     assert "--adam_beta1" not in train and "see `ftcot train --help-all`" in train
     assert "--adam_beta1" in _help("train", "--help-all")
-    assert "--warmup_steps" in _help("run", "--help-all")  # the README's `ftcot run --help-all`
+    assert "--warmup_steps" in _help("run", "--help-all")  # the README's and docs/run.md's `ftcot run --help-all`
     run = _help("run", "--help")
     assert "--config FILE.yaml" in run and "--teacher_model" in run and "--adam_beta1" not in run
     assert "Turn off --eval_untrained." in run  # not a copy of the positive flag's sentence
@@ -164,7 +164,7 @@ def test_help_shows_our_options_first_and_folds_the_inherited_ones():
 
 
 def test_default_output_dir_names_the_task_and_the_student():
-    assert RunConfig().output_dir == "runs/coin_flip-smollm2"  # the README's embedded default
+    assert RunConfig().output_dir == "runs/coin_flip-smollm2"  # docs/run.md's embedded default
     assert RunConfig(tasks=["multiarith", "svamp"], student="gpt2").output_dir == "runs/multiarith+svamp-gpt2"
     assert RunConfig(student="/models/Qwen3-0.6B/").output_dir == "runs/coin_flip-qwen3-0.6b"
     assert RunConfig(output_dir="mine").output_dir == "mine"
@@ -213,9 +213,9 @@ def test_run_stops_at_a_spent_teacher_budget_and_the_same_command_continues(tmp_
     assert "(first 1)" in (out / "report" / "results.md").read_text()  # the untrained row says its N
 
 
-def test_the_readme_run_yaml_parses_into_its_stages(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("```yaml\n# my_run.yaml\n", 1)[1].split("```", 1)[0]
+def test_the_docs_run_yaml_parses_into_its_stages(tmp_path):
+    page = (REPO / "docs" / "run.md").read_text()
+    block = page.split("```yaml\n# my_run.yaml\n", 1)[1].split("```", 1)[0]
     path = tmp_path / "my_run.yaml"
     path.write_text(block)
     config = parse_run_args(["--config", str(path)])
