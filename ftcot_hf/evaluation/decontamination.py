@@ -165,7 +165,11 @@ def _batches(rows: Any, columns: tuple[str, ...], step: int = 1) -> Any:
     if hasattr(rows, "iter") and hasattr(rows, "select_columns"):
         data = rows.select_columns(list(columns))
         if step > 1:
-            data = data.select(range(0, data.num_rows, step))
+            from ftcot_hf.shards import strided_batches
+
+            sampled = strided_batches(rows, list(columns), step, BATCH)  # rows being taught: read off their shards
+            yield from sampled if sampled is not None else data.select(range(0, data.num_rows, step)).iter(BATCH)
+            return
         yield from data.iter(batch_size=BATCH)
         return
     rows = list(rows)[::step]
