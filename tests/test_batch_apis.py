@@ -315,3 +315,20 @@ def test_bad_batch_options_are_one_line_and_exit_2(server, tmp_path, mirror, cap
     [line] = errors(capsys.readouterr().err)
     assert said in line, line
     assert server.batches == []
+
+
+def test_a_recorded_batch_the_provider_no_longer_has_is_submitted_again(tmp_path, mirror):
+    with FakeBatchServer(tmp_path / "provider.json", hold=True) as server:
+        assert main(teach_argv(server, tmp_path, mirror, "--no_wait", "true")) == 0
+        port = server.port
+    with FakeBatchServer(tmp_path / "another-provider.json", port=port) as server:  # the batch is not there
+        assert main(teach_argv(server, tmp_path, mirror)) == 0
+        assert len(server.lines_of(server.batches[0])) == 3 and len(rows(tmp_path)) == 3
+
+
+def test_max_requests_counts_lines_and_leaves_the_rest_unsent(server, tmp_path, mirror, capsys):
+    assert main(teach_argv(server, tmp_path, mirror, "--max_requests", "4")) == 3
+    [line] = errors(capsys.readouterr().err)
+    assert "max_requests 4 reached" in line, line
+    sizes = [len(server.lines_of(b)) for b in server.batches]
+    assert sizes == [3, 1] and len(rows(tmp_path)) == 1  # 3 rationales, then the one answer the budget allows

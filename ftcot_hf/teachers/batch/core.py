@@ -76,6 +76,14 @@ class BatchesPending(TeacherError):
         self.batch_ids = list(batch_ids)
 
 
+class ApiError(TeacherError):
+    """An API call answered with a status no retry fixes (``status``: the HTTP code)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 def batch_key(digest: bytes, first_index: int, count: int) -> str:
     """The ``custom_id`` of a line: the request cache's key of the prompt (:func:`~ftcot_hf.teachers.cache.
     request_digest`) with the samples it asks for, as 64 hex characters (Anthropic allows ``[a-zA-Z0-9_-]{1,64}``)."""
@@ -394,7 +402,15 @@ class BatchTeacher(Teacher):
             for job in list(jobs):
                 batch_id, _, shown = state.job(job)
                 base = self._url_of(shown)
-                status = self.status(base, batch_id)  # type: ignore[arg-type]
+                try:
+                    status = self.status(base, batch_id)  # type: ignore[arg-type]
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+                    # the provider lost it (another account, a deleted batch): its lines are asked again
+                    logger.warning("%s teacher: the recorded batch %s is not found at %s: its requests are submitted "
+                                   "again", self.backend, batch_id, shown)  # fmt: skip
+                    status = BatchStatus("failed", "was not found at the provider")
                 self.stats["polls"] += 1
                 if status.state not in FINAL:
                     continue
@@ -517,7 +533,7 @@ class BatchTeacher(Teacher):
         budget = self.budget
         answered: set[str] = set()
         errors: dict[str, str] = {}
-        for result in self.results(base, batch_id, status):
+        for result in self.results(base, batch_id, status) if status.info else ():
             cid = result.custom_id
             if cid not in recorded or cid in answered:
                 continue
@@ -604,8 +620,8 @@ class BatchTeacher(Teacher):
             except urllib.error.HTTPError as e:
                 content = e.read()
                 if e.code != 429 and e.code < 500:
-                    raise TeacherError(f"{self.backend} teacher: {method} {display_url(url)} answered HTTP {e.code}: "
-                                       f"{self._error_text(content)}; {self._hint(e.code)}") from None  # fmt: skip
+                    raise ApiError(f"{self.backend} teacher: {method} {display_url(url)} answered HTTP {e.code}: "
+                                   f"{self._error_text(content)}; {self._hint(e.code)}", e.code) from None  # fmt: skip
                 problem, retry_after = f"HTTP {e.code}", parse_retry_after(e.headers)
             except (urllib.error.URLError, OSError) as e:
                 problem = f"cannot connect ({getattr(e, 'reason', e)})"
