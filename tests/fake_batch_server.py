@@ -290,8 +290,12 @@ class FakeBatchServer:
     def _public(self, batch: dict[str, Any]) -> dict[str, Any]:
         if batch["kind"] == "anthropic":
             ended = batch["status"] == "ended"
-            return {"id": batch["id"], "type": "message_batch", "processing_status": batch["status"],
-                    "request_counts": {"processing": 0 if ended else len(batch["requests"])},
-                    "results_url": f"{self.base_url}/messages/batches/{batch['id']}/results" if ended else None}
+            return {
+                "id": batch["id"],
+                "type": "message_batch",
+                "processing_status": batch["status"],
+                "request_counts": {"processing": 0 if ended else len(batch["requests"])},
+                "results_url": f"{self.base_url}/messages/batches/{batch['id']}/results" if ended else None,
+            }
         keys = ("id", "status", "endpoint", "input_file_id", "output_file_id", "error_file_id", "metadata", "errors")
         return {"object": "batch", "completion_window": "24h", **{k: batch.get(k) for k in keys}}

@@ -180,8 +180,8 @@ def test_max_cost_refuses_a_batch_whose_worst_case_would_pass_it(server, tmp_pat
 def test_a_batch_created_but_not_recorded_is_found_not_submitted_again(server, tmp_path):
     """Killed between creating a batch and recording its id: the re-run finds it by its metadata."""
     from ftcot_hf.teachers import Request
-    from ftcot_hf.teachers.batch.core import Line, batch_key
     from ftcot_hf.teachers.batch.openai import OpenAIBatchTeacher
+    from ftcot_hf.teachers.batch.state import Line, batch_key
     from ftcot_hf.teachers.cache import CachedTeacher, request_digest
 
     teacher = OpenAIBatchTeacher("m", server.base_url, poll_interval=0)

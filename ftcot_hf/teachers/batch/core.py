@@ -27,20 +27,13 @@ stores each one as it is read. The order, and why:
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import difflib
-import hashlib
 import inspect
 import json
 import logging
 import os
-import sqlite3
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -57,8 +50,9 @@ from ftcot_hf.teachers.base import (
     Teacher,
     TeacherError,
 )
-from ftcot_hf.teachers.http.transport import parse_retry_after
-from ftcot_hf.teachers.http.urls import client_url, display_url, register_secrets, resolve_api_key, split_urls
+from ftcot_hf.teachers.batch.client import ApiClient, ApiError
+from ftcot_hf.teachers.batch.state import BatchState, Line, batch_key
+from ftcot_hf.teachers.http.urls import display_url, register_secrets, resolve_api_key, split_urls
 
 logger = logging.getLogger(__name__)
 
@@ -74,33 +68,6 @@ class BatchesPending(TeacherError):
     def __init__(self, message: str, batch_ids: Sequence[str]):
         super().__init__(message)
         self.batch_ids = list(batch_ids)
-
-
-class ApiError(TeacherError):
-    """An API call answered with a status no retry fixes (``status``: the HTTP code)."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
-
-
-def batch_key(digest: bytes, first_index: int, count: int) -> str:
-    """The ``custom_id`` of a line: the request cache's key of the prompt (:func:`~ftcot_hf.teachers.cache.
-    request_digest`) with the samples it asks for, as 64 hex characters (Anthropic allows ``[a-zA-Z0-9_-]{1,64}``)."""
-    return hashlib.sha256(digest + f":{first_index}:{count}".encode()).hexdigest()
-
-
-@dataclass
-class Line:
-    """One line of a batch: ``count`` samples (from ``first_index + offset``) of the request at ``pos``."""
-
-    custom_id: str
-    pos: int
-    offset: int
-    count: int
-    digest: bytes
-    first_index: int
-    worst: float = 0.0
 
 
 @dataclass
@@ -123,82 +90,7 @@ class BatchStatus:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class BatchState:
-    """The batches and their lines, in the request cache's SQLite file (its own tables): what survives a kill."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._local = threading.local()
-        conn = self._conn()
-        conn.execute("CREATE TABLE IF NOT EXISTS batch_jobs (job TEXT PRIMARY KEY, backend TEXT NOT NULL, "
-                     "base_url TEXT NOT NULL, batch_id TEXT, state TEXT NOT NULL, lines INTEGER NOT NULL, "
-                     "created REAL NOT NULL)")  # fmt: skip
-        conn.execute("CREATE TABLE IF NOT EXISTS batch_lines (custom_id TEXT NOT NULL, job TEXT NOT NULL, digest BLOB "
-                     "NOT NULL, first_index INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (custom_id, job))")
-        conn.execute("CREATE INDEX IF NOT EXISTS batch_lines_job ON batch_lines (job)")
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
-
-    def intent(self, job: str, backend: str, base_url: str, lines: Sequence[Line]) -> None:
-        """Record a batch about to be created, with its lines (one transaction, committed before the API call)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("INSERT INTO batch_jobs VALUES (?, ?, ?, NULL, 'submitting', ?, ?)",
-                         (job, backend, base_url, len(lines), time.time()))  # fmt: skip
-            conn.executemany("INSERT OR REPLACE INTO batch_lines VALUES (?, ?, ?, ?, ?)",
-                             [(x.custom_id, job, x.digest, x.first_index + x.offset, x.count) for x in lines])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def submitted(self, job: str, batch_id: str) -> None:
-        self._conn().execute("UPDATE batch_jobs SET batch_id = ?, state = 'running' WHERE job = ?", (batch_id, job))
-
-    def finish(self, job: str, state: str) -> None:
-        self._conn().execute("UPDATE batch_jobs SET state = ? WHERE job = ?", (state, job))
-
-    def open_jobs(self, backend: str, custom_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The batches (submitting or running) holding any of ``custom_ids``: job -> those of its custom ids."""
-        found: dict[str, list[str]] = {}
-        conn = self._conn()
-        for start in range(0, len(custom_ids), 500):
-            chunk = list(custom_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                "SELECT l.custom_id, l.job FROM batch_lines l JOIN batch_jobs j ON j.job = l.job WHERE j.backend = ? "
-                f"AND j.state IN ('submitting', 'running') AND l.custom_id IN ({marks})", [backend, *chunk]
-            ).fetchall()  # fmt: skip
-            for cid, job in rows:
-                found.setdefault(job, []).append(cid)
-        return found
-
-    def job(self, job: str) -> tuple[str | None, str, str]:
-        """(batch id, state, base URL shown) of a job."""
-        row = self._conn().execute("SELECT batch_id, state, base_url FROM batch_jobs WHERE job = ?", (job,)).fetchone()
-        return row[0], row[1], row[2]
-
-    def lines(self, job: str) -> dict[str, tuple[bytes, int, int]]:
-        """custom id -> (request digest, first sample index, sample count) of a job's lines."""
-        rows = self._conn().execute("SELECT custom_id, digest, first_index, count FROM batch_lines WHERE job = ?",
-                                    (job,)).fetchall()  # fmt: skip
-        return {cid: (digest, first, count) for cid, digest, first, count in rows}
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-
-class BatchTeacher(Teacher):
+class BatchTeacher(ApiClient, Teacher):
     """A teacher behind a provider's batch API (the state machine; subclasses speak an API).
 
     Args:
@@ -247,9 +139,6 @@ class BatchTeacher(Teacher):
     def results(self, base: str, batch_id: str, status: BatchStatus) -> Iterator[LineResult]:
         """Every result an ended batch has (answers and errors), as it is read."""
         raise NotImplementedError
-
-    def headers(self, api_key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"}
 
     # -- construction ----------------------------------------------------------------------------------------------
     def __init__(
@@ -482,8 +371,10 @@ class BatchTeacher(Teacher):
                 continue
             if budget is not None:
                 worst = sum(x.worst for x, _ in chunk)
-                if budget.max_cost is not None and budget.reason is None and (
-                    budget.cost + budget.reserved + worst > budget.max_cost
+                if (
+                    budget.max_cost is not None
+                    and budget.reason is None
+                    and (budget.cost + budget.reserved + worst > budget.max_cost)
                 ):
                     budget.reason = (f"max_cost ${budget.max_cost:g} would be passed by a batch of {len(chunk)} "
                                      f"requests (its worst case ${worst:.4f} at the batch prices, ${budget.cost:.4f} "
@@ -594,77 +485,3 @@ class BatchTeacher(Teacher):
             cache.store(digest, first, gens[:count])
         finally:
             cache.close()
-
-    # -- the HTTP calls (a few per batch: stdlib, synchronous) -----------------------------------------------------
-    def api(self, base: str, method: str, path: str, body: Any = None, *, data: bytes | None = None,
-            content_type: str = "application/json", raw: bool = False) -> Any:  # fmt: skip
-        """One API call (``path`` below ``base``, or a full URL), retried on a refused connection, 429 and 5xx (with
-        ``Retry-After``); another status is a :class:`TeacherError` saying what the API answered (scrubbed)."""
-        root, query, auth = client_url(base)
-        url = path if path.startswith(("http://", "https://")) else root + path
-        if query:
-            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
-        headers = {**self.headers(self._keys.get(base) or resolve_api_key(None, base, self.api_key_env)), **auth}
-        if body is not None:
-            data = json.dumps(body).encode()
-        if data is not None:
-            headers["Content-Type"] = content_type
-        for attempt in range(self.max_retries + 1):
-            self.stats["api_calls"] += 1
-            request = urllib.request.Request(url, data=data, method=method, headers=headers)
-            retry_after: float | None = None
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    content = response.read()
-                return content if raw else self._json(content, path)
-            except urllib.error.HTTPError as e:
-                content = e.read()
-                if e.code != 429 and e.code < 500:
-                    raise ApiError(f"{self.backend} teacher: {method} {display_url(url)} answered HTTP {e.code}: "
-                                   f"{self._error_text(content)}; {self._hint(e.code)}", e.code) from None  # fmt: skip
-                problem, retry_after = f"HTTP {e.code}", parse_retry_after(e.headers)
-            except (urllib.error.URLError, OSError) as e:
-                problem = f"cannot connect ({getattr(e, 'reason', e)})"
-            if attempt == self.max_retries:
-                raise TeacherError(f"{self.backend} teacher: {method} {display_url(url)} failed {attempt + 1} "
-                                   f"time(s), last: {problem}; is --base_url the API root (e.g. {self.example_url})?")
-            wait = retry_after if retry_after is not None else min(30.0, 0.5 * 2**attempt)
-            logger.info("%s teacher: %s %s: %s; retrying in %.1f s", self.backend, method, display_url(url), problem,
-                        wait)  # fmt: skip
-            time.sleep(wait)
-        raise AssertionError("unreachable")
-
-    def _json(self, content: bytes, path: str) -> Any:
-        try:
-            return json.loads(content)
-        except ValueError:
-            raise TeacherError(f"{self.backend} teacher: the answer to {path} is not JSON; is --base_url the API "
-                               f"root (e.g. {self.example_url})?") from None  # fmt: skip
-
-    def _error_text(self, content: bytes) -> str:
-        from ftcot_hf.scrub import scrub_text
-
-        try:
-            data = json.loads(content)
-            error = data.get("error", data) if isinstance(data, dict) else data
-            text = error.get("message", error) if isinstance(error, dict) else error
-        except ValueError:
-            text = content.decode("utf-8", "replace")
-        return scrub_text(" ".join(str(text).split()))[:300]
-
-    def _hint(self, status: int) -> str:
-        return {401: f"check the API key (${self.api_key_env}, or api_key in --teacher_kwargs)",
-                403: "the key may not use this model or the batch API",
-                404: f"check the model name and that --base_url is the API root (e.g. {self.example_url})"
-                }.get(status, "the API rejected the request")  # fmt: skip
-
-
-def multipart(fields: dict[str, str], name: str, filename: str, content: bytes) -> tuple[bytes, str]:
-    """A ``multipart/form-data`` body with ``fields`` and one file; returns (body, content type)."""
-    boundary = "ftcot" + base64.urlsafe_b64encode(os.urandom(12)).decode()
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]  # fmt: skip
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                 "Content-Type: application/jsonl\r\n\r\n".encode() + content + b"\r\n")  # fmt: skip
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftcot_hf.teachers.base import Generation, Request, SamplingParams, register_teacher
-from ftcot_hf.teachers.batch.core import BatchStatus, BatchTeacher, LineResult, multipart
+from ftcot_hf.teachers.batch.client import multipart
+from ftcot_hf.teachers.batch.core import BatchStatus, BatchTeacher, LineResult
 from ftcot_hf.teachers.http.openai import with_reasoning
 from ftcot_hf.teachers.http.transport import normalize_finish_reason
 
@@ -63,8 +64,7 @@ def parse_line(line: dict[str, Any], max_tokens: int | None = None) -> LineResul
         text = with_reasoning(message.get("content"), message) if message else with_reasoning(choice.get("text"),
                                                                                                choice)  # fmt: skip
         tokens = None if total is None else total // k + (1 if i < total % k else 0)
-        reason = normalize_finish_reason(choice.get("finish_reason"), tokens if k == 1 else None,
-                                         max_tokens or 2**62)
+        reason = normalize_finish_reason(choice.get("finish_reason"), tokens if k == 1 else None, max_tokens or 2**62)
         gens.append(Generation(text, reason, (billed[0] if billed else None) if i == 0 else 0, tokens))
     return LineResult(cid, gens=gens, usage=billed)
 
@@ -86,8 +86,17 @@ class OpenAIBatchTeacher(BatchTeacher):
         content = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode()
         data, kind = multipart({"purpose": "batch"}, "file", f"{job}.jsonl", content)
         uploaded = self.api(base, "POST", "/files", data=data, content_type=kind)
-        batch = self.api(base, "POST", "/batches", {"input_file_id": uploaded["id"], "endpoint": lines[0]["url"],
-                                                    "completion_window": "24h", "metadata": {"ftcot_job": job}})
+        batch = self.api(
+            base,
+            "POST",
+            "/batches",
+            {
+                "input_file_id": uploaded["id"],
+                "endpoint": lines[0]["url"],
+                "completion_window": "24h",
+                "metadata": {"ftcot_job": job},
+            },
+        )
         return str(batch["id"])
 
     def find(self, base: str, job: str) -> str | None:
