@@ -132,7 +132,8 @@ class TeachConfig(TaskDatasetArgs):
     teacher: str = field(
         default="text-davinci-002",
         metadata={
-            "help": "A backend (replay, transformers, openai) or a preset: 'text-davinci-002' replays the recorded "
+            "help": "A backend (replay, transformers, openai; openai_batch / anthropic_batch: the providers' batch "
+            "APIs, docs/batch-apis.md) or a preset: 'text-davinci-002' replays the recorded "
             "Zero-shot-CoT completions of Kojima et al. (with their task-specific answer triggers)."
         },
     )

@@ -257,6 +257,7 @@ class BatchTeacher(ApiClient, Teacher):
         identity = self.identity()
         lines: dict[str, Line] = {}
         slots: dict[int, list[Generation | None]] = {}
+        self._by_pos: dict[int, list[str]] = {}  # a request's lines (one per sample where the API has no n)
         for pos, request in enumerate(requests):
             if request.n <= 0:
                 yield pos, []
@@ -267,6 +268,7 @@ class BatchTeacher(ApiClient, Teacher):
             for offset, count in units:
                 cid = batch_key(digest, request.first_index + offset, count)
                 lines[cid] = Line(cid, pos, offset, count, digest, request.first_index)
+                self._by_pos.setdefault(pos, []).append(cid)
         state = self._store()
         attempts: Counter[str] = Counter()
         open_: set[str] = set(lines)  # lines without a result (or a failure for good) yet
@@ -280,7 +282,7 @@ class BatchTeacher(ApiClient, Teacher):
             fresh = [lines[cid] for cid in sorted(open_ - held, key=lambda c: (lines[c].pos, lines[c].offset))]
             if fresh:
                 for request_pos, failure in self._submit(requests, fresh, attempts, jobs):
-                    for cid in [c for c in open_ if lines[c].pos == request_pos]:
+                    for cid in self._by_pos.get(request_pos, ()):
                         open_.discard(cid)
                     if slots.pop(request_pos, None) is not None:
                         yield request_pos, failure
@@ -464,7 +466,7 @@ class BatchTeacher(ApiClient, Teacher):
             if budget is not None:
                 budget.release(x.worst)
             self.stats["failed_requests"] += 1
-            for other in [c for c in open_ if lines[c].pos == x.pos]:
+            for other in self._by_pos.get(x.pos, ()):
                 open_.discard(other)
             if slots.pop(x.pos, None) is not None:
                 failure = RequestFailedError(f"{self.backend} teacher ({display_url(base)}, model {self.model!r}): "
