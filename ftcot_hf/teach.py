@@ -22,6 +22,7 @@ from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
 from ftcot_hf.teachers.base import RequestBudget
+from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.teachers.cache import CachedTeacher
 from ftcot_hf.teachers.http.adaptive import describe_rate, describe_seconds
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
@@ -131,7 +132,8 @@ class TeachConfig(TaskDatasetArgs):
     teacher: str = field(
         default="text-davinci-002",
         metadata={
-            "help": "A backend (replay, transformers, openai) or a preset: 'text-davinci-002' replays the recorded "
+            "help": "A backend (replay, transformers, openai; openai_batch / anthropic_batch: the providers' batch "
+            "APIs, docs/batch-apis.md) or a preset: 'text-davinci-002' replays the recorded "
             "Zero-shot-CoT completions of Kojima et al. (with their task-specific answer triggers)."
         },
     )
@@ -207,6 +209,20 @@ class TeachConfig(TaskDatasetArgs):
             "--price_output_per_mtok; requests in flight finish, so it may end slightly above): as --max_requests."
         },
     )
+    batch_discount: float = field(
+        default=0.5,
+        metadata={
+            "help": "openai_batch / anthropic_batch: the batch price as a fraction of the prices given (0.5: half, "
+            "as OpenAI and Anthropic bill batches); the ledger's cost and --max_cost use it."
+        },
+    )
+    no_wait: bool = field(
+        default=False,
+        metadata={
+            "help": "openai_batch / anthropic_batch: submit the batches, print how to collect them and exit 0 (the "
+            "same command later collects them, submitting nothing twice). As --teacher_kwargs '{\"wait\": false}'."
+        },
+    )
     keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
     keep_truncated: bool | None = field(
         default=None,
@@ -254,7 +270,7 @@ class TeachConfig(TaskDatasetArgs):
 
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset(
         {"max_concurrency", "data_dir", "cache_dir", "output_dir", "repo_id", "base_url", "lock_timeout",
-         "max_requests", "max_cost"}
+         "max_requests", "max_cost", "batch_discount", "no_wait"}
     )  # fmt: skip
     """Fields that do not change what the teach stage produces (``ftcot run`` leaves them out of its fingerprint).
     ``base_url`` among them: the served model is named by ``model``, and the request cache (keyed on the model and
@@ -321,6 +337,9 @@ class TeachConfig(TaskDatasetArgs):
         self._validate_base_url()
 
     def _validate_budget(self) -> None:
+        if not (math.isfinite(self.batch_discount) and 0 < self.batch_discount <= 1):
+            raise FtcotError(f"--batch_discount must be a fraction of the prices given, > 0 and <= 1 (0.5: half), got "
+                             f"{self.batch_discount}.")  # fmt: skip
         for name in ("price_input_per_mtok", "price_output_per_mtok"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -405,12 +424,15 @@ def teach(
     saves them and exits 3). A re-run sends only the failed requests. A task none of whose samples came back is left
     out of the results (an empty rationale set is no dataset)."""
     tasks = list(tasks) if tasks is not None else config.resolve_tasks()
+    _check_no_wait(config)
     remove_stale_tmp(final_dest(config.output_dir))  # the rows of killed runs (their .partial-<pid> folders)
     with quiet_libraries():  # no datasets bars ("Generating train split", "Map"): the augmenter shows its own
         records_of = {
             task.name: task.load(data_dir=config.data_dir) for task in tasks
         }  # bad data fails before the teacher
     teacher, trigger = build_teacher(config, tasks)
+    if config.no_wait:
+        teacher.wait = False  # type: ignore[attr-defined]
     budget = _budget(config, teacher)
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
@@ -452,7 +474,9 @@ def teach(
             sent, hits, reasked = counters()["requests"], cached.cache_hits, cached.reasked
             prices = None
             if config.price_input_per_mtok is not None or config.price_output_per_mtok is not None:
-                prices = (config.price_input_per_mtok or 0.0, config.price_output_per_mtok or 0.0)
+                factor = _price_factor(config, teacher)
+                price_in, price_out = config.price_input_per_mtok, config.price_output_per_mtok
+                prices = (factor * (price_in or 0.0), factor * (price_out or 0.0))
             with quiet_libraries():
                 kept, report = augment(data, augmenter, keep=config.keep, output_dir=partial_dir(config) / task.name,
                                        prices=prices)  # fmt: skip
@@ -460,7 +484,7 @@ def teach(
             report.cache_hits = cached.cache_hits - hits
             report.reasked_unusable = cached.reasked - reasked
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
-            report.cost = _cost(config, report)
+            report.cost = _cost(config, report, _price_factor(config, teacher))
             if report.unsent_requests and budget is not None:
                 report.stopped = budget.reason
             last_error = augmenter.last_error or last_error
@@ -510,24 +534,43 @@ def _budget(config: TeachConfig, teacher: Any) -> RequestBudget | None:
             "(a local or recorded one) sends no billed requests: leave them out, or use --limit to teach fewer "
             "questions."
         )
+    factor = _price_factor(config, teacher)
     teacher.budget = RequestBudget(
         max_requests=config.max_requests, max_cost=config.max_cost,
-        price_input_per_mtok=config.price_input_per_mtok or 0.0,
-        price_output_per_mtok=config.price_output_per_mtok or 0.0,
+        price_input_per_mtok=(config.price_input_per_mtok or 0.0) * factor,
+        price_output_per_mtok=(config.price_output_per_mtok or 0.0) * factor,
     )  # fmt: skip
     return teacher.budget
 
 
-def _cost(config: TeachConfig, report: YieldReport) -> float | None:
+def _price_factor(config: TeachConfig, teacher: Any) -> float:
+    """What the given prices are multiplied by: ``--batch_discount`` for a batch API's teacher, else 1."""
+    return config.batch_discount if getattr(teacher, "batch_pricing", False) else 1.0
+
+
+def _check_no_wait(config: TeachConfig) -> None:
+    """``--no_wait`` with a teacher that does not submit batches: one line, before any data is read."""
+    if not config.no_wait:
+        return
+    from ftcot_hf.teachers import TEACHERS, resolve_teacher
+
+    backend, _ = resolve_teacher(config.teacher)
+    if not getattr(TEACHERS[backend], "batch_pricing", False):
+        raise FtcotError(f"--no_wait submits batches without waiting for them; the {backend} teacher answers as "
+                         "it is asked: leave --no_wait out, or use --teacher openai_batch / anthropic_batch.")
+
+
+def _cost(config: TeachConfig, report: YieldReport, factor: float = 1.0) -> float | None:
     """$ of a task's requests when prices are given: the tokens billed in this run (cache hits are free), or, for a
-    backend that reports no billing, its samples' tokens."""
+    backend that reports no billing, its samples' tokens; ``factor``: the batch discount."""
     if config.price_input_per_mtok is None and config.price_output_per_mtok is None:
         return None
     prompt = report.billed_prompt_tokens if report.billed_prompt_tokens is not None else report.prompt_tokens
     completion = (
         report.billed_completion_tokens if report.billed_completion_tokens is not None else report.completion_tokens
     )
-    return (prompt * (config.price_input_per_mtok or 0.0) + completion * (config.price_output_per_mtok or 0.0)) / 1e6
+    price_in, price_out = config.price_input_per_mtok or 0.0, config.price_output_per_mtok or 0.0
+    return factor * (prompt * price_in + completion * price_out) / 1e6
 
 
 def cli_main(argv: list[str]) -> int:
@@ -540,6 +583,9 @@ def cli_main(argv: list[str]) -> int:
     incomplete: TeachIncompleteError | None = None
     try:
         results, reports = teach(config, tasks=tasks, progress=True)
+    except BatchesPending as e:  # --no_wait: submitted, not failed; the same command collects
+        print(f"ftcot: {scrub_text(str(e))}")
+        return 0
     except TeachIncompleteError as e:  # save what succeeded (it is cached too), then say what did not
         incomplete, results, reports = e, e.results, e.reports
     out = save_rationales(config, results, reports, tasks) if results else None

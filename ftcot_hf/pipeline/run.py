@@ -44,6 +44,7 @@ from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, remove_partial, save_rationales, teach
 from ftcot_hf.teachers import check_recorded_tasks, resolve_teacher
+from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import check_folder
@@ -325,6 +326,9 @@ def cli_main(argv: list[str]) -> int:
     start = time.perf_counter()
     try:
         result = run(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except BatchesPending as e:  # --no_wait: the teach stage's batches are submitted; the same command collects
+        print(f"ftcot: {e} The run stops before training (the teach stage is not marked done).")
+        return 0
     except TeachIncompleteError as e:  # a spent budget or failed requests: not a student of part of the data
         for report in e.reports:
             print(report.ledger_summary())

@@ -1,5 +1,6 @@
 """Teacher backends, one module each: ``replay`` (recorded completions), ``transformers`` (a local model),
-``openai`` (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, an API). :func:`build_teacher` turns a teach
+``openai`` (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, an API), ``openai_batch`` / ``anthropic_batch``
+(the providers' batch APIs: ``batch/``). :func:`build_teacher` turns a teach
 config into a teacher through the backend registry (:data:`TEACHERS`) and the named presets (:data:`PRESETS`).
 """
 

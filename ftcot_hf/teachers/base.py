@@ -258,6 +258,8 @@ TEACHERS: Registry[type[Teacher]] = Registry(
         "replay": "ftcot_hf.teachers.replay:ReplayTeacher",
         "transformers": "ftcot_hf.teachers.transformers:TransformersTeacher",
         "openai": "ftcot_hf.teachers.http.openai:OpenAITeacher",
+        "openai_batch": "ftcot_hf.teachers.batch.openai:OpenAIBatchTeacher",
+        "anthropic_batch": "ftcot_hf.teachers.batch.anthropic:AnthropicBatchTeacher",
     },
 )
 """Backend name -> Teacher class (built with its ``from_config``); imported on first use."""

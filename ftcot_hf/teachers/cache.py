@@ -279,6 +279,9 @@ class CachedTeacher(Teacher):
         self.backend = teacher.backend
         self.model = teacher.model
         self.cache = cache if isinstance(cache, RequestCache) else RequestCache(cache)
+        attach = getattr(teacher, "attach_cache", None)
+        if callable(attach):  # a batch teacher records its batches in the same file (they must outlive a kill)
+            attach(self.cache)
         self.calls = 0
         self.cache_hits = 0
         self.failed = 0
