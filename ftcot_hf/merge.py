@@ -60,7 +60,7 @@ class Part:
         s = self.reports[task].get("shard") or {}
         if s.get("index") is not None:
             return f"part {s['index']} of {s['num_shards']} ({self.folder})"
-        return f"questions {s.get('start')}-{s.get('end')} ({self.folder})"
+        return f"questions {s.get('start', 0) + 1}-{s.get('end')} ({self.folder})"
 
 
 def read_part(folder: str | os.PathLike) -> Part:
@@ -128,15 +128,15 @@ def _ordered(parts: Sequence[Part], task: str) -> list[Part]:
             what = "given twice" if prev is not None and shards[id(prev)] == s else "overlapping"
             raise FtcotError(
                 f"ftcot merge: {part.describe(task)} and {prev.describe(task)} are {what} (both teach questions "
-                f"{s['start']}-{min(s['end'], at)} of {task}): give each part once."
+                f"{s['start'] + 1}-{min(s['end'], at)} of {task}): give each part once."
             )
         if s["start"] > at:
-            raise FtcotError(f"ftcot merge: {task}'s questions {at}-{s['start']} of {total} are in no part given"
+            raise FtcotError(f"ftcot merge: {task}'s questions {at + 1}-{s['start']} of {total} are in no part given"
                              f"{_missing(ordered, shards, at)}: teach it (the same command with that --shard_index) "
                              "and give its folder too.")  # fmt: skip
         at = s["end"]
     if at != total:
-        raise FtcotError(f"ftcot merge: {task}'s questions {at}-{total} of {total} are in no part given"
+        raise FtcotError(f"ftcot merge: {task}'s questions {at + 1}-{total} of {total} are in no part given"
                          f"{_missing(ordered, shards, at)}: teach it (the same command with that --shard_index) and "
                          "give its folder too.")  # fmt: skip
     return ordered

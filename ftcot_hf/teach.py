@@ -424,9 +424,15 @@ def teach(
     *,
     tasks: Sequence[Task] | None = None,
     progress: bool = False,
+    teacher: tuple[Any, str] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], list[YieldReport]]:
     """Teach every task of ``config`` (or ``tasks``, already resolved); returns {task name: DatasetDict(train=
     rationales, test=task test)} and the yield reports.
+
+    ``teacher``: a teacher already built (and its trigger, as :func:`~ftcot_hf.teachers.build_teacher` returns
+    them), left open for the caller's next call (a Ray actor's, :mod:`ftcot_hf.ray_data`). ``part``: teach the
+    questions ``[start, end)`` of the split only (a Ray batch), recorded as ``--num_shards`` parts are.
 
     A teacher request that fails for good (its retries spent) does not stop the run: the others are taught (and
     cached), its samples have no rows and are counted (``YieldReport.failed_requests``); once every task is done,
@@ -442,7 +448,8 @@ def teach(
         split = records_of[task.name].get(config.split)
         if split is not None:
             shard_range(_taught(config, split).num_rows, config, task.name)
-    teacher, trigger = build_teacher(config, tasks)
+    given = teacher
+    teacher, trigger = given if given is not None else build_teacher(config, tasks)
     budget = _budget(config, teacher)
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
@@ -466,6 +473,10 @@ def teach(
                 start, end = shard_range(data.num_rows, config, task.name)
                 shard = {"index": config.shard_index, "num_shards": config.num_shards, "start": start, "end": end,
                          "questions": data.num_rows}  # fmt: skip
+                data = data.select(range(start, end))
+            elif part is not None:
+                start, end = max(0, part[0]), min(part[1], data.num_rows)
+                shard = {"index": None, "num_shards": None, "start": start, "end": end, "questions": data.num_rows}
                 data = data.select(range(start, end))
             augmenter = RationaleAugmenter(
                 cached,
@@ -515,7 +526,7 @@ def teach(
                 report.decontamination = _decontamination(task, data, records["test"], kept)
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
     finally:
-        cached.close()
+        cached.cache.close() if given is not None else cached.close()
     failed, unsent = sum(r.failed_requests for r in reports), sum(r.unsent_requests for r in reports)
     if failed or unsent:
         stopped = budget.reason if unsent and budget is not None else None
