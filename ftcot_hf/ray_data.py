@@ -71,6 +71,11 @@ def questions(config: Any) -> int:
 def claim_slot(cache: Path) -> tuple[Path, Any]:
     """The first slot file beside ``cache`` (``<stem>.ray-slot-000<suffix>``, ...) that no live actor holds, and
     the open lock file holding it for this process's lifetime (the kernel lets go of it when the process dies)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FtcotError(f"Cannot create the folder of the request cache {cache} ({e.strerror or e}): give a "
+                         "writable cache_dir.") from None  # fmt: skip
     for slot in range(10_000):
         path = cache.with_name(f"{cache.stem}.ray-slot-{slot:03d}{cache.suffix}")
         handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 -- held until the actor ends
