@@ -26,7 +26,7 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.teachers.cache import RequestCache, _encode, decode_row, default_cache_path, merge
-from ftcot_hf.yields import STAGE_KEYS, YieldReport
+from ftcot_hf.yields import YieldReport
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def sum_reports(reports: Sequence[dict[str, Any]]) -> YieldReport:
             into = stages.setdefault(stage, {})
             for key, value in counts.items():
                 into[key] = into.get(key, 0) + value
-    out.stages = {s: {k: c[k] for k in STAGE_KEYS if k in c} | c for s, c in stages.items()}
+    out.stages = stages
     out.shard = None
     out.decontamination = _sum_decontamination([p.decontamination for p in parts])
     return out
