@@ -6,6 +6,8 @@ Subcommands:
     ftcot teach [--config teach.yaml] [--tasks coin_flip ...] [--teacher text-davinci-002|transformers|openai] ...
                                              teach tasks, save the rationale dataset, print the yield report
     ftcot cache check|repair [--cache_dir F]  read every cached reply / salvage a damaged cache into a fresh file
+    ftcot merge DIR... --output_dir OUT [--cache [FILE...]]
+                                             the parts of a `teach --num_shards N` run into the one run's dataset
     ftcot export-lm-eval OUT [--tasks coin_flip ...]
                                              an lm-eval task folder scoring students as `ftcot eval` does
     ftcot decontaminate [--tasks multiarith ...] [--rationales DIR] [--drop_overlap OUT]
@@ -129,6 +131,32 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    import os
+
+    from ftcot_hf.merge import merge_caches, merge_rationales, part_caches, read_part
+    from ftcot_hf.teachers.cache import default_cache_path
+    from ftcot_hf.yields import YieldReport
+
+    if args.cache is not None:  # before the rows: a cache file that is not there fails before any work
+        sources = args.cache or part_caches([read_part(d) for d in args.dirs])
+        missing = [str(f) for f in sources if not os.path.isfile(f)]
+        if missing:
+            raise FtcotError(f"ftcot merge --cache: no request cache at {missing[0]}: give the parts' cache files "
+                             "where they are now (--cache FILE...).")  # fmt: skip
+    out, reports = merge_rationales(args.dirs, args.output_dir, repo_id=args.repo_id, lock_timeout=args.lock_timeout)
+    print(YieldReport.markdown(reports))
+    for r in reports:
+        print(r.ledger_summary())
+    print(f"\nMerged {len(args.dirs)} parts into {out}; load with: load_dataset({str(out)!r}, {reports[0].task!r})")
+    if args.cache is not None:
+        counts = merge_caches(sources, args.cache_dir)
+        target = args.cache_dir or str(default_cache_path())
+        print(f"Merged {len(sources)} request caches into {target}: {counts['added']} requests added, "
+              f"{counts['merged']} merged with the same request there.")  # fmt: skip
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from ftcot_hf.teachers.cache_tools import check, repair
 
@@ -206,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache_dir", "--cache-dir", default=None,
                    help="The cache file (default: $FTCOT_CACHE or $HF_HOME/ftcot/teacher_cache.sqlite).")  # fmt: skip
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("merge", help="Merge the parts of a `ftcot teach --num_shards N` run into one rationale "
+                       "dataset (and their request caches).")  # fmt: skip
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="The parts' --output_dir folders (any order).")
+    p.add_argument("--output_dir", "--output-dir", required=True,
+                   help="Where the merged rationale dataset is written (as `ftcot teach` writes one).")  # fmt: skip
+    p.add_argument("--cache", nargs="*", default=None, metavar="FILE",
+                   help="Also merge the parts' request caches into --cache_dir: the files given, or without any the "
+                   "parts' default ones ($HF_HOME/ftcot/teacher_cache.shard-I-of-N.sqlite).")  # fmt: skip
+    p.add_argument("--cache_dir", "--cache-dir", default=None,
+                   help="The cache --cache merges into (default: $FTCOT_CACHE or "
+                   "$HF_HOME/ftcot/teacher_cache.sqlite).")  # fmt: skip
+    p.add_argument("--repo_id", "--repo-id", default=None, help="Repo id shown in the card (default: the parts').")
+    p.add_argument("--lock_timeout", "--lock-timeout", type=float, default=600.0,
+                   help="Seconds to wait while another process writes --output_dir.")  # fmt: skip
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("export-lm-eval", help="Write an lm-eval task folder that scores as `ftcot eval` does.")
     add_arguments(p)

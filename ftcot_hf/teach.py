@@ -23,7 +23,7 @@ from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.batch.core import BatchesPending
-from ftcot_hf.teachers.cache import CachedTeacher
+from ftcot_hf.teachers.cache import CachedTeacher, default_cache_path
 from ftcot_hf.teachers.http.adaptive import describe_rate, describe_seconds
 from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, display_url
 from ftcot_hf.utils.console import quiet_libraries
@@ -257,6 +257,16 @@ class TeachConfig(TaskDatasetArgs):
         metadata={"help": "Teacher request cache file (default: $HF_HOME/ftcot/teacher_cache.sqlite)."},
     )
     output_dir: str = field(default="outputs/rationales", metadata={"help": "Where the dataset repo is written."})
+    num_shards: int = field(
+        default=1,
+        metadata={
+            "help": "Split the questions into N contiguous parts (one per machine or job array task); this run "
+            "teaches part --shard_index into its own --output_dir (and, without --cache_dir, its own cache "
+            "$HF_HOME/ftcot/teacher_cache.shard-I-of-N.sqlite). `ftcot merge` then builds the dataset one run "
+            "would have (docs/sharding.md)."
+        },
+    )
+    shard_index: int = field(default=0, metadata={"help": "Which part of --num_shards this run teaches (0 to N-1)."})
     repo_id: str = field(default="<user>/ftcot-rationales", metadata={"help": "Repo id shown in the card."})
     lock_timeout: float = field(
         default=600.0,
@@ -333,8 +343,27 @@ class TeachConfig(TaskDatasetArgs):
             raise FtcotError(f"--keep must be 'correct' or 'all', not {self.keep!r}.")
         if not (math.isfinite(self.lock_timeout) and self.lock_timeout >= 0):
             raise FtcotError(f"--lock_timeout must be >= 0 seconds, got {self.lock_timeout}.")
+        self._validate_shards()
         self._validate_budget()
         self._validate_base_url()
+
+    def _validate_shards(self) -> None:
+        if isinstance(self.num_shards, bool) or self.num_shards < 1:
+            raise FtcotError(f"--num_shards must be a number of parts >= 1, got {self.num_shards}.")
+        if isinstance(self.shard_index, bool) or not 0 <= self.shard_index < self.num_shards:
+            raise FtcotError(
+                f"--shard_index must be between 0 and --num_shards - 1 = {self.num_shards - 1}, got "
+                f"{self.shard_index} (Slurm's $SLURM_ARRAY_TASK_ID with --array=0-{self.num_shards - 1}, Kubernetes' "
+                "$JOB_COMPLETION_INDEX)."
+            )
+        if self.num_shards > 1 and self.resample_until:
+            # its --max_extra_samples is one budget spent in question order: a part cannot know what the parts
+            # before it spent, so the merged dataset would not be the one run's
+            raise FtcotError(
+                "--resample_until spends --max_extra_samples over all questions in order, which --num_shards "
+                "cannot split so that the merged dataset equals one run's: teach without --num_shards, or without "
+                "--resample_until (a larger --degree samples every question more)."
+            )
 
     def _validate_budget(self) -> None:
         if not (math.isfinite(self.batch_discount) and 0 < self.batch_discount <= 1):
@@ -414,9 +443,15 @@ def teach(
     *,
     tasks: Sequence[Task] | None = None,
     progress: bool = False,
+    teacher: tuple[Any, str] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], list[YieldReport]]:
     """Teach every task of ``config`` (or ``tasks``, already resolved); returns {task name: DatasetDict(train=
     rationales, test=task test)} and the yield reports.
+
+    ``teacher``: a teacher already built (and its trigger, as :func:`~ftcot_hf.teachers.build_teacher` returns
+    them), left open for the caller's next call (a Ray actor's, :mod:`ftcot_hf.ray_data`). ``part``: teach the
+    questions ``[start, end)`` of the split only (a Ray batch), recorded as ``--num_shards`` parts are.
 
     A teacher request that fails for good (its retries spent) does not stop the run: the others are taught (and
     cached), its samples have no rows and are counted (``YieldReport.failed_requests``); once every task is done,
@@ -430,14 +465,19 @@ def teach(
         records_of = {
             task.name: task.load(data_dir=config.data_dir) for task in tasks
         }  # bad data fails before the teacher
-    teacher, trigger = build_teacher(config, tasks)
+    for task in tasks:  # a part with no question is refused before the teacher is loaded
+        split = records_of[task.name].get(config.split)
+        if split is not None:
+            shard_range(_taught(config, split).num_rows, config, task.name)
+    given = teacher
+    teacher, trigger = given if given is not None else build_teacher(config, tasks)
     if config.no_wait:
         teacher.wait = False  # type: ignore[attr-defined]
     budget = _budget(config, teacher)
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
         keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
-    cached = CachedTeacher(teacher, config.cache_dir, retry_unusable=config.retry_unusable)
+    cached = CachedTeacher(teacher, cache_path(config), retry_unusable=config.retry_unusable)
     cached.keep_going = True  # a request that fails for good is counted; the run goes on
 
     def counters() -> dict[str, int]:  # the ledger: the backend's counts and the cache's
@@ -450,9 +490,17 @@ def teach(
             records = records_of[task.name]
             if config.split not in records:
                 raise FtcotError(f"{task.name} has no {config.split!r} split here (available: {', '.join(records)}).")
-            data = records[config.split]
-            if config.limit is not None:
-                data = data.select(range(min(config.limit, data.num_rows)))
+            data = _taught(config, records[config.split])
+            shard = None
+            if config.num_shards > 1:
+                start, end = shard_range(data.num_rows, config, task.name)
+                shard = {"index": config.shard_index, "num_shards": config.num_shards, "start": start, "end": end,
+                         "questions": data.num_rows}  # fmt: skip
+                data = data.select(range(start, end))
+            elif part is not None:
+                start, end = max(0, part[0]), min(part[1], data.num_rows)
+                shard = {"index": None, "num_shards": None, "start": start, "end": end, "questions": data.num_rows}
+                data = data.select(range(start, end))
             augmenter = RationaleAugmenter(
                 cached,
                 task,
@@ -485,6 +533,7 @@ def teach(
             report.reasked_unusable = cached.reasked - reasked
             report.skipped_rows = sum(getattr(task.source, "skipped", {}).values())
             report.cost = _cost(config, report, _price_factor(config, teacher))
+            report.shard = shard
             if report.unsent_requests and budget is not None:
                 report.stopped = budget.reason
             last_error = augmenter.last_error or last_error
@@ -502,13 +551,47 @@ def teach(
                 report.decontamination = _decontamination(task, data, records["test"], kept)
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
     finally:
-        cached.close()
+        cached.cache.close() if given is not None else cached.close()
     failed, unsent = sum(r.failed_requests for r in reports), sum(r.unsent_requests for r in reports)
     if failed or unsent:
         stopped = budget.reason if unsent and budget is not None else None
         cause = likely_cause(config, reports, last_error, teacher.live()) if failed else None
         raise TeachIncompleteError(failed, last_error, results, reports, stopped=stopped, unsent=unsent, cause=cause)
     return results, reports
+
+
+def _taught(config: TeachConfig, split: Any) -> Any:
+    """The questions of ``split`` a run teaches (all of its parts together): the first ``--limit``."""
+    return split.select(range(min(config.limit, split.num_rows))) if config.limit is not None else split
+
+
+def shard_range(questions: int, config: TeachConfig, task: str = "the task") -> tuple[int, int]:
+    """The questions ``[start, end)`` of part ``config.shard_index`` of ``config.num_shards``: contiguous parts, the
+    first ``questions % num_shards`` one question longer (``datasets.Dataset.shard(contiguous=True)``'s rule).
+    Contiguous, not every N-th question: the merged dataset is then the parts one after the other, so ``ftcot
+    merge`` streams them in order, with no key to sort on, into the rows and order of one run."""
+    div, mod = divmod(questions, config.num_shards)
+    start = div * config.shard_index + min(config.shard_index, mod)
+    end = start + div + (1 if config.shard_index < mod else 0)
+    if start == end:
+        raise FtcotError(
+            f"--num_shards {config.num_shards} is more parts than {task}'s {questions} question(s) to teach: part "
+            f"{config.shard_index} would be empty; use --num_shards {max(questions, 1)} or fewer."
+        )
+    return start, end
+
+
+def cache_path(config: TeachConfig) -> str | Path | None:
+    """The request cache of a run: ``--cache_dir``; without it the default one, or for a part of ``--num_shards``
+    its own file beside it (``teacher_cache.shard-00002-of-00008.sqlite``), so that parts on machines sharing a home
+    folder never write one SQLite file over a network file system. ``ftcot merge --cache`` merges them."""
+    if config.cache_dir is not None or config.num_shards == 1:
+        return config.cache_dir
+    return shard_cache_file(default_cache_path(), config.shard_index, config.num_shards)
+
+
+def shard_cache_file(path: Path, index: int, num_shards: int) -> Path:
+    return path.with_name(f"{path.stem}.shard-{index:05d}-of-{num_shards:05d}{path.suffix}")
 
 
 def partial_dir(config: TeachConfig) -> Path:

@@ -81,6 +81,9 @@ class YieldReport:
     """Why teaching stopped before the end (the budget), or None."""
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     """The ledger per stage (``rationale``, ``answer``, ``annotations``): :data:`STAGE_KEYS`."""
+    shard: dict[str, int] | None = None
+    """The part of the questions a ``--num_shards`` run taught (``index``, ``num_shards``; questions ``start`` to
+    ``end`` of ``questions``), which ``ftcot merge`` checks; None for a whole run (and a merged one)."""
 
     @property
     def finish_length(self) -> int:

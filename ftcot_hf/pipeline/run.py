@@ -241,6 +241,8 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
     with quiet_libraries():  # one bar per stage: the libraries' own bars and INFO logs are off inside
         # 1. teach + filter
         rationales = run_dir / "rationales"
+        if config.num_shards > 1:  # a part of the questions: its own stage folder, and no student of a part
+            rationales = run_dir / f"rationales.shard-{config.shard_index:05d}-of-{config.num_shards:05d}"
         teach_fp = fingerprint("teach", teach_inputs(config, tasks))
 
         def do_teach() -> None:
@@ -252,6 +254,9 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
                 remove_partial(teach_config)
 
         timed("teach", rationales, teach_fp, do_teach)
+        if config.num_shards > 1:
+            say(shard_done_message(config, rationales))
+            return RunResult(output_dir=run_dir, report=rationales, stages=stages)
         yields = json.loads((rationales / "yield_report.json").read_text(encoding="utf-8"))
         for report in yields.get("reports", yields if isinstance(yields, list) else []):
             if report.get("task") in per_task:
@@ -268,6 +273,15 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
         if config.push_to_hub:
             _push(config, run_dir, per_task, say)
     return RunResult(output_dir=run_dir, report=report, metrics=per_task, stages=stages)
+
+
+def shard_done_message(config: RunConfig, rationales: Path) -> str:
+    """What to do once every part of a ``--num_shards`` run has taught its questions."""
+    parts, merged = rationales.with_name("rationales.shard-*"), rationales.with_name("rationales.merged")
+    return (f"[teach] part {config.shard_index} of {config.num_shards} taught into {rationales}; training waits for "
+            f"every part. When all are done: `ftcot merge {parts} --output_dir {merged} "
+            "--cache` (the parts' rows and request caches), then the same `ftcot run` without --num_shards and "
+            "--shard_index: its teach stage is answered from the merged cache, then it trains and evaluates.")
 
 
 def _accuracy(folder: Path) -> float | None:
@@ -336,6 +350,8 @@ def cli_main(argv: list[str]) -> int:
         print(f"ftcot: {kind}: {e} The run stops before training (the teach stage is not marked done, so the same "
               "command picks it up: every reply so far is in the request cache).", file=sys.stderr)  # fmt: skip
         return EXIT_INCOMPLETE
+    if config.num_shards > 1:  # the run stopped after its part's teach stage (it said what comes next)
+        return 0
     for task, m in result.metrics.items():
         untrained = m.get("untrained_accuracy")
         before = "" if untrained is None else f"untrained {100 * untrained:.2f}% (first {m['untrained_n']}) -> "
