@@ -39,26 +39,48 @@ def template_text(name: str) -> str:
     return resource.read_text(encoding="utf-8")
 
 
-def _stream_to_parquet(data: Any, path: Path) -> bool:
-    """Write a dataset that :class:`~ftcot_hf.shards.ShardWriter` returned (its Arrow shards, memory-mapped) by
-    reading the shard files a record batch at a time, not through the memory map: every page of a map that is read
-    stays in the process's resident set, so ``to_parquet`` over 8 GB of shards showed 8 GB more RSS. False (nothing
-    written) for any other dataset (a transformed one is a new object, without the mark)."""
+ROW_GROUP = 1000
+"""Rows per Parquet row group of the rationale splits streamed from shards (8 MB of 8 KB traces)."""
+
+
+def _write_parquet(data: Any, path: Path) -> None:
+    """Write ``data`` as Parquet in row groups of :data:`ROW_GROUP` rows, whatever its batches: the same rows give the
+    same bytes (and so the same content-hashed file name), however they were produced (one run, or parts merged).
+    A dataset :class:`~ftcot_hf.shards.ShardWriter` returned (its Arrow shards, memory-mapped) is read from its shard
+    files a record batch at a time, not through the memory map: every page of a map that is read stays in the
+    process's resident set, so writing 8 GB of shards that way showed 8 GB more RSS."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ftcot_hf.shards import SHARDS_ATTRIBUTE
 
-    files = getattr(data, SHARDS_ATTRIBUTE, None)
-    if not files:
-        return False
     schema = data.features.arrow_schema
-    with pq.ParquetWriter(str(path), schema) as writer:
+
+    def batches() -> Any:
+        files = getattr(data, SHARDS_ATTRIBUTE, None)
+        if not files:
+            yield from data.with_format("arrow").iter(batch_size=ROW_GROUP)
+            return
         for f in files:
             with pa.OSFile(str(f)) as source:
-                for batch in pa.ipc.open_stream(source):
-                    writer.write_batch(batch)
-    return True
+                yield from pa.ipc.open_stream(source)
+
+    pending: list[Any] = []
+    held = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for batch in batches():
+            if not batch.num_rows:
+                continue
+            for part in (batch.to_batches() if isinstance(batch, pa.Table) else [batch]):
+                pending.append(part.select(schema.names).cast(schema))
+                held += part.num_rows
+            while held >= ROW_GROUP:
+                table = pa.Table.from_batches(pending, schema)
+                writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                rest = table.slice(ROW_GROUP)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP)
 
 
 def _sha256(path: Path) -> str:
@@ -92,8 +114,7 @@ def write_parquet_configs(
             for stale in folder.glob(f"{split}-00000-of-00001*.parquet"):
                 stale.unlink()
             tmp = folder / f".{split}.parquet.tmp"
-            if not _stream_to_parquet(data, tmp):
-                data.to_parquet(str(tmp))
+            _write_parquet(data, tmp)
             digest = _sha256(tmp)[:16]
             rel = f"{name}/{split}-00000-of-00001-{digest}.parquet"
             tmp.replace(out / rel)

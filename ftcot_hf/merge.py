@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.shards import SHARDS_ATTRIBUTE
 from ftcot_hf.teachers.cache import RequestCache, _encode, decode_row, default_cache_path, merge
 from ftcot_hf.yields import YieldReport
 
@@ -168,7 +169,9 @@ def _stream(files: Sequence[Path], target: Path) -> Any:
                                  f"vs {schema.names}): the parts were not taught alike.")  # fmt: skip
             for batch in source.iter_batches(batch_size=4096):
                 writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
-    return datasets.Dataset.from_file(str(target))
+    data = datasets.Dataset.from_file(str(target))
+    setattr(data, SHARDS_ATTRIBUTE, [str(target)])  # saved as one run's rows are: streamed, in the same row groups
+    return data
 
 
 def sum_reports(reports: Sequence[dict[str, Any]]) -> YieldReport:

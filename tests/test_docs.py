@@ -24,6 +24,23 @@ from tests.docs_commands import REPO, DocCommand, doc_command, doc_commands
 
 NOT_RUN = "not run: "
 COVERAGE: dict[str, str] = {
+    # docs/batch-apis.md (run against the loopback Batch API, the base URL swapped)
+    "ftcot teach --tasks multiarith --limit 20 --teacher openai_batch --model gpt-4o-mini --base_url http"
+    "s://api.openai.com/v1 --output_dir rationales-openai":
+        "tests/test_batch_apis.py::test_every_command_of_the_docs_page_runs_as_typed",
+    "ftcot teach --tasks coin_flip --limit 20 --teacher openai_batch --model gpt-4o-mini --base_url https"
+    "://api.openai.com/v1 --no_wait true --output_dir rationales-later":
+        "tests/test_batch_apis.py::test_every_command_of_the_docs_page_runs_as_typed",
+    "ftcot run --tasks coin_flip --limit_train 20 --teacher openai_batch --teacher_model gpt-4o-mini --ba"
+    "se_url https://api.openai.com/v1 --no_wait true --output_dir runs/batch":
+        "tests/test_batch_apis.py::test_every_command_of_the_docs_page_runs_as_typed",
+    "ftcot teach --tasks coin_flip --limit 20 --degree 2 --chat true --teacher anthropic_batch --model cl"
+    "aude-3-5-haiku-latest --base_url https://api.anthropic.com/v1 --output_dir rationales-anthropic":
+        "tests/test_batch_apis.py::test_every_command_of_the_docs_page_runs_as_typed",
+    "ftcot teach --tasks multiarith --limit 20 --teacher openai_batch --model gpt-4o-mini --base_url http"
+    "s://api.openai.com/v1 --price_input_per_mtok 0.15 --price_output_per_mtok 0.60 --max_cost 2 --output"
+    "_dir rationales-budget":
+        "tests/test_batch_apis.py::test_every_command_of_the_docs_page_runs_as_typed",
     # README.md
     "make demo": NOT_RUN + "the embedded default trains for ~15 min; its `ftcot run` is parsed below and run with a "
                  "tiny student by tests/test_pipeline.py",
