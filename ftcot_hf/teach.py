@@ -1,4 +1,10 @@
-"""``ftcot teach``: teach one or more tasks with a teacher and save the rationale dataset (Parquet + card)."""
+"""``ftcot teach``: teach one or more tasks with a teacher and save the rationale dataset (Parquet + card).
+
+Why this file is ~700 lines: it is ``TeachConfig`` (every option of the command, with its checks: the budget, the
+shards, the batch APIs' flags) and the one function that runs a teaching job from it (the budget, the parts of
+``--num_shards``, the rows staged while teaching, the failure message). Splitting it by stage is issue 33's
+restructure (a ``teach/`` package: config, augment, yields, the rationale folder).
+"""
 
 from __future__ import annotations
 
