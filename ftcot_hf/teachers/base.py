@@ -258,6 +258,7 @@ TEACHERS: Registry[type[Teacher]] = Registry(
         "replay": "ftcot_hf.teachers.replay:ReplayTeacher",
         "transformers": "ftcot_hf.teachers.transformers:TransformersTeacher",
         "openai": "ftcot_hf.teachers.http.openai:OpenAITeacher",
+        "vllm": "ftcot_hf.teachers.vllm:VLLMTeacher",
     },
 )
 """Backend name -> Teacher class (built with its ``from_config``); imported on first use."""
