@@ -280,7 +280,7 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
     try:
         try:
             ids = enqueue(inputs, list(params), use_tqdm=False)
-            pending.update(zip(ids, range(len(inputs)), strict=True))
+            pending.update(zip(map(_external, ids), range(len(inputs)), strict=True))
         except ValueError:  # vLLM took back what it had queued; queue one at a time to find the refused ones
             for i in range(len(inputs)):
                 try:
@@ -288,7 +288,7 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
                 except ValueError as e:
                     yield i, e
                     continue
-                pending[request_id] = i
+                pending[_external(request_id)] = i
         engine = llm.llm_engine
         while pending and engine.has_unfinished_requests():
             for output in engine.step():
@@ -299,6 +299,12 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
     finally:
         if pending:  # the consumer stopped early (an error, Ctrl-C): leave no request running in the engine
             llm.llm_engine.abort_request(list(pending))
+
+
+def _external(request_id: str) -> str:
+    """The id a finished ``RequestOutput`` carries (and ``abort_request`` takes) for an id ``enqueue`` returned:
+    vLLM 0.32 returns its internal id: the external one with ``-<8 random characters>`` appended."""
+    return request_id.split("-", 1)[0]
 
 
 def _build_engine(vllm: Any, model: str, engine_args: dict[str, Any]) -> Any:

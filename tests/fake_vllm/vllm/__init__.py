@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +138,7 @@ class LLM(OldLLM):
     def enqueue(self, prompts: list[str], sampling_params: list[SamplingParams], use_tqdm: bool = True) -> list[str]:
         outputs = self._outputs(list(prompts), list(sampling_params))  # all or none, as vLLM (it aborts the rest)
         self.llm_engine.queue += outputs
-        return [o.request_id for o in outputs]
+        return [f"{o.request_id}-{uuid.uuid4().hex[:8]}" for o in outputs]  # vLLM's internal ids, as 0.32 returns
 
     def enqueue_chat(self, messages: list[list[dict[str, str]]], sampling_params: list[SamplingParams],
                      use_tqdm: bool = True) -> list[str]:  # fmt: skip
