@@ -258,11 +258,12 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
     a prompt the engine refused, e.g. longer than ``max_model_len``). Shared by the teacher and the data-parallel
     workers."""
     inputs: list[Any] = [[{"role": "user", "content": p}] for p in prompts] if chat else list(prompts)
+    refused = _refusals()
     if not hasattr(llm, "enqueue"):  # an older vLLM: one blocking call, results at its end
         call = llm.chat if chat else llm.generate
         try:
             outputs = call(inputs, list(params), use_tqdm=False)
-        except ValueError:
+        except refused:
             outputs = None
         if outputs is not None:
             yield from enumerate(outputs)
@@ -270,7 +271,7 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
         for i in range(len(inputs)):  # a refused prompt fails the call: find it, the others go on
             try:
                 (output,) = call([inputs[i]], [params[i]], use_tqdm=False)
-            except ValueError as e:
+            except refused as e:
                 yield i, e
                 continue
             yield i, output
@@ -281,11 +282,11 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
         try:
             ids = enqueue(inputs, list(params), use_tqdm=False)
             pending.update(zip(map(_external, ids), range(len(inputs)), strict=True))
-        except ValueError:  # vLLM took back what it had queued; queue one at a time to find the refused ones
+        except refused:  # vLLM took back what it had queued; queue one at a time to find the refused ones
             for i in range(len(inputs)):
                 try:
                     (request_id,) = enqueue([inputs[i]], [params[i]], use_tqdm=False)
-                except ValueError as e:
+                except refused as e:
                     yield i, e
                     continue
                 pending[_external(request_id)] = i
@@ -299,6 +300,16 @@ def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bo
     finally:
         if pending:  # the consumer stopped early (an error, Ctrl-C): leave no request running in the engine
             llm.llm_engine.abort_request(list(pending))
+
+
+def _refusals() -> tuple[type[BaseException], ...]:
+    """The errors with which vLLM refuses one request (a prompt longer than ``max_model_len``...): ``ValueError``
+    (older releases), ``vllm.exceptions.VLLMClientError`` (not a ValueError) in 0.32."""
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:
+        return (ValueError,)
+    return (ValueError, VLLMClientError)
 
 
 def _external(request_id: str) -> str:

@@ -6,7 +6,8 @@ The model: a "token" is a word. A prompt containing ``say: w1 w2 ...`` continues
 with ``t<j>_0 t<j>_1 ...`` for choice ``j`` (``whoami``: the process id and
 ``$CUDA_VISIBLE_DEVICES`` of the engine) (``s<seed>:`` before each word when sampled with a seed). ``max_tokens``
 cuts it (finish ``length``), a stop string cuts before itself (``stop``), else it ends (``stop``). Prompts longer than
-``max_model_len`` words (default 64) are refused on enqueue, as vLLM refuses them. The engine finishes requests in
+``max_model_len`` words (default 64) are refused on enqueue with vLLM 0.32's ``VLLMValidationError``
+(not a ValueError). The engine finishes requests in
 reverse order of submission, so a consumer that assumes submission order is caught.
 """
 
@@ -18,6 +19,8 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from vllm.exceptions import VLLMValidationError
 
 
 class SamplingParams:
@@ -120,8 +123,8 @@ class OldLLM:
         outputs = []
         for prompt, p in zip(prompts, params, strict=True):
             if len(prompt.split()) > self.max_model_len:
-                raise ValueError(f"The decoder prompt (length {len(prompt.split())}) is longer than the maximum "
-                                 f"model length of {self.max_model_len}.")  # fmt: skip
+                raise VLLMValidationError(f"The decoder prompt (length {len(prompt.split())}) is longer than the "
+                                          f"maximum model length of {self.max_model_len}.")  # fmt: skip
             outputs.append(RequestOutput(str(next(self.ids)), prompt, list(range(len(prompt.split()))),
                                          complete(prompt, p)))  # fmt: skip
         return outputs
