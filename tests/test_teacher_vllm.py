@@ -235,3 +235,15 @@ def test_a_data_parallel_engine_that_cannot_start_is_one_line(vllm):
     with pytest.raises(FtcotError) as e:
         VLLMTeacher.from_config(model="missing/model", data_parallel_size=2)
     assert "could not start engine" in str(e.value) and "second line" not in str(e.value)
+
+
+def test_ftcot_run_names_a_missing_model_or_vllm_before_any_work(monkeypatch, capsys, tmp_path, mirror):
+    base = ["run", "--tasks", "coin_flip", "--teacher", "vllm", "--student", "gpt2", "--data_dir", str(mirror),
+            "--output_dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(base) == 2
+    assert "needs --teacher_model" in capsys.readouterr().err
+    _drop_vllm()
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    assert main([*base, "--teacher_model", "org/m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs vLLM" in err[0] and not (tmp_path / "run").exists()

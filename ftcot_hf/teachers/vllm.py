@@ -197,6 +197,7 @@ class VLLMTeacher(Teacher):
         plans = [self.plan(r) for r in requests]
         if self._pool is not None:
             for pos, outcome in self._pool.run(requests, [args for args, _ in plans]):
+                self.requests_sent += 1
                 yield pos, self._result(requests[pos], plans[pos][1], outcome)
             return
         vllm = import_vllm()
