@@ -131,8 +131,8 @@ class TeachConfig(TaskDatasetArgs):
     teacher: str = field(
         default="text-davinci-002",
         metadata={
-            "help": "A backend (replay, transformers, openai, vllm) or a preset: 'text-davinci-002' replays the recorded "
-            "Zero-shot-CoT completions of Kojima et al. (with their task-specific answer triggers)."
+            "help": "A backend (replay, transformers, openai, vllm) or a preset: 'text-davinci-002' replays the "
+            "recorded Zero-shot-CoT completions of Kojima et al. (with their task-specific answer triggers)."
         },
     )
     model: str | None = field(
