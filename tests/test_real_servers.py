@@ -187,7 +187,7 @@ def test_vllm_offline_engine(tmp_path):
     proc = subprocess.run([VLLM_PYTHON, str(script), str(folder), str(tmp_path / "c.sqlite")], env=env,
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("FTCOT-CHECK "))[12:])
     out = {int(k): v for k, v in result["out"].items()}
     [raw], samples, [chat] = out[0], out[1], out[2]
     assert raw["text"].strip() and raw["finish_reason"] in ("stop", "length") and raw["prompt_tokens"] > 10

@@ -50,4 +50,4 @@ def main(model: str, cache: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    print("FTCOT-CHECK " + json.dumps(main(sys.argv[1], sys.argv[2])))  # vLLM logs to stdout too
