@@ -53,6 +53,8 @@ def test_engine_options_go_to_vllm_llm_and_only_those_given(vllm):
     teacher = VLLMTeacher.from_config(model="org/model", tensor_parallel_size=2, enable_prefix_caching=True,
                                       max_model_len=4096, dtype="bfloat16",
                                       engine_kwargs={"trust_remote_code": True})  # fmt: skip
+    assert not vllm.LLM.instances  # built for the first request: a run the cache answers never loads the model
+    list(teacher.generate([Request("say: x")]))
     [llm] = vllm.LLM.instances
     assert llm.model == "org/model"
     assert llm.kwargs == {"tensor_parallel_size": 2, "enable_prefix_caching": True, "max_model_len": 4096,
@@ -95,7 +97,7 @@ def test_without_vllm_installed_the_error_says_how_to_get_it(monkeypatch, capsys
 
 def test_a_model_vllm_cannot_load_is_one_line(vllm):
     with pytest.raises(FtcotError) as e:
-        VLLMTeacher.from_config(model="missing/model")
+        list(VLLMTeacher.from_config(model="missing/model").generate([Request("say: x")]))
     assert "missing/model" in str(e.value) and "second line" not in str(e.value)
 
 
@@ -170,11 +172,12 @@ def test_an_older_vllm_without_enqueue_gives_the_same_results(vllm, monkeypatch)
                 Request("one two three four five"), Request("say: d", SamplingParams(temperature=1.0, seed=2), n=2)]
     new = VLLMTeacher.from_config(model="m", max_model_len=4)
     new.keep_going = True
+    new.start()
     monkeypatch.setattr(vllm, "LLM", vllm.OldLLM)
     old = VLLMTeacher.from_config(model="m", max_model_len=4)
     old.keep_going = True
-    assert not hasattr(old.llm, "enqueue")
     a, b = dict(new.generate(requests)), dict(old.generate(requests))
+    assert not hasattr(old.llm, "enqueue") and hasattr(new.llm, "enqueue")
     assert is_failure(a[2]) and is_failure(b[2])
     assert {k: v for k, v in a.items() if k != 2} == {k: v for k, v in b.items() if k != 2}
 
@@ -211,12 +214,13 @@ def test_ftcot_teach_with_the_vllm_teacher_is_cached_and_resumed(vllm, tmp_path,
     again = json.loads((tmp_path / "b" / "yield_report.json").read_text())["reports"][0]
     assert again["requests"] == 0 and again["cache_hits"] == first["cache_hits"] + 3 * 2 + first["stages"]["answer"][
         "requests"]  # every sample of both stages from the cache
-    assert len(vllm.LLM.instances) == 2 and vllm.LLM.instances[1].llm_engine.steps == 0
+    assert len(vllm.LLM.instances) == 1  # the re-run never loaded the model
 
 
 def test_data_parallel_engines_run_in_worker_processes_on_their_own_gpus(vllm, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
     teacher = VLLMTeacher.from_config(model="m", data_parallel_size=2, tensor_parallel_size=2)
+    teacher.start()
     procs = teacher._pool.procs
     try:
         assert not vllm.LLM.instances  # none in this process: vLLM's LLM refuses data_parallel_size > 1
@@ -233,7 +237,7 @@ def test_data_parallel_engines_run_in_worker_processes_on_their_own_gpus(vllm, m
 
 def test_a_data_parallel_engine_that_cannot_start_is_one_line(vllm):
     with pytest.raises(FtcotError) as e:
-        VLLMTeacher.from_config(model="missing/model", data_parallel_size=2)
+        list(VLLMTeacher.from_config(model="missing/model", data_parallel_size=2).generate([Request("say: x")]))
     assert "could not start engine" in str(e.value) and "second line" not in str(e.value)
 
 

@@ -4,6 +4,7 @@ Raw prompts go through ``LLM.enqueue`` (``generate``'s queue), chat requests thr
 model's own chat template, as ``/chat/completions`` renders it); the engine is then stepped and each request is
 yielded the moment it finishes, so :class:`~ftcot_hf.teachers.cache.CachedTeacher` stores it at once and a killed
 run repeats only what was in the engine (a vLLM without ``enqueue`` gets one ``generate``/``chat`` call instead).
+The engine is built for the first request: a re-run that the cache answers wholly never loads the model.
 Sampling parameters map onto ``vllm.SamplingParams`` as our HTTP client maps them onto vLLM's server: ``n``,
 ``temperature``, ``top_p``, ``max_tokens``, ``stop`` (left out of the text) and ``seed``, where sample ``i`` of a
 seeded request is always choice ``i`` (resuming at sample 3 asks for 3 + k choices and drops the first 3), so a
@@ -122,14 +123,21 @@ class VLLMTeacher(Teacher):
             self.model, self.llm = name, model
             return
         self.model = name or os.fspath(model)
-        path = _resolve(os.fspath(model))
+        self.path = _resolve(os.fspath(model))
         self.llm = None
-        if (data_parallel_size or 1) > 1:
+        import_vllm()  # missing: said now; the engine itself is built for the first request, so a re-run that the
+        # request cache answers wholly never loads the model (minutes for a large one)
+
+    def start(self) -> None:
+        """Build the engine (or the data-parallel engines) now, if not built yet."""
+        if self.llm is not None or self._pool is not None:
+            return
+        if self.engine_args.get("data_parallel_size", 1) > 1:
             from ftcot_hf.teachers.vllm_dp import EnginePool
 
-            self._pool = EnginePool(path, self.engine_args, data_parallel_size)
+            self._pool = EnginePool(self.path, self.engine_args, self.engine_args["data_parallel_size"])
         else:
-            self.llm = _build_engine(import_vllm(), path, self.engine_args)
+            self.llm = _build_engine(import_vllm(), self.path, self.engine_args)
 
     @classmethod
     def from_config(
@@ -194,6 +202,9 @@ class VLLMTeacher(Teacher):
         return args, skip
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
+        if not requests:
+            return
+        self.start()
         plans = [self.plan(r) for r in requests]
         if self._pool is not None:
             for pos, outcome in self._pool.run(requests, [args for args, _ in plans]):
@@ -241,6 +252,7 @@ class VLLMTeacher(Teacher):
         return f"{THINK_OPEN}{trace}{THINK_CLOSE}{content or ''}" if trace else (content or "")
 
     def _tokenizer(self) -> Any:
+        self.start()
         if self.llm is not None:
             return self.llm.get_tokenizer()
         from transformers import AutoTokenizer
@@ -251,7 +263,7 @@ class VLLMTeacher(Teacher):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-        self.llm = None  # vLLM frees the engine with the object
+        self.llm = None  # vLLM frees the engine with the object (a later request builds it again)
 
 
 def run_engine(llm: Any, prompts: Sequence[str], params: Sequence[Any], chat: bool) -> Iterator[tuple[int, Any]]:
