@@ -138,13 +138,14 @@ class TeachConfig(TaskDatasetArgs):
     teacher: str = field(
         default="text-davinci-002",
         metadata={
-            "help": "A backend (replay, transformers, openai; openai_batch / anthropic_batch: the providers' batch "
-            "APIs, docs/batch-apis.md) or a preset: 'text-davinci-002' replays the recorded "
-            "Zero-shot-CoT completions of Kojima et al. (with their task-specific answer triggers)."
+            "help": "A backend (replay, transformers, openai, vllm; openai_batch / anthropic_batch: the providers' "
+            "batch APIs, docs/batch-apis.md) or a preset: 'text-davinci-002' replays the recorded Zero-shot-CoT "
+            "completions of Kojima et al. (with their task-specific answer triggers)."
         },
     )
     model: str | None = field(
-        default=None, metadata={"help": "transformers: Hub id or folder; openai: the served model name."}
+        default=None,
+        metadata={"help": "transformers, vllm: Hub id or folder; openai: the served model name."},
     )
     base_url: list[str] | None = field(
         default=None, metadata={"help": "openai: one or more base URLs (a fleet of OpenAI-compatible servers)."}

@@ -171,3 +171,30 @@ def test_ftcot_teach_against_vllm(vllm_url, tmp_path, mirror, degree):
     # vLLM honours n: one stage-1 request per question carries all D samples; stage 2 is one request per sample
     assert stages["rationale"]["requests"] == 3
     assert stages["answer"]["requests"] == 3 * degree
+
+
+@needs_vllm
+@needs_gguf
+def test_vllm_offline_engine(tmp_path):
+    """``--teacher vllm`` on the real ``vllm.LLM`` (in vLLM's venv, our tree on its path): raw and chat prompts, n
+    samples, a seeded request resumed at sample 2, a prompt longer than max_model_len failing alone, and a second pass
+    served wholly by the request cache."""
+    from ftcot_hf.students import ensure_converted
+
+    folder = ensure_converted(_gguf())
+    script = Path(__file__).with_name("vllm_offline_check.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "VLLM_CPU_KVCACHE_SPACE": "2"}
+    proc = subprocess.run([VLLM_PYTHON, str(script), str(folder), str(tmp_path / "c.sqlite")], env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("FTCOT-CHECK "))[12:])
+    out = {int(k): v for k, v in result["out"].items()}
+    [raw], samples, [chat] = out[0], out[1], out[2]
+    assert raw["text"].strip() and raw["finish_reason"] in ("stop", "length") and raw["prompt_tokens"] > 10
+    assert "\n\n" not in raw["text"] and 0 < raw["completion_tokens"] <= 24
+    assert len(samples) == 4 and len({s["text"] for s in samples}) > 1  # sampled, n honoured in one request
+    assert "paris" in chat["text"].lower()  # through SmolLM2's chat template
+    assert [t["text"] for t in result["tail"]] == [s["text"] for s in samples[2:]]  # sample i is choice i
+    assert "vLLM refused the request" in out[3]["error"] and "maximum context length" in out[3]["error"]
+    # the refused prompt was asked of the engine too (4 requests); nothing is asked on the second pass
+    assert result["calls"] == 4 and result["calls_again"] == 0 and result["replay_same"]

@@ -68,10 +68,14 @@ def validate(config: RunConfig) -> list[Any]:
         raise FtcotError(f"Format {fmt.name!r} trains on the teacher's {', '.join(missing)}: add --annotations true.")
     check_recorded_tasks(config, tasks)
     backend, _ = resolve_teacher(config.teacher)
-    if backend in ("transformers", "openai") and not config.teacher_model:
+    if backend in ("transformers", "openai", "vllm") and not config.teacher_model:
         raise FtcotError(f"The {backend} teacher needs --teacher_model (a model id / served model name).")
     if backend == "openai" and not config.base_url:
         raise FtcotError("The openai teacher needs --base_url (e.g. http://localhost:8000/v1).")
+    if backend == "vllm":  # not importable: say so before the run's folders and the teach stage's data
+        from ftcot_hf.teachers.vllm import import_vllm
+
+        import_vllm()
     if config.replay_file and not Path(config.replay_file).is_file():
         raise FtcotError(f"--replay_file {config.replay_file} not found.")
     if config.push_to_hub:  # a missing token or a bad repo id must not wait for the end of the run

@@ -260,6 +260,7 @@ TEACHERS: Registry[type[Teacher]] = Registry(
         "openai": "ftcot_hf.teachers.http.openai:OpenAITeacher",
         "openai_batch": "ftcot_hf.teachers.batch.openai:OpenAIBatchTeacher",
         "anthropic_batch": "ftcot_hf.teachers.batch.anthropic:AnthropicBatchTeacher",
+        "vllm": "ftcot_hf.teachers.vllm:VLLMTeacher",
     },
 )
 """Backend name -> Teacher class (built with its ``from_config``); imported on first use."""
