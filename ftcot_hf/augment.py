@@ -578,6 +578,7 @@ class _Progress:
         self.augmenter, self.prices = augmenter, prices
         self.read = augmenter.counters or augmenter.teacher.counters
         self.start, self.first = time.monotonic(), dict(self.read())
+        self.first_tokens = augmenter.tokens["completion"]
         self.bar = tqdm(total=total, desc=f"Teaching {augmenter.task.name}", unit="q", smoothing=0)
         self.stats: dict[str, Any] = {}
         self.status = ""
@@ -599,6 +600,8 @@ class _Progress:
         seconds = max(time.monotonic() - self.start, 1e-9)
         done = {k: now.get(k, 0) - self.first.get(k, 0) for k in ("requests", "billed_prompt_tokens",
                                                                     "billed_completion_tokens")}  # fmt: skip
+        if "billed_completion_tokens" not in now:  # a local teacher bills nothing: the samples' own tokens
+            done["billed_completion_tokens"] = self.augmenter.tokens["completion"] - self.first_tokens
         postfix = {"kept": kept, "req/s": f"{done['requests'] / seconds:.1f}",
                    "tok/s": f"{done['billed_completion_tokens'] / seconds:.0f}"}  # fmt: skip
         if self.prices is not None:
