@@ -68,6 +68,10 @@ TRUNCATED = "length"
 INCOMPLETE = "incomplete"
 """The finish reason given to a reasoning trace that never closed (``<think>`` without ``</think>``)."""
 PROTOCOLS = ("auto", "two_stage", "one_stage")
+RATIONALE_SAMPLE = 1000
+"""About this many kept rows are sampled as they go by (:data:`SAMPLE_ATTRIBUTE`)."""
+SAMPLE_ATTRIBUTE = "_ftcot_rationale_sample"
+"""Set on the rows :func:`augment` returns: an evenly spaced sample of them (``sample_index``, ``rationale``)."""
 STATUS_EVERY = 0.2
 """Seconds between two reads of the teacher's state for the progress bar."""
 REASONING_MAX_TOKENS = 4096
@@ -434,8 +438,19 @@ class _Tally:
     empty: int = 0
     truncated_dropped: int = 0
 
+    sample_every: int = 1
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    """Every ``sample_every``-th kept row's ``sample_index`` and ``rationale``: the decontamination check's sample,
+    taken as the rows go by (reading it back from the shards' memory maps kept every page they touched)."""
+
     def add(self, out: dict[str, list], kept: list[bool], keep_truncated: bool) -> None:
         index, correct = out["sample_index"], out["correct"]
+        seen = self.kept
+        for i, r, k in zip(index, out["rationale"], kept, strict=True):
+            if k:
+                if seen % self.sample_every == 0:
+                    self.sample.append({"sample_index": i, "rationale": r})
+                seen += 1
         finish, answer_finish = out["finish_reason"], out["answer_finish_reason"]
         self.questions += len(set(index))
         self.samples += len(index)
@@ -546,7 +561,8 @@ def augment(
         output_dir = tempfile.mkdtemp(prefix=f"ftcot-{augmenter.task.name}-")
         atexit.register(shutil.rmtree, output_dir, True)  # the rows are memory-mapped from it until then
     writer = ShardWriter(output_dir, output_features(dataset.features, augmenter), flush_seconds=flush_seconds)
-    tally = _Tally()
+    expected = dataset.num_rows * augmenter.degree
+    tally = _Tally(sample_every=max(1, -(-expected // RATIONALE_SAMPLE)))
     bar = _Progress(augmenter, dataset.num_rows, prices) if augmenter.progress else None
     try:
         for start in range(0, dataset.num_rows, batch_size):
@@ -562,6 +578,7 @@ def augment(
             bar.close()
         writer.close()
     kept = writer.dataset()
+    setattr(kept, SAMPLE_ATTRIBUTE, tally.sample)
     report = yield_report(augmenter, tally)
     logger.info("%s: %s", augmenter.task.name, report.to_dict())
     return kept, report

@@ -164,33 +164,3 @@ class ShardWriter:
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-
-def strided_batches(data: Any, columns: list[str], step: int, batch: int = 1000) -> Iterator[dict[str, list]] | None:
-    """Every ``step``-th row of a dataset :meth:`ShardWriter.dataset` returned, as column batches, read by slicing its
-    shard files' memory maps one row at a time (``datasets``' row access over its memory map read whole record
-    batches: a sample of 1,000 rows of 1M touched all 8 GB); None for any other dataset."""
-    files = getattr(data, SHARDS_ATTRIBUTE, None)
-    if not files:
-        return None
-
-    def rows() -> Iterator[dict[str, list]]:
-        import pyarrow as pa
-
-        picked: dict[str, list] = {c: [] for c in columns}
-        position = 0
-        for f in files:
-            with pa.memory_map(str(f)) as source:
-                for record_batch in pa.ipc.open_stream(source):
-                    first = (-position) % step
-                    for i in range(first, record_batch.num_rows, step):
-                        row = record_batch.slice(i, 1).select(columns).to_pylist()[0]
-                        for c in columns:
-                            picked[c].append(row[c])
-                        if len(picked[columns[0]]) >= batch:
-                            yield picked
-                            picked = {c: [] for c in columns}
-                    position += record_batch.num_rows
-        if picked[columns[0]]:
-            yield picked
-
-    return rows()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ftcot_hf.augment import REASONING_MAX_TOKENS, RationaleAugmenter, YieldReport, augment
+from ftcot_hf.augment import REASONING_MAX_TOKENS, SAMPLE_ATTRIBUTE, RationaleAugmenter, YieldReport, augment
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
@@ -423,7 +423,10 @@ MAX_RATIONALES_CHECKED = 1_000
 def _decontamination(task: Task, taught: Any, test: Any, kept: Any) -> dict[str, Any]:
     """The taught questions (not the whole split: ``--limit`` bounds this too) against the test split, and a
     sample of the kept rationales."""
-    report = decontamination_report(task, dataset={"train": taught, "test": test}, rationales=kept,
+    sample = getattr(kept, SAMPLE_ATTRIBUTE, None)  # taken as the rows went by: nothing is read back
+    report = decontamination_report(task, dataset={"train": taught, "test": test},
+                                    rationales=sample if sample is not None else kept,
+                                    rationales_total=kept.num_rows if sample is not None else None,
                                     max_rationales=MAX_RATIONALES_CHECKED)  # fmt: skip
     return decontamination_summary(report)
 

@@ -5,6 +5,7 @@ bounded pairs. The sizes themselves (10k / 100k / 1M questions) are bench/teach_
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -134,3 +135,35 @@ def test_decontamination_pairs_are_bounded_and_template_ngrams_flag_without_pair
     assert "sampled" not in full["rationales"] and full["rationales"]["count"] == 5
     assert len(full["rationales"]["pairs"]) == 2 and full["rationales"]["pairs_total"] == 5  # listed: the first 2
     assert full["rationales"]["test_ids"] == [100, 101, 102, 103, 104]  # the ids stay complete
+
+
+def test_answers_waiting_for_a_slow_caller_are_bounded_so_a_kill_loses_little():
+    """The caller stores each answer in the request cache as it takes it: answers that pile up in between are what a
+    kill -9 loses. While the caller holds off, the teacher sends no more than its backlog bound allows."""
+    from ftcot_hf.teachers.base import SamplingParams
+    from ftcot_hf.teachers.http import core
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    with FakeOpenAIServer() as server:
+        teacher = OpenAITeacher("m", server.base_url, max_concurrency=2)
+        try:
+            results = teacher.generate([Request(f"p{i}", SamplingParams()) for i in range(100)])
+            next(results)  # one answer taken, then the caller is busy elsewhere
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:  # however long it waits, the bound holds
+                time.sleep(0.05)
+                assert len(server.requests) <= 1 + core.BACKLOG_PER_SLOT * 2 + 2
+            assert len(list(results)) == 99  # and then everything comes
+        finally:
+            teacher.close()
+    assert len(server.requests) == 100
+
+
+def test_the_teach_sample_of_rationales_is_taken_as_rows_go_by(tmp_path):
+    from ftcot_hf.augment import SAMPLE_ATTRIBUTE
+
+    kept, _ = augment(_records(12), RationaleAugmenter(_Watching(tmp_path / "p"), "coin_flip", protocol="one_stage"),
+                      batch_size=4, output_dir=tmp_path / "p", flush_seconds=0)  # fmt: skip
+    sample = getattr(kept, SAMPLE_ATTRIBUTE)
+    assert [r["sample_index"] for r in sample] == list(range(12))  # fewer than 1,000 rows: every one
+    assert sample[3]["rationale"] == kept[3]["rationale"]

@@ -165,11 +165,7 @@ def _batches(rows: Any, columns: tuple[str, ...], step: int = 1) -> Any:
     if hasattr(rows, "iter") and hasattr(rows, "select_columns"):
         data = rows.select_columns(list(columns))
         if step > 1:
-            from ftcot_hf.shards import strided_batches
-
-            sampled = strided_batches(rows, list(columns), step, BATCH)  # rows being taught: read off their shards
-            yield from sampled if sampled is not None else data.select(range(0, data.num_rows, step)).iter(BATCH)
-            return
+            data = data.select(range(0, data.num_rows, step))
         yield from data.iter(batch_size=BATCH)
         return
     rows = list(rows)[::step]
@@ -190,6 +186,7 @@ def decontamination_report(
     ngram: int = NGRAM,
     data_dir: str | os.PathLike | None = None,
     max_rationales: int | None = None,
+    rationales_total: int | None = None,
 ) -> dict[str, Any]:
     """Train <-> test question overlap of ``task`` (and test n-grams in teacher rationales), in memory that grows
     with the test split's n-grams (16 bytes each) and the flagged ids, never with train x test.
@@ -202,6 +199,8 @@ def decontamination_report(
         ngram: the word n-gram length.
         max_rationales: check an evenly spaced sample of at most this many rationales (``rationales.sampled``
             says how many of how many); None: all.
+        rationales_total: ``rationales`` is already a sample of this many rows (``ftcot teach`` samples them as
+            they are written).
 
     Returns:
         A JSON-ready dict: ``task``, ``n_train``, ``n_test``, ``ngram``; ``exact`` and ``ngram_overlap`` each with
@@ -236,8 +235,8 @@ def decontamination_report(
         data = (
             load_rationale_train(rationales, task.name) if isinstance(rationales, (str, os.PathLike)) else rationales
         )
-        total = _num_rows(data)
-        step = max(1, -(-total // max_rationales)) if max_rationales else 1
+        total = _num_rows(data) if rationales_total is None else rationales_total
+        step = max(1, -(-_num_rows(data) // max_rationales)) if max_rationales else 1
         check, checked = _Check(shared=True), 0
         for batch in _batches(data, ("sample_index", "rationale"), step):
             for sid, text in zip(batch["sample_index"], batch["rationale"], strict=True):

@@ -72,6 +72,50 @@ CHAT_TEMPLATE_TOKENS = 64
 """Tokens a chat template may add around one user message (the budget's prompt bound)."""
 
 
+BACKLOG_PER_SLOT = 4
+"""Answers that may wait for the caller, per request the teacher keeps in flight at most."""
+
+
+class _Backlog:
+    """Answers handed to the caller's thread and not yet taken by it. The caller stores each one in the request
+    cache when it takes it, so an answer waiting here is lost to a kill -9: a bound keeps the loss to about the
+    requests in flight, not to all that a slow consumer has let pile up (816 answers at 100k questions, measured by
+    bench/teach_scale.py before this bound). Counted on both threads under a lock; the loop side waits on an event
+    the caller's side sets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int):
+        self.loop, self.limit = loop, max(1, limit)
+        self.count = 0
+        self.lock = threading.Lock()
+        self.event: asyncio.Event | None = None
+
+    def add(self) -> None:
+        with self.lock:
+            self.count += 1
+
+    def taken(self) -> None:
+        with self.lock:
+            self.count -= 1
+            wake = self.count < self.limit and self.event is not None and not self.event.is_set()
+        if wake:
+            self.loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        if self.event is not None:
+            self.event.set()
+
+    async def room(self) -> None:
+        """Return once fewer than ``limit`` answers wait for the caller."""
+        while True:
+            with self.lock:
+                if self.count < self.limit:
+                    return
+                if self.event is None:
+                    self.event = asyncio.Event()
+                self.event.clear()
+            await self.event.wait()
+
+
 def _prompt_billed_once(gens: list[Generation]) -> list[Generation]:
     """The samples of one HTTP answer with its prompt tokens on the first only: a server bills the prompt of an
     ``n``-sample request once, and the ledger sums the samples' prompt tokens."""
@@ -376,7 +420,8 @@ class HTTPTeacher(Teacher):
             return
         loop = self._ensure_loop()
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        future = asyncio.run_coroutine_threadsafe(self._run(requests, results), loop)
+        backlog = _Backlog(loop, BACKLOG_PER_SLOT * self.max_concurrency)
+        future = asyncio.run_coroutine_threadsafe(self._run(requests, results, backlog), loop)
         remaining = len(requests)
         try:
             while remaining:
@@ -389,6 +434,7 @@ class HTTPTeacher(Teacher):
                     )
                 for result in item:  # a batch: every request that completed in one turn of the loop
                     remaining -= 1
+                    backlog.taken()
                     yield result
         finally:
             if not future.done():
@@ -440,9 +486,12 @@ class HTTPTeacher(Teacher):
         """One request per sample (the server does not do ``n``, by configuration or as found out)?"""
         return self.supports_n is False or self._ignores_n
 
-    async def _run(self, requests: list[Request], out: queue.SimpleQueue[Any]) -> None:
+    async def _run(
+        self, requests: list[Request], out: queue.SimpleQueue[Any], backlog: _Backlog | None = None
+    ) -> None:
         """Feed ``max_concurrency`` workers from a queue of units (a request, or one sample of it when the server
-        cannot do ``n``); report each request to ``out`` once all its samples are in."""
+        cannot do ``n``); report each request to ``out`` once all its samples are in. With a ``backlog``, a worker
+        starts no new unit while that many answers wait for the caller (see :class:`_Backlog`)."""
         # Results are handed to the consuming thread in batches, one per turn of the event loop: a put per result
         # wakes that thread every time, and the GIL ping-pong that follows cost ~1 ms per result at concurrency 64
         # (bench/teach_throughput.py), more than the HTTP work itself.
@@ -458,6 +507,8 @@ class HTTPTeacher(Teacher):
             if not pending:
                 loop.call_soon(flush)
             pending.append(result)
+            if backlog is not None:
+                backlog.add()
 
         try:
             units: deque[tuple[int, int, int]] = deque()  # (position, first sample offset, sample count)
@@ -474,6 +525,10 @@ class HTTPTeacher(Teacher):
 
             async def worker() -> None:
                 while units:
+                    if backlog is not None:
+                        await backlog.room()
+                        if not units:
+                            break
                     pos, offset, count = units.popleft()
                     if pos in failed:  # another sample of it failed for good: the request has failed
                         continue
