@@ -110,7 +110,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
         report = decontamination_report(task, dataset=dataset, rationales=rationales, ngram=args.ngram)
         reports.append(report)
         if args.drop_overlap:
-            train = rationales if rationales is not None else dataset["train"]
+            train = rationales.to_dataset() if rationales is not None else dataset["train"]
             kept[task.name] = {"train": drop_overlap(train, report, args.drop_on), "test": dataset["test"]}
             report["dropped_train_rows"] = train.num_rows - kept[task.name]["train"].num_rows
     headers = [h.replace("8-gram", f"{args.ngram}-gram") for h in REPORT_HEADERS]

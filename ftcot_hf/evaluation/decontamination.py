@@ -46,19 +46,50 @@ def word_ngrams(text: str, n: int = NGRAM) -> set[str]:
 
 def load_rationale_train(folder: str | os.PathLike, task_name: str) -> Any:
     """The ``train`` split of ``task_name`` in a rationale dataset folder (``{folder}/{task}/train-*.parquet``)."""
-    import datasets
-
     files = sorted(str(p) for p in Path(folder, task_name).glob("train-*.parquet"))
     if not files:
         raise FtcotError(
             f"{folder}: no train split of {task_name} (expected {task_name}/train-*.parquet, as `ftcot teach` "
             "writes it). Check --rationales and --tasks."
         )
-    data = datasets.load_dataset("parquet", data_files={"train": files}, split="train")
+    data = ParquetRows(files)
     missing = {"sample_index", "rationale"} - set(data.column_names)
     if missing:
         raise FtcotError(f"{folder}/{task_name}: the train split has no {', '.join(sorted(missing))} column.")
     return data
+
+
+class ParquetRows:
+    """Parquet files read a record batch at a time with pyarrow: a 1M-row rationale split checked in the memory of
+    one batch (``load_dataset`` would convert it to an Arrow cache first, and reading that memory map back keeps
+    every page it touched resident)."""
+
+    def __init__(self, files: list[str]):
+        import pyarrow.parquet as pq
+
+        self.files = files
+        self.column_names = pq.read_schema(files[0]).names
+        self.num_rows = sum(pq.read_metadata(f).num_rows for f in files)
+
+    def to_dataset(self) -> Any:
+        """The rows as a ``datasets.Dataset`` (to write a copy without the flagged rows)."""
+        import datasets
+
+        return datasets.load_dataset("parquet", data_files={"train": self.files}, split="train")
+
+    def batches(self, columns: list[str], step: int = 1, size: int = 1000) -> Any:
+        import pyarrow.parquet as pq
+
+        seen = 0
+        for f in self.files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=size, columns=columns):
+                part = batch.to_pydict()
+                if step > 1:
+                    first = (-seen) % step
+                    part = {c: v[first::step] for c, v in part.items()}
+                seen += batch.num_rows
+                if part[columns[0]]:
+                    yield part
 
 
 MAX_PAIRS = 1000
@@ -161,7 +192,11 @@ class _Check:
 
 
 def _batches(rows: Any, columns: tuple[str, ...], step: int = 1) -> Any:
-    """Column batches of a ``Dataset`` (only ``columns`` read; every ``step``-th row) or of a list of dicts."""
+    """Column batches of a ``Dataset`` (only ``columns`` read; every ``step``-th row), of :class:`ParquetRows` or of a
+    list of dicts."""
+    if isinstance(rows, ParquetRows):
+        yield from rows.batches(list(columns), step, BATCH)
+        return
     if hasattr(rows, "iter") and hasattr(rows, "select_columns"):
         data = rows.select_columns(list(columns))
         if step > 1:
