@@ -21,6 +21,7 @@ the point.
     .venv/bin/python bench/teach_scale.py                        # 10k, 100k, 1M + the resume checks (~1 h)
     .venv/bin/python bench/teach_scale.py --sizes 10000 100000   # a quicker table
     .venv/bin/python bench/teach_scale.py --resume_size 100000   # kill -9 at half of 100k, resume, compare
+    .venv/bin/python bench/teach_scale.py --sizes 10000 --resume_size 0 --merge_size 100000   # ftcot merge's RSS
 """
 
 from __future__ import annotations
@@ -245,11 +246,35 @@ def resume_check(n: int, root: Path) -> dict:
             "equal": equal}  # fmt: skip
 
 
+def merge_check(n: int, root: Path, parts: int = 2) -> dict:
+    """Teach n questions as ``parts`` parts (``--num_shards``), then ``ftcot merge`` them: its peak RSS and time."""
+    work = root / f"merge{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "scale.jsonl"
+    write_dataset(data, n)
+    server = ServerProcess()
+    try:
+        folders = []
+        for i in range(parts):
+            cmd = argv(data, server.base_url, work, f"part{i}") + ["--num_shards", str(parts), "--shard_index", str(i)]
+            cmd[cmd.index("--cache_dir") + 1] = str(work / f"cache{i}.sqlite")
+            result = run_cli(cmd, work / f"part{i}.log")
+            if result["code"] != 0:
+                raise SystemExit(f"part {i} exited {result['code']}; see {work / f'part{i}.log'}")
+            folders.append(str(work / f"part{i}"))
+    finally:
+        server.close()
+    ftcot = str(Path(sys.executable).parent / "ftcot")
+    merged = run_cli([ftcot, "merge", *folders, "--output_dir", str(work / "merged")], work / "merge.log")
+    return {"questions": n, "parts": parts, "rows": kept_rows(work / "merged"), **merged}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--resume_size", type=int, default=100_000, help="0: no resume check")
+    parser.add_argument("--merge_size", type=int, default=100_000, help="0: no merge check")
     parser.add_argument("--workdir", default=None, help="Where the files go (default: a temporary folder).")
     args = parser.parse_args()
     if args.serve:
@@ -274,6 +299,10 @@ def main() -> None:
               f"(sum {r['sent_before_kill'] + r['sent_on_resume']:,}, prompts asked twice: {r['repeats']}), exit "
               f"{r['resumed_code']} in {r['resumed_seconds']:.0f} s (uninterrupted: "
               f"{r['uninterrupted_seconds']:.0f} s); equal to the uninterrupted run: {r['equal']}")  # fmt: skip
+    if args.merge_size:
+        m = merge_check(args.merge_size, root)
+        print(f"\nftcot merge of {m['parts']} parts of {m['questions']:,} questions: {m['rows']:,} rows, peak RSS "
+              f"{m['rss_mb']:.0f} MB, {m['seconds']:.0f} s, exit {m['code']}")  # fmt: skip
     (root / "results.json").write_text(json.dumps({"cells": rows}, indent=2))
     print(f"\n(files in {root})")
 
