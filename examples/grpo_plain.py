@@ -5,8 +5,12 @@ its own format (``"{question} ###"`` for ``ft_cot``); ``ftcot_hf.rewards`` score
 the teacher's rationales and that ``ftcot eval`` uses: ``accuracy_reward`` (1 when the parsed answer equals the
 gold ``answer`` column) and ``format_reward`` (1 when the completion ends ``--> {answer} END``).
 
-    ftcot run --tasks coin_flip --student gpt2 --output_dir runs/x
-    python examples/grpo_plain.py --student runs/x/student/coin_flip --dataset runs/x/rationales --task coin_flip
+    ftcot teach --tasks coin_flip --output_dir outputs/rationales
+    ftcot train --config recipes/cpu_smollm2.yaml
+    python examples/grpo_plain.py --student outputs/students/smollm2-coin_flip --dataset outputs/rationales \
+        --task coin_flip --max_steps 20
+
+After ``ftcot run``, ``--student runs/x/student/coin_flip --dataset runs/x/rationales`` name the same two things.
 
 One prompt per training question of the rationale dataset (its rationales are not used: GRPO learns from the
 student's own samples). TRL logs ``rewards/accuracy_reward/mean`` and ``rewards/format_reward/mean`` per step; the
@@ -60,7 +64,7 @@ def main() -> None:
         learning_rate=args.learning_rate,
         logging_steps=1,
         bf16=False,  # GRPOConfig's default (bf16) fails on CPU
-        gradient_checkpointing=False,  # GRPOConfig's default recomputes the forward pass
+        activation_checkpointing=False,  # TRL's default recomputes the forward pass (~30% slower)
         save_strategy="no",
         report_to="none",
     )

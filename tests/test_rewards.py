@@ -25,7 +25,7 @@ def taught(mirror, tmp_path_factory):
 
     from ftcot_hf.teach import TeachConfig, save_rationales, teach
 
-    out = {}
+    out, repos = {}, {}
     for mode in ("paper", "robust"):
         tmp = tmp_path_factory.mktemp(f"rationales-{mode}")
         cfg = TeachConfig(tasks=list(FILTER_TASKS), limit=40, data_dir=str(mirror), mode=mode, keep="all",
@@ -33,6 +33,8 @@ def taught(mirror, tmp_path_factory):
         results, reports = teach(cfg)
         repo = save_rationales(cfg, results, reports)
         out[mode] = {task: load_dataset(str(repo), task)["train"] for task in FILTER_TASKS}
+        repos[mode] = repo
+    out["repo"] = repos["paper"]
     return out
 
 
@@ -142,3 +144,92 @@ def test_exported_lazily_named_for_trls_logs_and_picklable():
     assert reward(completions=[" --> Yes END"], answer=["yes"]) == [1.0]  # robust mode survived the pickle
     code = "import sys, ftcot_hf; ftcot_hf.accuracy_reward; print('trl' in sys.modules or 'torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+# --- a few real GRPO steps ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shaped_student(tiny_gpt2, taught, tmp_path_factory):
+    """The tiny random GPT-2 after a few SFT steps on ``"{q} ###" -> " --> yes|no END"``: it writes the format's shape
+    with a guessed answer, so its GRPO samples earn both rewards and neither, not all zeros."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rows = taught["paper"]["coin_flip"]
+    data = Dataset.from_dict({"prompt": [f"{q.strip()} ###" for q in rows["question"]],
+                              "completion": [f" --> {a} END" for a in rows["answer"]]})  # fmt: skip
+    out = tmp_path_factory.mktemp("shaped") / "student"
+    torch.manual_seed(0)
+    config = SFTConfig(output_dir=str(out), max_steps=30, per_device_train_batch_size=8, learning_rate=5e-3,
+                       lr_scheduler_type="constant", bf16=False, activation_checkpointing=False, save_strategy="no",
+                       report_to="none", disable_tqdm=True, seed=0)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_gpt2), args=config, train_dataset=data,
+                         processing_class=tokenizer)  # fmt: skip
+    trainer.train()
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_rewards_drive_grpo_and_reach_its_logs(shaped_student, taught, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    rows = taught["paper"]["coin_flip"]
+    gold_of = {f"{q.strip()} ###": a for q, a in zip(rows["question"], rows["answer"], strict=True)}
+    prompts = Dataset.from_dict({"prompt": list(gold_of), "answer": list(gold_of.values())})
+    config = GRPOConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, num_generations=4,
+                        max_completion_length=8, learning_rate=1e-4, logging_steps=1, bf16=False,
+                        activation_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True,
+                        seed=0)  # fmt: skip
+    accuracy = accuracy_reward("coin_flip")
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(shaped_student), args=config,
+                          processing_class=AutoTokenizer.from_pretrained(shaped_student),
+                          reward_funcs=[accuracy, format_reward("ft_cot")], train_dataset=prompts)  # fmt: skip
+    trainer.train()
+
+    logged = [log for log in trainer.state.log_history if "rewards/accuracy_reward/mean" in log]
+    assert len(logged) == 3 and all("rewards/format_reward/mean" in log for log in logged)
+    # the last step's completions, as TRL kept them: re-scored by the evaluation's parser, they give the same rewards
+    completions, got = list(trainer._logs["completion"]), list(trainer._logs["rewards"]["accuracy_reward"])
+    golds = [gold_of[p] for p in trainer._logs["prompt"]]
+    texts = [until_stop(c, "END") for c in completions]
+    expected = compute_accuracy(texts, golds, task="coin_flip", format="ft_cot", return_details=True)["details"]
+    assert got == [float(d["correct"]) for d in expected]
+    assert list(trainer._logs["extra"]["parsed_answer"]) == [d["prediction"] for d in expected]
+    assert logged[-1]["rewards/accuracy_reward/mean"] == pytest.approx(sum(got) / len(got))
+    assert 0 < sum(got) < len(got), completions  # the student's guesses: some right, some wrong
+    shaped = format_reward("ft_cot")(completions=completions)
+    assert logged[-1]["rewards/format_reward/mean"] == pytest.approx(sum(shaped) / len(shaped)) and sum(shaped) > 0
+
+
+GRPO_COMMAND = (
+    "python examples/grpo_plain.py --student outputs/students/smollm2-coin_flip --dataset outputs/rationales "
+    "--task coin_flip --max_steps 20"
+)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_grpo_example_runs_as_documented(shaped_student, taught, tmp_path, monkeypatch, capsys):
+    """docs/rewards.md's command as typed, with the test's student and rationale dataset, one small step."""
+    import runpy
+    import sys
+
+    from tests.docs_commands import REPO, doc_command
+
+    argv = doc_command(GRPO_COMMAND).argv[1:]
+    swap = {"outputs/students/smollm2-coin_flip": str(shaped_student), "outputs/rationales": str(taught["repo"]),
+            "20": "1"}  # fmt: skip
+    argv = [swap.get(a, a) for a in argv]
+    argv += ["--batch_size", "4", "--num_generations", "2", "--max_completion_length", "8",
+             "--output_dir", str(tmp_path / "grpo")]  # fmt: skip
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(REPO / "examples" / "grpo_plain.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "step 1: accuracy_reward " in printed and f"saved to {tmp_path / 'grpo'}" in printed, printed
+    assert (tmp_path / "grpo" / "model.safetensors").is_file()
