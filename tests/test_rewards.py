@@ -14,7 +14,7 @@ from ftcot_hf.tasks import score_completion
 
 # the recorded teacher's rows, both correct and wrong ones, for every answer type of the paper's tasks
 FILTER_TASKS = ("coin_flip", "strategy_qa", "last_letter_concatenation", "multiarith", "addsub", "date_understanding",
-                "tracking_shuffled_objects")
+                "tracking_shuffled_objects")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
