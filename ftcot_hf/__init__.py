@@ -41,6 +41,9 @@ _EXPORTS: dict[str, str] = {
     # evaluation
     "evaluate_student": "ftcot_hf.evaluation.evaluator",
     "compute_accuracy": "ftcot_hf.evaluation.metric",
+    # rewards (TRL's GRPOTrainer)
+    "accuracy_reward": "ftcot_hf.rewards",
+    "format_reward": "ftcot_hf.rewards",
     # hub and the run
     "push_rationales": "ftcot_hf.hub",
     "push_student": "ftcot_hf.hub",

@@ -138,6 +138,9 @@ COVERAGE: dict[str, str] = {
     "--task_name my_arith --test_size 0.2 --teacher openai --teacher_model Qwen/Qwen3-8B "
     "--base_url http://localhost:8000/v1":
         "tests/test_custom_tasks.py::test_ftcot_run_on_your_own_dataset_with_the_openai_teacher",
+    # docs/rewards.md (its teach and train commands are docs/training.md's, covered there)
+    "python examples/grpo_plain.py --student outputs/students/smollm2-coin_flip --dataset outputs/rationales "
+    "--task coin_flip --max_steps 20": "tests/test_rewards.py::test_the_grpo_example_runs_as_documented",
     # docs/teaching.md
     "ftcot teach --tasks coin_flip multiarith": "tests/test_docs.py::test_the_recorded_teachers_commands_as_typed",
     "ftcot teach --tasks gsm8k --teacher openai --model meta-llama/Llama-3.1-70B-Instruct --base_url "
