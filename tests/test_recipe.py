@@ -117,8 +117,9 @@ def test_augment_applies_the_recipe_chunk_by_chunk_and_reports_each_filter():
     rows = everything.to_list()
     rates = {q: sum(r["correct"] for r in rows if r["sample_index"] == q) / 4 for q in range(10)}
     assert len(set(rates.values())) > 1  # the script gives the questions different pass rates
+    inside = {q for q, rate in rates.items() if 0.5 <= rate <= 0.75}
     expected = {(r["sample_index"], r["completion_index"]) for r in rows
-                if r["correct"] and r["finish_reason"] != "length" and 0.5 <= rates[r["sample_index"]] <= 0.75}  # fmt: skip
+                if r["correct"] and r["finish_reason"] != "length" and r["sample_index"] in inside}  # fmt: skip
 
     def run(batch_size: int):
         aug = RationaleAugmenter(BandTeacher(), "coin_flip", degree=4)
@@ -209,3 +210,29 @@ def test_ftcot_run_counts_in_its_own_students_tokens_and_fingerprints_the_recipe
     assert teach_inputs(config, tasks) != teach_inputs(RunConfig(student="gpt2", output_dir=str(tmp_path)), tasks)
     with pytest.raises(FtcotError, match="at --degree 1"):
         RunConfig(output_dir=str(tmp_path), keep="pass_rate", pass_rate_max=0.9).teach_config(tmp_path / "r")
+
+
+def test_the_study_script_records_each_variants_yield_and_checks_pass_rate_equals_correct_at_d1(mirror, tmp_path):
+    import argparse
+    import importlib.util
+
+    from tests.docs_commands import REPO
+
+    spec = importlib.util.spec_from_file_location("data_recipe", REPO / "experiments" / "data_recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    study = module.study
+
+    args = argparse.Namespace(
+        name="study", task="last_letter_concatenation", variants=["all", "correct", "pass_rate"], student="gpt2",
+        epochs=1.0, learning_rate=1e-4, batch_size=8, seed=42, limit_train=30, limit_test=None,
+        data_dir=str(mirror), root=str(tmp_path / "runs"), results=str(tmp_path / "results"), teach_only=True,
+    )  # fmt: skip
+    saved = study(args)
+    cells = saved["variants"]
+    assert cells["all"]["yield"]["kept"] == 30 and cells["all"]["yield"]["filters"] == {}
+    correct = cells["correct"]["yield"]
+    assert correct["kept"] == correct["correct"] < 30 and correct["filters"]["incorrect"] == 30 - correct["kept"]
+    assert cells["pass_rate"]["same_rows_as"] == "correct" and cells["pass_rate"]["yield"]["kept"] == correct["kept"]
+    table = (tmp_path / "results" / "study.md").read_text()
+    assert f"| correct | 30 | incorrect {30 - correct['kept']}, empty 0 | {correct['kept']} | not run |" in table
