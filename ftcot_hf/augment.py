@@ -7,8 +7,8 @@ the ``one_stage`` protocol: one request per sample asking for the reasoning and 
 line. A reply that carries a reasoning trace (``<think>...</think>``, or a server's ``reasoning_content``) is never
 sent to a second stage: the trace is the rationale, the answer is read from the visible text after it, and a trace
 that never closed is incomplete (not kept, counted). :func:`augment` runs the map, applies the filter
-(``keep="correct" | "all"``; a reply cut by the token limit is not kept by ``correct`` unless ``keep_truncated``)
-and returns the :class:`YieldReport`.
+(``keep="correct" | "all" | "pass_rate"``; a reply cut by the token limit is not kept by ``correct`` unless
+``keep_truncated``; the data recipe's other filters: :mod:`ftcot_hf.recipe`) and returns the :class:`YieldReport`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ftcot_hf.prompts import (
     stage1_prompt,
     stage2_prompt,
 )
+from ftcot_hf.recipe import KEEP_MODES, RowFilter
 from ftcot_hf.shards import FLUSH_SECONDS, ShardWriter
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import (
@@ -437,6 +438,8 @@ class _Tally:
     incomplete: int = 0
     empty: int = 0
     truncated_dropped: int = 0
+    filters: Counter = field(default_factory=Counter)
+    """Rows removed per filter of the data recipe (:data:`ftcot_hf.recipe.FILTERS`)."""
 
     sample_every: int = 1
     sample: list[dict[str, Any]] = field(default_factory=list)
@@ -483,6 +486,7 @@ def yield_report(augmenter: RationaleAugmenter, tally: _Tally) -> YieldReport:
     report.unsent_requests = augmenter.unsent_requests
     _ledger(report, augmenter)
     report.truncated_dropped = tally.truncated_dropped
+    report.filters = dict(tally.filters)
     return report
 
 
@@ -521,22 +525,12 @@ def output_features(features: Any, augmenter: RationaleAugmenter) -> Any:
     return Features(out)
 
 
-def _keep_mask(out: dict[str, list], keep: str, keep_truncated: bool) -> list[bool]:
-    if keep == "all":
-        return [True] * len(out["correct"])
-    # An empty rationale or answer teaches nothing, even when the parser finds the gold answer in the rest.
-    return [
-        bool(c) and (keep_truncated or TRUNCATED not in (f1, f2)) and bool(r.strip()) and bool(a.strip())
-        for c, f1, f2, r, a in zip(out["correct"], out["finish_reason"], out["answer_finish_reason"],
-                                   out["rationale"], out["teacher_answer"], strict=True)
-    ]  # fmt: skip
-
-
 def augment(
     dataset: Any,
     augmenter: RationaleAugmenter,
     *,
-    keep: Literal["correct", "all"] = "correct",
+    keep: Literal["correct", "all", "pass_rate"] = "correct",
+    row_filter: RowFilter | None = None,
     batch_size: int = 2048,
     output_dir: str | os.PathLike | None = None,
     flush_seconds: float = FLUSH_SECONDS,
@@ -551,10 +545,14 @@ def augment(
     Returns the kept rows (``keep="correct"``: only rationales whose parsed answer equals the gold one, all samples of
     a question included, duplicates too, as in the paper; without ``augmenter.keep_truncated``, not those whose
     rationale or answer was cut by the token limit) and the :class:`YieldReport`. ``prices`` ($ per million prompt
-    and completion tokens) puts the cost so far on the progress bar.
+    and completion tokens) puts the cost so far on the progress bar. ``row_filter``: the data recipe
+    (:class:`~ftcot_hf.recipe.RowFilter`: the pass-rate band, the student-token length limit, near-duplicate removal;
+    its ``keep`` replaces ``keep``); the rows each of its filters removed are the report's ``filters``.
     """
-    if keep not in ("correct", "all"):
-        raise ValueError(f"keep must be 'correct' or 'all', not {keep!r}.")
+    if row_filter is None:
+        if keep not in KEEP_MODES:
+            raise ValueError(f"keep must be one of {', '.join(KEEP_MODES)}, not {keep!r}.")
+        row_filter = RowFilter(keep, augmenter.keep_truncated, augmenter.degree)
     if dataset.num_rows == 0:
         raise FtcotError(f"Nothing to augment: the {augmenter.task.name} dataset given has no rows.")
     if output_dir is None:
@@ -563,13 +561,15 @@ def augment(
     writer = ShardWriter(output_dir, output_features(dataset.features, augmenter), flush_seconds=flush_seconds)
     expected = dataset.num_rows * augmenter.degree
     tally = _Tally(sample_every=max(1, -(-expected // RATIONALE_SAMPLE)))
+    tally.filters.update(dict.fromkeys(row_filter.active, 0))
     bar = _Progress(augmenter, dataset.num_rows, prices) if augmenter.progress else None
     try:
         for start in range(0, dataset.num_rows, batch_size):
             batch = dataset[start : start + batch_size]
             out = augmenter(batch)
-            mask = _keep_mask(out, keep, augmenter.keep_truncated)
+            mask, removed = row_filter(out)
             tally.add(out, mask, augmenter.keep_truncated)
+            tally.filters.update(removed)
             writer.write({c: [v for v, m in zip(values, mask, strict=True) if m] for c, values in out.items()})
             if bar is not None:
                 bar.update(len(batch["question"]), tally.kept)

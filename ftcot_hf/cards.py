@@ -15,6 +15,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.formats import get_format
 from ftcot_hf.prompts import ANSWER_PHRASE, ONE_STAGE_INSTRUCTION
+from ftcot_hf.recipe import describe as describe_recipe
 from ftcot_hf.scrub import redact, scrub_url
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
@@ -137,6 +138,17 @@ LEDGER_INTRO = (
 )
 
 
+FILTERS_INTRO = (
+    "Rows each filter removed (the data recipe, `docs/data-recipe.md`): the filters run left to right, each on the "
+    "rows the ones before it kept; samples minus the rows removed = rows kept."
+)
+
+
+def _band(config: Mapping[str, Any]) -> tuple[float, float]:
+    low, high = config.get("pass_rate_min"), config.get("pass_rate_max")
+    return (0.0 if low is None else low, 1.0 if high is None else high)
+
+
 def render_dataset_card(
     tasks: Sequence[str | Task],
     *,
@@ -198,7 +210,9 @@ def render_dataset_card(
     if dataset_info is not None:
         card_data["dataset_info"] = dataset_info
     ledger = "\n\n" + LEDGER_INTRO + "\n\n" + YieldReport.ledger_markdown(reps) if reps else ""
-    yield_table = YieldReport.markdown(reps) + ledger if reps else "Not recorded."
+    filtered = YieldReport.filters_markdown(reps) if reps else None
+    filters = "\n\n" + FILTERS_INTRO + "\n\n" + filtered if filtered else ""
+    yield_table = YieldReport.markdown(reps) + filters + ledger if reps else "Not recorded."
     card = DatasetCard.from_template(
         DatasetCardData(**card_data),
         template_str=template_text(DATASET_TEMPLATE),
@@ -210,7 +224,8 @@ def render_dataset_card(
         degree=config.get("degree", reps[0].degree if reps else "not recorded"),
         temperature=reps[0].temperature if reps else config.get("temperature", "not recorded"),
         **_protocol_fields(reps, config, task_objs, style),
-        keep=f"keep={keep}" + (" (parsed answer == gold answer)" if keep == "correct" else ""),
+        keep=describe_recipe(keep, _band(config), config.get("max_rationale_student_tokens"),
+                             config.get("student_tokenizer"), config.get("dedup_jaccard")),
         mode=config.get("mode", "paper"),
         yield_table=yield_table,
         decontamination=YieldReport.decontamination_markdown(reps) if reps else "Not checked.",

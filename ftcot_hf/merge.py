@@ -180,7 +180,7 @@ def sum_reports(reports: Sequence[dict[str, Any]]) -> YieldReport:
     out = YieldReport.from_dict(reports[0])
     for f in fields(YieldReport):
         values = [getattr(p, f.name) for p in parts]
-        if f.name in FIRST or f.name in ("decontamination", "stages", "shard"):
+        if f.name in FIRST or f.name in ("decontamination", "stages", "shard", "filters"):
             continue
         if f.name == "stopped":
             out.stopped = "; ".join(dict.fromkeys(v for v in values if v)) or None
@@ -195,6 +195,10 @@ def sum_reports(reports: Sequence[dict[str, Any]]) -> YieldReport:
             for key, value in counts.items():
                 into[key] = into.get(key, 0) + value
     out.stages = stages
+    out.filters = {}
+    for p in parts:  # each part ran the same filters: the rows each removed add up
+        for name, count in p.filters.items():
+            out.filters[name] = out.filters.get(name, 0) + count
     out.shard = None
     out.decontamination = _sum_decontamination([p.decontamination for p in parts])
     return out

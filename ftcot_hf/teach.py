@@ -23,6 +23,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
+from ftcot_hf.recipe import RowFilter, check_recipe, load_tokenizer, token_counter
 from ftcot_hf.scrub import scrub_text
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
@@ -129,6 +130,9 @@ class TeachConfig(TaskDatasetArgs):
         teacher, model, base_url, teacher_kwargs, max_concurrency, replay_file, cache_dir
     Parameters of Zero-shot-CoT and the filter:
         degree, temperature, trigger, keep, keep_truncated, mode, resample_until, max_extra_samples, annotations
+    Parameters of the data recipe (docs/data-recipe.md):
+        pass_rate_min, pass_rate_max (with keep="pass_rate"), max_rationale_student_tokens, student_tokenizer,
+        dedup_jaccard
     Parameters of the output:
         output_dir (a folder that already holds a rationale dataset gains or replaces the taught tasks' configs),
         repo_id, lock_timeout
@@ -230,7 +234,41 @@ class TeachConfig(TaskDatasetArgs):
             "same command later collects them, submitting nothing twice). As --teacher_kwargs '{\"wait\": false}'."
         },
     )
-    keep: str = field(default="correct", metadata={"help": "'correct' (the paper's filter) or 'all'."})
+    keep: str = field(
+        default="correct",
+        metadata={
+            "help": "'correct' (the paper's filter), 'all', or 'pass_rate': the correct rows of the questions whose "
+            "pass rate over their D samples lies in [--pass_rate_min, --pass_rate_max] (open-r1's band)."
+        },
+    )
+    pass_rate_min: float | None = field(
+        default=None,
+        metadata={"help": "--keep pass_rate: keep questions with at least this fraction of correct samples (0-1)."},
+    )
+    pass_rate_max: float | None = field(
+        default=None,
+        metadata={"help": "--keep pass_rate: keep questions with at most this fraction of correct samples (0-1)."},
+    )
+    max_rationale_student_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Leave out rationales longer than this many tokens of the student's tokenizer (the rationale "
+            "alone, no special tokens): what the student would see truncated. Needs --student_tokenizer (in "
+            "`ftcot run`: default the run's --student)."
+        },
+    )
+    student_tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "The student whose tokenizer --max_rationale_student_tokens counts in (Hub id, folder)."},
+    )
+    dedup_jaccard: float | None = field(
+        default=None,
+        metadata={
+            "help": "Remove a rationale whose word 3-shingles (lower case, punctuation ignored) have a Jaccard "
+            "similarity >= this with a kept rationale of the same question (1: same shingles; 0.8: near-copies). "
+            "Default: off (duplicates kept, as the paper)."
+        },
+    )
     keep_truncated: bool | None = field(
         default=None,
         metadata={
@@ -346,8 +384,9 @@ class TeachConfig(TaskDatasetArgs):
                 f"--resample_until {self.resample_until} samples more only within --max_extra_samples, which is 0: "
                 "give --max_extra_samples N (the extra samples it may ask for in all)."
             )
-        if self.keep not in ("correct", "all"):
-            raise FtcotError(f"--keep must be 'correct' or 'all', not {self.keep!r}.")
+        check_recipe(keep=self.keep, degree=self.degree, pass_rate_min=self.pass_rate_min,
+                     pass_rate_max=self.pass_rate_max, max_rationale_student_tokens=self.max_rationale_student_tokens,
+                     student_tokenizer=self.student_tokenizer, dedup_jaccard=self.dedup_jaccard)  # fmt: skip
         if not (math.isfinite(self.lock_timeout) and self.lock_timeout >= 0):
             raise FtcotError(f"--lock_timeout must be >= 0 seconds, got {self.lock_timeout}.")
         self._validate_shards()
@@ -494,6 +533,9 @@ def teach(
         backend = teacher.counters()  # an HTTP backend counts the HTTP requests it sent (retries, one per sample)
         return {**backend, "requests": backend.get("requests", cached.calls), "cache_hits": cached.cache_hits}
 
+    count_tokens = None
+    if config.max_rationale_student_tokens is not None:  # loaded once, before the teacher is asked anything
+        count_tokens = token_counter(load_tokenizer(str(config.student_tokenizer)))
     results, reports, last_error = {}, [], None
     try:
         for task in tasks:
@@ -536,8 +578,15 @@ def teach(
                 price_in, price_out = config.price_input_per_mtok, config.price_output_per_mtok
                 prices = (factor * (price_in or 0.0), factor * (price_out or 0.0))
             with quiet_libraries():
-                kept, report = augment(data, augmenter, keep=config.keep, output_dir=partial_dir(config) / task.name,
-                                       prices=prices)  # fmt: skip
+                row_filter = RowFilter(
+                    config.keep, keep_truncated, config.degree,
+                    pass_rate_min=config.pass_rate_min or 0.0,
+                    pass_rate_max=1.0 if config.pass_rate_max is None else config.pass_rate_max,
+                    max_student_tokens=config.max_rationale_student_tokens, count_tokens=count_tokens,
+                    dedup_jaccard=config.dedup_jaccard,
+                )  # fmt: skip
+                kept, report = augment(data, augmenter, row_filter=row_filter,
+                                       output_dir=partial_dir(config) / task.name, prices=prices)  # fmt: skip
             report.requests = counters()["requests"] - sent
             report.cache_hits = cached.cache_hits - hits
             report.reasked_unusable = cached.reasked - reasked

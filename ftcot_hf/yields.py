@@ -81,6 +81,10 @@ class YieldReport:
     """Why teaching stopped before the end (the budget), or None."""
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     """The ledger per stage (``rationale``, ``answer``, ``annotations``): :data:`STAGE_KEYS`."""
+    filters: dict[str, int] = field(default_factory=dict)
+    """Rows each filter of the data recipe removed, in the order they ran, each among the rows the filters before it
+    kept (``incorrect``, ``truncated``, ``empty``, ``pass_rate``, ``student_length``, ``near_duplicate``:
+    :mod:`ftcot_hf.recipe`); only the filters the run used. ``samples`` minus their sum is ``kept``."""
     shard: dict[str, int] | None = None
     """The part of the questions a ``--num_shards`` run taught (``index``, ``num_shards``; questions ``start`` to
     ``end`` of ``questions``), which ``ftcot merge`` checks; None for a whole run (and a merged one)."""
@@ -118,6 +122,23 @@ class YieldReport:
                 f"{r.correct} | {100 * r.accuracy:.2f}% | {r.kept} | {r.questions_without_correct} | {r.duplicates} | "
                 f"{r.cut_cell()} |"
             )
+        return "\n".join(lines)
+
+    @staticmethod
+    def filters_markdown(reports: Sequence[YieldReport]) -> str | None:
+        """The rows each filter removed, per task (the filters run in the columns' order, each on the rows the ones
+        before it kept); None when no report records its filters (an older run)."""
+        rows = [r for r in reports if r.filters]
+        if not rows:
+            return None
+        from ftcot_hf.recipe import FILTERS
+
+        used = [f for f in FILTERS if any(f in r.filters for r in rows)]
+        lines = ["| task | samples | " + " | ".join(f"- {f.replace('_', ' ')}" for f in used) + " | = kept |",
+                 "|" + "---|" * (len(used) + 3)]  # fmt: skip
+        for r in rows:
+            cells = " | ".join(str(r.filters[f]) if f in r.filters else "-" for f in used)
+            lines.append(f"| {r.task} | {r.samples} | {cells} | {r.kept} |")
         return "\n".join(lines)
 
     @staticmethod

@@ -24,6 +24,10 @@ from tests.docs_commands import REPO, DocCommand, doc_command, doc_commands
 
 NOT_RUN = "not run: "
 COVERAGE: dict[str, str] = {
+    # docs/data-recipe.md (the tokenizer swapped for the test's tiny one, the limit for its median rationale length)
+    "ftcot teach --tasks coin_flip --limit 40 --max_rationale_student_tokens 96 --student_tokenizer HuggingFaceTB/Smol"
+    "LM2-135M-Instruct --dedup_jaccard 0.8 --output_dir rationales-recipe":
+        "tests/test_recipe.py::test_teach_with_the_recipe_writes_each_filters_count_to_the_report_and_the_card",
     # docs/vllm-offline.md
     "python -m venv /opt/vllm-venv":
         NOT_RUN

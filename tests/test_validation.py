@@ -47,7 +47,7 @@ def test_teach_degree_is_between_1_and_64(degree, capsys):
 
 
 def test_teach_keep_and_sampled_degree_need_sensible_values():
-    with pytest.raises(FtcotError, match=r"--keep must be 'correct' or 'all'"):
+    with pytest.raises(FtcotError, match=r"--keep must be 'correct', 'all' or 'pass_rate'"):
         TeachConfig(keep="some")
     with pytest.raises(FtcotError, match=r"--degree 4 with --temperature 0"):
         TeachConfig(degree=4, temperature=0)

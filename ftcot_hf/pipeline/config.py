@@ -354,6 +354,8 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
         """The ``TeachConfig`` of the teach stage: the teach section + what the run owns."""
         values = self.section("teach")
         values.update({name: getattr(self, name) for name in _DATASET_FIELDS})
+        if values.get("max_rationale_student_tokens") is not None and not values.get("student_tokenizer"):
+            values["student_tokenizer"] = self.student  # the length filter counts in the tokens of the run's student
         return TeachConfig(**values, tasks=self.tasks, split="train", output_dir=str(output_dir),
                            repo_id=self.hub_dataset_id or "<user>/ftcot-rationales", data_dir=self.data_dir,
                            mode=self.mode)  # fmt: skip
