@@ -17,6 +17,7 @@ from ftcot_hf.cards import folder_tasks, parquet_rows, render_dataset_card, scru
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import write_parquet_configs
 from ftcot_hf.scrub import redact
+from ftcot_hf.shards import discard_staged
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import DirLockTimeout, atomic_dir, dir_lock, link_tree
@@ -49,6 +50,16 @@ def save_rationales(
             or the folder holds a rationale dataset whose card or yield_report.json cannot be read.
     """
     out = check_output_dir(config)
+    saved = _save(config, results, reports, tasks, out)
+    # the rows staged while teaching (.<output_dir>.partial-*) are in the folder now; after a failed save they stay
+    # for another try (removed at exit, or by a later run once this process is gone)
+    discard_staged(split for dataset_dict in results.values() for split in dataset_dict.values())
+    return saved
+
+
+def _save(
+    config: TeachConfig, results: dict[str, Any], reports: list[YieldReport], tasks: Sequence[Task] | None, out: Path
+) -> Path:
     try:
         with dir_lock(out, timeout=config.lock_timeout):
             previous = _previous_dataset(out)

@@ -155,7 +155,7 @@ class RayRationaleAugmenter:
                 results, reports = e.results, e.reports
             if results:
                 save_rationales(part_config, results, reports, [self.task])
-            remove_partial(part_config)
+            remove_partial(results)
             out["part"].append(str(folder))
             out["start"].append(start)
             out["end"].append(end)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 SHARD_ROWS = 100_000
 """Rows per shard at most (a shard is also closed every ``flush_seconds``)."""
+PARTIAL_NAME = re.compile(r"\..+\.partial-\d+-[0-9a-f]+")
+"""The name of a folder of rows being taught (:func:`ftcot_hf.utils.fs.partial_sibling`)."""
 SHARDS_ATTRIBUTE = "_ftcot_shards"
 """Set on the dataset :meth:`ShardWriter.dataset` returns: its shard files (``export`` streams them to Parquet)."""
 FLUSH_SECONDS = 120.0
@@ -164,3 +167,20 @@ class ShardWriter:
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
+
+def discard_staged(datasets: Any) -> None:
+    """Delete the shards the given datasets were taught into (``ftcot teach``'s ``.<output_dir>.partial-<pid>-<rand>``
+    folders, once their rows are saved or given up), and such a folder once it holds nothing more. Only folders of
+    that name are touched."""
+    for data in datasets:
+        files = getattr(data, SHARDS_ATTRIBUTE, None)
+        if not files:
+            continue
+        folder = Path(files[0]).parent
+        if not PARTIAL_NAME.fullmatch(folder.parent.name):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.parent.rmdir()
+        except OSError:  # another task's shards are still there
+            pass

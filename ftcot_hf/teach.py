@@ -8,6 +8,7 @@ restructure (a ``teach/`` package: config, augment, yields, the rationale folder
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.recipe import RowFilter, check_recipe, load_tokenizer, token_counter
 from ftcot_hf.scrub import scrub_text
+from ftcot_hf.shards import discard_staged
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
@@ -509,7 +511,7 @@ def teach(
     out of the results (an empty rationale set is no dataset)."""
     tasks = list(tasks) if tasks is not None else config.resolve_tasks()
     _check_no_wait(config)
-    remove_stale_tmp(final_dest(config.output_dir))  # the rows of killed runs (their .partial-<pid> folders)
+    remove_stale_tmp(final_dest(config.output_dir))  # the rows of killed runs (their .partial-<pid>-* folders)
     with quiet_libraries():  # no datasets bars ("Generating train split", "Map"): the augmenter shows its own
         records_of = {
             task.name: task.load(data_dir=config.data_dir) for task in tasks
@@ -537,6 +539,8 @@ def teach(
     if config.max_rationale_student_tokens is not None:  # loaded once, before the teacher is asked anything
         count_tokens = token_counter(load_tokenizer(str(config.student_tokenizer)))
     results, reports, last_error = {}, [], None
+    staging = partial_sibling(config.output_dir)  # this call's rows as they are taught, until they are saved
+    atexit.register(shutil.rmtree, staging, True)  # what is not saved by then is in the request cache anyway
     try:
         for task in tasks:
             records = records_of[task.name]
@@ -586,7 +590,7 @@ def teach(
                     dedup_jaccard=config.dedup_jaccard,
                 )  # fmt: skip
                 kept, report = augment(data, augmenter, row_filter=row_filter,
-                                       output_dir=partial_dir(config) / task.name, prices=prices)  # fmt: skip
+                                       output_dir=staging / task.name, prices=prices)  # fmt: skip
             report.requests = counters()["requests"] - sent
             report.cache_hits = cached.cache_hits - hits
             report.reasked_unusable = cached.reasked - reasked
@@ -609,8 +613,15 @@ def teach(
             if "test" in records and config.split != "test":
                 report.decontamination = _decontamination(task, data, records["test"], kept)
             logger.info("%s: %d calls, %d cache hits so far", task.name, cached.calls, cached.cache_hits)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing of it will be saved: every reply is in the cache
+        raise
     finally:
         cached.cache.close() if given is not None else cached.close()
+    for name in {t.name for t in tasks} - set(results):  # a task left out of the results: its rows go nowhere
+        shutil.rmtree(staging / name, ignore_errors=True)
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
     failed, unsent = sum(r.failed_requests for r in reports), sum(r.unsent_requests for r in reports)
     if failed or unsent:
         stopped = budget.reason if unsent and budget is not None else None
@@ -653,16 +664,10 @@ def shard_cache_file(path: Path, index: int, num_shards: int) -> Path:
     return path.with_name(f"{path.stem}.shard-{index:05d}-of-{num_shards:05d}{path.suffix}")
 
 
-def partial_dir(config: TeachConfig) -> Path:
-    """Where a running ``ftcot teach`` writes the rows it keeps, a shard closed every few minutes (readable while it
-    runs: ``load_dataset("arrow", data_files="<that folder>/<task>/*.arrow")``): ``.<output_dir>.partial-<pid>``
-    beside ``output_dir`` (not in it: the folder is swapped in whole when complete; one per process: two runs into
-    one folder do not share it). Removed once the rationale dataset is saved, or by the next run if killed."""
-    return partial_sibling(config.output_dir)
-
-
-def remove_partial(config: TeachConfig) -> None:
-    shutil.rmtree(partial_dir(config), ignore_errors=True)
+def remove_partial(results: dict[str, Any]) -> None:
+    """Delete the rows staged while teaching ``results`` (their ``.<output_dir>.partial-*`` folder): once saved, or
+    given up (they are in the request cache either way)."""
+    discard_staged(split for dataset_dict in results.values() for split in dataset_dict.values())
 
 
 def _budget(config: TeachConfig, teacher: Any) -> RequestBudget | None:
@@ -730,8 +735,10 @@ def cli_main(argv: list[str]) -> int:
         return 0
     except TeachIncompleteError as e:  # save what succeeded (it is cached too), then say what did not
         incomplete, results, reports = e, e.results, e.reports
-    out = save_rationales(config, results, reports, tasks) if results else None
-    remove_partial(config)
+    try:
+        out = save_rationales(config, results, reports, tasks) if results else None
+    finally:
+        remove_partial(results)  # saved, or given up: the replies are cached
     print(YieldReport.markdown(reports))
     for line in filter(None, (r.truncation_summary() for r in reports)):
         print(line)

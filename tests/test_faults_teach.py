@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from datasets import Dataset, load_dataset
+from datasets import load_dataset
 
 from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.teach import TeachConfig, save_rationales, teach
+from ftcot_hf.teach import TeachConfig, remove_partial, save_rationales, teach
 from ftcot_hf.teachers.base import Generation, Request, Teacher
 from ftcot_hf.utils.fs import dir_lock
 from tests.conftest import REPO_ROOT
@@ -34,7 +34,10 @@ def _config(out: Path, mirror: Path, tmp_path: Path, task: str = "coin_flip", li
 def _teach(out: Path, mirror: Path, tmp_path: Path, task: str = "coin_flip", limit: int = 5, **kw) -> TeachConfig:
     config = _config(out, mirror, tmp_path, task, limit, **kw)
     results, reports = teach(config)
-    save_rationales(config, results, reports)
+    try:
+        save_rationales(config, results, reports)
+    finally:  # a caller giving up on a failed save drops the rows it staged (the replies are cached)
+        remove_partial(results)
     return config
 
 
@@ -139,14 +142,14 @@ def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.mark.parametrize("where", ["write_parquet_configs", "Dataset.to_parquet"])
+@pytest.mark.parametrize("where", ["write_parquet_configs", "_write_parquet"])
 def test_a_full_disk_while_reteaching_leaves_the_old_folder_as_it_was(where, mirror, tmp_path, monkeypatch, capsys):
     out = tmp_path / "rationales"
     _teach(out, mirror, tmp_path, limit=5)
     before = _checked_rows(out, tmp_path)
     files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    if where == "Dataset.to_parquet":  # the real writer deleted the old train Parquet before writing the new one
-        monkeypatch.setattr(Dataset, "to_parquet", _disk_full)
+    if where == "_write_parquet":  # the real writer deleted the old train Parquet before writing the new one
+        monkeypatch.setattr("ftcot_hf.export._write_parquet", _disk_full)
     else:
         monkeypatch.setattr("ftcot_hf.rationale_folder.write_parquet_configs", _disk_full)
     with pytest.raises(FtcotError, match=r"disk is full .*rationales.* unchanged") as info:

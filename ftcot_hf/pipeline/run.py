@@ -42,7 +42,7 @@ from ftcot_hf.scrub import redact
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, load_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.builder import load_task
-from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, remove_partial, save_rationales, teach
+from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
 from ftcot_hf.teachers import check_recorded_tasks, resolve_teacher
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
@@ -255,7 +255,6 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
                 teach_config = teach_stage_config(config, tmp)
                 results, reports = teach(teach_config, tasks=tasks, progress=True)
                 save_rationales(teach_config, results, reports, tasks)
-                remove_partial(teach_config)
 
         timed("teach", rationales, teach_fp, do_teach)
         if config.num_shards > 1:

@@ -126,7 +126,7 @@ class DatasetSource:
 
     def load(self, task: Any, split_variant: str = "default", **kwargs: Any) -> Any:
         if self._prepared is None:
-            self._prepared = self._prepare(task.answer, kwargs.get("cache_dir"))
+            self._prepared = self._records(self._read(), task.answer)  # a task rebuilt from its record: read now
         return self._prepared
 
     def provenance(self) -> list[dict[str, Any]]:

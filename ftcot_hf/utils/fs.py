@@ -44,11 +44,11 @@ def _sibling(dest: Path, kind: str) -> Path:
 
 
 def partial_sibling(dest: str | os.PathLike[str]) -> Path:
-    """``.{name}.partial-<pid>`` next to ``dest`` (for a folder being built by :func:`atomic_dir`, next to the folder
-    it becomes): where a writer puts what it has so far, per process, removed by :func:`remove_stale_tmp` once its
-    process is gone."""
+    """A new ``.{name}.partial-<pid>-<rand>`` next to ``dest`` (for a folder being built by :func:`atomic_dir`, next
+    to the folder it becomes): where a writer puts what it has so far, one per call (two in one process do not
+    share it), removed by :func:`remove_stale_tmp` once its process is gone."""
     final = final_dest(dest)
-    return final.parent / f".{final.name}.partial-{os.getpid()}"
+    return final.parent / f".{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def final_dest(path: str | os.PathLike[str]) -> Path:
@@ -69,8 +69,8 @@ def _remove(path: Path) -> None:
 def remove_stale_tmp(dest: str | os.PathLike[str]) -> list[Path]:
     """Delete the siblings of ``dest`` that :func:`atomic_dir` left behind in processes that are gone (killed mid-way):
     ``.{name}.tmp-<pid>[-<rand>]`` (a folder being built), ``.{name}.old-<pid>[-<rand>]`` (one being replaced) and
-    ``.{name}.partial-<pid>`` (the rows ``ftcot teach`` writes as it goes, :func:`partial_sibling`). Those of live
-    processes are work in progress and kept. Returns what was removed."""
+    ``.{name}.partial-<pid>-<rand>`` (the rows ``ftcot teach`` writes as it goes, :func:`partial_sibling`). Those of
+    live processes are work in progress and kept. Returns what was removed."""
     dest = Path(dest)
     if not dest.parent.is_dir():
         return []
