@@ -30,7 +30,7 @@ from ftcot_hf.students import load_student
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.tasks.custom import recorded_tasks
-from ftcot_hf.teachers import PRESETS
+from ftcot_hf.teachers import preset
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fmt import pct
 from ftcot_hf.utils.parser import command_parser
@@ -201,7 +201,8 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
         torch.set_num_threads(config.threads)
     results = []
     paper_row = None if config.paper_row in (None, "none", "auto") else config.paper_row
-    if model is None and config.model in PRESETS:
+    recorded = preset(config.model)
+    if model is None and recorded is not None and recorded.recorded:
         for task in config.tasks:
             results.append(evaluate_teacher(task, split=config.split, data_dir=config.data_dir, mode=config.mode))
     else:
