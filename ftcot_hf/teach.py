@@ -24,8 +24,8 @@ from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.scrub import scrub_text
-from ftcot_hf.tasks import Task, resolve_task
-from ftcot_hf.tasks.args import TaskDatasetArgs
+from ftcot_hf.tasks import Task
+from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
 from ftcot_hf.teachers import build_teacher, check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.batch.core import BatchesPending
@@ -412,8 +412,7 @@ class TeachConfig(TaskDatasetArgs):
     def resolve_tasks(self) -> list[Task]:
         """The tasks to teach: the one ``--dataset`` defines, else the registered tasks named by ``--tasks``."""
         # --limit before anything touches the rows: a quick run over a 1M-row file reads its first N rows
-        custom = self.custom_task(limits={self.split: self.limit} if self.limit is not None else None)
-        return [custom] if custom is not None else [resolve_task(t) for t in self.tasks]
+        return resolve_tasks(self.tasks, self, limits={self.split: self.limit} if self.limit is not None else None)
 
 
 MAX_RATIONALES_CHECKED = 1_000

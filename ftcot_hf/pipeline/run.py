@@ -40,7 +40,7 @@ from ftcot_hf.pipeline.stages import (
 )
 from ftcot_hf.scrub import redact
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, load_student
-from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, remove_partial, save_rationales, teach
 from ftcot_hf.teachers import check_recorded_tasks, teacher_spec
@@ -60,8 +60,7 @@ def validate(config: RunConfig) -> list[Any]:
 
     check_folder(config.output_dir, what="the run folder")  # a file: fails now, not after the teach stage
     config.teach_config(Path(config.output_dir) / "rationales")  # TeachConfig checks its values now
-    custom = config.custom_task()
-    tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
+    tasks = resolve_tasks(config.tasks, config)
     fmt = get_format(config.format)
     missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
     if missing and not config.annotations:
