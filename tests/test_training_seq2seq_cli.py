@@ -159,7 +159,7 @@ def test_recipes_parse_into_the_configs(recipe, expected, tmp_path):
     argv = ["--config", str(REPO_ROOT / "recipes" / recipe), "--output_dir", str(tmp_path)]
     config, student, data = parser.parse_args_and_config(argv)
     assert config.learning_rate in (3e-4, 1e-4) and config.per_device_train_batch_size == 8
-    assert data.dataset == "outputs/rationales" and data.correct_only and not student.use_peft
+    assert data.rationales == "outputs/rationales" and data.correct_only and not student.use_peft
     for key, value in expected.items():
         assert getattr(config, key) == value, key
 
@@ -173,7 +173,7 @@ def test_plain_sfttrainer_example_runs_on_a_rationale_dataset(
     from tests.conftest import REPO_ROOT
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    argv = ["sft_trainer_plain.py", "--student", str(tiny_gpt2), "--rationales", str(rationale_repo),
+    argv = ["sft_trainer_plain.py", "--student", str(tiny_gpt2), "--dataset", str(rationale_repo),
             "--task", "coin_flip", "--output_dir", str(tmp_path / "plain"), "--epochs", "1"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(REPO_ROOT / "examples" / "sft_trainer_plain.py"), run_name="__main__")
