@@ -19,7 +19,7 @@ from ftcot_hf.recipe import describe as describe_recipe
 from ftcot_hf.scrub import redact, scrub_url
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
-from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL
+from ftcot_hf.teachers import PAPER_TEACHER, preset
 from ftcot_hf.utils.fmt import pct
 from ftcot_hf.yields import YieldReport
 
@@ -94,7 +94,6 @@ def scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
 SIZE_BUCKETS = ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
                 (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
                 (10**11, "10B<n<100B"), (10**12, "100B<n<1T"))  # fmt: skip
-RECORDED_BACKEND = "recorded text-davinci-002 completions (Kojima et al. 2022), replayed offline"
 OTHER_LICENSE_NAME = "per-source-licenses"  # "other" = sources with no stated licence: the card's Sources table
 
 
@@ -116,8 +115,8 @@ def _is_recorded_kojima(config: Mapping[str, Any], reps: Sequence[Any]) -> bool:
     given a recording of its own) or a report naming that recording."""
     kwargs = config.get("teacher_kwargs")
     own_recording = bool(kwargs.get("replay_file")) if isinstance(kwargs, Mapping) else "replay_file" in str(kwargs)
-    return any(r.teacher == KOJIMA_MODEL for r in reps) or (config.get("teacher") == "text-davinci-002"
-                                                             and not own_recording)  # fmt: skip
+    named = preset(config.get("teacher"))
+    return any(r.teacher == PAPER_TEACHER.model for r in reps) or (named is PAPER_TEACHER and not own_recording)
 
 
 def yield_reports(reports: Sequence[Any] | None) -> list[Any]:
@@ -189,7 +188,8 @@ def render_dataset_card(
                 custom.append(entry | {"answer_type": task.answer_type})
         licenses.add(task.license)
     backend = config.get("teacher", "not recorded")
-    style = config.get("trigger") or ("kojima" if backend == "text-davinci-002" else "generic")
+    named = preset(backend)
+    style = config.get("trigger") or (named.trigger if named is not None else "generic")
     recorded = _is_recorded_kojima(config, reps)
     keep = config.get("keep", "correct")
     if configs is None:
@@ -220,7 +220,7 @@ def render_dataset_card(
         pretty_name=DATASET_CARD_DATA["pretty_name"],
         repo_id=repo_id,
         teacher=reps[0].teacher if reps else config.get("model") or backend,
-        backend=RECORDED_BACKEND if recorded else backend,
+        backend=PAPER_TEACHER.label if recorded else backend,
         degree=config.get("degree", reps[0].degree if reps else "not recorded"),
         temperature=reps[0].temperature if reps else config.get("temperature", "not recorded"),
         **_protocol_fields(reps, config, task_objs, style),

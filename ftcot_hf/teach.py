@@ -27,9 +27,9 @@ from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa:
 from ftcot_hf.recipe import RowFilter, check_recipe, load_tokenizer, token_counter
 from ftcot_hf.scrub import scrub_text
 from ftcot_hf.shards import discard_staged
-from ftcot_hf.tasks import Task, resolve_task
-from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.teachers import PRESETS, build_teacher, check_recorded_tasks
+from ftcot_hf.tasks import Task
+from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
+from ftcot_hf.teachers import build_teacher, check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.teachers.cache import CachedTeacher, default_cache_path
@@ -453,8 +453,7 @@ class TeachConfig(TaskDatasetArgs):
     def resolve_tasks(self) -> list[Task]:
         """The tasks to teach: the one ``--dataset`` defines, else the registered tasks named by ``--tasks``."""
         # --limit before anything touches the rows: a quick run over a 1M-row file reads its first N rows
-        custom = self.custom_task(limits={self.split: self.limit} if self.limit is not None else None)
-        return [custom] if custom is not None else [resolve_task(t) for t in self.tasks]
+        return resolve_tasks(self.tasks, self, limits={self.split: self.limit} if self.limit is not None else None)
 
 
 MAX_RATIONALES_CHECKED = 1_000
@@ -527,7 +526,7 @@ def teach(
     budget = _budget(config, teacher)
     keep_truncated = config.keep_truncated
     if keep_truncated is None:
-        keep_truncated = bool(PRESETS.get(config.teacher, {}).get("keep_truncated", False))
+        keep_truncated = teacher_spec(config.teacher).keep_truncated
     cached = CachedTeacher(teacher, cache_path(config), retry_unusable=config.retry_unusable)
     cached.keep_going = True  # a request that fails for good is counted; the run goes on
 
@@ -699,10 +698,9 @@ def _check_no_wait(config: TeachConfig) -> None:
     """``--no_wait`` with a teacher that does not submit batches: one line, before any data is read."""
     if not config.no_wait:
         return
-    from ftcot_hf.teachers import TEACHERS, resolve_teacher
-
-    backend, _ = resolve_teacher(config.teacher)
-    if not getattr(TEACHERS[backend], "batch_pricing", False):
+    spec = teacher_spec(config.teacher)
+    backend = spec.backend
+    if not getattr(spec.cls, "batch_pricing", False):
         raise FtcotError(f"--no_wait submits batches without waiting for them; the {backend} teacher answers as "
                          "it is asked: leave --no_wait out, or use --teacher openai_batch / anthropic_batch.")
 

@@ -43,7 +43,7 @@ RUN = (
     "--limit_test 2 --eval_max_new_tokens 4 --eval_untrained false --cpu_threads 1"
 )
 """Small, so that a bad value that is accepted costs seconds, not the default run's minutes."""
-TRAIN = "train --data_dir {mirror} --output_dir {tmp}/s --student {student} --dataset {rationales} --task coin_flip"
+TRAIN = "train --data_dir {mirror} --output_dir {tmp}/s --student {student} --rationales {rationales} --task coin_flip"
 EVAL = "eval --data_dir {mirror} --model {student} --output_dir {tmp}/e --task coin_flip --limit 2"
 OPENAI = "--teacher openai --model m --tasks coin_flip --limit 2"
 QA = "--question_column q --answer_column a --answer_type number --task_name qa"
@@ -182,18 +182,18 @@ CASES: tuple[Case, ...] = (
     ),
     Case("run --student missing", f"{RUN.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),
     Case("run --output_dir under a file", f"{RUN.replace('{tmp}/run', '{tmp}/notes.txt/run')}", "notes.txt"),
-    Case("train --dataset missing", f"{TRAIN.replace('{rationales}', '{tmp}/nope')}", "nope"),
+    Case("train --rationales missing", f"{TRAIN.replace('{rationales}', '{tmp}/nope')}", "nope"),
     Case(
-        "train --dataset 0-row Parquet",
+        "train --rationales 0-row Parquet",
         f"{TRAIN.replace('{rationales}', '{tmp}/zero_rows')}",
         "zero_rows",
     ),
     Case(
-        "train --dataset Parquet schema differs",
+        "train --rationales Parquet schema differs",
         f"{TRAIN.replace('{rationales}', '{tmp}/bad_schema')}",
         "bad_schema",
     ),
-    Case("train --dataset task not in it", f"{TRAIN.replace('coin_flip', 'multiarith')}", "multiarith"),
+    Case("train --rationales task not in it", f"{TRAIN.replace('coin_flip', 'multiarith')}", "multiarith"),
     Case("train --student missing", f"{TRAIN.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),
     Case("eval --model missing", f"{EVAL.replace('{student}', '/nonexistent/student')}", "/nonexistent/student"),
     Case("push --path missing", "push --what rationales --path {tmp}/nope --repo_id me/x", "nope"),
@@ -448,7 +448,7 @@ def test_the_table_covers_issue_15_and_every_command():
 
 
 @pytest.mark.parametrize(
-    "case_id", ["teach --base_url not a url", "teach --limit abc", "train --dataset Parquet schema differs"]
+    "case_id", ["teach --base_url not a url", "teach --limit abc", "train --rationales Parquet schema differs"]
 )
 def test_typed_in_a_shell_a_case_is_judged_as_in_process(case_id, shared, tmp_path):
     """The in-process judgement agrees with a real `ftcot` process (its stderr, every library's output included)."""

@@ -171,7 +171,7 @@ COVERAGE: dict[str, str] = {
         "by tests/test_training_seq2seq_cli.py::test_recipes_parse_into_the_configs",
     "ftcot train --config recipes/t5_paper.yaml":
         "tests/test_training_seq2seq_cli.py::test_t5_student_trains_with_seq2seq_trainer_and_evaluates_each_epoch",
-    "ftcot train --student gpt2 --task multiarith --dataset outputs/rationales --format tail_triple":
+    "ftcot train --student gpt2 --task multiarith --rationales outputs/rationales --format tail_triple":
         "tests/test_custom_tasks.py::test_ftcot_train_on_your_own_dataset_scores_it_each_epoch",
     "ftcot train --config recipes/gpt2_paper.yaml --use_peft true --lora_r 16":
         "tests/test_pipeline.py::test_lora_run_evaluates_its_adapter_student",

@@ -101,9 +101,9 @@ def test_an_unknown_yaml_key_is_a_short_line_with_the_closest_names(tmp_path, co
 
 @pytest.mark.parametrize(
     ("command", "first"),
-    [("train", ["--student", "--dataset", "--task", "--format", "--output_dir"]),
+    [("train", ["--student", "--rationales", "--task", "--format", "--output_dir"]),
      ("teach", ["--tasks", "--dataset", "--teacher", "--model", "--base_url", "--output_dir"]),
-     ("eval", ["--model", "--task", "--dataset", "--format"]),
+     ("eval", ["--model", "--task", "--rationales", "--format"]),
      ("run", ["--tasks", "--dataset", "--student", "--teacher", "--teacher_model", "--base_url"])],
 )  # fmt: skip
 def test_help_opens_with_what_the_command_acts_on(command, first):

@@ -129,12 +129,12 @@ def test_ftcot_train_bad_input_is_one_line(tiny_gpt2, rationale_repo, tmp_path, 
 
     assert main(["train", "--task", "coin_flip", "--output_dir", str(tmp_path)]) == 2
     assert "Pass --student" in capsys.readouterr().err
-    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--dataset", str(rationale_repo),
+    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--rationales", str(rationale_repo),
             "--format", "tail_triple", "--output_dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "format 'tail_triple' needs the column(s) fundamentals, common_errors" in err
-    argv = ["train", "--student", str(tiny_gpt2), "--dataset", str(rationale_repo), "--task", "coin_flip",
+    argv = ["train", "--student", str(tiny_gpt2), "--rationales", str(rationale_repo), "--task", "coin_flip",
             "--use_peft", "true", "--lora_target_modules", "lm_head", "--output_dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 2
     assert "lm_head cannot be a LoRA target" in capsys.readouterr().err
@@ -159,7 +159,7 @@ def test_recipes_parse_into_the_configs(recipe, expected, tmp_path):
     argv = ["--config", str(REPO_ROOT / "recipes" / recipe), "--output_dir", str(tmp_path)]
     config, student, data = parser.parse_args_and_config(argv)
     assert config.learning_rate in (3e-4, 1e-4) and config.per_device_train_batch_size == 8
-    assert data.dataset == "outputs/rationales" and data.correct_only and not student.use_peft
+    assert data.rationales == "outputs/rationales" and data.correct_only and not student.use_peft
     for key, value in expected.items():
         assert getattr(config, key) == value, key
 
@@ -243,7 +243,7 @@ def test_a_broken_rationale_folder_is_one_line_naming_the_file(tiny_gpt2, ration
     from ftcot_hf.cli import main
 
     repo, train = _broken_copy(rationale_repo, tmp_path, name, change)
-    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--dataset", str(repo), "--output_dir",
+    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--rationales", str(repo), "--output_dir",
             str(tmp_path / "out"), "--max_steps", "1"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -255,7 +255,7 @@ def test_a_broken_rationale_folder_is_one_line_naming_the_file(tiny_gpt2, ration
 def test_max_length_zero_is_one_line_and_exit_2(tiny_gpt2, rationale_repo, tmp_path, capsys):
     from ftcot_hf.cli import main
 
-    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--dataset", str(rationale_repo),
+    argv = ["train", "--student", str(tiny_gpt2), "--task", "coin_flip", "--rationales", str(rationale_repo),
             "--output_dir", str(tmp_path), "--max_length", "0"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -27,10 +27,9 @@ from ftcot_hf.evaluation.paper import match_student, method_for
 from ftcot_hf.evaluation.report import load_results, write_results
 from ftcot_hf.formats import get_format
 from ftcot_hf.students import load_student
-from ftcot_hf.tasks import Task, resolve_task
-from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.tasks.custom import recorded_tasks
-from ftcot_hf.teachers import PRESETS
+from ftcot_hf.tasks import Task
+from ftcot_hf.tasks.args import TaskDatasetArgs, rationales_alias, resolve_tasks
+from ftcot_hf.teachers import preset
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fmt import pct
 from ftcot_hf.utils.parser import command_parser
@@ -43,7 +42,7 @@ class EvalConfig(TaskDatasetArgs):
     """Configuration of ``ftcot eval``.
 
     Parameters that choose the model and the data:
-        model, gguf_file, dtype, task, split, split_variant, dataset, limit, data_dir; or your own dataset:
+        model, gguf_file, dtype, task, split, split_variant, rationales, limit, data_dir; or your own dataset:
         dataset + question_column, answer_column, answer_type, task_name (and the other TaskDatasetArgs)
     Parameters of generation and scoring:
         format, batch_size, max_new_tokens, sc, sc_temperature, seed, mode, threads
@@ -54,7 +53,7 @@ class EvalConfig(TaskDatasetArgs):
     FLAG_ALIASES: ClassVar[dict[str, str]] = {"student": "model", "tasks": "task", "limit_test": "limit",
                                               "eval_max_new_tokens": "max_new_tokens", "eval_batch_size": "batch_size"}
     """`ftcot train`/`ftcot run`'s names of these fields, accepted here too (one set of flag names)."""
-    LEAD: ClassVar[tuple[str, ...]] = ("model", "task", "dataset", "format", "output_dir")
+    LEAD: ClassVar[tuple[str, ...]] = ("model", "task", "rationales", "format", "output_dir")
     """What `ftcot eval` acts on: the first group of its --help."""
 
     model: str | None = field(
@@ -69,11 +68,18 @@ class EvalConfig(TaskDatasetArgs):
         default="test", metadata={"help": "Split to evaluate: test (default), train; 'all' for a teacher."}
     )
     split_variant: str = field(default="default", metadata={"help": "Split variant: default, template, {n}shot."})
+    rationales: str | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset folder/repo with one config per task (a rationale dataset of `ftcot teach`): its "
+            "splits instead of the tasks' own."
+        },
+    )
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "A dataset folder/repo with one config per task (e.g. a rationale dataset) instead of the tasks; "
-            "or, with --question_column/--answer_column/--answer_type/--task_name, your own dataset."
+            "help": "Your own dataset, with --question_column/--answer_column/--answer_type/--task_name (without "
+            "them: the deprecated name of --rationales)."
         },
     )
     limit: int | None = field(default=None, metadata={"help": "Evaluate the first N questions only (quick runs)."})
@@ -127,13 +133,8 @@ class EvalConfig(TaskDatasetArgs):
             self.task = [self.task]
         if not self.model:
             raise FtcotError("ftcot eval needs --model (a student folder, Hub id, .gguf file, or 'text-davinci-002').")
-        custom = self.custom_task()
-        if custom is not None:
-            self.task = [custom.name]
-            self.tasks: list[Task] = [custom]
-        else:  # a rationale folder of `ftcot teach` records its user-dataset tasks; other names are registered
-            recorded = recorded_tasks(self.dataset) if self.dataset else {}
-            self.tasks = [recorded.get(t) or resolve_task(t) for t in self.task]  # unknown names fail here
+        rationales_alias(self, "ftcot eval")
+        self._tasks: list[Task] | None = None  # resolved on first use (`tasks`): no I/O in a constructor
         if self.mode not in MODES:
             raise FtcotError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}.")
         if self.format not in BASELINES:  # an unknown name fails here, even for a teacher preset (no format used)
@@ -147,6 +148,16 @@ class EvalConfig(TaskDatasetArgs):
             raise FtcotError(f"--limit must be at least 1 (got {self.limit}).")
 
 
+    @property
+    def tasks(self) -> list[Task]:
+        """The tasks evaluated (:func:`~ftcot_hf.tasks.args.resolve_tasks`: your own dataset, a task recorded by the
+        rationale folder, or a registered name); resolved once, on first use."""
+        if self._tasks is None:
+            self._tasks = resolve_tasks(self.task, self, rationales=self.rationales)
+            self.task = [t.name for t in self._tasks]
+        return self._tasks
+
+
 def _load_model(config: EvalConfig) -> tuple[Any, Any]:
     return load_student(config.model, gguf_file=config.gguf_file, dtype=config.dtype)
 
@@ -158,14 +169,14 @@ def _task_records(config: EvalConfig, task: Task) -> Any:
         if split not in splits:
             raise FtcotError(f"Task {task.name} has no {config.split!r} split (available: {', '.join(splits)}).")
         data = splits[split]
-    elif config.dataset:
+    elif config.rationales:
         from datasets import load_dataset
 
         try:
-            data = load_dataset(config.dataset, task.name, split=config.split)
+            data = load_dataset(config.rationales, task.name, split=config.split)
         except (ValueError, FileNotFoundError) as e:
             raise FtcotError(
-                f"Could not load split {config.split!r} of config {task.name!r} from {config.dataset}: {e}"
+                f"Could not load split {config.split!r} of config {task.name!r} from {config.rationales}: {e}"
             ) from None
     else:
         splits = task.load(config.split_variant, data_dir=config.data_dir)
@@ -199,17 +210,19 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
         import torch
 
         torch.set_num_threads(config.threads)
+    tasks = config.tasks  # an unknown name fails now, before a model is loaded
     results = []
     paper_row = None if config.paper_row in (None, "none", "auto") else config.paper_row
-    if model is None and config.model in PRESETS:
-        for task in config.tasks:
+    recorded = preset(config.model)
+    if model is None and recorded is not None and recorded.recorded:
+        for task in tasks:
             results.append(evaluate_teacher(task, split=config.split, data_dir=config.data_dir, mode=config.mode))
     else:
         if model is None:
             model, tokenizer = _load_model(config)
         if config.paper_row == "auto":
             paper_row = _auto_paper_row(config, model)
-        for task in config.tasks:
+        for task in tasks:
             result = evaluate_student(
                 model,
                 tokenizer,

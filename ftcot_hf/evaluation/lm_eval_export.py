@@ -28,8 +28,8 @@ from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.defaults import EVAL_MAX_NEW_TOKENS
 from ftcot_hf.formats import get_format
-from ftcot_hf.tasks import BUILTIN_TASKS, resolve_task
-from ftcot_hf.tasks.args import TaskDatasetArgs
+from ftcot_hf.tasks import BUILTIN_TASKS
+from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
 
 FORMAT = "ft_cot"
 PREFIX = "-->"
@@ -162,7 +162,7 @@ def export_lm_eval(
         raise FtcotError(f"--max_new_tokens must be at least 1 (got {max_new_tokens}).")
     if limit is not None and limit < 1:
         raise FtcotError(f"--limit must be at least 1 (got {limit}).")
-    resolved = [resolve_task(t) for t in (tasks or ["coin_flip"])]  # unknown names fail here, before any writing
+    resolved = resolve_tasks(tasks or ["coin_flip"])  # unknown names fail here, before any writing
     out_path = Path(out)
     try:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -224,10 +224,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FtcotError(f"ftcot export-lm-eval needs {missing}: pip install 'ftcot-hf[lm_eval]'.") from None
     names = {f.name for f in TaskDatasetArgs.__dataclass_fields__.values()}  # type: ignore[attr-defined]
     dataset_args = TaskDatasetArgs(**{k: v for k, v in vars(args).items() if k in names})
-    custom = dataset_args.custom_task()
-    tasks: list[Any] = [custom] if custom is not None else list(args.tasks or ["coin_flip"])
-    if custom is not None and args.tasks:
+    if dataset_args.wants_custom_task() and args.tasks:
         raise FtcotError("Give either --tasks or your own dataset (--dataset ... --task_name ...), not both.")
+    tasks = resolve_tasks(args.tasks or ["coin_flip"], dataset_args)
     written = export_lm_eval(
         args.out, tasks, data_dir=args.data_dir, max_new_tokens=args.max_new_tokens, mode=args.mode, limit=args.limit
     )

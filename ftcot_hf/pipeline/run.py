@@ -40,10 +40,10 @@ from ftcot_hf.pipeline.stages import (
 )
 from ftcot_hf.scrub import redact
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, load_student
-from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
-from ftcot_hf.teachers import check_recorded_tasks, resolve_teacher
+from ftcot_hf.teachers import check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.utils.console import quiet_libraries
@@ -60,22 +60,13 @@ def validate(config: RunConfig) -> list[Any]:
 
     check_folder(config.output_dir, what="the run folder")  # a file: fails now, not after the teach stage
     config.teach_config(Path(config.output_dir) / "rationales")  # TeachConfig checks its values now
-    custom = config.custom_task()
-    tasks = [custom] if custom is not None else [resolve_task(t) for t in config.tasks]
+    tasks = resolve_tasks(config.tasks, config)
     fmt = get_format(config.format)
     missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
     if missing and not config.annotations:
         raise FtcotError(f"Format {fmt.name!r} trains on the teacher's {', '.join(missing)}: add --annotations true.")
     check_recorded_tasks(config, tasks)
-    backend, _ = resolve_teacher(config.teacher)
-    if backend in ("transformers", "openai", "vllm") and not config.teacher_model:
-        raise FtcotError(f"The {backend} teacher needs --teacher_model (a model id / served model name).")
-    if backend == "openai" and not config.base_url:
-        raise FtcotError("The openai teacher needs --base_url (e.g. http://localhost:8000/v1).")
-    if backend == "vllm":  # not importable: say so before the run's folders and the teach stage's data
-        from ftcot_hf.teachers.vllm import import_vllm
-
-        import_vllm()
+    teacher_spec(config.teacher).cls.check_flags(model=config.teacher_model, base_url=config.base_url)
     if config.replay_file and not Path(config.replay_file).is_file():
         raise FtcotError(f"--replay_file {config.replay_file} not found.")
     if config.push_to_hub:  # a missing token or a bad repo id must not wait for the end of the run

@@ -2,16 +2,22 @@
 
 ``--dataset my.jsonl --question_column q --answer_column a --answer_type number --task_name mine`` builds a
 :class:`~ftcot_hf.Task` with :meth:`Task.from_dataset` (the edge where a user's data becomes a value). Without the
-column flags, ``--dataset`` keeps the meaning each command gives it (for ``train``/``eval``: a rationale dataset).
+column flags, ``--dataset`` in ``train``/``eval`` is the deprecated name of ``--rationales`` (a rationale dataset).
+:func:`resolve_tasks` is the one edge every command goes through: names and flags in, :class:`~ftcot_hf.Task` out.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task
+from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, Task, resolve_task
+
+logger = logging.getLogger(__name__)
 
 CUSTOM_FLAGS = ("question_column", "answer_column", "answer_type", "task_name", "choices_column")
 
@@ -86,3 +92,42 @@ class TaskDatasetArgs:
             skip_bad_rows=self.skip_bad_rows,
             limits=limits,
         )
+
+
+def resolve_tasks(
+    names: str | Sequence[str | Task] | None,
+    dataset_args: TaskDatasetArgs | None = None,
+    rationales: str | os.PathLike | None = None,
+    *,
+    limits: dict[str, int] | None = None,
+) -> list[Task]:
+    """The tasks a command acts on (the edge: below it, stages receive these objects): the one task the column flags
+    of ``dataset_args`` define, else each of ``names``: a task of your own recorded by the rationale folder
+    ``rationales`` (``ftcot teach`` writes it there), else a registered task (an unknown name is one line naming the
+    valid ones). ``limits``: read only the first N rows of a split of your own dataset."""
+    custom = dataset_args.custom_task(limits) if dataset_args is not None else None
+    if custom is not None:
+        return [custom]
+    if isinstance(names, str | Task):
+        names = [names]
+    recorded: dict[str, Any] = {}
+    if rationales:
+        from ftcot_hf.tasks.custom import recorded_tasks
+
+        recorded = recorded_tasks(rationales)
+    return [t if isinstance(t, Task) else recorded.get(t) or resolve_task(t) for t in names or []]
+
+
+def rationales_alias(args: Any, command: str) -> None:
+    """``--dataset`` without the column flags named a rationale dataset in ``ftcot train``/``eval``; it is
+    ``--rationales`` now (``--dataset`` is your own data in every command). The old spelling still works, with a
+    warning; both at once is one line."""
+    if args.dataset is None or args.wants_custom_task():
+        return
+    if args.rationales is not None:
+        raise FtcotError(f"{command}: --dataset {args.dataset} and --rationales {args.rationales} both name the "
+                         "rationale dataset: give it once, as --rationales (--dataset is your own data, with "
+                         "--question_column, --answer_column, --answer_type and --task_name).")  # fmt: skip
+    logger.warning("%s --dataset %s: a rationale dataset is --rationales now (--dataset naming one is deprecated: "
+                   "it will mean your own data only).", command, args.dataset)  # fmt: skip
+    args.rationales, args.dataset = args.dataset, None

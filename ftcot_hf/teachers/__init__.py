@@ -1,14 +1,16 @@
 """Teacher backends, one module each: ``replay`` (recorded completions), ``transformers`` (a local model),
 ``openai`` (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, an API), ``openai_batch`` / ``anthropic_batch``
 (the providers' batch APIs: ``batch/``). :func:`build_teacher` turns a teach
-config into a teacher through the backend registry (:data:`TEACHERS`) and the named presets (:data:`PRESETS`).
+config into a teacher through the backend registry (:data:`TEACHERS`, plus ``module:Class`` names and the
+``ftcot_hf.teachers`` entry point group) and the named presets (:data:`PRESETS`); :func:`teacher_spec` is what a
+teacher name means (its :class:`TeacherSpec`), for the code outside this package.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
@@ -23,38 +25,125 @@ from ftcot_hf.teachers.base import (
     TeacherError,
     register_teacher,
 )
+from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL  # light: names only
 from ftcot_hf.utils.types import check_options
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "text-davinci-002": {
-        "backend": "replay",
-        "kwargs": {"source": "kojima"},
-        "trigger": "kojima",
-        "keep_truncated": True,
-    },
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """What ``--teacher NAME`` means, resolved once (:func:`teacher_spec`): the code outside this package reads these
+    fields instead of comparing teacher names."""
+
+    name: str = field(metadata={"help": "What --teacher said: a preset, a backend, 'module:Class' or an entry point."})
+    backend: str = field(metadata={"help": "The backend's name in TEACHERS."})
+    options: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "Backend options the preset sets."})
+    trigger: str = field(default="generic", metadata={"help": "Stage-2 trigger style when --trigger is not given."})
+    keep_truncated: bool = field(default=False, metadata={"help": "Keep rationales cut by the token limit."})
+    label: str = field(default="", metadata={"help": "How cards name the teacher (default: its name)."})
+    model: str | None = field(default=None, metadata={"help": "The model identity the preset's teacher reports."})
+    preset: bool = field(default=False, metadata={"help": "A named preset (not a backend named directly)."})
+
+    @property
+    def cls(self) -> type[Teacher]:
+        """The backend class (imported now)."""
+        return _teacher_class(self.backend)
+
+    @property
+    def recorded(self) -> bool:
+        """Replays completions recorded earlier (no model is asked)."""
+        return bool(self.cls.recorded)
+
+
+PRESETS: dict[str, TeacherSpec] = {
+    "text-davinci-002": TeacherSpec(
+        name="text-davinci-002",
+        backend="replay",
+        options={"source": "kojima"},
+        trigger="kojima",
+        keep_truncated=True,
+        label="recorded text-davinci-002 completions (Kojima et al. 2022), replayed offline",
+        model=KOJIMA_MODEL,
+        preset=True,
+    ),
 }
 """Named teachers. ``text-davinci-002`` replays Kojima et al.'s recorded Zero-shot-CoT completions; those were made
 with task-specific stage-2 triggers, so the preset sets them (a user need not know). Their finish reasons are not
 recorded (``length`` is guessed from the text), and the paper's filter kept every correct rationale: the preset
 keeps truncated ones."""
 
+PAPER_TEACHER = PRESETS["text-davinci-002"]
+"""The paper's teacher (the recorded Zero-shot-CoT completions of Kojima et al.)."""
+
+ENTRY_POINT_GROUP = "ftcot_hf.teachers"
+"""Installed packages add backends here (``[project.entry-points."ftcot_hf.teachers"] name = "pkg.mod:Class"``)."""
+
+_entry_points_read = False
+
+
+def _read_entry_points() -> None:
+    """Add the backends that installed packages declare (lazily: ``"module:attr"``), once; a built-in name wins."""
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    _entry_points_read = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in TEACHERS:
+            TEACHERS.register(ep.name, ep.value)
+
+
+def _teacher_class(backend: str) -> type[Teacher]:
+    """The class of a backend: a registered name, or ``module:Class`` (imported and registered under that name)."""
+    if backend not in TEACHERS and ":" in backend:
+        import importlib
+
+        module, _, attr = backend.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise FtcotError(
+                f"--teacher {backend}: cannot import {attr!r} from module {module!r} ({e}); give 'module:Class' of a "
+                "Teacher subclass importable here (on PYTHONPATH, or installed)."
+            ) from None
+        if not (isinstance(obj, type) and issubclass(obj, Teacher)):
+            raise FtcotError(f"--teacher {backend}: {obj!r} is not a subclass of ftcot_hf.teachers.Teacher.")
+        obj.backend = obj.backend or backend
+        TEACHERS.register(backend, obj, replace=True)
+    cls = TEACHERS[backend]
+    if not (isinstance(cls, type) and issubclass(cls, Teacher)) or not hasattr(cls, "from_config"):
+        raise FtcotError(f"The teacher backend {backend!r} is {cls!r}, not a Teacher subclass with a from_config "
+                         "classmethod (see ftcot_hf/teachers/base.py).")  # fmt: skip
+    return cls
+
 
 def teacher_names() -> list[str]:
+    _read_entry_points()
     return [*PRESETS, *TEACHERS]
 
 
-def resolve_teacher(name: str) -> tuple[str, dict[str, Any]]:
-    """(backend name, preset settings) of ``--teacher name``; an unknown name is an FtcotError listing the valid
-    ones. Checks names only: nothing is imported or loaded."""
+def preset(name: Any) -> TeacherSpec | None:
+    """The preset called ``name``, or None (``ftcot eval --model text-davinci-002`` scores the recorded teacher)."""
+    return PRESETS.get(name) if isinstance(name, str) else None
+
+
+def teacher_spec(name: str) -> TeacherSpec:
+    """The :class:`TeacherSpec` of ``--teacher name``; an unknown name is an FtcotError listing the valid ones.
+    Checks names only: nothing is imported or loaded, except a ``module:Class`` (imported to be found)."""
     if name in PRESETS:
-        return PRESETS[name]["backend"], PRESETS[name]
+        return PRESETS[name]
+    _read_entry_points()
     if name in TEACHERS:
-        return name, {}
+        return TeacherSpec(name=name, backend=name, label=name)
+    if isinstance(name, str) and ":" in name:
+        _teacher_class(name)
+        return TeacherSpec(name=name, backend=name, label=name)
     import difflib
 
     close = difflib.get_close_matches(str(name), teacher_names(), n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise FtcotError(f"Unknown teacher {name!r}.{hint} Use one of: {', '.join(teacher_names())}.")
+    raise FtcotError(f"Unknown teacher {name!r}.{hint} Use one of: {', '.join(teacher_names())}, or "
+                     "'module:Class' (a Teacher subclass of yours).")  # fmt: skip
 
 
 LIVE_TEACHER_EXAMPLE = (
@@ -68,9 +157,9 @@ def check_recorded_tasks(config: Any, tasks: Sequence[Any]) -> None:
     """A recorded teacher without a recording file (``text-davinci-002``, ``replay``) replays Kojima et al.'s logs:
     a task they do not cover (your own dataset) is an FtcotError naming the live teachers, before any data is
     read."""
-    backend, preset = resolve_teacher(config.teacher)
+    spec = teacher_spec(config.teacher)
     replay_file = getattr(config, "replay_file", None) or teacher_kwargs_of(config).get("replay_file")
-    if backend != "replay" or replay_file:
+    if not spec.recorded or replay_file:
         return
     from ftcot_hf.teachers.replay.kojima import KOJIMA_LOG_NAMES  # light: names only
 
@@ -103,27 +192,28 @@ def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]
 
         tasks = [resolve_task(t) if isinstance(t, str) else t for t in tasks]
     check_recorded_tasks(config, tasks)
-    backend, preset = resolve_teacher(config.teacher)
-    trigger = config.trigger or preset.get("trigger", "generic")
-    kwargs = {**preset.get("kwargs", {}), **teacher_kwargs_of(config)}
+    spec = teacher_spec(config.teacher)
+    trigger = config.trigger or spec.trigger
+    kwargs = {**spec.options, **teacher_kwargs_of(config)}
     register_in([kwargs, getattr(config, "base_url", None)])  # before anything could echo them
     left_out = [k for k, v in kwargs.items() if REDACTED in json.dumps(v, default=str)]
     if left_out:
         raise FtcotError(f"teacher_kwargs {', '.join(left_out)}: {REDACTED!r} is what a config written by ftcot "
                          "(run_config.yaml, yield_report.json) holds in place of a secret; give the secret again "
                          "(--teacher_kwargs, or the key in $OPENAI_API_KEY).")  # fmt: skip
-    cls = TEACHERS[backend]
-    accepted = inspect.signature(cls.from_config).parameters
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())  # its options are its constructor's
-    if not open_ended:
-        unknown = sorted(set(kwargs) - set(accepted))
+    cls = spec.cls
+    declared = cls.option_types()  # None: open-ended, the backend checks its options itself
+    if declared is not None:
+        unknown = sorted(set(kwargs) - set(declared))
         if unknown:
-            known = sorted(k for k in accepted if k not in ("model", "base_url", "tasks", "data_dir", "cls"))
-            raise FtcotError(f"The {backend} teacher takes no option {', '.join(unknown)} (teacher_kwargs); it takes: "
-                             f"{', '.join(known) or 'none'}.")  # fmt: skip
-    # a value of the wrong type fails here, named, not as a bare TypeError deep in the backend
-    where = f"--teacher_kwargs of the {backend} teacher"
-    check_options(kwargs, cls.__init__ if open_ended else cls.from_config, where)
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], list(declared), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise FtcotError(f"The {spec.backend} teacher takes no option {', '.join(unknown)}{hint} "
+                             f"(--teacher_kwargs); it takes: {', '.join(declared) or 'none'}.")  # fmt: skip
+        # a value of the wrong type fails here, named, not as a bare TypeError deep in the backend
+        check_options(kwargs, declared, f"--teacher_kwargs of the {spec.backend} teacher")
     teacher = cls.from_config(
         model=config.model, base_url=config.base_url, tasks=list(tasks), data_dir=config.data_dir, **kwargs
     )
@@ -141,6 +231,8 @@ def teacher_kwargs_of(config: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "PAPER_TEACHER",
     "PRESETS",
     "TEACHERS",
     "Generation",
@@ -149,8 +241,10 @@ __all__ = [
     "SamplingParams",
     "Teacher",
     "TeacherError",
+    "TeacherSpec",
     "build_teacher",
     "check_recorded_tasks",
+    "preset",
     "register_teacher",
-    "resolve_teacher",
+    "teacher_spec",
 ]

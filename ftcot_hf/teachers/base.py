@@ -251,6 +251,47 @@ class Teacher:
     def close(self) -> None:
         """Release connections/models."""
 
+    recorded: bool = False
+    """Does the backend replay completions recorded earlier (no model is asked)?"""
+    needs_model: bool = False
+    """Does the backend need ``--teacher_model`` (:meth:`check_flags` says so before any work)?"""
+    needs_base_url: bool = False
+    """Does the backend need ``--base_url``?"""
+    model_help: str = "a model id / served model name"
+    """What ``--teacher_model`` names for this backend (in the one-line error of :meth:`check_flags`)."""
+
+    @classmethod
+    def check_flags(cls, *, model: str | None, base_url: Any) -> None:
+        """Refuse, in one line naming the flag, a teach config this backend cannot work with, before any work (``ftcot
+        run`` checks it before its first stage). A backend with other needs overrides it."""
+        if cls.needs_model and not model:
+            raise FtcotError(f"The {cls.backend} teacher needs --teacher_model ({cls.model_help}).")
+        if cls.needs_base_url and not base_url:
+            raise FtcotError(f"The {cls.backend} teacher needs --base_url (e.g. http://localhost:8000/v1).")
+
+    @classmethod
+    def option_types(cls) -> dict[str, Any] | None:
+        """The backend's options (``--teacher_kwargs`` keys) and their types: the one declaration that both the check
+        of unknown keys and the check of value types read. By default the keyword parameters of ``from_config`` (or of
+        the constructor, when ``from_config`` passes ``**kwargs`` through to it); None: the options are open-ended
+        (the backend checks them itself)."""
+        import inspect
+        import typing
+
+        function: Any = cls.from_config  # type: ignore[attr-defined]
+        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(function).parameters.values()):
+            function = cls.__init__
+        params = inspect.signature(function).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # noqa: BLE001 -- a hint naming a type imported only for type checkers: no opinion
+            hints = {}
+        given = ("self", "cls", "model", "base_url", "tasks", "data_dir")  # every caller passes them: not options
+        return {p.name: hints.get(p.name, Any) for p in params
+                if p.name not in given and p.kind is not p.VAR_POSITIONAL}  # fmt: skip
+
 
 TEACHERS: Registry[type[Teacher]] = Registry(
     "teacher backend",
@@ -271,6 +312,9 @@ def register_teacher(name: str) -> Callable[[type[Teacher]], type[Teacher]]:
     :data:`TEACHERS` already; registering them again when their module loads replaces the lazy entry."""
 
     def wrap(cls: type[Teacher]) -> type[Teacher]:
+        if not (isinstance(cls, type) and issubclass(cls, Teacher)):
+            raise FtcotError(f"register_teacher({name!r}) decorates a subclass of ftcot_hf.teachers.Teacher, "
+                             f"not {cls!r}.")  # fmt: skip
         cls.backend = name
         TEACHERS.register(name, cls, replace=True)
         return cls

@@ -52,6 +52,9 @@ class TransformersTeacher(Teacher):
         >>> [(pos, gens)] = teacher.generate([Request(stage1_prompt(question))])  # doctest: +SKIP
     """
 
+    needs_model = True
+    model_help = MODEL_HELP
+
     def __init__(
         self,
         model: Any,

@@ -82,6 +82,14 @@ class VLLMTeacher(Teacher):
         >>> [(pos, gens)] = teacher.generate([Request("Q: ... A: Let's think step by step.", n=4)])  # doctest: +SKIP
     """
 
+    needs_model = True
+
+    @classmethod
+    def check_flags(cls, *, model: str | None, base_url: Any) -> None:
+        """Also: vLLM importable (said before a run's folders and its teach stage's data)."""
+        super().check_flags(model=model, base_url=base_url)
+        import_vllm()
+
     def __init__(
         self,
         model: Any,

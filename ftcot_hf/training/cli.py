@@ -1,14 +1,14 @@
 """``ftcot train``: fine-tune a student on a rationale dataset.
 
     ftcot train --config recipes/cpu_smollm2.yaml
-    ftcot train --student gpt2 --task multiarith --dataset outputs/rationales --output_dir outputs/gpt2-multiarith \
+    ftcot train --student gpt2 --task multiarith --rationales outputs/rationales --output_dir outputs/gpt2-multiarith \
         --eval_every_epoch true
     ftcot train --config recipes/gpt2_paper.yaml --use_peft true --lora_r 16     # LoRA
     accelerate launch -m ftcot_hf.cli train --config recipes/gpt2_paper.yaml     # several GPUs
 
 Flags come from three dataclasses (``TrlParser``, so every flag is also a YAML key of ``--config``):
 ``FineTuneCoTConfig`` (TRL's ``SFTConfig`` / ``TrainingArguments`` + the paper's defaults), ``StudentArgs`` (TRL's
-``ModelConfig``: LoRA / QLoRA, dtype; + the GGUF file) and ``DataArgs`` (dataset, filter).
+``ModelConfig``: LoRA / QLoRA, dtype; + the GGUF file) and ``DataArgs`` (rationales or your own dataset, filter).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import Any
 from trl import ModelConfig
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.tasks import resolve_task
-from ftcot_hf.tasks.custom import recorded_tasks
+from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.training.data import DataArgs, load_training_data
 from ftcot_hf.training.distributed import accelerate_cpu_processes, relaunch_cpu_ddp
 from ftcot_hf.utils.console import quiet_libraries
@@ -90,19 +89,17 @@ def _load_quantized(name: str, args: StudentArgs) -> tuple[Any, Any]:
 
 
 def resolve_training_task(config: Any, data_args: DataArgs) -> Any:
-    """The edge of ``ftcot train``: the task of ``--task`` (registered, or recorded by the rationale folder of
-    ``--dataset``) or the one the column flags define; None when neither names one."""
-    custom = data_args.custom_task()
-    if custom is not None:
-        config.task = custom.name
-        return custom
-    if config.task is None:
+    """The task of ``ftcot train`` (:func:`~ftcot_hf.tasks.args.resolve_tasks`: the one the column flags define, or
+    ``--task``: registered, or recorded by the rationale folder of ``--rationales``); None when neither names one."""
+    names = [config.task] if config.task is not None else []
+    tasks = resolve_tasks(names, data_args, rationales=data_args.rationales)
+    if not tasks:
         return None
-    recorded = recorded_tasks(data_args.dataset) if data_args.dataset else {}
-    return recorded.get(config.task) or resolve_task(config.task)
+    config.task = tasks[0].name
+    return tasks[0]
 
 
-TRAIN_LEAD = ("student", "dataset", "task", "format", "output_dir")
+TRAIN_LEAD = ("student", "rationales", "task", "format", "output_dir")
 """What `ftcot train` acts on (the student, the rationale folder, the task, the format): its --help opens with them,
 ahead of the hyper-parameters."""
 
@@ -145,7 +142,7 @@ def cli_main(argv: list[str]) -> int:
         peft_config=peft_config_from(student_args, encoder_decoder=encoder_decoder),
         tokenizer=tokenizer,
         task=task,
-        dataset_name=data_args.dataset,
+        dataset_name=data_args.rationales or data_args.dataset,
     )
     if trainer.is_world_process_zero():  # one summary per run, not one per DDP process
         print(result.summary())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import EmptyDatasetError, MissingColumnsError, StudentFormat, format_dataset, get_format
 from ftcot_hf.tasks import Task, resolve_task
-from ftcot_hf.tasks.args import TaskDatasetArgs
+from ftcot_hf.tasks.args import TaskDatasetArgs, rationales_alias
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -23,16 +23,24 @@ logger = logging.getLogger(__name__)
 class DataArgs(TaskDatasetArgs):
     """Where the training data comes from.
 
-    ``dataset`` is a rationale dataset repo written by ``ftcot teach`` (a folder, or a Hub id of one pushed there):
-    ``load_dataset(dataset, task)`` gives ``train`` (rationales) and ``test`` (the task's test questions). Without
-    ``dataset``, the task's own records are used (``ftcot_hf.load_task``: enough for the vanilla format, or human
-    rationales where the task has them); with the column flags (``--question_column`` ... ``--task_name``),
-    ``dataset`` is your own question/answer data and its records are used the same way.
+    ``rationales`` is a rationale dataset repo written by ``ftcot teach`` (a folder, or a Hub id of one pushed there):
+    ``load_dataset(rationales, task)`` gives ``train`` (rationales) and ``test`` (the task's test questions). Without
+    it, the task's own records are used (``ftcot_hf.load_task``: enough for the vanilla format, or human rationales
+    where the task has them); with the column flags (``--question_column`` ... ``--task_name``), ``dataset`` is your
+    own question/answer data and its records are used the same way. ``dataset`` without the column flags is the
+    deprecated name of ``rationales`` (a warning).
     """
 
-    dataset: str | None = field(
+    rationales: str | None = field(
         default=None,
         metadata={"help": "Rationale dataset: a folder written by `ftcot teach` or a Hub dataset id (config = task)."},
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own dataset, with --question_column/--answer_column/--answer_type/--task_name (without "
+            "them: the deprecated name of --rationales)."
+        },
     )
     dataset_config: str | None = field(
         default=None, metadata={"help": "Config of the dataset to load (default: the task name)."}
@@ -50,6 +58,9 @@ class DataArgs(TaskDatasetArgs):
         default=None, metadata={"help": "Offline mirror for load_task (default: $FTCOT_DATA_MIRROR)."}
     )
 
+    def __post_init__(self) -> None:
+        rationales_alias(self, "ftcot train")
+
 
 def load_training_data(args: DataArgs, task: str | Task | None) -> tuple[Dataset, Dataset | None]:
     """(train records, test records or None) for ``args``; filtered, never empty."""
@@ -59,17 +70,17 @@ def load_training_data(args: DataArgs, task: str | Task | None) -> tuple[Dataset
         splits = task.load()
         source = f"task {task.name} ({args.dataset})"
         args = dataclasses.replace(args, train_split="train", test_split="test")
-    elif args.dataset is None:
+    elif args.rationales is None:
         if task is None:
-            raise FtcotError("Give --dataset (a rationale dataset from `ftcot teach`) or --task (its own records).")
+            raise FtcotError("Give --rationales (a rationale dataset from `ftcot teach`) or --task (its own records).")
         task = resolve_task(task)
         splits = task.load(data_dir=args.data_dir)
         source = f"task {task.name}"
     else:
         task = task.name if isinstance(task, Task) else task
         config = args.dataset_config or task
-        source = f"{args.dataset}" + (f" [{config}]" if config else "")
-        path = Path(args.dataset)
+        source = f"{args.rationales}" + (f" [{config}]" if config else "")
+        path = Path(args.rationales)
         if path.exists() and not (path / "README.md").exists() and (path / "dataset_dict.json").exists():
             from datasets import load_from_disk
 
@@ -78,7 +89,7 @@ def load_training_data(args: DataArgs, task: str | Task | None) -> tuple[Dataset
             if path.is_dir():
                 check_local_dataset(path, config, args.train_split)
             try:
-                splits = load_dataset(args.dataset, config)
+                splits = load_dataset(args.rationales, config)
             except Exception as e:
                 if _is_data_error(e):
                     raise FtcotError(f"Could not read the dataset {source}: {_data_error_text(e)}") from e

@@ -60,13 +60,16 @@ def type_problem(value: Any, hint: Any) -> str | None:
 
 
 def check_options(options: dict[str, Any], function: Any, where: str) -> None:
-    """Raise :class:`FtcotError` naming the first of ``options`` (keyword arguments for ``function``) whose value is
-    not of the type ``function`` declares for it (``{"timeout": "abc"}`` for ``timeout: float``); ``where`` says
-    where the options were given (``"--teacher_kwargs"``)."""
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # noqa: BLE001 -- a hint naming a type imported only for type checkers: no opinion
-        return
+    """Raise :class:`FtcotError` naming the first of ``options`` (keyword arguments for ``function``, or a mapping
+    name -> type) whose value is not of the type declared for it (``{"timeout": "abc"}`` for ``timeout: float``);
+    ``where`` says where the options were given (``"--teacher_kwargs"``)."""
+    if isinstance(function, dict):  # the hints already: {name: type}
+        hints = function
+    else:
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # noqa: BLE001 -- a hint naming a type imported only for type checkers: no opinion
+            return
     for name, value in options.items():
         expected = type_problem(value, hints[name]) if name in hints else None
         if expected is not None:

@@ -109,6 +109,8 @@ class BatchTeacher(ApiClient, Teacher):
         extra_body: fields merged into every request's body; part of ``identity()``.
     """
 
+    needs_model = needs_base_url = True  # checked before any work (Teacher.check_flags)
+
     default_api_key_env: ClassVar[str] = "OPENAI_API_KEY"
     has_n: ClassVar[bool] = True
     """One line asks for ``n`` samples (OpenAI); False: one line per sample (Anthropic)."""

@@ -177,6 +177,8 @@ class HTTPTeacher(Teacher):
             ``"auto"`` (aiohttp when it is installed).
     """
 
+    needs_model = needs_base_url = True  # checked before any work (Teacher.check_flags)
+
     default_api_key_env: ClassVar[str] = "OPENAI_API_KEY"
     """Where the key is read from when neither ``api_key`` nor ``api_key_env`` is given."""
     api_has_n: ClassVar[bool] = True

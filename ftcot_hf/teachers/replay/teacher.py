@@ -61,6 +61,8 @@ class ReplayTeacher(Teacher):
         >>> [(pos, gens)] = teacher.generate([Request(stage1_prompt(question))])  # doctest: +SKIP
     """
 
+    recorded = True
+
     def __init__(
         self,
         recordings: Mapping[str, Sequence[Generation] | Mapping[int, Generation]] | None = None,
