@@ -4,7 +4,6 @@ of ``ftcot_hf/templates/`` (package data: in the wheel, read with ``importlib.re
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import logging
 from collections.abc import Mapping
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
+
+from ftcot_hf.utils.fs import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +84,6 @@ def _write_parquet(data: Any, path: Path) -> None:
             writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP)
 
 
-def _sha256(path: Path) -> str:
-    """The file's sha256, read 1 MiB at a time (a 1M-row rationale split is gigabytes)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_parquet_configs(
     out_dir: str | Path, configs: Mapping[str, Any]
 ) -> tuple[dict[str, Path], list[dict[str, Any]]]:
@@ -115,7 +107,7 @@ def write_parquet_configs(
                 stale.unlink()
             tmp = folder / f".{split}.parquet.tmp"
             _write_parquet(data, tmp)
-            digest = _sha256(tmp)[:16]
+            digest = sha256_file(tmp)[:16]
             rel = f"{name}/{split}-00000-of-00001-{digest}.parquet"
             tmp.replace(out / rel)
             files[rel] = out / rel

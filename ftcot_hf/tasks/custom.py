@@ -19,6 +19,7 @@ from typing import Any
 from ftcot_hf.answers import ANSWER_TYPES, LETTERS, make_parser
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks.task import Task
+from ftcot_hf.utils.fs import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ def missing_path_message(what: str, path: str) -> str:
         close = difflib.get_close_matches(local.name, names, n=3, cutoff=0.6)
         near = f" (near names: {', '.join(close)})" if close else ""
     return f"{what} {path} not found: {where}{near}; give an existing file or folder, or a Hub id (owner/name)."
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_json_file(path: Path) -> None:
@@ -135,10 +128,10 @@ class DatasetSource:
         mapping = {"question_column": self.question_column, "answer_column": self.answer_column,
                    "choices_column": self.choices_column}  # fmt: skip
         if local.is_file():
-            return [{**where, "file": local.name, "sha256": _sha256(local), **mapping}]
+            return [{**where, "file": local.name, "sha256": sha256_file(local), **mapping}]
         if local.is_dir():
             files = sorted(p for p in local.rglob("*") if p.suffix in FILE_BUILDERS and p.is_file())
-            return [{**where, "file": str(p.relative_to(local)), "sha256": _sha256(p), **mapping} for p in files]
+            return [{**where, "file": str(p.relative_to(local)), "sha256": sha256_file(p), **mapping} for p in files]
         return [{**where, "revision": self.revision or "main", **mapping}]
 
     @property

@@ -286,3 +286,14 @@ def hf_home() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
     )
     return Path(os.path.expandvars(os.path.expanduser(home)))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The file's sha256 (hex), read 1 MiB at a time: a file of gigabytes never sits in memory."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -13,28 +13,11 @@ from typing import Any
 from ftcot_hf.teachers.base import Generation, Request, SamplingParams, register_teacher
 from ftcot_hf.teachers.batch.client import multipart
 from ftcot_hf.teachers.batch.core import BatchStatus, BatchTeacher, LineResult
-from ftcot_hf.teachers.http.openai import with_reasoning
+from ftcot_hf.teachers.http.openai import request_body, with_reasoning
 from ftcot_hf.teachers.http.transport import normalize_finish_reason
 
 STATES = {"completed": "ended", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
 """OpenAI's final batch statuses (the others, validating/in_progress/finalizing/cancelling, are running)."""
-
-
-def request_body(model: str, request: Request, params: SamplingParams, n: int) -> dict[str, Any]:
-    """The body of a ``/v1/completions`` or ``/v1/chat/completions`` request (as the online ``openai`` teacher's)."""
-    body: dict[str, Any] = {"model": model}
-    if request.chat:
-        body["messages"] = [{"role": "user", "content": request.prompt}]
-    else:
-        body["prompt"] = request.prompt
-    body.update(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p)
-    if n != 1:
-        body["n"] = n
-    if params.stop:
-        body["stop"] = list(params.stop)
-    if params.seed is not None:
-        body["seed"] = params.seed
-    return body
 
 
 def parse_line(line: dict[str, Any], max_tokens: int | None = None) -> LineResult:

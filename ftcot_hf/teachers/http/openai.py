@@ -12,6 +12,24 @@ from ftcot_hf.teachers.http.core import HTTPTeacher
 from ftcot_hf.teachers.http.transport import ResponseError, normalize_finish_reason
 
 
+def request_body(model: str, request: Request, params: SamplingParams, n: int) -> dict[str, Any]:
+    """The body of a ``/completions`` or ``/chat/completions`` request (the online teacher's, and each line of the
+    OpenAI Batch API's JSONL)."""
+    body: dict[str, Any] = {"model": model}
+    if request.chat:
+        body["messages"] = [{"role": "user", "content": request.prompt}]
+    else:
+        body["prompt"] = request.prompt
+    body.update(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p)
+    if n != 1:
+        body["n"] = n
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+    return body
+
+
 @register_teacher("openai")
 class OpenAITeacher(HTTPTeacher):
     """A teacher behind one or more OpenAI-compatible servers.
@@ -36,19 +54,7 @@ class OpenAITeacher(HTTPTeacher):
         return "/chat/completions" if request.chat else "/completions"
 
     def build_body(self, request: Request, params: SamplingParams, n: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model}
-        if request.chat:
-            body["messages"] = [{"role": "user", "content": request.prompt}]
-        else:
-            body["prompt"] = request.prompt
-        body.update(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p)
-        if n != 1:
-            body["n"] = n
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed
-        return body
+        return request_body(self.model, request, params, n)
 
     def parse_response(self, data: Any, request: Request, params: SamplingParams) -> list[Generation]:
         choices = data.get("choices") if isinstance(data, dict) else None
