@@ -37,7 +37,7 @@ from ftcot_hf.prompts import (
     stage2_prompt,
 )
 from ftcot_hf.recipe import KEEP_MODES, RowFilter
-from ftcot_hf.shards import FLUSH_SECONDS, ShardWriter
+from ftcot_hf.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import (
     Generation,
@@ -69,10 +69,6 @@ TRUNCATED = "length"
 INCOMPLETE = "incomplete"
 """The finish reason given to a reasoning trace that never closed (``<think>`` without ``</think>``)."""
 PROTOCOLS = ("auto", "two_stage", "one_stage")
-RATIONALE_SAMPLE = 1000
-"""About this many kept rows are sampled as they go by (:data:`SAMPLE_ATTRIBUTE`)."""
-SAMPLE_ATTRIBUTE = "_ftcot_rationale_sample"
-"""Set on the rows :func:`augment` returns: an evenly spaced sample of them (``sample_index``, ``rationale``)."""
 STATUS_EVERY = 0.2
 """Seconds between two reads of the teacher's state for the progress bar."""
 REASONING_MAX_TOKENS = 4096

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.shards import SHARDS_ATTRIBUTE
+from ftcot_hf.shards import RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, SHARDS_ATTRIBUTE
 from ftcot_hf.teachers.cache import RequestCache, _encode, decode_row, default_cache_path, merge
 from ftcot_hf.yields import YieldReport
 
@@ -153,14 +153,17 @@ def _missing(parts: Sequence[Part], shards: dict[int, dict[str, Any]], at: int) 
     return f" (part {', '.join(gone)} of {first['num_shards']} missing)" if gone else ""
 
 
-def _stream(files: Sequence[Path], target: Path) -> Any:
+def _stream(files: Sequence[Path], target: Path, sample_every: int | None = None) -> Any:
     """The rows of ``files`` (Parquet), in order, as one memory-mapped ``datasets.Dataset`` written to ``target`` (an
-    Arrow stream file) a record batch at a time: the rows never sit in memory together."""
+    Arrow stream file) a record batch at a time: the rows never sit in memory together. With ``sample_every``, every
+    such row's ``sample_index`` and ``rationale`` are kept aside as they go by, as ``augment`` samples a run's rows
+    for the decontamination check (read back from the memory map, they would stay resident)."""
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(files[0])
+    seen, sample = 0, []
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for path in files:
             source = pq.ParquetFile(path)
@@ -169,8 +172,17 @@ def _stream(files: Sequence[Path], target: Path) -> Any:
                                  f"vs {schema.names}): the parts were not taught alike.")  # fmt: skip
             for batch in source.iter_batches(batch_size=4096):
                 writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+                if sample_every:
+                    first = (-seen) % sample_every
+                    picked = batch.select(["sample_index", "rationale"]).slice(first).to_pydict()
+                    sample += [{"sample_index": i, "rationale": r} for i, r in
+                               zip(picked["sample_index"][::sample_every], picked["rationale"][::sample_every],
+                                   strict=True)]  # fmt: skip
+                seen += batch.num_rows
     data = datasets.Dataset.from_file(str(target))
     setattr(data, SHARDS_ATTRIBUTE, [str(target)])  # saved as one run's rows are: streamed, in the same row groups
+    if sample_every:
+        setattr(data, SAMPLE_ATTRIBUTE, sample)
     return data
 
 
@@ -224,7 +236,10 @@ def _recheck_rationales(report: YieldReport, task: Any, train: Any, test: Any) -
     from ftcot_hf.evaluation.decontamination import decontamination_report
     from ftcot_hf.teach import MAX_RATIONALES_CHECKED
 
-    checked = decontamination_report(task, dataset={"train": test.select([]), "test": test}, rationales=train,
+    sample = getattr(train, SAMPLE_ATTRIBUTE, None)
+    checked = decontamination_report(task, dataset={"train": test.select([]), "test": test},
+                                     rationales=sample if sample is not None else train,
+                                     rationales_total=train.num_rows if sample is not None else None,
                                      ngram=report.decontamination["ngram"],
                                      max_rationales=MAX_RATIONALES_CHECKED)  # fmt: skip
     report.decontamination["rationales"] = (checked.get("rationales") or {}).get("count", 0)
@@ -297,7 +312,11 @@ def merge_rationales(
                 raise FtcotError(f"ftcot merge: the parts of {task.name} hold different test splits "
                                  f"({', '.join(sorted(map(str, tests)))}): they were taught from different data; "
                                  "re-teach the odd part.")  # fmt: skip
-            splits = {"train": _stream(train_files, work / f"{task.name}-train.arrow")}
+            first = ordered[0].reports[task.name]
+            taught = sum((p.reports[task.name].get("shard") or {}).get("end", 0)
+                         - (p.reports[task.name].get("shard") or {}).get("start", 0) for p in ordered)  # fmt: skip
+            every = max(1, -(-(taught or first["questions"]) * first["degree"] // RATIONALE_SAMPLE))  # as one run
+            splits = {"train": _stream(train_files, work / f"{task.name}-train.arrow", every)}
             test_files = ordered[0].files(task.name, "test")
             if test_files:
                 splits["test"] = _stream(test_files, work / f"{task.name}-test.arrow")

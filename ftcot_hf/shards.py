@@ -32,6 +32,11 @@ PARTIAL_NAME = re.compile(r"\..+\.partial-\d+-[0-9a-f]+")
 """The name of a folder of rows being taught (:func:`ftcot_hf.utils.fs.partial_sibling`)."""
 SHARDS_ATTRIBUTE = "_ftcot_shards"
 """Set on the dataset :meth:`ShardWriter.dataset` returns: its shard files (``export`` streams them to Parquet)."""
+RATIONALE_SAMPLE = 1000
+"""About this many kept rows are sampled as they go by (:data:`SAMPLE_ATTRIBUTE`)."""
+SAMPLE_ATTRIBUTE = "_ftcot_rationale_sample"
+"""Set on the rows ``augment`` (and ``ftcot merge``) return: an evenly spaced sample of them (``sample_index``,
+``rationale``), taken as the rows went by, for the decontamination check."""
 FLUSH_SECONDS = 120.0
 """A shard open longer than this is closed at the next write, so a running job's rows become readable."""
 
