@@ -24,6 +24,11 @@ from tests.docs_commands import REPO, DocCommand, doc_command, doc_commands
 
 NOT_RUN = "not run: "
 COVERAGE: dict[str, str] = {
+    # docs/teaching.md (at scale)
+    "python bench/teach_scale.py": NOT_RUN + "about 15 min and 25 GB of disk (the 1M row); its small form below runs "
+    "the same code path",
+    "python bench/teach_scale.py --sizes 2000 --resume_size 2000 --merge_size 2000":
+        "tests/test_scale.py::test_the_scale_bench_runs_as_documented_small",
     # docs/data-recipe.md (the tokenizer swapped for the test's tiny one, the limit for its median rationale length)
     "ftcot teach --tasks coin_flip --limit 40 --max_rationale_student_tokens 96 --student_tokenizer HuggingFaceTB/Smol"
     "LM2-135M-Instruct --dedup_jaccard 0.8 --output_dir rationales-recipe":

@@ -167,3 +167,20 @@ def test_the_teach_sample_of_rationales_is_taken_as_rows_go_by(tmp_path):
     sample = getattr(kept, SAMPLE_ATTRIBUTE)
     assert [r["sample_index"] for r in sample] == list(range(12))  # fewer than 1,000 rows: every one
     assert sample[3]["rationale"] == kept[3]["rationale"]
+
+
+def test_the_scale_bench_runs_as_documented_small(tmp_path):
+    """docs/teaching.md's small bench command, in its own process: the table, the resume check (the same rows as an
+    uninterrupted run) and the merge check."""
+    import subprocess
+    import sys
+
+    from tests.docs_commands import REPO, doc_command
+
+    command = doc_command("python bench/teach_scale.py --sizes 2000 --resume_size 2000 --merge_size 2000")
+    argv = [sys.executable, *command.text.split()[1:], "--workdir", str(tmp_path / "w")]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| 2,000 | 1,000 |" in done.stdout  # 2,000 questions, 1,000 held out for the test split
+    assert "equal to the uninterrupted run: True" in done.stdout
+    assert "ftcot merge of 2 parts of 2,000 questions: 1,000 rows" in done.stdout
