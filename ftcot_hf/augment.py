@@ -9,6 +9,11 @@ sent to a second stage: the trace is the rationale, the answer is read from the 
 that never closed is incomplete (not kept, counted). :func:`augment` runs the map, applies the filter
 (``keep="correct" | "all" | "pass_rate"``; a reply cut by the token limit is not kept by ``correct`` unless
 ``keep_truncated``; the data recipe's other filters: :mod:`ftcot_hf.recipe`) and returns the :class:`YieldReport`.
+
+Why this file is ~630 lines: it is the augmenter (the three protocols and their ledger, which share its state) and
+:func:`augment`, the streaming loop that feeds it chunks and keeps the yield, the sample and the progress bar; the
+rows go to ``shards.py``, the filters of the data recipe to ``recipe.py``. Issue 33's restructure puts it in a
+``teach/`` package.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Example::
     model, tok = load_student("smollm2-135m-instruct")     # offline, from the installed GGUF
     model, tok = load_student("gpt2", for_training=True)   # any Hub id (online, or in the HF cache)
     model, tok = load_student("outputs/run1/student")      # a folder with config.json
+
+Why this file is ~540 lines: every way a student is named (Hub id, folder, GGUF, the embedded SmolLM2, a LoRA
+adapter) is resolved, checked before any work and loaded here, with one set of error messages.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Several processes: ``accelerate launch --num_processes N -m ftcot_hf.cli train .
 gloo: :mod:`ftcot_hf.training.distributed`); ``per_device_train_batch_size`` is per process, so divide the paper's 8 by
 N to keep its batch. The per-epoch evaluation runs on the main process while the others wait at their next gradient
 all-reduce: raise ``--ddp_timeout`` (default 1800 s) above one evaluation's duration.
+
+Why this file is ~540 lines: ``train_student`` and the pieces it wires (SFTTrainer or Seq2SeqTrainer, resume,
+callbacks, the summary) share the config; splitting ``train_student`` is issue 33's item 5.
 """
 
 from __future__ import annotations
