@@ -252,3 +252,18 @@ def test_a_pushed_card_says_how_many_questions_the_untrained_row_scored():
     rows = dict(result_rows({"accuracy": 0.98, "n": 150, "untrained_accuracy": 0.0, "untrained_n": 30}))
     assert rows == {"accuracy": "98.00%", "test questions": "150", "untrained accuracy": "0.00%",
                     "test questions (untrained)": "30"}  # fmt: skip
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_every_shipped_recipe_is_a_run_recipe_too(recipe, tmp_path):
+    """The recipes are written for `ftcot train --config` (they name their data and student); `ftcot run --recipe`
+    takes their training values and leaves those to the run (docs/run.md shows `--recipe recipes/gpt2_paper.yaml`)."""
+    path = RECIPES / recipe
+    config = RunConfig(tasks=["coin_flip"], recipe=str(path), output_dir=str(tmp_path / "run"))
+    values = config.train_values()
+    written = yaml.safe_load(path.read_text())
+    assert values["num_train_epochs"] == written["num_train_epochs"]
+    assert "rationales" not in values and "correct_only" not in values

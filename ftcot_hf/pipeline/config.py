@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,6 +34,8 @@ from ftcot_hf.training.cli import StudentArgs
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.utils.parser import declared_fields, section_values, view, view_defaults
 from ftcot_hf.utils.types import check_field_types
+
+logger = logging.getLogger(__name__)
 
 SELECT_EPOCH = ("last", "validation", "test")
 DEFAULT_VALIDATION_FRACTION = 0.1
@@ -371,6 +374,15 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
         recipe = yaml.safe_load(Path(self.recipe).read_text(encoding="utf-8")) or {}
         if not isinstance(recipe, dict):
             raise FtcotError(f"Recipe {self.recipe} must be a YAML mapping of FineTuneCoTConfig keys.")
+        # a recipe written for `ftcot train --config` also names its data and student: the run decides those (its
+        # own rationales, --student, --tasks), so they are left out here rather than refused
+        from ftcot_hf.training.data import DataArgs
+
+        theirs = {f.name for cls in (DataArgs, StudentArgs) for f in dataclasses.fields(cls)} - _TRAIN_FIELDS
+        left_out = sorted(k for k in recipe if k in theirs)
+        if left_out:
+            logger.info("Recipe %s: %s left to the run (its data and student)", self.recipe, ", ".join(left_out))
+        recipe = {k: v for k, v in recipe.items() if k not in theirs}
         unknown = sorted(set(recipe) - _TRAIN_FIELDS)
         if unknown:
             import difflib
