@@ -174,11 +174,17 @@ def kept_rows(folder: Path) -> int:
     return int(report["kept"])
 
 
-def cell(n: int, root: Path) -> dict:
-    work = root / f"n{n}"
+def workdir(root: Path, name: str, n: int) -> tuple[Path, Path]:
+    """A cell's folder and its dataset of ``n`` questions."""
+    work = root / name
     work.mkdir(parents=True, exist_ok=True)
     data = work / "scale.jsonl"
     write_dataset(data, n)
+    return work, data
+
+
+def cell(n: int, root: Path) -> dict:
+    work, data = workdir(root, f"n{n}", n)
     server = ServerProcess()
     try:
         result = run_cli(argv(data, server.base_url, work, "out"), work / "teach.log")
@@ -215,10 +221,7 @@ def resume_check(n: int, root: Path) -> dict:
     equals an uninterrupted run's."""
     import datasets
 
-    work = root / f"resume{n}"
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "scale.jsonl"
-    write_dataset(data, n)
+    work, data = workdir(root, f"resume{n}", n)
     taught = n - TEST_ROWS
     server = ServerProcess()
     try:
@@ -248,10 +251,7 @@ def resume_check(n: int, root: Path) -> dict:
 
 def merge_check(n: int, root: Path, parts: int = 2) -> dict:
     """Teach n questions as ``parts`` parts (``--num_shards``), then ``ftcot merge`` them: its peak RSS and time."""
-    work = root / f"merge{n}"
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "scale.jsonl"
-    write_dataset(data, n)
+    work, data = workdir(root, f"merge{n}", n)
     server = ServerProcess()
     try:
         folders = []
