@@ -17,8 +17,14 @@ from ftcot_hf.prompts import ANSWER_PHRASE
 from ftcot_hf.tasks import resolve_task
 from tests.fake_openai_server import FakeOpenAIServer, sample_text
 
-FAST = {"backoff_base": 0.001, "backoff_max": 0.005, "timeout": 0.5}
-"""Retries too fast to notice; a timeout fault of 1 s outlasts the 0.5 s timeout."""
+FAST = {"backoff_base": 0.001, "backoff_max": 0.005, "timeout": 60.0}
+"""Retries too fast to notice. The timeout is long: a healthy answer slowed past it on a loaded machine would be
+billed by the server and never seen by the ledger (CI saw it with 0.5 s). Only the test of timeout faults sets
+:data:`SHORT_TIMEOUT`, with a fault that outlasts it many times."""
+
+SHORT_TIMEOUT = {"timeout": 3.0}
+TIMEOUT_FAULT = ("timeout", 60.0)
+"""Held until the client gives up (the fake server ends it when it stops): 20x the short timeout."""
 
 
 def _questions(mirror: Path, n: int) -> list[str]:
@@ -52,7 +58,7 @@ def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_st
     hits: dict[tuple[int, str], int] = {}
     script = {  # (question, stage) -> the faults of its first attempts, then healthy answers
         (0, "rationale"): [("503",)],
-        (1, "rationale"): [("timeout", 1.0)],
+        (1, "rationale"): [TIMEOUT_FAULT],
         (2, "answer"): [("few_choices",), ("malformed",)],  # billed (usage, no choice), then not JSON (not billed)
     }
 
@@ -64,7 +70,7 @@ def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_st
 
     prices = ["--price_input_per_mtok", "1.0", "--price_output_per_mtok", "2.0"]
     with FakeOpenAIServer(fault_for=fault_for) as server:
-        assert main(_argv(server, tmp_path, mirror, 4, *prices)) == 0
+        assert main(_argv(server, tmp_path, mirror, 4, *prices, **SHORT_TIMEOUT)) == 0
         billed = [r for r in server.requests if r.fault is None or r.fault[0] == "few_choices"]
         few = next(r for r in server.requests if r.fault == ("few_choices",))
     printed = capsys.readouterr().out
@@ -103,7 +109,7 @@ def test_the_ledger_counts_retries_timeouts_and_failed_but_billed_answers_per_st
 
     # a re-run is served from the cache: nothing sent, nothing billed, no cost, the retries are not counted again
     with FakeOpenAIServer() as server:
-        assert main(_argv(server, tmp_path, mirror, 4, *prices)) == 0
+        assert main(_argv(server, tmp_path, mirror, 4, *prices, **SHORT_TIMEOUT)) == 0
         assert server.requests == []
     again = _report(tmp_path)
     assert (again["requests"], again["cache_hits"], again["retries"], again["failed_billed"]) == (0, 8, 0, 0)
@@ -204,6 +210,11 @@ LEDGER_MODES = {  # mode -> (server options, extra flags, teacher kwargs)
     "retries": ({"faults": [("503",), ("429", 0), None, ("503",)]}, ["--degree", "2"], {}),
     "failures": ({}, ["--degree", "3"], {"supports_n": False, "seed": 0, "max_retries": 1}),
     "budget stop": ({}, ["--degree", "2", "--max_requests", "7"], {"max_concurrency": 3}),
+    # after its first reply shows n ignored, a question's other samples go one request each: a failure or a refusal
+    # among them stops those not yet sent, and waits for those sent (the server bills them) instead of dropping them
+    "failures, n ignored": ({"ignore_n": True}, ["--degree", "4"], {"seed": 0, "max_retries": 1}),
+    "budget stop, n ignored": ({"ignore_n": True}, ["--degree", "4", "--chat", "true", "--max_requests", "9"],
+                               {"max_concurrency": 4}),
     "one-stage": ({}, ["--degree", "2", "--chat", "true"], {}),
     "annotations": ({}, ["--annotations", "true"], {}),
 }
@@ -212,16 +223,19 @@ LEDGER_MODES = {  # mode -> (server options, extra flags, teacher kwargs)
 @pytest.mark.parametrize("mode", list(LEDGER_MODES))
 def test_the_ledger_equals_what_the_server_received_and_billed(mode, mirror, tmp_path, capsys):
     server_options, extra, kwargs = LEDGER_MODES[mode]
-    if mode == "failures":  # sample 1 of questions 0 and 1 always gets a 503: their requests fail for good
-        failing = _questions(mirror, 2)
-        server_options = {"fault_for": lambda body: ("503",) if body.get("seed") == 1 and any(
+    failing = _questions(mirror, 2)
+    if mode.startswith("failures"):  # sample 1 (2) of questions 0 and 1 always gets a 503: they fail for good
+        seed = 1 if mode == "failures" else 2
+        server_options = server_options | {"fault_for": lambda body: ("503",) if body.get("seed") == seed and any(
             f"Q: {q}\n" in body["prompt"] for q in failing) else None}  # fmt: skip
     prices = ["--price_input_per_mtok", "3", "--price_output_per_mtok", "7"]
     with FakeOpenAIServer(**server_options) as server:
         code = main(_argv(server, tmp_path, mirror, 5, *extra, *prices, **kwargs))
         sent, (prompt, completion) = len(server.requests), server.billed
+        wasted = sum(r.billed is not None and any(f"Q: {q}\n" in r.body.get("prompt", "") for q in failing)
+                     for r in server.requests)  # fmt: skip
     out = capsys.readouterr().out
-    assert code == (3 if mode in ("failures", "budget stop") else 0)
+    assert code == (3 if mode.startswith(("failures", "budget stop")) else 0)
     report = _report(tmp_path)
     assert report["requests"] == sent
     assert (report["billed_prompt_tokens"], report["billed_completion_tokens"]) == (prompt, completion)
@@ -233,8 +247,11 @@ def test_the_ledger_equals_what_the_server_received_and_billed(mode, mirror, tmp
     assert f"${report['cost']:.4f}" in out
     if mode == "failures":
         assert report["failed_requests"] == 2 and report["failed_billed"] == 4  # samples 0 and 2 of each, wasted
-    if mode == "budget stop":
-        assert sent == 7 and report["unsent_requests"] > 0
+    if mode == "failures, n ignored":  # the answers billed for the two failed questions (how many were sent before
+        # the failure stopped the rest depends on timing; that each is in the ledger does not)
+        assert report["failed_requests"] == 2 and report["failed_billed"] == wasted >= 2  # sample 0 of each at least
+    if mode.startswith("budget stop"):
+        assert sent == (7 if mode == "budget stop" else 9) and report["unsent_requests"] > 0
 
 
 @pytest.mark.parametrize(
@@ -275,7 +292,7 @@ def test_samples_of_a_request_that_then_fails_are_failed_but_billed_and_a_spent_
     # one request per sample (seeded 0, 1, 2): sample 1 always gets a 503, so the request fails for good after its
     # retries, and samples 0 and 2, answered and billed, are thrown away with it. Deterministic on a loaded machine:
     # sample 1's 503s wait until the teacher has received (billed) samples 0 and 2, so the failure never overtakes
-    # them; and no timeout (FAST's 0.5 s is for timeout faults) can turn a slow answer into a lost one.
+    # them; and no timeout can turn a slow answer into a lost one (FAST's is long).
     teacher = None
 
     def answers_first(body: dict) -> float:
@@ -285,7 +302,7 @@ def test_samples_of_a_request_that_then_fails_are_failed_but_billed_and_a_spent_
 
     with FakeOpenAIServer(fault_for=lambda body: ("503",) if body.get("seed") == 1 else None,
                           latency=answers_first) as server:  # fmt: skip
-        options = FAST | {"timeout": 60.0}
+        options = FAST
         teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **options)
         teacher.keep_going = True
         try:

@@ -298,8 +298,9 @@ def test_429_waits_for_retry_after(server, make_teacher):
 
 @pytest.mark.parametrize("http_backend", ["httpx", "aiohttp"])
 def test_500_timeout_and_dropped_connection_are_retried(server, make_teacher, http_backend):
-    server.faults.extend([("500",), ("timeout", 2.0), ("drop",)])
-    teacher = make_teacher(server.base_url, max_concurrency=1, timeout=0.3, http_backend=http_backend)
+    # the timeout leaves a healthy answer on a loaded machine ample time; the timeout fault outlasts it 20x
+    server.faults.extend([("500",), ("timeout", 30.0), ("drop",)])
+    teacher = make_teacher(server.base_url, max_concurrency=1, timeout=1.5, http_backend=http_backend)
     [gen] = run_all(teacher, [Request("p")])[0]
     assert gen.text == sample_text("p", 0)
     assert len(server.requests) == 4

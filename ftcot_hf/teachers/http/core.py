@@ -67,6 +67,11 @@ from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
 
 logger = logging.getLogger(__name__)
 
+
+class _NotSent(TeacherError):
+    """A sample left unsent because another sample of its request failed for good (never leaves ``_call``)."""
+
+
 T = TypeVar("T", bound="HTTPTeacher")
 CHAT_TEMPLATE_TOKENS = 64
 """Tokens a chat template may add around one user message (the budget's prompt bound)."""
@@ -632,12 +637,34 @@ class HTTPTeacher(Teacher):
         """``count`` samples (from ``offset``) of ``request``: one HTTP request where the server does ``n``, else one
         per sample (concurrently, within the bound); a server found to ignore ``n`` is asked for the rest."""
         if count > 1 and self._per_sample():
-            return await tp.gather_all([self._call_http(request, offset + j, 1) for j in range(count)])
+            return await self._each_sample(request, range(offset, offset + count))
         gens = await self._call_http(request, offset, count)
         if len(gens) < count:  # it ignored n (now known): the missing samples, one request each
             rest = range(offset + len(gens), offset + count)
-            gens = gens + await tp.gather_all([self._call_http(request, j, 1) for j in rest])
+            gens = gens + await self._each_sample(request, rest, got=gens)
         return gens
+
+    async def _each_sample(
+        self, request: Request, indices: Sequence[int], got: Sequence[Generation] = ()
+    ) -> list[Generation]:
+        """Samples ``indices`` of ``request``, one HTTP request each, concurrently. The first to fail for good stops
+        the others before they are sent; those already sent are waited for rather than cancelled, since the server
+        bills them either way: with ``got`` (the samples already in) they are counted as failed-but-billed answers,
+        so the ledger holds every answer the server billed."""
+        failures: list[BaseException] = []
+
+        async def one(j: int) -> list[Generation]:
+            try:
+                return await self._call_http(request, j, 1, failures)
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
+        results = await asyncio.gather(*(one(j) for j in indices), return_exceptions=True)
+        if not failures:
+            return [g for r in results for g in r]  # type: ignore[union-attr]
+        self._discarded([*got, *(g for r in results if isinstance(r, list) for g in r)])
+        raise next((e for e in failures if not isinstance(e, _NotSent)), failures[0])
 
     def _plan(self, request: Request, offset: int, count: int) -> _Plan:
         """What to ask for, for ``count`` samples from ``offset``.
@@ -661,18 +688,26 @@ class HTTPTeacher(Teacher):
             params = dataclasses.replace(params, seed=seed, stop=stop)
         return params, n, skip
 
-    async def _call_http(self, request: Request, offset: int, count: int) -> list[Generation]:
+    async def _call_http(
+        self, request: Request, offset: int, count: int, siblings_failed: Sequence[BaseException] = ()
+    ) -> list[Generation]:
         """At most ``count`` samples (from ``offset``) of ``request`` from one HTTP request (retried and failed over
         by the fleet); fewer only when the server ignored ``n``. With ``keep_going`` a malformed answer is re-asked up
         to ``max_retries`` times (with the fleet's backoff), then fails the request (:class:`RequestFailedError`);
-        without, it raises at once."""
+        without, it raises at once. Nothing more is sent once ``siblings_failed`` (the failures of the other
+        samples of its request) is not empty."""
         params, n, skip = self._plan(request, offset, count)
         body = self.build_body(request, params, n)
         if self.extra_body:
             body.update(self.extra_body)
         path = self.request_path(request)
         worst = self._worst_case(request, params, n)
-        gate = None if self.budget is None else lambda: self._admit(worst)
+
+        def gate() -> Any:
+            if siblings_failed:
+                raise _NotSent("another sample of this request failed for good")
+            return None if self.budget is None else self._admit(worst)
+
         for attempt in itertools.count():
             ep, content, seconds = await self._fleet.post(path, body, gate, params.max_tokens * n)
             billed: tuple[int, int] | None = None

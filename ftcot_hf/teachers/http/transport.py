@@ -290,22 +290,6 @@ def stop_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.call_soon_threadsafe(loop.stop)
 
 
-async def gather_all(coros: Sequence[Any]) -> list[Any]:
-    """The results of ``coros`` (lists, concatenated in order), run concurrently; the first failure cancels the
-    others and is raised (``asyncio.gather`` would leave them running)."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        return [item for task in tasks for item in task.result()]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 class Fleet:
     """The servers behind one teacher and how a request reaches one of them (see the module docstring).
 
