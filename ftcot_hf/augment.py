@@ -42,7 +42,7 @@ from ftcot_hf.prompts import (
     stage2_prompt,
 )
 from ftcot_hf.recipe import KEEP_MODES, RowFilter
-from ftcot_hf.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter
+from ftcot_hf.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter, read_batches
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import (
     Generation,
@@ -565,8 +565,7 @@ def augment(
     tally.filters.update(dict.fromkeys(row_filter.active, 0))
     bar = _Progress(augmenter, dataset.num_rows, prices) if augmenter.progress else None
     try:
-        for start in range(0, dataset.num_rows, batch_size):
-            batch = dataset[start : start + batch_size]
+        for batch in read_batches(dataset, batch_size):
             out = augmenter(batch)
             mask, removed = row_filter(out)
             tally.add(out, mask, augmenter.keep_truncated)

@@ -100,6 +100,24 @@ def test_rows_are_on_disk_as_they_are_taught_and_come_back_memory_mapped(tmp_pat
     assert report.questions == 12 and report.samples == 12 and report.correct == 12
 
 
+def test_records_are_read_in_batches_from_their_arrow_files_as_slicing_reads_them(tmp_path):
+    from ftcot_hf.shards import _stream_files, read_batches
+
+    base = datasets.Dataset.from_dict({"question": [f"q{i}" for i in range(2500)], "answer": [str(i) for i in
+                                       range(2500)], "tags": [[i, i + 1] for i in range(2500)]})  # fmt: skip
+    mapped = base.map(lambda b: {"question": [q + "?" for q in b["question"]]}, batched=True,
+                      cache_file_name=str(tmp_path / "records.arrow"), writer_batch_size=300)  # fmt: skip
+    twice = datasets.concatenate_datasets([mapped, mapped])
+    assert _stream_files(mapped) == [str(tmp_path / "records.arrow")] and len(_stream_files(twice)) == 2
+    for dataset in (mapped, twice):
+        for size in (1, 299, 2048, 2500, 9999):
+            assert list(read_batches(dataset, size)) == [dataset[a : a + size] for a in range(0, len(dataset), size)]
+    # what the files alone do not hold is sliced, as before: rows picked, a column renamed, an in-memory table
+    for other in (mapped.select(range(7, 90)), mapped.rename_column("tags", "t"), base, mapped.with_format("numpy")):
+        assert _stream_files(other) is None
+    assert list(read_batches(mapped.select(range(7, 90)), 50)) == [mapped[7:57], mapped[57:90]]
+
+
 def test_the_yield_counted_chunk_by_chunk_equals_one_pass(tmp_path):
     from tests.test_teaching import ScriptedTeacher
 
