@@ -93,6 +93,28 @@ def test_local_folder_with_train_and_test_files(tmp_path):
     assert {p["file"] for p in task.provenance()} == {"train.jsonl", "test.jsonl"}
 
 
+def test_a_question_with_two_golds_names_both_rows_across_splits_or_the_later_is_skipped(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    train = [{"q": f"What is {i} plus 1?", "a": i + 1} for i in range(10)]
+    train[6] = {"q": "What is 2 plus 1?", "a": 99}  # row 2's question, another gold
+    train[8] = {"q": "What is 3 plus 1?", "a": 4}  # row 3's question and gold again: fine
+    test = [{"q": f"What is {i} plus 2?", "a": i + 2} for i in range(5)]
+    test[1] = {"q": "What is 4 plus 1?", "a": 7}  # train row 4's question, another gold
+    write_jsonl(folder / "train.jsonl", train)
+    write_jsonl(folder / "test.jsonl", test)
+    options = {"question_column": "q", "answer_column": "a", "answer_type": "number", "task_name": "twice"}
+    with pytest.raises(FtcotError) as info:
+        Task.from_dataset(str(folder), **options).load()
+    assert (f"{folder}, split 'train', row 6: question 'What is 2 plus 1?' has the gold answer '99' here but '3' "
+            "at split 'train', row 2.") in str(info.value)  # fmt: skip
+    task = Task.from_dataset(str(folder), skip_bad_rows=True, **options)
+    ds = task.load()
+    assert task.source.skipped == {"train": 1, "test": 1}
+    assert "99" not in ds["train"]["answer"] and ds["train"]["answer"].count("4") == 2
+    assert ds["test"]["question"] == [t["q"] for i, t in enumerate(test) if i != 1]
+
+
 def test_choice_task_with_a_list_of_strings(tmp_path):
     rows = [
         {"question": "Sky colour?", "options": ["red", "blue", "green"], "gold": "blue"},

@@ -357,11 +357,11 @@ class DatasetSource:
         against itself: an error naming both rows, or (``skip_bad_rows``) the later row skipped and counted."""
         splits = list(out)
         drop: dict[str, set[int]] = {}
-        for later, first in golds.conflicts():
-            (s1, r1, p1), (s0, r0, p0) = later, first
+        for (s1, r1), (s0, r0) in golds.conflicts():
             row, seen = out[splits[s1]][r1], out[splits[s0]][r0]
             if row["question"] != seen["question"]:  # two questions whose hashes collide (~1 in 2^64)
                 continue
+            p1, p0 = (r["sample_index"] - raw[splits[s]].offset for r, s in ((row, s1), (seen, s0)))
             if self.skip_bad_rows:
                 drop.setdefault(splits[s1], set()).add(r1)
                 continue
@@ -381,16 +381,14 @@ class DatasetSource:
 
     def _split_records(self, split: str, part: _Raw, parser: Any, features: Any, golds: _Golds) -> Any:
         skipped = [0]
-        split_id, made = golds.split(), [0]
+        golds.split()
 
         def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             rows = [{c: batch[c][k] for c in batch} for k in range(len(indices))]
             positions = [int(part.rows[i]) for i in indices]
             records = self._convert(rows, positions, part, parser, skipped)
             for record in records:
-                pos = record["sample_index"] - part.offset
-                golds.add(record["question"], record["answer"], split_id, made[0], pos)
-                made[0] += 1
+                golds.add(record["question"], record["answer"])
             return {name: [r.get(name) for r in records] for name in features}
 
         converted = part.data.map(
@@ -447,41 +445,52 @@ class DatasetSource:
 
 
 class _Golds:
-    """(question, gold) of every record, hashed into 32 bytes a row, to find a question given two golds without
-    holding the questions: (hash of the question, hash of the gold, split, row in the records, row in the file)."""
+    """(question, gold) of every record, hashed into 16 bytes a row, to find a question given two golds without
+    holding the questions. Records are numbered in reading order; a split's are a run of that numbering."""
 
     def __init__(self) -> None:
         from array import array
 
-        self.columns = [array("q") for _ in range(5)]
-        self.splits = 0
+        self.questions, self.answers = array("q"), array("q")
+        self.starts: list[int] = []
 
     def split(self) -> int:
-        self.splits += 1
-        return self.splits - 1
+        self.starts.append(len(self.questions))
+        return len(self.starts) - 1
 
-    def add(self, question: str, answer: str, split: int, row: int, pos: int) -> None:
-        for column, value in zip(self.columns, (hash(question), hash(answer), split, row, pos), strict=True):
-            column.append(value)
+    def add(self, question: str, answer: str) -> None:
+        self.questions.append(hash(question))
+        self.answers.append(hash(answer))
 
-    def conflicts(self) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
-        """((split, row, pos) of a later record, that of the first record of its question) where their golds
-        differ, in reading order."""
+    def conflicts(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """((split, row) of a later record, that of the first record of its question) where their golds differ,
+        in reading order. One sorted copy of the question hashes finds the repeated questions (most datasets have
+        none: 9 bytes a row more, then done); only their records are compared."""
         import numpy as np
 
-        q, a, split, row, pos = (np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64)
-                                 for c in self.columns)  # fmt: skip
-        if not len(q):
+        if not self.questions:
             return []
-        seq = np.arange(len(q))
-        order = np.lexsort((seq, q))
-        qs = q[order]
-        starts = np.r_[True, qs[1:] != qs[:-1]]
-        first = order[np.maximum.accumulate(np.where(starts, np.arange(len(qs)), 0))]
-        bad = np.flatnonzero(a[order] != a[first])
-        found = sorted((int(order[i]), int(first[i])) for i in bad)
-        return [((int(split[i]), int(row[i]), int(pos[i])), (int(split[j]), int(row[j]), int(pos[j])))
-                for i, j in found]  # fmt: skip
+        q = np.frombuffer(self.questions, dtype=np.int64)
+        qs = np.sort(q)
+        repeated = qs[1:][qs[1:] == qs[:-1]]
+        del qs
+        if not len(repeated):
+            return []
+        rows = np.flatnonzero(np.isin(q, repeated))  # records whose question comes again, in reading order
+        a = np.frombuffer(self.answers, dtype=np.int64)[rows]
+        first: dict[int, tuple[int, int]] = {}  # question hash -> (record, its gold's hash)
+        found = []
+        for i, qh, ah in zip(rows.tolist(), q[rows].tolist(), a.tolist(), strict=True):
+            j, gold = first.setdefault(qh, (i, ah))
+            if gold != ah:
+                found.append((self._where(i), self._where(j)))
+        return found
+
+    def _where(self, record: int) -> tuple[int, int]:
+        import bisect
+
+        split = bisect.bisect_right(self.starts, record) - 1
+        return split, record - self.starts[split]
 
 
 @dataclass
