@@ -57,4 +57,5 @@ def distill_config(run: Any, task: str, student_dir: str | Path, output_dir: str
         eval_every_epoch=run.scores_every_epoch, eval_start=False, eval_last_epoch=False,
         eval_max_new_tokens=run.eval_max_new_tokens, eval_batch_size=run.eval_batch_size, eval_mode=run.mode,
         report_best_epoch=run.select_epoch == "test", save_strategy="epoch", save_total_limit=1, disable_tqdm=False,
+        resume_from_checkpoint="last",  # the stage's checkpoints of other inputs are discarded before it runs
     )  # fmt: skip

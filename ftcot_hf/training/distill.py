@@ -65,7 +65,7 @@ def check_model(name: str, flag: str) -> str:
     try:
         check_student(name)
     except FtcotError as e:
-        text = re.sub(r"^Student\b", "Model" if flag == "--teacher_model" else "Student", str(e))
+        text = re.sub(r"^Student\b", "Student" if flag == "--student" else "Model", str(e))
         raise FtcotError(f"{flag} {name}: {text}") from None
     return name
 
@@ -142,11 +142,6 @@ def distill_rows(records: Dataset, fmt: Any, *, completions: bool) -> Dataset:
     from datasets import Dataset
 
     fmt = get_format(fmt)
-    have = set(records.column_names)
-    missing = [c for c in fmt.required_columns if c not in have]
-    if completions and missing:
-        raise FtcotError(f"--lmbda below 1 trains on the rationale rows too, and format {fmt.name!r} needs the "
-                         f"column(s) {', '.join(missing)}: give --rationales (what `ftcot teach` wrote).")  # fmt: skip
     rows: dict[str, list[str]] = {"prompt": [], "completion": []} if completions else {"prompt": []}
     seen: set[str] = set()
     for record in records:
@@ -156,6 +151,11 @@ def distill_rows(records: Dataset, fmt: Any, *, completions: bool) -> Dataset:
         seen.add(prompt)
         rows["prompt"].append(prompt)
         if completions:
+            missing = [c for c in fmt.required_columns if record.get(c) is None]  # a task's records: rationale None
+            if missing:
+                raise FtcotError(f"--lmbda below 1 trains on the rationale rows too, and format {fmt.name!r} needs "
+                                 f"{', '.join(missing)} in every row: give --rationales (what `ftcot teach` "
+                                 "wrote).")  # fmt: skip
             rows["completion"].append(fmt.completion(record))
     if not rows["prompt"]:
         raise FtcotError("No training questions to distil on: the training split is empty.")
@@ -233,6 +233,20 @@ def gold_config(config: DistillConfig, *, uld: bool, teacher_tokenizer: str, max
     return GOLDConfig(**values)
 
 
+def _fit_batch(config: DistillConfig, questions: int) -> None:
+    """TRL's samplers drop each epoch's last incomplete batch, so fewer questions than one batch would train 0 steps
+    (and fail in transformers with "max_steps must be set"): the batch is cut to the questions there are."""
+    per_step = int(config.gradient_accumulation_steps or 1) * max(1, int(config.world_size))
+    if questions >= config.per_device_train_batch_size * per_step:
+        return
+    if questions < per_step:
+        raise FtcotError(f"Only {questions} training question(s): fewer than the {per_step} a step needs (gradient "
+                         "accumulation steps x processes). Give more questions.")  # fmt: skip
+    logger.warning("Only %d training questions, fewer than one batch of %d: per_device_train_batch_size %d instead.",
+                   questions, config.per_device_train_batch_size * per_step, questions // per_step)  # fmt: skip
+    config.per_device_train_batch_size = questions // per_step
+
+
 def _gold_max_length(rows: Dataset, tokenizer: Any, max_completion_length: int) -> int:
     """GOLD's ``max_length`` (it keeps the end of longer rows): room for the longest prompt and a full sampled
     completion, and for the longest off-policy row, EOS included."""
@@ -292,6 +306,7 @@ def distill_student(
     rows = distill_rows(train_records, fmt, completions=check.trainer == GOLD and config.lmbda < 1.0)
     if check.trainer == GOLD and "completion" not in rows.column_names:
         rows = rows.add_column("completion", [""] * rows.num_rows)  # never trained on: every batch is sampled
+    _fit_batch(config, rows.num_rows)
 
     all_callbacks = list(callbacks or [])
     epoch_eval = None
