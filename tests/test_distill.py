@@ -14,6 +14,7 @@ import torch
 
 from ftcot_hf.cli import main
 from ftcot_hf.pipeline import RunConfig, run
+from tests.docs_commands import doc_command
 from tests.tiny_models import make_gpt2, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,16 @@ SMALL = ["--max_completion_length", "8", "--per_device_train_batch_size", "4", "
          "--disable_tqdm", "true"]  # fmt: skip
 
 
+DOC_STUDENT, DOC_TEACHER = "outputs/students/smollm2-coin_flip", "runs/teacher/student/coin_flip"
+
+
+def as_typed(text: str, swaps: dict[str, str]) -> list[str]:
+    """docs/distill.md's command ``text`` as a user types it, its paths swapped for the test's (after ``ftcot``)."""
+    command = doc_command(text)
+    assert command.page == "docs/distill.md"
+    return [swaps.get(a, a) for a in command.argv[1:]]
+
+
 def _tokenizer(path: Path):
     from transformers import AutoTokenizer
 
@@ -86,6 +97,16 @@ def test_the_vocabulary_check_picks_the_trainer_and_says_why(models):
     assert f"different vocabularies (300 and {n} tokens" in crossed.line and "ULD" in crossed.line
 
 
+def test_help_opens_with_what_distill_acts_on_and_its_knobs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["distill", "--help"])
+    assert exit_.value.code == 0
+    screen = capsys.readouterr().out.splitlines()
+    options = [line.split()[0].rstrip(",") for line in screen if line.startswith("  --")]
+    assert options[2:8] == ["--student", "--teacher_model", "--rationales", "--task", "--format", "--output_dir"]
+    assert {"--beta", "--temperature", "--lmbda", "--max_completion_length"} <= set(options[:30])
+
+
 def test_gold_gets_the_shared_options_lmbda_and_gold_kwargs(tmp_path):
     from ftcot_hf.errors import FtcotError
     from ftcot_hf.training.distill import gold_config
@@ -106,9 +127,10 @@ def test_gold_gets_the_shared_options_lmbda_and_gold_kwargs(tmp_path):
 
 def test_ftcot_distill_with_a_teacher_of_the_same_vocabulary_as_typed_and_resumed(models, mirror, capsys):
     sft, out = models["sft"], Path(f"{models['sft']}-distilled")  # the default --output_dir: beside the student
-    argv = ["distill", "--student", str(sft), "--teacher_model", str(models["same"]), "--data_dir", str(mirror),
-            "--max_train_samples", "8", *SMALL]  # fmt: skip
-    assert main(argv) == 0
+    swaps = {DOC_STUDENT: str(sft), DOC_TEACHER: str(models["same"])}
+    small = ["--data_dir", str(mirror), "--max_train_samples", "8", *SMALL]
+    argv = as_typed(f"ftcot distill --student {DOC_STUDENT} --teacher_model {DOC_TEACHER}", swaps)
+    assert main([*argv, *small]) == 0
     printed = capsys.readouterr().out
     assert printed.count("share one vocabulary") == 1 and "TRL's DistillationTrainer" in printed
     assert "test accuracy on 3 questions: SFT student " in printed and "-> distilled " in printed
@@ -129,7 +151,9 @@ def test_ftcot_distill_with_a_teacher_of_the_same_vocabulary_as_typed_and_resume
     assert saved.get("padding_side") == json.loads((sft / "tokenizer_config.json").read_text()).get("padding_side")
     assert not torch.equal(before.transformer.h[0].mlp.c_fc.weight, after.transformer.h[0].mlp.c_fc.weight)
 
-    assert main([*argv, "--num_train_epochs", "2", "--resume_from_checkpoint", "last"]) == 0
+    resume = as_typed(f"ftcot distill --student {DOC_STUDENT} --teacher_model {DOC_TEACHER} --num_train_epochs 2 "
+                      "--resume_from_checkpoint last", swaps)  # fmt: skip
+    assert main([*resume, *small]) == 0
     resumed = json.loads((out / "train_summary.json").read_text())
     assert resumed["global_step"] == 4
     again = json.loads((out / "epoch_metrics.json").read_text())
@@ -138,10 +162,10 @@ def test_ftcot_distill_with_a_teacher_of_the_same_vocabulary_as_typed_and_resume
 
 def test_ftcot_distill_with_a_teacher_of_another_vocabulary_runs_gold(models, mirror, tmp_path, capsys):
     out = tmp_path / "gold"
-    argv = ["distill", "--student", str(models["sft"]), "--teacher_model", str(models["other"]), "--rationales",
-            str(models["rationales"]), "--lmbda", "0.5", "--logging_steps", "1", "--output_dir", str(out),
-            "--data_dir", str(mirror), *SMALL]  # fmt: skip
-    assert main(argv) == 0
+    argv = as_typed(f"ftcot distill --student {DOC_STUDENT} --teacher_model Qwen/Qwen2.5-0.5B-Instruct --rationales "
+                    "outputs/rationales --lmbda 0.5", {DOC_STUDENT: str(models["sft"]), "Qwen/Qwen2.5-0.5B-Instruct":
+                    str(models["other"]), "outputs/rationales": str(models["rationales"])})  # fmt: skip
+    assert main([*argv, "--logging_steps", "1", "--output_dir", str(out), "--data_dir", str(mirror), *SMALL]) == 0
     printed = capsys.readouterr().out
     assert "have different vocabularies (300 and 394 tokens" in printed and "GOLD (trl.experimental.gold)" in printed
     assert "policy_loss" in printed  # GOLD's own logs: on- and off-policy batches
@@ -192,12 +216,13 @@ def test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed(models, mi
     import ftcot_hf.training.distill as distill_module
 
     config = _run_config(tmp_path, models, mirror)
-    argv = ["run", "--student", config.student, "--limit_train", "12", "--limit_test", "3", "--eval_max_new_tokens",
-            "6", "--eval_batch_size", "4", "--output_dir", config.output_dir, "--cache_dir", config.cache_dir,
-            "--data_dir", str(mirror), "--cpu_threads", "1", "--eval_untrained", "false", "--distill", "on_policy",
-            "--distill_teacher", config.distill_teacher, "--distill_max_completion_length", "8",
-            "--distill_per_device_train_batch_size", "4"]  # fmt: skip
-    assert main(argv) == 0
+    argv = as_typed(f"ftcot run --distill on_policy --distill_teacher {DOC_TEACHER}",
+                    {DOC_TEACHER: str(models["same"])})  # fmt: skip
+    small = ["--student", config.student, "--limit_train", "12", "--limit_test", "3", "--eval_max_new_tokens", "6",
+             "--eval_batch_size", "4", "--output_dir", config.output_dir, "--cache_dir", config.cache_dir,
+             "--data_dir", str(mirror), "--cpu_threads", "1", "--eval_untrained", "false",
+             "--distill_max_completion_length", "8", "--distill_per_device_train_batch_size", "4"]  # fmt: skip
+    assert main([*argv, *small]) == 0
     captured = capsys.readouterr()
     assert "[distill/coin_flip] teacher " in captured.err and "DistillationTrainer" in captured.err
     assert "coin_flip: SFT student " in captured.out and "-> distilled from " in captured.out
@@ -273,23 +298,23 @@ def test_keep_layers_makes_a_smaller_student_of_the_same_vocabulary(models, tmp_
 
 def test_the_distill_study_runs_in_its_smallest_form_and_resumes(models, mirror, tmp_path, capsys):
     study = runpy.run_path(str(REPO / "experiments" / "distill_study.py"))
-    argv = ["--name", "tiny", "--task", "coin_flip", "--base", str(models["base"]), "--seeds", "1", "2",
-            "--teacher_epochs", "1", "--sft_epochs", "1", "--distill_epochs", "1", "--limit_train", "12",
-            "--limit_test", "3", "--eval_max_new_tokens", "4", "--max_completion_length", "6", "--eval_batch_size",
-            "4", "--root", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"), "--data_dir",
-            str(mirror), "--cpu_threads", "1"]  # fmt: skip
+    typed = as_typed("python experiments/distill_study.py --name distill_quick --seeds 1 2 --limit_train 12 "
+                     "--limit_test 3 --teacher_epochs 1 --sft_epochs 1", {})[1:]  # fmt: skip
+    argv = [*typed, "--task", "coin_flip", "--base", str(models["base"]), "--eval_max_new_tokens", "4",
+            "--max_completion_length", "6", "--eval_batch_size", "4", "--root", str(tmp_path / "runs"),
+            "--results_dir", str(tmp_path / "results"), "--data_dir", str(mirror), "--cpu_threads", "1"]  # fmt: skip
     assert study["main"](argv) == 0
-    saved = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    saved = json.loads((tmp_path / "results" / "distill_quick.json").read_text())
     assert set(saved["seeds"]) == {"1", "2"} and saved["teacher"]["n"] == 3
     for cell in saved["seeds"].values():
         assert cell["sft+distill"]["trainer"] == "DistillationTrainer" and cell["sft"]["epochs"] >= 2
         assert cell["sft+distill"]["train_seconds"] > 0 and cell["sft"]["train_seconds"] > 0
-    half = tmp_path / "runs" / "tiny" / "student-half"
+    half = tmp_path / "runs" / "distill_quick" / "student-half"
     assert json.loads((half / "config.json").read_text())["n_layer"] == 1  # the base's 2 layers, every other one
-    table = (tmp_path / "results" / "tiny.md").read_text()
+    table = (tmp_path / "results" / "distill_quick.md").read_text()
     assert "| mean ± sd (2 seeds) |" in table and "| 1 | " in table and "| 2 | " in table
     capsys.readouterr()
 
     assert study["main"](argv) == 0  # every cell is in the results file: nothing runs again
     assert "seed 1:" not in capsys.readouterr().out
-    assert json.loads((tmp_path / "results" / "tiny.json").read_text())["seeds"] == saved["seeds"]
+    assert json.loads((tmp_path / "results" / "distill_quick.json").read_text())["seeds"] == saved["seeds"]

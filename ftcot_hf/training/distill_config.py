@@ -71,6 +71,18 @@ class DistillConfig(DistillationConfig):
     save_total_limit: int | None = field(
         default=2, metadata={"help": "Checkpoints kept (the newest ones); resuming needs the last one."}
     )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the distilled student is saved (default: <student>-distilled)."}
+    )
+    # TRL's, declared again so that --help shows them first: they are what a distillation is
+    beta: float = field(
+        default=1.0,
+        metadata={"help": "The generalized JSD's interpolation: 0 forward KL (mode-covering), 1 reverse KL "
+                  "(mode-seeking, TRL's default and on-policy distillation's usual choice), 0.5 the JSD."},
+    )  # fmt: skip
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the student's completions and of the loss's softmax."}
+    )
 
     # Parameters that choose what is distilled
     student: str | None = field(
