@@ -240,9 +240,13 @@ def test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed(models, mi
     again = run(config)
     assert {s["status"] for s in again.stages.values()} == {"reused"}
     changed = run(_run_config(tmp_path, models, mirror, distill_beta=0.5))  # only the distillation's inputs changed
-    assert {n: s["status"] for n, s in changed.stages.items()} == {
-        "teach": "reused", "train/coin_flip": "reused", "distill/coin_flip": "ran", "eval/coin_flip": "reused",
-        "eval_distilled/coin_flip": "ran"}  # fmt: skip
+    expected = {"teach": "reused", "train/coin_flip": "reused", "distill/coin_flip": "ran", "eval/coin_flip": "reused",
+                "eval_distilled/coin_flip": "ran"}  # fmt: skip
+    assert {n: s["status"] for n, s in changed.stages.items()} == expected
+    weights = models["same"] / "model.safetensors"  # the teacher saved again in place (retrained): not reused
+    weights.write_bytes(weights.read_bytes())
+    redone = run(_run_config(tmp_path, models, mirror, distill_beta=0.5))
+    assert {n: s["status"] for n, s in redone.stages.items()} == expected
 
     # killed after the first of two distillation epochs: the re-run resumes from that epoch's checkpoint
     two = _run_config(tmp_path, models, mirror, distill_num_train_epochs=2)
@@ -265,6 +269,25 @@ def test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed(models, mi
     assert resumed_from and Path(resumed_from[0]).name.startswith("checkpoint-")
     steps = json.loads((out / "distilled" / "coin_flip" / "train_summary.json").read_text())["global_step"]
     assert steps == 2 * int(Path(resumed_from[0]).name.split("-")[1])
+
+
+def test_the_runs_distill_section_reads_back_from_yaml_and_reaches_the_stage(tmp_path):
+    import yaml
+
+    from ftcot_hf.pipeline.run import parse_run_args
+
+    path = tmp_path / "run.yaml"
+    path.write_text("distill:\n  method: on_policy\n  teacher: t/\n  beta: 0.5\n  lmbda: 0.25\n")
+    config = parse_run_args(["--config", str(path), "--distill_temperature", "0.7"])
+    assert (config.distill, config.distill_teacher, config.distill_beta, config.distill_lmbda) == (
+        "on_policy", "t/", 0.5, 0.25)  # fmt: skip
+    section = config.to_yaml_dict()["distill"]
+    assert section["method"] == "on_policy" and section["temperature"] == 0.7
+    path.write_text(yaml.safe_dump(config.to_yaml_dict()))
+    assert parse_run_args(["--config", str(path)]).section("distill") == config.section("distill")
+    stage = config.distill_config("coin_flip", tmp_path / "student", tmp_path / "out", bf16=False)
+    assert (stage.beta, stage.lmbda, stage.temperature, stage.teacher_model) == (0.5, 0.25, 0.7, "t/")
+    assert not stage.eval_start and stage.resume_from_checkpoint == "last" and stage.format == "ft_cot"
 
 
 def test_run_refuses_a_distillation_without_its_teacher(tmp_path, mirror, capsys):

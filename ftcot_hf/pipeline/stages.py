@@ -299,10 +299,23 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
     shutil.rmtree(partial, ignore_errors=True)
 
 
+def model_identity(name: str | None) -> Any:
+    """What tells one version of a local model folder from another, cheaply: its ``stage.json`` fingerprint (a run's
+    student) and each weights/config file's size and modification time. A teacher retrained in place (a study's
+    teacher run with new settings) must not leave a distillation from the old one reused. A Hub id is its name."""
+    path = Path(str(name)).expanduser() if name else None
+    if path is None or not path.is_dir():
+        return name
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    return {"stage": (read_stage(path) or {}).get("fingerprint"),
+            "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}  # fmt: skip
+
+
 def distill_inputs(config: RunConfig) -> dict[str, Any]:
     """What a distill stage's output depends on (beside the trained student's fingerprint): the distill section
-    (teacher included), the format and seed, and the per-epoch scores it records."""
-    inputs = {"distill": config.fingerprint_inputs("distill"), "format": config.format, "seed": config.seed}
+    (teacher included), the teacher folder's version, the format and seed, and the per-epoch scores it records."""
+    inputs = {"distill": config.fingerprint_inputs("distill"), "teacher": model_identity(config.distill_teacher),
+              "format": config.format, "seed": config.seed}  # fmt: skip
     if config.scores_every_epoch:
         inputs["every_epoch"] = eval_inputs(config)
     return inputs
