@@ -16,8 +16,9 @@ equal training wall time, on one task where the teacher is far from perfect.
 Each run lands in ``<root>/<name>/...``; finished stages are reused, so an interrupted study resumes where it stopped.
 After every cell ``experiments/results/<name>.json`` (settings, commands, figures, seconds) and ``<name>.md`` are
 rewritten; a cell already there with the same recipe is kept without its run folder (weights are never written to
-experiments/). On 2 CPU cores the default study takes several hours (not run in the tests: its smallest form is,
-with tiny models, in ``tests/test_distill.py``).
+experiments/). On 2 CPU cores the default study takes an estimated 1 to 2 hours (from a 16-question smoke run:
+about 2 s per SFT step of the half student and 4 s per distillation step of 48 sampled tokens, batch 8); it has not
+been run. Its smallest form runs with tiny models in ``tests/test_distill.py``.
 
     python experiments/distill_study.py                                   # the study (hours on a CPU)
     python experiments/distill_study.py --seeds 42 1 2 3 --table_only     # the table from the results file
@@ -170,10 +171,10 @@ def render(name: str, saved: dict[str, Any]) -> str:
     lines = [
         f"# On-policy distillation study `{name}`: SFT only vs SFT + on-policy distillation, {r.get('task')}",
         "",
-        f"Teacher: {r.get('base')} fine-tuned by Fine-tune-CoT ({r.get('teacher_epochs'):g} epochs, recorded "
+        f"Teacher: {r.get('base')} fine-tuned by Fine-tune-CoT ({r.get('teacher_epochs'):g} epoch(s), recorded "
         f"text-davinci-002 rationales), test accuracy {pct(teacher.get('accuracy'))} on {teacher.get('n', '-')} "
         f"questions. Student: the same model with every other decoder layer (`ftcot_hf.shrink.keep_layers`), same "
-        f"vocabulary. `sft+distill`: {r.get('sft_epochs'):g} epochs of Fine-tune-CoT (lr {r.get('learning_rate')}), "
+        f"vocabulary. `sft+distill`: {r.get('sft_epochs'):g} epoch(s) of Fine-tune-CoT (lr {r.get('learning_rate')}), "
         f"then {r.get('distill_epochs'):g} of on-policy distillation (lr {r.get('distill_learning_rate')}, beta "
         f"{r.get('distill_beta')}, {r.get('max_completion_length')} sampled tokens); `sft`: Fine-tune-CoT alone for "
         "as many more epochs as the distillation took time. Last-epoch test accuracy, greedy, paper-mode parsing; "

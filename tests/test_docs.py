@@ -170,8 +170,8 @@ COVERAGE: dict[str, str] = {
     "--distill_per_device_train_batch_size 16 --output_dir runs/qwen3-0.6b":
         NOT_RUN + "a GPU and Qwen3 weights from the Hub; the same stage runs with tiny models in "
         "tests/test_distill.py::test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed",
-    "python experiments/distill_study.py": NOT_RUN + "several hours on 2 CPU cores (SmolLM2 teacher, 3 seeds x 2 "
-        "arms); its smallest form below runs the same code",
+    "python experiments/distill_study.py": NOT_RUN + "an estimated 1-2 hours on 2 CPU cores (SmolLM2 teacher, 3 "
+        "seeds x 2 arms); its smallest form below runs the same code",
     "python experiments/distill_study.py --name distill_quick --seeds 1 2 --limit_train 12 --limit_test 3 "
     "--teacher_epochs 1 --sft_epochs 1":
         "tests/test_distill.py::test_the_distill_study_runs_in_its_smallest_form_and_resumes",

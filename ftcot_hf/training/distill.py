@@ -286,6 +286,8 @@ def distill_student(
     import torch
 
     say = log or logger.info
+    if not config.student or not config.teacher_model:
+        raise FtcotError("distill_student needs config.student (the SFT student) and config.teacher_model.")
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     fmt = get_format(config.format or "ft_cot")
@@ -357,6 +359,13 @@ def distill_student(
                             time.perf_counter() - started, dataset_name)  # fmt: skip
 
 
+def _public_model(name: str) -> str:
+    """A model as a card names it: a Hub id as it is, a local folder by its name (this machine's path means nothing
+    elsewhere)."""
+    path = Path(name).expanduser()
+    return path.resolve().name if path.exists() else name
+
+
 def _finish(config: DistillConfig, trainer: Any, output: Any, epoch_eval: Any, check: VocabularyCheck, rows: int,
             resumed_at: int, seconds: float, dataset_name: str | None) -> DistillResult:  # fmt: skip
     from ftcot_hf.training.outputs import loss_log, public_name, write_json_atomic, write_student_card
@@ -375,7 +384,7 @@ def _finish(config: DistillConfig, trainer: Any, output: Any, epoch_eval: Any, c
     )  # fmt: skip
     result.recipe = {
         "trainer": f"ftcot-hf distill (TRL {check.trainer}{', ULD loss' if check.uld else ''})",
-        "SFT student": public_name(config.student), "teacher": Path(str(config.teacher_model)).name,
+        "SFT student": public_name(config.student), "teacher": _public_model(str(config.teacher_model)),
         "format": config.format, "training questions": rows,
         "epochs": config.num_train_epochs if (config.max_steps or -1) <= 0 else f"{config.max_steps} steps",
         "optimizer steps": result.global_step, "learning rate": config.learning_rate,
