@@ -218,7 +218,7 @@ def gold_config(config: DistillConfig, *, uld: bool, teacher_tokenizer: str, max
         warnings.filterwarnings("ignore", message=".*trl.experimental")
         from trl.experimental.gold import GOLDConfig
 
-    theirs = {f.name for f in fields(GOLDConfig) if f.init}
+    theirs = _gold_fields()
     # TRL's own handling of these differs between the two (column pruning, padding), or ftcot sets them below
     skip = {"remove_unused_columns", "pad_to_multiple_of", "teacher_model_name_or_path", "teacher_model_init_kwargs",
             "model_init_kwargs", "gradient_checkpointing"}  # fmt: skip
@@ -226,11 +226,24 @@ def gold_config(config: DistillConfig, *, uld: bool, teacher_tokenizer: str, max
     values = {name: getattr(config, name) for name in shared}
     values.update(lmbda=float(config.lmbda), max_length=max_length, use_uld_loss=uld,
                   teacher_tokenizer_name_or_path=teacher_tokenizer if uld else None)  # fmt: skip
-    unknown = sorted(set(config.gold_kwargs or {}) - theirs)
-    if unknown:
-        raise FtcotError(f"--gold_kwargs: {', '.join(unknown)} is no GOLDConfig option.")
+    check_gold_kwargs(config)
     values.update(config.gold_kwargs or {})
     return GOLDConfig(**values)
+
+
+def _gold_fields() -> set[str]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*trl.experimental")
+        from trl.experimental.gold import GOLDConfig
+
+    return {f.name for f in fields(GOLDConfig) if f.init}
+
+
+def check_gold_kwargs(config: DistillConfig) -> None:
+    """``--gold_kwargs`` names GOLDConfig options only (checked before any model is loaded)."""
+    unknown = sorted(set(config.gold_kwargs or {}) - _gold_fields())
+    if unknown:
+        raise FtcotError(f"--gold_kwargs: {', '.join(unknown)} is no GOLDConfig option.")
 
 
 def _fit_batch(config: DistillConfig, questions: int) -> None:
@@ -296,6 +309,9 @@ def distill_student(
                          "decoder-only students.")  # fmt: skip
     student_dtype = _init_dtype(config.model_init_kwargs, "model_init_kwargs")
     teacher_dtype = _init_dtype(config.teacher_model_init_kwargs, "teacher_model_init_kwargs")
+    check_gold_kwargs(config)
+    # below 1, GOLD trains on the rationale rows too: records without them fail here, before any model is loaded
+    rows = distill_rows(train_records, fmt, completions=config.lmbda < 1.0)
     with quiet_libraries():
         model, tokenizer = load_student(config.student, for_training=True, dtype=student_dtype)
         teacher, teacher_tokenizer = load_student(config.teacher_model, dtype=teacher_dtype)
@@ -305,7 +321,8 @@ def distill_student(
                                teacher.config.get_text_config().vocab_size, lmbda=config.lmbda,
                                student=config.student, teacher=config.teacher_model)  # fmt: skip
     say(check.line)
-    rows = distill_rows(train_records, fmt, completions=check.trainer == GOLD and config.lmbda < 1.0)
+    if config.gold_kwargs and check.trainer == DISTILLATION:
+        logger.warning("--gold_kwargs %s left unused: DistillationTrainer runs, not GOLD.", sorted(config.gold_kwargs))
     if check.trainer == GOLD and "completion" not in rows.column_names:
         rows = rows.add_column("completion", [""] * rows.num_rows)  # never trained on: every batch is sampled
     _fit_batch(config, rows.num_rows)
