@@ -38,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "load_student": "ftcot_hf.students",
     "FineTuneCoTConfig": "ftcot_hf.training.config",
     "train_student": "ftcot_hf.training.trainer",
+    "DistillConfig": "ftcot_hf.training.distill_config",
+    "distill_student": "ftcot_hf.training.distill",
     # evaluation
     "evaluate_student": "ftcot_hf.evaluation.evaluator",
     "compute_accuracy": "ftcot_hf.evaluation.metric",

@@ -12,7 +12,8 @@ Subcommands:
                                              an lm-eval task folder scoring students as `ftcot eval` does
     ftcot decontaminate [--tasks multiarith ...] [--rationales DIR] [--drop_overlap OUT]
                                              train<->test question overlap (exact, 8-gram), test n-grams in rationales
-    ftcot train | eval | push | run ...      delegated: each module parses its own flags (TrlParser /
+    ftcot train | distill | eval | push | run ...
+                                             delegated: each module parses its own flags (TrlParser /
                                              HfArgumentParser with --config YAML); see `ftcot <command> --help`
 """
 
@@ -170,6 +171,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 DELEGATED: dict[str, tuple[str, str]] = {
     "teach": ("ftcot_hf.teach", "Teach tasks with a teacher and save the rationale dataset."),
     "train": ("ftcot_hf.training.cli", "Fine-tune a student on a rationale dataset."),
+    "distill": ("ftcot_hf.training.distill", "On-policy distillation of a trained student from a teacher (TRL)."),
     "eval": ("ftcot_hf.evaluation.cli", "Evaluate a student (or a baseline) on a task's test split."),
     "push": ("ftcot_hf.hub", "Publish a rationale dataset or a student to the Hub."),
     "run": ("ftcot_hf.pipeline", "teach -> filter -> format -> train -> evaluate -> report (-> push)."),

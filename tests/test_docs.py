@@ -150,6 +150,31 @@ COVERAGE: dict[str, str] = {
     # docs/rewards.md (its teach and train commands are docs/training.md's, covered there)
     "python examples/grpo_plain.py --student outputs/students/smollm2-coin_flip --dataset outputs/rationales "
     "--task coin_flip --max_steps 20": "tests/test_rewards.py::test_the_grpo_example_runs_as_documented",
+    # docs/distill.md (its teach and train commands are docs/training.md's, covered there; paths swapped for the
+    # test's tiny student, teachers and rationales)
+    "ftcot distill --student outputs/students/smollm2-coin_flip --teacher_model runs/teacher/student/coin_flip":
+        "tests/test_distill.py::test_ftcot_distill_with_a_teacher_of_the_same_vocabulary_as_typed_and_resumed",
+    "ftcot distill --student outputs/students/smollm2-coin_flip --teacher_model runs/teacher/student/coin_flip "
+    "--num_train_epochs 2 --resume_from_checkpoint last":
+        "tests/test_distill.py::test_ftcot_distill_with_a_teacher_of_the_same_vocabulary_as_typed_and_resumed",
+    "ftcot distill --student outputs/students/smollm2-coin_flip --teacher_model Qwen/Qwen2.5-0.5B-Instruct "
+    "--rationales outputs/rationales --lmbda 0.5":
+        "tests/test_distill.py::test_ftcot_distill_with_a_teacher_of_another_vocabulary_runs_gold",
+    "ftcot run --distill on_policy --distill_teacher runs/teacher/student/coin_flip":
+        "tests/test_distill.py::test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed",
+    "ftcot run --tasks last_letter_concatenation --student Qwen/Qwen3-8B --use_peft true --output_dir runs/qwen3-8b":
+        NOT_RUN + "a GPU and Qwen3 weights from the Hub (no GPU here); LoRA runs are "
+        "tests/test_pipeline.py::test_lora_run_evaluates_its_adapter_student",
+    "ftcot run --tasks last_letter_concatenation --student Qwen/Qwen3-0.6B --distill on_policy --distill_teacher "
+    "runs/qwen3-8b/student/last_letter_concatenation --distill_max_completion_length 256 "
+    "--distill_per_device_train_batch_size 16 --output_dir runs/qwen3-0.6b":
+        NOT_RUN + "a GPU and Qwen3 weights from the Hub; the same stage runs with tiny models in "
+        "tests/test_distill.py::test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed",
+    "python experiments/distill_study.py": NOT_RUN + "an estimated 1-2 hours on 2 CPU cores (SmolLM2 teacher, 3 "
+        "seeds x 2 arms); its smallest form below runs the same code",
+    "python experiments/distill_study.py --name distill_quick --seeds 1 2 --limit_train 12 --limit_test 3 "
+    "--teacher_epochs 1 --sft_epochs 1":
+        "tests/test_distill.py::test_the_distill_study_runs_in_its_smallest_form_and_resumes",
     # docs/teaching.md
     "ftcot teach --tasks coin_flip multiarith": "tests/test_docs.py::test_the_recorded_teachers_commands_as_typed",
     "ftcot teach --tasks gsm8k --teacher openai --model meta-llama/Llama-3.1-70B-Instruct --base_url "
@@ -232,6 +257,8 @@ def test_every_ftcot_command_shown_is_accepted_by_its_parser(command, tmp_path, 
     from ftcot_hf.training.cli import TRAIN_LEAD, StudentArgs
     from ftcot_hf.training.config import FineTuneCoTConfig
     from ftcot_hf.training.data import DataArgs
+    from ftcot_hf.training.distill import DISTILL_LEAD
+    from ftcot_hf.training.distill_config import DistillConfig
     from ftcot_hf.utils.parser import command_parser
 
     shutil.copytree(REPO / "recipes", tmp_path / "recipes")
@@ -251,6 +278,8 @@ def test_every_ftcot_command_shown_is_accepted_by_its_parser(command, tmp_path, 
         "eval": lambda: command_parser((EvalConfig,), rest, prog="ftcot eval").parse(rest),
         "push": lambda: command_parser((PushConfig,), rest, prog="ftcot push").parse(rest),
         "run": lambda: parse_run_args(rest),
+        "distill": lambda: command_parser((DistillConfig, DataArgs), rest, prog="ftcot distill",
+                                          lead=DISTILL_LEAD).parse(rest),  # fmt: skip
     }
     assert set(parsers) == set(DELEGATED)
     if name in parsers:

@@ -27,6 +27,7 @@ import yaml
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.cli import EvalConfig
 from ftcot_hf.hub import PushConfig
+from ftcot_hf.pipeline.distill_args import DISTILL, DISTILL_METHODS, DISTILL_RUN, DISTILL_SECTION, distill_config
 from ftcot_hf.students import is_embedded
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teach import TeachConfig, parse_kwargs
@@ -199,10 +200,11 @@ HUB_RUN = view(RunHubArgs, title="Publishing of a run", section="hub",
                rename={"dataset_id": "hub_dataset_id", "model_id": "hub_model_id"})  # fmt: skip
 
 SECTIONS: dict[str, tuple[type, ...]] = {"teach": (TEACH,), "train": (TRAIN, TRAIN_ADAPTERS, TRAIN_INHERITED),
-                                         "eval": (EVAL, EVAL_RUN), "hub": (HUB, HUB_RUN)}  # fmt: skip
+                                         "distill": DISTILL_SECTION, "eval": (EVAL, EVAL_RUN),
+                                         "hub": (HUB, HUB_RUN)}  # fmt: skip
 DATASET = view(TaskDatasetArgs, title="Your own dataset (instead of --tasks; as in every command)")
-PARSER_CLASSES: tuple[type, ...] = (RunArgs, DATASET, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EVAL_RUN, HUB, HUB_RUN,
-                                    TRAIN_INHERITED)  # fmt: skip
+PARSER_CLASSES: tuple[type, ...] = (RunArgs, DATASET, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_RUN, DISTILL, EVAL,
+                                    EVAL_RUN, HUB, HUB_RUN, TRAIN_INHERITED)  # fmt: skip
 """The groups of ``ftcot run --help``, in order (the inherited trainer options last, behind --help-all)."""
 NOT_FINGERPRINTED: dict[str, frozenset[str]] = {
     "train": frozenset({"cpu_threads", "logging_steps", "logging_strategy", "logging_first_step", "log_level",
@@ -248,7 +250,8 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass
-class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EVAL_RUN, HUB, HUB_RUN, TRAIN_INHERITED):
+class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_RUN, DISTILL, EVAL, EVAL_RUN, HUB,
+                HUB_RUN, TRAIN_INHERITED):
     """Configuration of ``ftcot run`` (flags, or YAML with ``--config run.yaml``: flat flag names, or the sections
     ``teach:``, ``train:``, ``eval:``, ``hub:`` with each command's own field names).
 
@@ -265,6 +268,9 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
     Parameters of training (section train: FineTuneCoTConfig and StudentArgs, as ``ftcot train``):
         learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16, cpu_threads, use_peft,
         lora_r, lora_alpha, ... and every inherited TrainingArguments/SFTConfig option (``--help-all``)
+    Parameters of the distillation (section distill:, off unless --distill on_policy):
+        distill (distill.method), distill_teacher (distill.teacher), distill_beta, distill_lmbda,
+        distill_temperature, distill_max_completion_length, distill_learning_rate, distill_num_train_epochs, ...
     Parameters of the evaluation (section eval:):
         eval_untrained, eval_untrained_limit, eval_every_epoch, validation_size, select_epoch, limit_test (eval.limit),
         eval_max_new_tokens (eval.max_new_tokens), eval_batch_size (eval.batch_size), sc, sc_temperature
@@ -290,6 +296,13 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
                                  ("eval_untrained_limit", self.eval_untrained_limit, 0)):  # fmt: skip
             if value is not None and value < low:
                 raise FtcotError(f"--{flag} must be >= {low}, got {value}.")
+        if self.distill is not None and self.distill not in DISTILL_METHODS:
+            raise FtcotError(f"--distill must be one of {', '.join(DISTILL_METHODS)}, not {self.distill!r}.")
+        if self.distill and not self.distill_teacher:
+            raise FtcotError(f"--distill {self.distill} needs its teacher: --distill_teacher M (a Hub id, a folder, "
+                             "a .gguf file or smollm2-135m-instruct).")  # fmt: skip
+        if self.distill_teacher and not self.distill:
+            raise FtcotError("--distill_teacher is the teacher of --distill on_policy: add --distill on_policy.")
         if self.push_to_hub and not (self.hub_dataset_id or self.hub_model_id):
             raise ValueError("push_to_hub needs hub_dataset_id and/or hub_model_id (e.g. you/ftcot-coin_flip).")
         if self.select_epoch is not None and self.select_epoch not in SELECT_EPOCH:
@@ -410,6 +423,10 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, EVAL, EV
             save_total_limit=1, save_only_model=False, disable_tqdm=False,
         )  # fmt: skip
         return FineTuneCoTConfig(**values)
+
+    def distill_config(self, task: str, student_dir: str | Path, output_dir: str | Path, *, bf16: bool) -> Any:
+        """The DistillConfig of one task's distill stage (``pipeline.distill_args.distill_config``)."""
+        return distill_config(self, task, student_dir, output_dir, bf16=bf16)
 
     def adapter_args(self) -> StudentArgs:
         """The LoRA options as ``ftcot train``'s StudentArgs."""

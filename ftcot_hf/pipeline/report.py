@@ -83,6 +83,7 @@ def write_report(
         if m.get("accuracy") is not None:
             trained_results.append(EvalResult(accuracy=m["accuracy"], contains_answer=None, correct_format=None,
                                               complete=None, n=m.get("n", 0), task=task))  # fmt: skip
+    lines += _distill_lines(config, per_task)
     selected = {t: m for t, m in per_task.items() if m.get("validation_split")}
     if selected:
         lines += ["", "Epoch selected on validation: train questions held out by question (seeded, never trained on), "
@@ -130,12 +131,35 @@ def write_report(
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Files: `rationales/` (load_dataset(<it>, task)), `eval_untrained/`, `student/`, `eval/` "
-              "(results.json, completions.jsonl per task)."]  # fmt: skip
+              "(results.json, completions.jsonl per task)" + ("; `distilled/`, `eval_distilled/`." if config.distill
+                                                             else ".")]  # fmt: skip
     report = out / "results.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     summary = redact({"config": config.to_dict(), "tasks": per_task, "stages": stages})
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return report
+
+
+def _distill_lines(config: RunConfig, per_task: dict[str, dict[str, Any]]) -> list[str]:
+    """The SFT student and the distilled one side by side (``--distill on_policy``): same test questions, same
+    evaluation, last epoch of each."""
+    distilled = {t: m for t, m in per_task.items() if m.get("distilled_accuracy") is not None}
+    if not distilled:
+        return []
+    lines = ["", f"On-policy distillation after Fine-tune-CoT (`--distill {config.distill}`, teacher "
+             f"`{config.distill_teacher}`, beta {config.distill_beta:g}, lmbda {config.distill_lmbda:g}): the trained "
+             "student and the distilled one on the same test questions, last epoch of each:", "",
+             "| task | SFT student | distilled | change (points) | trainer |", "|---|---|---|---|---|"]  # fmt: skip
+    for task, m in distilled.items():
+        sft, after = m.get("accuracy"), m["distilled_accuracy"]
+        change = "-" if sft is None or after is None else f"{100 * (after - sft):+.2f}"
+        lines.append(f"| {task} | {pct(sft)} | {pct(after)} | {change} | {m.get('distill_trainer') or '-'} |")
+    lines.append("")
+    for task, m in distilled.items():
+        scores = ", ".join(f"{e}: {pct(a)}" for e, a in (m.get("distilled_epoch_accuracy") or {}).items())
+        tail = f" Test accuracy after each distillation epoch: {scores}." if scores else ""
+        lines.append(f"- {task}: {m.get('distill_vocabulary') or ''}{tail}")
+    return lines
 
 
 def _validation_line(task: str, m: dict[str, Any], pct: Any) -> str:

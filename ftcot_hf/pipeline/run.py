@@ -24,6 +24,8 @@ from ftcot_hf.pipeline.stages import (
     building,
     check_writable,
     disk_error,
+    distill_inputs,
+    distill_stage,
     eval_inputs,
     evaluate_stage,
     fingerprint,
@@ -46,6 +48,7 @@ from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationale
 from ftcot_hf.teachers import check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
+from ftcot_hf.training.distill import check_model
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import check_folder
 from ftcot_hf.utils.parser import parser_for
@@ -75,6 +78,9 @@ def validate(config: RunConfig) -> list[Any]:
         check_push_access(ids)
 
     check_student(config.student)  # a Hub id that cannot be had fails now, not after the teach stage
+    if config.distill:  # the teacher and the distill section's values are checked now, not after training
+        check_model(config.distill_teacher, "--distill_teacher")
+        config.distill_config(tasks[0].name, config.output_dir, Path(config.output_dir) / "distilled", bf16=False)
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
     config.train_config(tasks[0].name, config.output_dir, bf16=False)  # FineTuneCoTConfig checks its values now
@@ -147,6 +153,8 @@ def _run_task(
     timed(f"train/{name}", student_dir, train_fp, do_train)
     summary = json.loads((student_dir / "train_summary.json").read_text(encoding="utf-8"))
     metrics["training_loss"] = summary.get("training_loss")
+    distilled = _distill_task(config, task, run_dir, rationales, train_fp, timed, metrics, say) if config.distill \
+        else None  # fmt: skip
     # the trained student
     trained = run_dir / "eval" / name
     eval_fp = fingerprint("eval", name, train_fp, eval_inputs(config))
@@ -172,6 +180,52 @@ def _run_task(
         metrics.update(_epoch_scores(student_dir, summary, result["accuracy"], config.select_epoch == "test"))
     if config.validation_size:
         metrics.update(_validation_scores(student_dir, metrics.get("epoch_accuracy") or {}))
+    if distilled is not None:
+        _eval_distilled(config, task, run_dir, test, distilled, timed, metrics)
+
+
+def _distill_task(config: RunConfig, task: Any, run_dir: Path, rationales: Path, train_fp: str,
+                  timed: Callable[[str, Path, str, Callable[[], None]], None], metrics: dict[str, Any],
+                  say: Callable[[str], None]) -> tuple[Path, str]:  # fmt: skip
+    """The distill stage (between train and eval): the trained student distilled from ``--distill_teacher`` into
+    ``distilled/<task>``. Returns its folder and fingerprint."""
+    name = task.name
+    folder = run_dir / "distilled" / name
+    fp = fingerprint("distill", name, train_fp, distill_inputs(config))
+
+    def do_distill() -> None:
+        say(f"[distill/{name}] {precision_note(config)}")
+        distill_stage(config, task, rationales, run_dir / "student" / name, folder, fp,
+                      say=lambda line: say(f"[distill/{name}] {line}"))  # fmt: skip
+
+    timed(f"distill/{name}", folder, fp, do_distill)
+    info = read_stage(folder) or {}
+    metrics.update(distill_teacher=config.distill_teacher, distill_trainer=info.get("trainer"),
+                   distill_vocabulary=info.get("vocabulary"), distill_training_loss=info.get("training_loss"))
+    return folder, fp
+
+
+def _eval_distilled(config: RunConfig, task: Any, run_dir: Path, test: Any, distilled: tuple[Path, str],
+                    timed: Callable[[str, Path, str, Callable[[], None]], None], metrics: dict[str, Any]) -> None:
+    """The distilled student on the test split, as the eval stage scores the SFT student (same questions and
+    settings), so the report puts the two side by side."""
+    name, (folder, distill_fp) = task.name, distilled
+    out = run_dir / "eval_distilled" / name
+    fp = fingerprint("eval_distilled", name, distill_fp, eval_inputs(config))
+
+    def do_eval() -> None:
+        model, tokenizer = load_student(str(folder))
+        with building(out, "eval_distilled", fp) as tmp:
+            evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT + on-policy "
+                           f"distillation from {config.distill_teacher}, {name})", stage="eval distilled")  # fmt: skip
+
+    timed(f"eval_distilled/{name}", out, fp, do_eval)
+    result = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"][0]
+    metrics.update(distilled_accuracy=result["accuracy"], distilled_n=result["n"])
+    if config.scores_every_epoch:
+        summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
+        scores = _epoch_scores(folder, summary, result["accuracy"], best_on_test=False)
+        metrics["distilled_epoch_accuracy"] = scores["epoch_accuracy"]
 
 
 def _epoch_scores(
@@ -352,6 +406,9 @@ def cli_main(argv: list[str]) -> int:
         if untrained is not None and m["untrained_n"] == m.get("n"):
             before = f"untrained {100 * untrained:.2f}% -> "
         print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
+        if m.get("distilled_accuracy") is not None:
+            print(f"{task}: SFT student {100 * (m.get('accuracy') or 0):.2f}% -> distilled from "
+                  f"{config.distill_teacher} {100 * m['distilled_accuracy']:.2f}% ({m.get('distill_trainer')})")
         if m.get("validation_epoch") is not None:
             test = m.get("validation_epoch_test_accuracy")
             print(f"{task}: epoch {m['validation_epoch']} selected on validation: test "

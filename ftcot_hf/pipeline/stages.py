@@ -297,3 +297,57 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
             # train_summary.json, loss_log.json and the model card come from train_student, written in `partial`
             shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
     shutil.rmtree(partial, ignore_errors=True)
+
+
+def model_identity(name: str | None) -> Any:
+    """What tells one version of a local model folder from another, cheaply: its ``stage.json`` fingerprint (a run's
+    student) and each weights/config file's size and modification time. A teacher retrained in place (a study's
+    teacher run with new settings) must not leave a distillation from the old one reused. A Hub id is its name."""
+    path = Path(str(name)).expanduser() if name else None
+    if path is None or not path.is_dir():
+        return name
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    return {"stage": (read_stage(path) or {}).get("fingerprint"),
+            "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}  # fmt: skip
+
+
+def distill_inputs(config: RunConfig) -> dict[str, Any]:
+    """What a distill stage's output depends on (beside the trained student's fingerprint): the distill section
+    (teacher included), the teacher folder's version, the format and seed, and the per-epoch scores it records."""
+    inputs = {"distill": config.fingerprint_inputs("distill"), "teacher": model_identity(config.distill_teacher),
+              "format": config.format, "seed": config.seed}  # fmt: skip
+    if config.scores_every_epoch:
+        inputs["every_epoch"] = eval_inputs(config)
+    return inputs
+
+
+def distill_stage(config: RunConfig, task: Any, rationales: Path, student: Path, final: Path, fp: str,
+                  say: Any = None) -> None:
+    """Distil ``config.distill_teacher`` into the trained ``student`` (``ftcot distill``) in ``.<task>.partial``
+    (checkpoints each epoch, resumed), then move the distilled student into ``final``. Its prompts are the questions
+    the student was trained on (the validation hold-out stays held out); ``say`` gets the line on the vocabularies."""
+    from ftcot_hf.training.distill import distill_student
+
+    partial = final.parent / f".{final.name}.partial"
+    marker = partial / "ftcot_partial.json"
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") != fp:
+        logger.info("Discarding checkpoints of a distillation with other inputs in %s", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
+    train, _, _ = hold_out(config, _train_split(rationales, task.name), task.name)
+    test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
+    distill = config.distill_config(task.name, student, partial, bf16=resolve_bf16(config))
+    try:
+        _, result = distill_student(distill, train, test, task=task, log=say)
+    except Exception as e:
+        if is_disk_error(e):
+            raise disk_error(e, "distill", partial) from None
+        raise
+    meta = {"training_loss": result.training_loss, "trainer": result.trainer, "vocabulary": result.vocabulary}
+    with building(final, "distill", fp, meta) as tmp:
+        for item in partial.iterdir():
+            if item.name.startswith("checkpoint-") or item.name == marker.name:
+                continue
+            shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
+    shutil.rmtree(partial, ignore_errors=True)

@@ -18,6 +18,9 @@ from typing import Any
 
 _NAMES = {
     "DataArgs": "ftcot_hf.training.data",
+    "DistillConfig": "ftcot_hf.training.distill_config",
+    "check_vocabularies": "ftcot_hf.training.distill",
+    "distill_student": "ftcot_hf.training.distill",
     "EpochEvalCallback": "ftcot_hf.training.callbacks",
     "ValidationEvalCallback": "ftcot_hf.training.callbacks",
     "FineTuneCoTConfig": "ftcot_hf.training.config",

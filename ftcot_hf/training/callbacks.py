@@ -133,7 +133,10 @@ class EpochEvalCallback(TrainerCallback):
         final = state.global_step >= state.max_steps if state.max_steps > 0 else False
         if final and not self.last_epoch:
             return
-        epoch = int(round(state.epoch or 0))
+        self.score(args, state, model, int(round(state.epoch or 0)), **kwargs)
+
+    def score(self, args: Any, state: Any, model: Any, epoch: int, **kwargs: Any) -> dict[str, Any]:
+        """Evaluate ``model`` now and record the result as ``epoch``'s (file, completions, log history)."""
         was_training = model.training
         model.eval()
         try:
@@ -170,6 +173,7 @@ class EpochEvalCallback(TrainerCallback):
             "epoch %d: %s accuracy %s (%s)",
             epoch, self.split, record["accuracy"], getattr(self.task, "name", self.task),
         )  # fmt: skip
+        return record
 
 
 class ValidationEvalCallback(EpochEvalCallback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import SFTConfig
@@ -31,6 +32,22 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def resolve_device_defaults(config: Any) -> None:
+    """Precision and device settings of a TRL config (``SFTConfig``, ``DistillationConfig``) that work where it runs,
+    set before TRL's ``__post_init__``: TRL turns ``bf16=None`` into True, which raises on machines without bf16
+    ("doesn't support bf16/gpu"), so None means on where the hardware has it (CUDA with bf16), fp32 elsewhere."""
+    if config.bf16 is None:
+        config.bf16 = False if config.fp16 else bf16_supported()
+    if not _cuda_available():
+        config.dataloader_pin_memory = False  # nothing to pin to; torch warns once per epoch otherwise
+        if config.bf16:
+            config.use_cpu = True  # TrainingArguments accepts bf16 without a GPU only as CPU autocast
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            # Several processes without CUDA (torchrun, accelerate launch): without use_cpu, transformers
+            # initialises the process group but trains each process alone, on the whole dataset.
+            config.use_cpu = True
 
 
 @dataclass
@@ -198,17 +215,7 @@ class FineTuneCoTConfig(SFTConfig):
     )
 
     def __post_init__(self) -> None:
-        # SFTConfig turns bf16=None into True, which raises on machines without bf16 ("doesn't support bf16/gpu").
-        if self.bf16 is None:
-            self.bf16 = False if self.fp16 else bf16_supported()
-        if not _cuda_available():
-            self.dataloader_pin_memory = False  # nothing to pin to; torch warns once per epoch otherwise
-            if self.bf16:
-                self.use_cpu = True  # TrainingArguments accepts bf16 without a GPU only as CPU autocast
-            if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-                # Several processes without CUDA (torchrun, accelerate launch): without use_cpu, transformers
-                # initialises the process group but trains each process alone, on the whole dataset.
-                self.use_cpu = True
+        resolve_device_defaults(self)
         if self.eval_sc < 1:
             raise ValueError(f"eval_sc must be >= 1, got {self.eval_sc}.")
         self._check_training_values()

@@ -327,7 +327,9 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return None
 
 
-def _resume_point(config: FineTuneCoTConfig, resume: str | bool | None) -> str | None:
+def resume_point(config: Any, resume: str | bool | None) -> str | None:
+    """The checkpoint a run resumes from: ``resume`` (or ``config.resume_from_checkpoint``) as a folder, or
+    ``last``/True for the newest complete one in ``config.output_dir``; None for a fresh run."""
     resume = config.resume_from_checkpoint if resume is None else resume
     if resume in (None, False, "", "false", "False", "no"):
         return None
@@ -499,7 +501,7 @@ def train_student(
                 callbacks=all_callbacks,
             )
     use_numeric_logs(trainer)
-    checkpoint = _resume_point(config, resume_from_checkpoint)
+    checkpoint = resume_point(config, resume_from_checkpoint)
     resumed_at = 0
     if checkpoint is not None:
         checkpoint_state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())

@@ -1,0 +1,186 @@
+"""``DistillConfig``: TRL's ``DistillationConfig`` with ftcot-hf's defaults and options (``ftcot distill``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from transformers.trainer_utils import SaveStrategy, SchedulerType
+from trl import DistillationConfig
+
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.formats import get_format
+from ftcot_hf.training.config import resolve_device_defaults
+from ftcot_hf.utils.fs import check_folder
+
+
+@dataclass
+class DistillConfig(DistillationConfig):
+    r"""Configuration of on-policy distillation after Fine-tune-CoT (``ftcot distill`` and :func:`distill_student`).
+
+    A subclass of TRL's ``DistillationConfig``: every ``DistillationConfig``/``TrainingArguments`` option works
+    (``beta``, ``temperature``, ``max_completion_length``, ``top_p``, ``use_vllm``...) and a plain
+    ``DistillationTrainer`` accepts it. When the teacher's vocabulary is not the student's, the same values become a
+    ``GOLDConfig`` (``trl.experimental.gold``), with ``lmbda`` and ``gold_kwargs``.
+
+    Parameters that differ from ``DistillationConfig``:
+        learning_rate (1e-5; TRL's 1e-6 barely moves a 100M student in the few hundred steps a CPU affords),
+        lr_scheduler_type (``constant``, as ``ftcot train``), num_train_epochs (1), max_completion_length (160: a
+        Fine-tune-CoT completion, as ``ftcot eval``'s budget), bf16 (auto: on where the hardware has it, fp32 on CPU),
+        activation_checkpointing (off: small students do not need it), save_strategy (epoch, the last 2 kept, to
+        resume).
+
+    Parameters that choose what is distilled:
+        student (the folder ``ftcot train`` wrote), teacher_model, output_dir (default: ``<student>-distilled``),
+        task and format (default: the student's own, from its ``train_summary.json``), lmbda, gold_kwargs
+    Parameters of the per-epoch evaluation (as ``ftcot train``'s):
+        eval_every_epoch, eval_start, eval_last_epoch, eval_max_new_tokens, eval_batch_size, eval_sc, eval_mode,
+        eval_limit, report_best_epoch, cpu_threads
+    """
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"teacher": "teacher_model"}
+
+    # Parameters whose default values are overridden from DistillationConfig
+    learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate (TRL's default 1e-6 barely moves a small student)."}
+    )
+    lr_scheduler_type: SchedulerType | str = field(
+        default="constant", metadata={"help": "Learning-rate schedule (constant, as `ftcot train`)."}
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training questions."})
+    max_completion_length: int | None = field(
+        default=EVAL_MAX_NEW_TOKENS,
+        metadata={"help": "Tokens the student samples per prompt at most (a rationale, ' --> answer END' and EOS)."},
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision. Default: on where supported (CUDA with bf16), off (fp32) on CPU."},
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Recompute activations in the backward pass to save memory; off by default (None)."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5); off."}
+    )
+    save_strategy: SaveStrategy | str = field(
+        default="epoch", metadata={"help": "When to save a checkpoint (each epoch: --resume_from_checkpoint last)."}
+    )
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept (the newest ones); resuming needs the last one."}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the distilled student is saved (default: <student>-distilled)."}
+    )
+    # TRL's, declared again so that --help shows them first: they are what a distillation is
+    beta: float = field(
+        default=1.0,
+        metadata={"help": "The generalized JSD's interpolation: 0 forward KL (mode-covering), 1 reverse KL "
+                  "(mode-seeking, TRL's default and on-policy distillation's usual choice), 0.5 the JSD."},
+    )  # fmt: skip
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the student's completions and of the loss's softmax."}
+    )
+
+    # Parameters that choose what is distilled
+    student: str | None = field(
+        default=None,
+        metadata={"help": "The student to distil into: a folder `ftcot train` wrote (runs/x/student/<task>), or any "
+                  "student `ftcot train` takes."},
+    )  # fmt: skip
+    teacher_model: str | None = field(
+        default=None,
+        metadata={"help": "The teacher whose next-token distributions the student learns: a Hub id, a local folder, "
+                  "a .gguf file or 'smollm2-135m-instruct'. Alias of TRL's --teacher_model_name_or_path."},
+    )  # fmt: skip
+    task: str | None = field(
+        default=None,
+        metadata={"help": "Task of the prompts and the evaluation (default: the student's, in train_summary.json)."},
+    )
+    format: str | None = field(
+        default=None,
+        metadata={"help": "Student format of the prompts ('{question} ###' for ft_cot) and of the evaluation "
+                  "(default: the student's, in train_summary.json, else ft_cot)."},
+    )  # fmt: skip
+    lmbda: float = field(
+        default=1.0,
+        metadata={"help": "Share of batches the student generates (on-policy); the rest are the rationale rows "
+                  "(off-policy, GKD's mix). 1.0: fully on-policy (TRL's DistillationTrainer); below 1 it needs "
+                  "--rationales and runs GOLD (trl.experimental.gold), as does a teacher with another vocabulary."},
+    )  # fmt: skip
+    gold_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={"help": "More GOLDConfig options where GOLD runs, as JSON ('{\"uld_use_hybrid_loss\": true}')."},
+    )
+
+    # Parameters of the per-epoch evaluation
+    eval_every_epoch: bool = field(
+        default=True, metadata={"help": "Score the test split after every epoch (epoch_metrics.json)."}
+    )
+    eval_start: bool = field(
+        default=True,
+        metadata={"help": "Also score the SFT student before distilling (epoch 0 in epoch_metrics.json), so the "
+                  "report shows it beside the distilled one. Off when the caller scores it itself (`ftcot run`)."},
+    )  # fmt: skip
+    eval_last_epoch: bool = field(
+        default=True, metadata={"help": "With eval_every_epoch: also score after the final epoch."}
+    )
+    eval_max_new_tokens: int = field(default=EVAL_MAX_NEW_TOKENS, metadata={"help": "Evaluation: tokens at most."})
+    eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata={"help": "Evaluation: generation batch size."})
+    eval_sc: int = field(default=1, metadata={"help": "Evaluation: self-consistency samples (1 = greedy)."})
+    eval_mode: str = field(
+        default="paper", metadata={"help": "Answer parsing of the evaluation: 'paper' (bit-exact) or 'robust'."}
+    )
+    eval_limit: int | None = field(
+        default=None, metadata={"help": "Evaluation on the first N test questions only (quick runs)."}
+    )
+    report_best_epoch: bool = field(
+        default=False,
+        metadata={"help": "Also report the best epoch, labelled 'selected on test' (optimistic); the last is always."},
+    )
+    cpu_threads: int | None = field(
+        default=None, metadata={"help": "torch.set_num_threads for the run (default: torch's choice)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.teacher_model_name_or_path and self.teacher_model not in (None, self.teacher_model_name_or_path):
+            raise ValueError(f"--teacher_model {self.teacher_model} and --teacher_model_name_or_path "
+                             f"{self.teacher_model_name_or_path} disagree: give one of them.")  # fmt: skip
+        self.teacher_model = self.teacher_model or self.teacher_model_name_or_path
+        self.teacher_model_name_or_path = self.teacher_model
+        if self.output_dir is None and self.student:  # beside the SFT student: runs/x/student/<task>-distilled
+            self.output_dir = str(self.student).rstrip("/") + "-distilled"
+        resolve_device_defaults(self)
+        if isinstance(self.gold_kwargs, str):
+            try:
+                self.gold_kwargs = json.loads(self.gold_kwargs) if self.gold_kwargs.strip() else None
+            except ValueError as e:
+                raise ValueError(f"--gold_kwargs is not JSON ({e}): give an object of GOLDConfig options.") from None
+        if self.gold_kwargs is not None and not isinstance(self.gold_kwargs, dict):
+            raise ValueError(f"--gold_kwargs must be a JSON object of GOLDConfig options, not {self.gold_kwargs!r}.")
+        self._check_values()
+        super().__post_init__()
+
+    def _check_values(self) -> None:
+        """Settings that would distil nothing, or fail only after the models are loaded, are refused here."""
+        if not (isinstance(self.lmbda, (int, float)) and 0.0 <= self.lmbda <= 1.0):
+            raise ValueError(f"lmbda must be in [0, 1] (the share of on-policy batches), got {self.lmbda!r}.")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):  # fmt: skip
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ValueError(f"temperature must be > 0 (it divides the logits), got {self.temperature!r}.")
+        max_steps = self.max_steps if isinstance(self.max_steps, int) else -1
+        if max_steps <= 0 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise ValueError(f"num_train_epochs must be > 0 (got {self.num_train_epochs}), or give --max_steps N.")
+        for name in ("max_completion_length", "eval_max_new_tokens", "eval_batch_size", "eval_sc",
+                     "per_device_train_batch_size"):  # fmt: skip
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be 1 or more, got {value!r}.")
+        if self.output_dir:
+            check_folder(self.output_dir)
+        if isinstance(self.format, str):
+            get_format(self.format)  # UnknownFormatError: names the close match
