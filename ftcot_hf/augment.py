@@ -53,6 +53,7 @@ from ftcot_hf.teachers.base import (
     is_unsent,
     split_reasoning,
 )
+from ftcot_hf.utils.memory import release_free_heap
 from ftcot_hf.yields import STAGE_KEYS, YieldReport
 
 logger = logging.getLogger(__name__)
@@ -566,6 +567,7 @@ def augment(
     bar = _Progress(augmenter, dataset.num_rows, prices) if augmenter.progress else None
     try:
         for batch in read_batches(dataset, batch_size):
+            release_free_heap()
             out = augmenter(batch)
             mask, removed = row_filter(out)
             tally.add(out, mask, augmenter.keep_truncated)
