@@ -85,7 +85,7 @@ def test_a_backend_by_entry_point(plugin, tmp_path, monkeypatch, arith_jsonl, ca
     ("teacher", "message"),
     [
         ("no_such_module_xyz:T", "cannot import 'T' from module 'no_such_module_xyz'"),
-        ("json:dumps", "is not a subclass of ftcot_hf.teachers.Teacher"),
+        ("json:dumps", "must be a subclass of ftcot_hf.Teacher"),
         ("opneai", "Did you mean 'openai'?"),
     ],
 )
@@ -136,7 +136,25 @@ def test_each_backend_checks_its_own_flags(backend, model, base_url, message):
 
 
 def test_register_teacher_checks_the_base_class():
-    with pytest.raises(FtcotError, match="decorates a subclass of ftcot_hf.teachers.Teacher"):
+    with pytest.raises(FtcotError, match="'not_a_teacher' must be a subclass of ftcot_hf.Teacher"):
         register_teacher("not_a_teacher")(dict)
     assert "not_a_teacher" not in TEACHERS
     assert issubclass(TEACHERS["replay"], Teacher)
+
+
+def test_every_register_function_checks_its_base_type_and_the_base_types_are_exported():
+    import ftcot_hf
+    from ftcot_hf.answers import ANSWER_TYPES
+    from ftcot_hf.errors import PluginTypeError
+    from ftcot_hf.formats import FORMATS
+    from ftcot_hf.tasks import TASKS
+
+    for call, registry in [(lambda: ftcot_hf.register_task("coin_flip"), TASKS),
+                           (lambda: ftcot_hf.register_format({"name": "mine"}), FORMATS),
+                           (lambda: ftcot_hf.register_answer_type(int), ANSWER_TYPES)]:  # fmt: skip
+        before = list(registry)
+        with pytest.raises(PluginTypeError, match=f"must be an? \\w+ of ftcot_hf.{registry.base.__name__}, not"):
+            call()
+        assert list(registry) == before
+        assert getattr(ftcot_hf, registry.base.__name__) is registry.base
+    assert ftcot_hf.Teacher is TEACHERS.base and isinstance(PluginTypeError("x"), TypeError)

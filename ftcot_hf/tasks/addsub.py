@@ -48,4 +48,5 @@ TASK = Task(
     homepage="https://github.com/sroy9/mawps",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="AddSub",
+    paper_column=1,
 )

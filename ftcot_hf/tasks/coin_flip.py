@@ -40,4 +40,5 @@ TASK = Task(
     homepage="https://github.com/kojima-takeshi188/zero_shot_cot",
     kojima_trigger="\nTherefore, the answer (Yes or No) is",
     label="CoinFlip",
+    paper_column=9,
 )

@@ -58,4 +58,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through E, the answer is",
     label="CSQA",
+    paper_column=10,
 )

@@ -66,4 +66,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through F, the answer is",
     label="Date",
+    paper_column=6,
 )

@@ -61,4 +61,5 @@ TASK = Task(
     homepage="https://github.com/openai/grade-school-math",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="GSM8K",
+    paper_column=3,
 )

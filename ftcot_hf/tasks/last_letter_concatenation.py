@@ -41,4 +41,5 @@ TASK = Task(
     homepage="https://github.com/kojima-takeshi188/zero_shot_cot",
     kojima_trigger="\nTherefore, the answer is",
     label="LastLetter",
+    paper_column=8,
 )

@@ -53,4 +53,5 @@ TASK = Task(
     homepage="https://github.com/sroy9/mawps",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="MultiArith",
+    paper_column=2,
 )

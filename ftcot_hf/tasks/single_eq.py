@@ -47,4 +47,5 @@ TASK = Task(
     homepage="https://github.com/sroy9/mawps",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="SingleEq",
+    paper_column=0,
 )

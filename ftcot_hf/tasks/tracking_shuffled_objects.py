@@ -54,4 +54,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through C, the answer is",
     label="Shuffled",
+    paper_column=7,
 )
