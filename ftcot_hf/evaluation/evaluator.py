@@ -244,19 +244,28 @@ def _examples(
     """One audit row per question: its prompt, the greedy completion, what was parsed from it and the verdict."""
     examples: list[dict[str, Any]] = []
     for r, prompt, g, d in zip(records, prompts, greedy, details, strict=True):
-        example = {
-            "sample_index": r["sample_index"],
-            "prompt": prompt,
-            "completion": g["completion"],
-            "prediction": d["prediction"],
-            "answer": r["answer"],
-            "correct": bool(d["correct"]),
-            "finish_reason": g["finish_reason"],
-        }
+        example = _example(r, d, g["completion"], g["finish_reason"], prompt=prompt)
         if "rationale" in g:
             example["rationale"] = g["rationale"]
         examples.append(example)
     return examples
+
+
+def _example(
+    record: Mapping[str, Any], detail: Mapping[str, Any], completion: str, finish_reason: str | None, **first: Any
+) -> dict[str, Any]:
+    """The audit row of one scored completion (``completions.jsonl``): its question's ``sample_index``, ``first``
+    (e.g. the prompt, the rationale: in the order given), then the completion, the parsed prediction, the gold
+    answer, the verdict and the finish reason."""
+    return {
+        "sample_index": record["sample_index"],
+        **first,
+        "completion": completion,
+        "prediction": detail["prediction"],
+        "answer": record["answer"],
+        "correct": bool(detail["correct"]),
+        "finish_reason": finish_reason,
+    }
 
 
 def _vote_samples(
@@ -363,19 +372,8 @@ def evaluate_teacher(
         finish_reasons=finish,
         return_details=True,
     )
-    examples = [
-        {
-            "sample_index": r["sample_index"],
-            "prompt": second[i],
-            "rationale": rationales[i].text,
-            "completion": texts[i],
-            "prediction": d["prediction"],
-            "answer": r["answer"],
-            "correct": bool(d["correct"]),
-            "finish_reason": finish[i],
-        }
-        for i, (r, d) in enumerate(zip(rows, scores["details"], strict=True))
-    ]
+    examples = [_example(r, d, texts[i], finish[i], prompt=second[i], rationale=rationales[i].text)
+                for i, (r, d) in enumerate(zip(rows, scores["details"], strict=True))]  # fmt: skip
     return EvalResult.from_scores(
         scores,
         task=task.name,
@@ -413,17 +411,8 @@ def evaluate_completions(
         finish_reasons=finish_reasons,
         return_details=True,
     )
-    examples = [
-        {
-            "sample_index": r["sample_index"],
-            "completion": c,
-            "prediction": d["prediction"],
-            "answer": r["answer"],
-            "correct": bool(d["correct"]),
-            "finish_reason": None if finish_reasons is None else finish_reasons[i],
-        }
-        for i, (r, c, d) in enumerate(zip(records, completions, scores["details"], strict=True))
-    ]
+    examples = [_example(r, d, c, None if finish_reasons is None else finish_reasons[i])
+                for i, (r, c, d) in enumerate(zip(records, completions, scores["details"], strict=True))]  # fmt: skip
     return EvalResult.from_scores(
         scores,
         task=task.name,
