@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
     from datasets import DatasetDict
     from transformers import AutoModelForCausalLM
 
-    from tests.test_training import coin_records
+    from tests.doubles import coin_records
     from tests.tiny_models import make_gpt2
 
     root = tmp_path_factory.mktemp("ddp")
