@@ -32,6 +32,9 @@ Endpoints (``{t}`` = ``models`` | ``datasets``; ``{repo}`` = ``owner/name``; ``{
 Anything else answers 404 and is recorded in :attr:`FakeHub.unhandled`, which is how the endpoint list above was
 found. Writes need ``Authorization: Bearer <token>``; private repos are invisible (404) without it, as on the Hub.
 The token is compared, never stored in a log: :attr:`FakeHub.requests` records ``authorized`` only.
+
+The file is over 500 lines because it is one protocol: the endpoints above share the storage and the checks the
+real Hub makes (its HTTP plumbing is ``tests/fake_http.py``'s).
 """
 
 from __future__ import annotations
