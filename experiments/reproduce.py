@@ -35,9 +35,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from ftcot_hf.errors import FtcotError  # noqa: E402
-from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row, teacher_row  # noqa: E402
+from ftcot_hf.evaluation.paper import paper_row, teacher_row  # noqa: E402
 from ftcot_hf.evaluation.report import versions  # noqa: E402
 from ftcot_hf.pipeline import RunConfig, resolve_bf16, run, test_split  # noqa: E402
+from ftcot_hf.tasks import task_label  # noqa: E402
 from ftcot_hf.utils.fmt import pct  # noqa: E402
 
 SMALL_TASKS = [
@@ -317,7 +318,7 @@ def render_table(
             for key in ("train_majority", "best_constant")
         )
         lines.append(
-            f"| {TASK_LABELS.get(task, task)} | {_num((paper_cot or {}).get(task))} "
+            f"| {task_label(task)} | {_num((paper_cot or {}).get(task))} "
             f"| {_num((paper_van or {}).get(task))} "
             f"| {_num(teacher.get(task))} | {constant} | {pct(van.get('accuracy'))} "
             f"| **{pct(cot.get('accuracy'))}** | {best} | "
@@ -331,7 +332,7 @@ def render_table(
         for t in per_epoch:
             acc = {int(e): a for e, a in rows[t]["ft_cot"]["epoch_accuracy"].items()}
             lines.append(
-                f"| {TASK_LABELS.get(t, t)} | " + " | ".join(pct(acc.get(e)) for e in _epochs(rows, per_epoch)) + " |"
+                f"| {task_label(t)} | " + " | ".join(pct(acc.get(e)) for e in _epochs(rows, per_epoch)) + " |"
             )
     placed = [t for t in tasks if "tail_rationale" in rows[t]]
     if placed:
@@ -342,7 +343,7 @@ def render_table(
                   "|---|---|" + "---|" * len(PLACEMENTS)]  # fmt: skip
         for t in placed:
             cells = " | ".join(pct(rows[t].get(f, {}).get("accuracy")) for f in PLACEMENTS)
-            lines.append(f"| {TASK_LABELS.get(t, t)} | {pct(rows[t].get('vanilla', {}).get('accuracy'))} | {cells} |")
+            lines.append(f"| {task_label(t)} | {pct(rows[t].get('vanilla', {}).get('accuracy'))} | {cells} |")
     lines += [
         "",
         "Every cell's command, recipe, stage timings and run folder: `experiments/results/" + name + ".json`.",
@@ -387,7 +388,7 @@ def plot(
         ax.scatter([i for i, v in enumerate(oracle) if v is not None], [v for v in oracle if v is not None],
                    marker="_", s=400, color="grey", label="best constant answer (test oracle)", zorder=3)  # fmt: skip
     ax.set_xticks(range(len(tasks)))
-    ax.set_xticklabels([TASK_LABELS.get(t, t) for t in tasks], rotation=30, ha="right")
+    ax.set_xticklabels([task_label(t) for t in tasks], rotation=30, ha="right")
     ax.set_ylim(0, 125)
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("test accuracy (%)")

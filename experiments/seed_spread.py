@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ftcot_hf.evaluation.paper import TASK_LABELS, paper_row  # noqa: E402
+from ftcot_hf.evaluation.paper import paper_row, task_sort_key  # noqa: E402
+from ftcot_hf.tasks import task_label  # noqa: E402
 
 
 def spread(results: dict[str, dict[str, Any]], fmt: str = "ft_cot") -> dict[str, dict[str, Any]]:
@@ -52,8 +53,7 @@ def spread(results: dict[str, dict[str, Any]], fmt: str = "ft_cot") -> dict[str,
 def render(name: str, by_task: dict[str, dict[str, Any]]) -> str:
     paper = paper_row("gpt2", "Fine-tune-CoT", "124M") or {}
     seeds = sorted({s for e in by_task.values() for s in e["seeds"]})
-    order = list(TASK_LABELS)  # the paper's order
-    tasks = sorted(by_task, key=lambda t: order.index(t) if t in order else len(order))
+    tasks = sorted(by_task, key=task_sort_key)
     lines = [
         f"# Seed spread `{name}`",
         "",
@@ -74,7 +74,7 @@ def render(name: str, by_task: dict[str, dict[str, Any]]) -> str:
         beats = "-" if ref is None else ("yes" if statistics.mean(last) > ref else "no")
         cells = " | ".join(f"{100 * runs[s]['last']:.2f}" if s in runs else "-" for s in seeds)
         lines.append(
-            f"| {TASK_LABELS.get(task, task)} | {'-' if ref is None else f'{ref:.2f}'} | {cells} | "
+            f"| {task_label(task)} | {'-' if ref is None else f'{ref:.2f}'} | {cells} | "
             f"{statistics.mean(last):.2f}{sd} | {f'{statistics.mean(best):.2f}' if best else '-'} | {len(last)} | "
             f"{beats} |"
         )

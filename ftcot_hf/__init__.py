@@ -23,15 +23,18 @@ _EXPORTS: dict[str, str] = {
     "FtcotTasks": "ftcot_hf.tasks.builder",
     # answers
     "score_completion": "ftcot_hf.tasks",
-    "PREDICTION_PREFIXES": "ftcot_hf.answers",
+    "PREDICTION_PREFIXES": "ftcot_hf.evaluation.metric",
+    "AnswerParser": "ftcot_hf.answers",
     "register_answer_type": "ftcot_hf.answers",
     # teachers and augmentation
+    "Teacher": "ftcot_hf.teachers.base",
     "build_teacher": "ftcot_hf.teachers",
     "register_teacher": "ftcot_hf.teachers",
     "RationaleAugmenter": "ftcot_hf.augment",
     "augment": "ftcot_hf.augment",
     "TeachConfig": "ftcot_hf.teach",
     # students, formats, training
+    "StudentFormat": "ftcot_hf.formats",
     "get_format": "ftcot_hf.formats",
     "register_format": "ftcot_hf.formats",
     "format_dataset": "ftcot_hf.formats",
@@ -53,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "run": "ftcot_hf.pipeline",
     # errors
     "FtcotError": "ftcot_hf.errors",
+    "PluginTypeError": "ftcot_hf.errors",
     "UnknownTaskError": "ftcot_hf.errors",
     "SourceError": "ftcot_hf.errors",
     "MissingSourceError": "ftcot_hf.errors",

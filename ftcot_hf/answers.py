@@ -31,26 +31,6 @@ from ftcot_hf.registry import Registry
 Mode = Literal["paper", "robust", "math_verify"]
 MODES: tuple[str, ...] = ("paper", "robust", "math_verify")
 
-PREDICTION_PREFIXES: dict[str, str | None] = {
-    "ft_cot": "-->",
-    "natural": "Therefore, the answer is",
-    "zero_shot_cot": "Therefore, the answer is",
-    "few_shot_cot": "The answer is",
-    "zero_shot": None,
-    "vanilla": None,
-}
-"""The answer prefix of each prompt/completion format (the text after which the student's answer stands)."""
-
-ANSWER_TYPES: Registry[type[AnswerParser]] = Registry("answer type")
-"""answer type name -> parser class (``number``, ``choice``, ``yes_no``, ``letters``, ``text``)."""
-
-
-def register_answer_type(cls: type[AnswerParser]) -> type[AnswerParser]:
-    """Class decorator: make an :class:`AnswerParser` subclass available by its ``name`` (``--answer_type``)."""
-    ANSWER_TYPES.register(cls.name, cls)
-    return cls
-
-
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"Unknown answer-parsing mode {mode!r}: use one of {', '.join(MODES)}.")
@@ -111,6 +91,17 @@ def _to_float(value: str, what: str) -> float:
         return float(value)
     except ValueError:
         raise ValueError(f"{what} {value!r} is not a number.") from None
+
+
+ANSWER_TYPES: Registry[type[AnswerParser]] = Registry("answer type", base=AnswerParser, classes=True)
+"""answer type name -> parser class (``number``, ``choice``, ``yes_no``, ``letters``, ``text``)."""
+
+
+def register_answer_type(cls: type[AnswerParser]) -> type[AnswerParser]:
+    """Class decorator: make an :class:`AnswerParser` subclass available by its ``name`` (``--answer_type``)."""
+    ANSWER_TYPES.check(cls)
+    ANSWER_TYPES.register(cls.name, cls)
+    return cls
 
 
 @register_answer_type

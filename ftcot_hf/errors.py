@@ -11,6 +11,11 @@ class FtcotError(Exception):
     """Base class of every error ftcot-hf raises on purpose."""
 
 
+class PluginTypeError(FtcotError, TypeError):
+    """Something registered as a task, format, teacher backend or answer type that is not of that registry's base
+    type (``ftcot_hf.Task``, ``StudentFormat``, ``Teacher``, ``AnswerParser``)."""
+
+
 class UnknownTaskError(FtcotError, ValueError):
     """A task name (or split variant) that is not in the registry."""
 

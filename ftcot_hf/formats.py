@@ -148,8 +148,8 @@ class StudentFormat:
 
     ``prompt_fn``/``completion_fn`` take a record (stripped, as the reference does) and return text;
     ``completion_fn`` is None for inference-only formats (baselines). ``prefix`` is the answer prefix used by the
-    parser (``answers.PREDICTION_PREFIXES``); ``stop`` the text inference stops at. ``layout`` is set for formats
-    built from a :class:`Layout` (those :func:`make_format` can re-separate).
+    parser; ``stop`` the text inference stops at. ``layout`` is set for formats built from a :class:`Layout` (those
+    :func:`make_format` can re-separate).
     """
 
     name: str
@@ -165,6 +165,11 @@ class StudentFormat:
     expand_fn: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
     """Formats that train on several rows per record (distilling step-by-step: a label row and a rationale row)
     give them here as (prompt, completion) pairs; ``prompt_fn`` is then what inference asks."""
+    paper_method: str | None = None
+    """The paper's method name of a student evaluated in this format (its tables' rows: ``Fine-tune-CoT``,
+    ``Fine-tune``, ``Zero-shot``); None: the paper has no such row."""
+    encoder_decoder_variant: str | None = None
+    """The registered format an encoder-decoder student uses instead of this one (``ft_cot`` -> ``ft_cot_t5``)."""
 
     @property
     def trainable(self) -> bool:
@@ -204,12 +209,13 @@ def _stripped(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.strip() if isinstance(v, str) else v for k, v in record.items()}
 
 
-FORMATS: Registry[StudentFormat] = Registry("format", error=UnknownFormatError)
+FORMATS: Registry[StudentFormat] = Registry("format", error=UnknownFormatError, base=StudentFormat)
 """Format name -> :class:`StudentFormat` (the one registry type of ftcot-hf, as tasks and teachers)."""
 
 
 def register_format(fmt: StudentFormat) -> StudentFormat:
     """Make ``fmt`` available by its name (``--format``); a name already taken is an error."""
+    FORMATS.check(fmt)
     FORMATS.register(fmt.name, fmt)
     return fmt
 
@@ -220,8 +226,9 @@ def get_format(name: str | StudentFormat) -> StudentFormat:
     return FORMATS[name]
 
 
-def layout_format(name: str, layout: Layout, description: str = "") -> StudentFormat:
-    """A :class:`StudentFormat` built from a :class:`Layout` (not registered)."""
+def layout_format(name: str, layout: Layout, description: str = "", **fields: Any) -> StudentFormat:
+    """A :class:`StudentFormat` built from a :class:`Layout` (not registered); ``fields``: its other fields
+    (``paper_method``, ``encoder_decoder_variant``)."""
     return StudentFormat(
         name=name,
         prompt_fn=layout.prompt,
@@ -232,6 +239,7 @@ def layout_format(name: str, layout: Layout, description: str = "") -> StudentFo
         stop=layout.stop,
         description=description,
         layout=layout,
+        **fields,
     )
 
 
@@ -351,10 +359,22 @@ def format_dataset(
 
 
 # --- the paper's formats -------------------------------------------------------------------------------------------
-register_format(layout_format("ft_cot", Layout(), "Fine-tune-CoT: '{q} ###' -> ' {rationale} --> {answer} END'"))
 register_format(
     layout_format(
-        "vanilla", Layout(fields=(), answer_sep=None), "vanilla fine-tune baseline: '{q} ###' -> ' {answer} END'"
+        "ft_cot",
+        Layout(),
+        "Fine-tune-CoT: '{q} ###' -> ' {rationale} --> {answer} END'",
+        paper_method="Fine-tune-CoT",
+        encoder_decoder_variant="ft_cot_t5",
+    )
+)
+register_format(
+    layout_format(
+        "vanilla",
+        Layout(fields=(), answer_sep=None),
+        "vanilla fine-tune baseline: '{q} ###' -> ' {answer} END'",
+        paper_method="Fine-tune",
+        encoder_decoder_variant="vanilla_t5",
     )
 )
 register_format(
@@ -373,6 +393,7 @@ register_format(
         "ft_cot_t5",
         Layout(stop=None, **_T5),
         "Fine-tune-CoT for encoder-decoder students: '{q}' -> '{rationale} --> {answer}'",
+        paper_method="Fine-tune-CoT",
     )
 )
 register_format(
@@ -380,6 +401,7 @@ register_format(
         "vanilla_t5",
         Layout(fields=(), answer_sep=None, stop=None, **_T5),
         "vanilla fine-tune for encoder-decoder students: '{q}' -> '{answer}'",
+        paper_method="Fine-tune",
     )
 )
 
@@ -392,6 +414,7 @@ for _placement in ("middle", "tail"):
                 f"{_placement}_{_what}",
                 Layout(fields=_fields, placement=_placement),
                 f"Teacher-LM {_placement}: {', '.join(_fields)} {_where}",
+                encoder_decoder_variant=f"{_placement}_{_what}_t5",
             )
         )
         register_format(
@@ -413,6 +436,8 @@ register_format(
         required_columns=("question",),
         stop=None,
         description="zero-shot baseline: 'Q: {q}\\n\\nA:'",
+        paper_method="Zero-shot",
+        encoder_decoder_variant="zero_shot_t5",
     )
 )
 register_format(
@@ -425,6 +450,7 @@ register_format(
         encoder_decoder=True,
         stop=None,
         description="zero-shot baseline for T5 (SQuAD style): 'question: {q}'",
+        paper_method="Zero-shot",
     )
 )
 

@@ -2,7 +2,9 @@
 
 An entry is an object or a ``"module:attr"`` string imported on first use (so listing names never imports a task
 module or a backend's dependencies). Unknown names raise the registry's error with the closest match and the valid
-names; registering a name twice is an error unless ``replace=True``.
+names; registering a name twice is an error unless ``replace=True``. A registry knows the base type of what it holds
+(``Task``, ``StudentFormat``: instances; ``Teacher``, ``AnswerParser``: subclasses) and refuses anything else with
+one error, whether it is registered directly or loaded from a ``"module:attr"`` string.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from ftcot_hf.errors import FtcotError
+from ftcot_hf.errors import FtcotError, PluginTypeError
 
 T = TypeVar("T")
 
@@ -20,12 +22,40 @@ T = TypeVar("T")
 class Registry(Mapping[str, T], Generic[T]):
     """name -> object, filled by ``register`` (or lazily from ``"module:attr"`` strings)."""
 
-    def __init__(self, kind: str, entries: Mapping[str, Any] | None = None, *, error: type[Exception] = FtcotError):
+    def __init__(
+        self,
+        kind: str,
+        entries: Mapping[str, Any] | None = None,
+        *,
+        error: type[Exception] = FtcotError,
+        base: type | None = None,
+        classes: bool = False,
+    ):
+        """``base``: what every entry must be, an instance of it (or with ``classes=True`` a subclass); it is
+        exported from the package (``ftcot_hf.<base name>``), which is how the error names it."""
         self.kind = kind
         self.error = error
+        self.base = base
+        self.classes = classes
         self._entries: dict[str, Any] = dict(entries or {})
 
+    def check(self, obj: Any, name: str | None = None) -> None:
+        """Raise :class:`PluginTypeError` unless ``obj`` is what this registry holds."""
+        if self.base is None:
+            return
+        if self.classes:
+            fits, what = isinstance(obj, type) and issubclass(obj, self.base), "a subclass"
+        else:
+            fits, what = isinstance(obj, self.base), "an instance"
+        if not fits:
+            named = f" {name!r}" if name else ""
+            raise PluginTypeError(
+                f"The {self.kind}{named} must be {what} of ftcot_hf.{self.base.__name__}, not {obj!r}."
+            )
+
     def register(self, name: str, obj: T | str, *, replace: bool = False) -> T | str:
+        if not isinstance(obj, str):  # a "module:attr" string is checked when it is loaded
+            self.check(obj, name if isinstance(name, str) else None)
         if not isinstance(name, str) or not name:
             raise ValueError(f"A {self.kind} name must be a non-empty string, not {name!r}.")
         if name in self._entries and not replace:
@@ -52,6 +82,7 @@ class Registry(Mapping[str, T], Generic[T]):
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")
             entry = getattr(importlib.import_module(module), attr)
+            self.check(entry, name)
             self._entries[name] = entry
         return entry
 

@@ -80,3 +80,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def arith_jsonl(tmp_path) -> Path:
+    """A user's dataset file: ``tests.doubles.ARITH`` as ``problem``/``solution`` JSON lines."""
+    from tests.doubles import ARITH, write_jsonl
+
+    return write_jsonl(tmp_path / "my_arith.jsonl", [{"problem": q, "solution": a} for q, a in ARITH])

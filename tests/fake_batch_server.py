@@ -23,32 +23,16 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.fake_http import JSONHandler, LoopbackServer
 from tests.fake_openai_server import _completion, sample_text
 
 LineFault = Callable[[str, dict[str, Any], int], str | None]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the access log."""
-
-    def _send(self, status: int, payload: bytes, kind: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode())
-
+class _Handler(JSONHandler):
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": {"message": message, "type": "invalid_request_error"}})
 
@@ -56,19 +40,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._route(self, "GET", b"")
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.fake._route(self, "POST", raw)
+        self.server.fake._route(self, "POST", self._body())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    fake: FakeBatchServer
-
-
-class FakeBatchServer:
+class FakeBatchServer(LoopbackServer):
     """See the module docstring. ``model``: requests for another model get a 404 (when set)."""
+
+    handler = _Handler
 
     def __init__(self, state_path: str | os.PathLike, *, port: int = 0, polls: int = 1, hold: bool = False,
                  fates: list[str | None] | None = None, line_fault: LineFault | None = None,
@@ -83,38 +61,13 @@ class FakeBatchServer:
         self.auth: list[str] = []
         """The credentials each request carried (Authorization or x-api-key)."""
         self._lock = threading.Lock()
-        self._port = port
-        self._httpd: _Server | None = None
         self.state: dict[str, Any] = (json.loads(self.state_path.read_text()) if self.state_path.exists()
                                       else {"files": {}, "batches": {}, "submitted": {}})  # fmt: skip
-
-    # -- lifecycle -------------------------------------------------------------------------------------------------
-    def start(self) -> FakeBatchServer:
-        self._httpd = _Server(("127.0.0.1", self._port), _Handler)
-        self._httpd.fake = self
-        self._port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeBatchServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
+        super().__init__(port)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- what tests look at ----------------------------------------------------------------------------------------
     @property
@@ -161,10 +114,10 @@ class FakeBatchServer:
                 batch = self.state["batches"].get(m.group(1))
                 if batch is None or batch["status"] != "ended":
                     return h._error(404, "no results")
-                return h._send(200, batch["results"].encode(), "application/binary")
+                return h._send(200, batch["results"].encode(), {"Content-Type": "application/binary"})
             m = re.fullmatch(r"/v1/files/([\w-]+)/content", path)
             if m and method == "GET" and m.group(1) in self.state["files"]:
-                return h._send(200, self.state["files"][m.group(1)].encode(), "application/binary")
+                return h._send(200, self.state["files"][m.group(1)].encode(), {"Content-Type": "application/binary"})
         return h._error(404, f"No route for {method} {h.path}")
 
     def _upload(self, h: _Handler, raw: bytes) -> None:

@@ -32,6 +32,9 @@ Endpoints (``{t}`` = ``models`` | ``datasets``; ``{repo}`` = ``owner/name``; ``{
 Anything else answers 404 and is recorded in :attr:`FakeHub.unhandled`, which is how the endpoint list above was
 found. Writes need ``Authorization: Bearer <token>``; private repos are invisible (404) without it, as on the Hub.
 The token is compared, never stored in a log: :attr:`FakeHub.requests` records ``authorized`` only.
+
+The file is over 500 lines because it is one protocol: the endpoints above share the storage and the checks the
+real Hub makes (its HTTP plumbing is ``tests/fake_http.py``'s).
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+
+from tests.fake_http import JSONHandler, LoopbackHTTPServer, LoopbackServer
 
 DEFAULT_TOKEN = "hf_fakeTOKEN0123456789abcdefSECRET"
 DEFAULT_USER = "ftcot-tester"
@@ -107,10 +111,8 @@ class RecordedRequest:
     authorized: bool
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    hub: FakeHub
+class _Server(LoopbackHTTPServer):
+    fake: FakeHub
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients closing keep-alive connections is normal; anything else is recorded for the tests."""
@@ -118,43 +120,11 @@ class _Server(ThreadingHTTPServer):
 
         error = sys.exc_info()[1]
         if not isinstance(error, (ConnectionResetError, BrokenPipeError)):
-            self.hub.errors.append(f"{type(error).__name__}: {error}")
+            self.fake.errors.append(f"{type(error).__name__}: {error}")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(JSONHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the stderr access log."""
-
-    # -- plumbing ------------------------------------------------------------------------------------------------
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None, head: bool = False) -> None:
-        self.send_response(status)
-        headers = {"Content-Type": "application/json", **(headers or {})}
-        headers.setdefault("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if not head and self.command != "HEAD":
-            self.wfile.write(payload)
-        self._status = status
-
-    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), headers)
 
     def _error(self, status: int, message: str, code: str | None = None) -> None:
         headers = {"X-Error-Message": message}
@@ -164,11 +134,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def _authorized(self) -> bool:
-        return self.headers.get("Authorization") == f"Bearer {self.server.hub.token}"
+        return self.headers.get("Authorization") == f"Bearer {self.server.fake.token}"
 
     def _dispatch(self, method: str) -> None:
-        hub = self.server.hub
-        self._status = 0
+        hub = self.server.fake
+        self.status = 0
         url = urlsplit(self.path)
         try:
             handled = hub._route(self, method, url.path, parse_qs(url.query))
@@ -179,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             hub.errors.append(f"{method} {self.path}: {type(e).__name__}: {e}")
             self._error(500, f"Fake hub error: {e}")
         with hub._lock:
-            hub.requests.append(RecordedRequest(method, url.path, self._status, self._authorized))
+            hub.requests.append(RecordedRequest(method, url.path, self.status, self._authorized))
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -200,8 +170,11 @@ _LFS_OBJECT = re.compile(r"^/_lfs/(?P<oid>[0-9a-f]{64})(?P<verify>/verify)?$")
 _RESOLVE = re.compile(r"^/(?:(?P<t>datasets)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     """The fake Hub; see the module docstring. Use as a context manager or ``start()``/``stop()``."""
+
+    handler = _Handler
+    http_server = _Server
 
     def __init__(self, root: str | Path | None = None, token: str = DEFAULT_TOKEN, user: str = DEFAULT_USER):
         self._own_root = root is None
@@ -218,39 +191,18 @@ class FakeHub:
         self.received: list[bytes] = []
         """Every request body received (for checking that no secret was sent inside content)."""
         self._lock = threading.RLock()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        super().__init__()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
-    def start(self) -> FakeHub:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.hub = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        super().stop()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> FakeHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def endpoint(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def client_env(self, hf_home: str | Path) -> dict[str, str]:
         """Environment for a client process: this endpoint, no Xet, the token, an isolated HF_HOME."""
@@ -611,10 +563,10 @@ class FakeHub:
             end = min(int(m.group(2)) if m.group(2) else len(data) - 1, len(data) - 1)
             if start >= len(data):
                 headers["Content-Range"] = f"bytes */{len(data)}"
-                return h._send(416, b"", headers, head=method == "HEAD")
+                return h._send(416, b"", headers)
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             data, status = data[start : end + 1], 206
-        return h._send(status, data, headers, head=method == "HEAD")
+        return h._send(status, data, headers)
 
 
 try:

@@ -65,8 +65,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+try:
+    from tests.fake_http import JSONHandler, LoopbackServer, free_port
+except ModuleNotFoundError:  # run as a script (`python tests/fake_openai_server.py`): tests/ is on the path
+    from fake_http import JSONHandler, LoopbackServer, free_port  # type: ignore[no-redef]
 
 Directive = tuple[Any, ...] | None
 LatencySpec = float | Callable[[dict[str, Any]], float]
@@ -106,33 +110,11 @@ class _State:
     aborted: int = 0
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections, as they would with vLLM
-    disable_nagle_algorithm = True  # headers and body are separate writes: Nagle + delayed ACK would add 40 ms
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default stderr access log."""
-
+class _Handler(JSONHandler):
     # -- plumbing ------------------------------------------------------------------------------------------------
-    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout fired)
-            self.close_connection = True
-
-    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), headers)
-
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
-        self._send_json(status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, headers)
+        self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, headers)
 
     # -- endpoints -----------------------------------------------------------------------------------------------
     def _gone(self, wait: float) -> bool:
@@ -174,16 +156,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") == "/_stats":
             with fake._state.lock:
                 stats = {"requests": len(fake._state.requests), "max_in_flight": fake._state.max_in_flight}
-            self._send_json(200, stats)
+            self._json(200, stats)
         elif self.path.rstrip("/") == "/v1/models":
-            self._send_json(200, {"object": "list", "data": [{"id": fake.model or "fake-model", "object": "model"}]})
+            self._json(200, {"object": "list", "data": [{"id": fake.model or "fake-model", "object": "model"}]})
         else:
             self._error(404, f"No route for GET {self.path}")
 
     def do_POST(self) -> None:
         fake = self.server.fake
         state = fake._state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self._body()
         try:
             body = json.loads(raw)
         except ValueError:
@@ -249,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             for choice in reply["choices"]:
                 (choice["message"] if chat else choice)["content" if chat else "text"] = None
         record.billed = (reply["usage"]["prompt_tokens"], reply["usage"]["completion_tokens"])
-        self._send_json(200, reply)
+        self._json(200, reply)
         return None
 
 
@@ -304,20 +286,15 @@ def _completion(
     }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # idle keep-alive connections must not make stop() wait
-    request_queue_size = 1024  # a burst of many concurrent connects must not be refused
-    fake: FakeOpenAIServer
-
-
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     """An OpenAI-compatible server on ``127.0.0.1:<random port>``; see the module docstring for the behaviour.
 
     ``latency`` is seconds per request, or a function of the request body (e.g. slow for one prompt).
     ``model``: when set, requests for another model get a 404 (as vLLM answers).
     ``ignore_n``: answer every request with one choice, whatever its ``n`` (as llama.cpp's server does).
     """
+
+    handler = _Handler
 
     def __init__(
         self,
@@ -343,41 +320,18 @@ class FakeOpenAIServer:
         self._slots = threading.Semaphore(slots)
         self._state = _State(faults=list(faults or []))
         self._stopping = threading.Event()
-        self._port = port
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port)
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
         self._stopping.clear()
-        self._httpd = _Server(("127.0.0.1", self._port), _Handler)
-        self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping on latency/timeout faults
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     # -- what tests look at ----------------------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return self._httpd.server_address[1]
-
     @property
     def base_url(self) -> str:
         """What to pass as ``base_url`` to an OpenAI client (ends in ``/v1``)."""
@@ -429,10 +383,7 @@ class FakeOpenAIServer:
 
 def dead_base_url() -> str:
     """A loopback ``base_url`` where nothing listens (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 try:  # the fixture is a convenience for test suites; the server itself (and the benchmark) needs only stdlib

@@ -6,33 +6,20 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
 
 import pytest
 
 from ftcot_hf.teachers import cache as cache_module
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, merge, request_digest, request_key
+from tests.doubles import NumberedTeacher
 
 PARAMS = SamplingParams(temperature=0.7)
 
 
-class CountingTeacher(Teacher):
-    """Sample j of prompt p is ``f"{p}#{j}"``; records what it was asked."""
-
-    backend = "counting"
-
-    def __init__(self) -> None:
-        self.model = "m"
-        self.asked: list[tuple[str, int, int]] = []
-
-    def identity(self) -> dict:
-        return {"backend": self.backend, "model": self.model}
-
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            self.asked.append((r.prompt, r.first_index, r.n))
-            yield pos, [Generation(f"{r.prompt}#{r.first_index + j}", "stop", 3, 4) for j in range(r.n)]
+def asked(teacher: NumberedTeacher) -> list[tuple[str, int, int]]:
+    """(prompt, first sample, samples) of every request the teacher was sent."""
+    return [(r.prompt, r.first_index, r.n) for r in teacher.requests]
 
 
 def write_schema_1(path, identity: dict, rows: dict[tuple[str, int], str]) -> None:
@@ -62,34 +49,34 @@ def test_schema_1_key_is_unchanged():
 
 def test_a_schema_1_file_is_read_then_copied_forward(tmp_path):
     path = tmp_path / "old.sqlite"
-    teacher = CountingTeacher()
+    teacher = NumberedTeacher()
     write_schema_1(path, teacher.identity(), {("a", 0): "old a0", ("a", 1): "old a1", ("b", 0): "old b0"})
     cached = CachedTeacher(teacher, RequestCache(path))
     assert cached.cache.legacy and len(cached.cache) == 0
     out = dict(cached.generate([Request("a", PARAMS, n=3), Request("b", PARAMS)]))
-    assert [g.text for g in out[0]] == ["old a0", "old a1", "a#2"]  # only the tail was asked for
+    assert [g.text for g in out[0]] == ["old a0", "old a1", "a #2"]  # only the tail was asked for
     assert [g.text for g in out[1]] == ["old b0"]
-    assert teacher.asked == [("a", 2, 1)] and cached.calls == 1 and cached.cache_hits == 3
+    assert asked(teacher) == [("a", 2, 1)] and cached.calls == 1 and cached.cache_hits == 3
     # copied forward: a fresh teacher finds everything in schema 2 even with the old table gone
     sqlite3.connect(path).execute("DROP TABLE generations").connection.commit()
-    again = CachedTeacher(CountingTeacher(), RequestCache(path))
+    again = CachedTeacher(NumberedTeacher(), RequestCache(path))
     assert not again.cache.legacy
     out2 = dict(again.generate([Request("a", PARAMS, n=3), Request("b", PARAMS)]))
     assert out2 == out and again.calls == 0 and len(again.cache) == 4
 
 
 def test_tails_merge_into_one_row_and_first_index_reads_from_the_middle(tmp_path):
-    teacher = CountingTeacher()
+    teacher = NumberedTeacher()
     cached = CachedTeacher(teacher, tmp_path / "c.sqlite")
     dict(cached.generate([Request("p", PARAMS, n=2)]))
     dict(cached.generate([Request("p", PARAMS, n=2, first_index=2)]))
-    assert teacher.asked == [("p", 0, 2), ("p", 2, 2)]
+    assert asked(teacher) == [("p", 0, 2), ("p", 2, 2)]
     rows = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT n FROM requests").fetchall()
     assert rows == [(4,)]
     out = dict(cached.generate([Request("p", PARAMS, n=3, first_index=1), Request("p", PARAMS, n=6)]))
-    assert [g.text for g in out[0]] == ["p#1", "p#2", "p#3"]
-    assert [g.text for g in out[1]] == [f"p#{j}" for j in range(6)]
-    assert teacher.asked[-1] == ("p", 4, 2)
+    assert [g.text for g in out[0]] == ["p #1", "p #2", "p #3"]
+    assert [g.text for g in out[1]] == [f"p #{j}" for j in range(6)]
+    assert asked(teacher)[-1] == ("p", 4, 2)
 
 
 def test_merge_keeps_existing_samples_and_fills_gaps():
@@ -102,7 +89,7 @@ def test_merge_keeps_existing_samples_and_fills_gaps():
 def test_lookups_are_windowed_and_a_rerun_never_calls_the_teacher(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_module, "WINDOW", 7)
     monkeypatch.setattr(cache_module, "LOOKUP_BATCH", 3)
-    teacher = CountingTeacher()
+    teacher = NumberedTeacher()
     cached = CachedTeacher(teacher, tmp_path / "c.sqlite")
     requests = [Request(f"q{i}", PARAMS, n=1 + i % 4) for i in range(30)]
     first = dict(cached.generate(requests))
@@ -116,16 +103,16 @@ def test_lookups_are_windowed_and_a_rerun_never_calls_the_teacher(tmp_path, monk
 
     monkeypatch.setattr(cached.cache, "lookup", spy)
     again = dict(cached.generate(requests))
-    assert again == first and len(teacher.asked) == 30  # nothing more asked
+    assert again == first and len(teacher.requests) == 30  # nothing more asked
     assert max(seen) == 7 and sum(seen) == 30
 
 
 @pytest.mark.parametrize("n", [0, 1])
 def test_a_request_for_zero_samples_is_served_without_the_teacher(tmp_path, n):
-    teacher = CountingTeacher()
+    teacher = NumberedTeacher()
     cached = CachedTeacher(teacher, tmp_path / "c.sqlite")
     out = dict(cached.generate([Request("z", PARAMS, n=n)]))
-    assert len(out[0]) == n and len(teacher.asked) == n
+    assert len(out[0]) == n and len(teacher.requests) == n
 
 
 def test_storing_from_index_0_over_an_existing_row_merges_instead_of_replacing(tmp_path):

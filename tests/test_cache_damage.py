@@ -14,23 +14,9 @@ import pytest
 
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, request_digest
-
-
-class Echo(Teacher):
-    """Sample j of a prompt is ``"<prompt> #j"``; counts the requests it answers."""
-
-    backend, model = "echo", "echo-1"
-
-    def __init__(self) -> None:
-        self.asked: list[Request] = []
-
-    def generate(self, requests):
-        for i, r in enumerate(requests):
-            self.asked.append(r)
-            yield i, [Generation(f"{r.prompt} #{r.first_index + j}", "stop", 1, 1) for j in range(r.n)]
-
+from tests.doubles import NumberedTeacher, error_line
 
 PARAMS = SamplingParams(max_tokens=8)
 
@@ -38,7 +24,7 @@ PARAMS = SamplingParams(max_tokens=8)
 def fill(path: Path, count: int = 300) -> list[Request]:
     """A healthy cache of ``count`` requests (long prompts: many pages), closed (its WAL checkpointed)."""
     requests = [Request(f"question {i} " + "padding " * 60, PARAMS) for i in range(count)]
-    cached = CachedTeacher(Echo(), path)
+    cached = CachedTeacher(NumberedTeacher(), path)
     list(cached.generate(requests))
     cached.close()
     return requests
@@ -79,10 +65,9 @@ def test_a_damaged_cache_is_one_line_naming_the_file_and_exit_2(kind, tmp_path, 
     cache = make(kind, tmp_path / "teacher.sqlite")
     code, _, err = run_cli(["teach", "--tasks", "coin_flip", "--limit", "2", "--data_dir", str(mirror),
                             "--cache_dir", str(cache), "--output_dir", str(tmp_path / "out")])  # fmt: skip
-    lines = [line for line in err.splitlines() if "ftcot: error: " in line]  # (after a progress bar, if any)
-    assert code == 2 and "Traceback" not in err, err
-    assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and str(cache) in lines[0], err
-    assert ("directory" in lines[0]) if kind == "directory" else ("ftcot cache repair" in lines[0])
+    line = error_line(err, str(cache))  # (after a progress bar, if any)
+    assert code == 2 and err.rstrip().endswith(line), err
+    assert ("directory" in line) if kind == "directory" else ("ftcot cache repair" in line)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
@@ -106,7 +91,7 @@ def test_damaged_pages_met_by_a_lookup_are_an_error_naming_the_file(tmp_path):
     path = tmp_path / "teacher.sqlite"
     requests = fill(path)
     damage_pages(path)
-    cached = CachedTeacher(Echo(), path)
+    cached = CachedTeacher(NumberedTeacher(), path)
     with pytest.raises(FtcotError, match="ftcot cache repair") as e:
         list(cached.generate(requests))
     assert str(path) in str(e.value)
@@ -118,19 +103,19 @@ def test_damaged_pages_met_by_a_lookup_are_an_error_naming_the_file(tmp_path):
 def test_a_bad_row_is_skipped_counted_asked_again_and_overwritten(bad, tmp_path):
     path = tmp_path / "teacher.sqlite"
     requests = fill(path, 5)
-    identity = {"backend": "echo", "model": "echo-1"}
+    identity = NumberedTeacher().identity()
     spoiled = request_digest(identity, requests[2])
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE requests SET samples = ? WHERE key = ?", (bad, spoiled))
     conn.close()
-    teacher = Echo()
+    teacher = NumberedTeacher()
     cached = CachedTeacher(teacher, path)
     got = dict(cached.generate(requests))
-    assert [r.prompt for r in teacher.asked] == [requests[2].prompt]  # only the bad row is asked again
+    assert [r.prompt for r in teacher.requests] == [requests[2].prompt]  # only the bad row is asked again
     assert cached.cache.bad_rows == 1
     assert got[2] == [Generation(f"{requests[2].prompt} #0", "stop", 1, 1)]  # never the bad row's content
     cached.close()
-    again = CachedTeacher(Echo(), path)
+    again = CachedTeacher(NumberedTeacher(), path)
     list(again.generate(requests))
     assert again.calls == 0 and again.cache.bad_rows == 0  # overwritten: the next run serves it
     again.close()
@@ -141,7 +126,7 @@ def test_cache_check_finds_the_damage_and_repair_salvages_the_readable_rows(tmp_
     requests = fill(path)
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE requests SET samples = '[[' WHERE key = ?",
-                     (request_digest({"backend": "echo", "model": "echo-1"}, requests[0]),))  # fmt: skip
+                     (request_digest(NumberedTeacher().identity(), requests[0]),))  # fmt: skip
     conn.close()
     damage_pages(path)
     code, out, _ = run_cli(["cache", "check", "--cache_dir", str(path)])
@@ -154,10 +139,10 @@ def test_cache_check_finds_the_damage_and_repair_salvages_the_readable_rows(tmp_
     assert 0 < kept < len(requests) - 1
     code, out, _ = run_cli(["cache", "check", "--cache_dir", str(path)])
     assert code == 0 and f"{kept} readable cached requests; no damage found." in out, out
-    teacher = Echo()
+    teacher = NumberedTeacher()
     cached = CachedTeacher(teacher, path)
     got = dict(cached.generate(requests))
-    assert len(teacher.asked) == len(requests) - kept  # only what was lost is asked again
+    assert len(teacher.requests) == len(requests) - kept  # only what was lost is asked again
     assert all(got[i] == [Generation(f"{r.prompt} #0", "stop", 1, 1)] for i, r in enumerate(requests))
     cached.close()
 
@@ -178,20 +163,20 @@ def test_unusable_cached_samples_are_asked_again_and_usable_siblings_kept(tmp_pa
     assert not any(is_unusable(Generation(t, "length", 1, 1)) for t in ("a", "<think>t</think>42", "<think>cut"))
     path = tmp_path / "teacher.sqlite"
     request = Request("q", SamplingParams(max_tokens=8, temperature=0.7), n=3)
-    digest = request_digest({"backend": "echo", "model": "echo-1"}, request)
+    digest = request_digest(NumberedTeacher().identity(), request)
     kept = Generation("usable", "stop", 1, 1)
     cache = RequestCache(path)
     cache.store(digest, 0, [kept, Generation("", "stop", 1, 0), Generation("<think>t</think>", "stop", 1, 1)])
     cache.close()
-    replay = CachedTeacher(Echo(), path, retry_unusable=False)
+    replay = CachedTeacher(NumberedTeacher(), path, retry_unusable=False)
     assert dict(replay.generate([request]))[0][1].text == "" and replay.calls == 0
     replay.close()
-    teacher = Echo()
+    teacher = NumberedTeacher()
     cached = CachedTeacher(teacher, path)
     got = dict(cached.generate([request]))[0]
-    assert [(r.first_index, r.n) for r in teacher.asked] == [(1, 2)] and cached.reasked == 2
+    assert [(r.first_index, r.n) for r in teacher.requests] == [(1, 2)] and cached.reasked == 2
     assert got == [kept, Generation("q #1", "stop", 1, 1), Generation("q #2", "stop", 1, 1)]
     cached.close()
-    again = CachedTeacher(Echo(), path)
+    again = CachedTeacher(NumberedTeacher(), path)
     assert dict(again.generate([request]))[0] == got and again.calls == 0  # the new samples were stored
     again.close()

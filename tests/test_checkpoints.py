@@ -11,7 +11,7 @@ import pytest
 
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.training.trainer import checkpoint_problem, last_complete_checkpoint, train_student
-from tests.test_training import coin_records
+from tests.doubles import coin_records
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

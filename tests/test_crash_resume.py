@@ -22,6 +22,7 @@ import pytest
 
 from ftcot_hf.cli import main
 from tests.conftest import REPO_ROOT
+from tests.doubles import error_line, openai_teach_argv
 from tests.fake_openai_server import FakeOpenAIServer
 
 CONCURRENCY = 4
@@ -50,10 +51,9 @@ def test_kill_9_mid_run_then_resume_repeats_at_most_in_flight(mirror, tmp_path):
         port = int(server.stdout.readline().split()[1])
         cache = tmp_path / "teacher.sqlite"
         env = {**os.environ, "HF_HOME": str(tmp_path / "hf")}
-        argv = [sys.executable, "-m", "ftcot_hf.cli", "teach", "--tasks", "coin_flip", "--teacher", "openai",
-                "--model", "fake-model", "--base_url", f"http://127.0.0.1:{port}/v1",
-                "--max_concurrency", str(CONCURRENCY), "--keep", "all", "--data_dir", str(mirror),
-                "--cache_dir", str(cache), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+        argv = [sys.executable, "-m", "ftcot_hf.cli",
+                *openai_teach_argv(f"http://127.0.0.1:{port}/v1", tmp_path / "out", cache, mirror,
+                                   "--max_concurrency", str(CONCURRENCY), "--keep", "all")]  # fmt: skip
         run = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while _cached_rows(cache) < 150 and time.time() < deadline and run.poll() is None:
@@ -203,13 +203,6 @@ def clean_run(clean_run_dir) -> dict:
     return _run_outputs(clean_run_dir)
 
 
-def _one_line(err: str, needle: str) -> str:
-    # (a progress bar left open may precede the error on the same terminal line)
-    lines = [line[line.index("ftcot:") :] for line in err.splitlines() if "ftcot:" in line]
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err[-3000:]
-    return lines[0]
-
-
 def test_run_killed_9_mid_teach_then_rerun_equals_a_clean_run(gold_server, tiny_gpt2, mirror, tmp_path, clean_run):
     out, env = tmp_path / "run", _env(tmp_path)
     gate = Gate(after=10)  # 12 questions: stage 1 and 2 of 5 answered, the rest held in flight
@@ -243,7 +236,7 @@ def test_run_stopped_mid_train_then_rerun_resumes_and_equals_a_clean_run(
     assert list(partial.glob("checkpoint-*")), "the epoch checkpoint to resume from is gone"
     if signal_name != "SIGKILL":
         assert code == {"SIGINT": 130, "SIGTERM": 143}[signal_name], err[-3000:]
-        line = _one_line(err, {"SIGINT": "interrupted", "SIGTERM": "terminated (SIGTERM)"}[signal_name])
+        line = error_line(err, {"SIGINT": "interrupted", "SIGTERM": "terminated (SIGTERM)"}[signal_name], "ftcot:")
         assert "ftcot run" in line and "again to resume" in line
     else:
         assert code == -signal.SIGKILL
@@ -262,9 +255,7 @@ def test_run_stopped_mid_train_then_rerun_resumes_and_equals_a_clean_run(
 
 
 def _teach_argv(server: FakeOpenAIServer, out: Path, cache: Path, mirror: Path, limit: int = 12, degree: int = 2):
-    return ["teach", "--tasks", "coin_flip", "--limit", str(limit), "--degree", str(degree), "--teacher", "openai",
-            "--model", "fake-model", "--base_url", server.base_url, "--data_dir", str(mirror), "--cache_dir",
-            str(cache), "--output_dir", str(out)]  # fmt: skip
+    return openai_teach_argv(server.base_url, out, cache, mirror, "--degree", str(degree), limit=limit)
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +283,7 @@ def test_teach_interrupted_by_sigint_exits_130_with_one_line_and_the_rerun_equal
         returncode, _, err = _finish(proc, timeout=60)
         gate.open()
         assert returncode == code, err[-3000:]
-        line = _one_line(err, said)
+        line = error_line(err, said, "ftcot:")
         assert "request cache" in line and "`ftcot teach` command again to resume" in line
         assert not out.exists()  # nothing half-written
         sent = len(gold_server.requests)
@@ -339,7 +330,7 @@ def test_teach_on_a_full_disk_is_one_line_leaves_the_folder_and_the_rerun_equals
                           preexec_fn=_file_size_limit(limit))  # fmt: skip
     if proc.returncode != 0:
         assert proc.returncode == 2, proc.stderr[-3000:]
-        _one_line(proc.stderr, "")
+        error_line(proc.stderr, "", "ftcot:")
         assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert main(argv) == 0
     assert _train_rows(out) == clean
@@ -383,7 +374,7 @@ def test_run_on_a_full_disk_is_one_line_keeps_earlier_stages_and_the_rerun_equal
     proc = subprocess.run(code, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
                           preexec_fn=_file_size_limit(200_000))  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert f"Stage '{stage}'" in _one_line(proc.stderr, "earlier stages' outputs are intact")
+    assert f"Stage '{stage}'" in error_line(proc.stderr, "earlier stages' outputs are intact", "ftcot:")
     assert not (out / "student").exists() or not list((out / "student").glob("coin_flip/*"))
     kept = (out / "rationales" / "stage.json").read_bytes() if stage == "train" else None
     assert main(argv) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,15 @@ from ftcot_hf import TASKS, Task, compute_accuracy, register_task, score_complet
 from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.teachers.base import Generation, Request, Teacher
-
-ARITH = [(f"What is {a} plus {b}?", str(a + b)) for a, b in zip(range(1, 21), range(3, 23), strict=True)]
-ARITH[0] = ("A toy costs 1,000 dollars and another 234. Total?", "$1,234")
-ARITH[1] = ("Half of 6?", "3.0")
+from ftcot_hf.teachers.base import Generation
+from tests.doubles import (
+    ARITH,
+    EchoTeacher,
+    exits_2_in_one_line,
+    teach_user_dataset,
+    user_teach_argv,
+    write_jsonl,
+)
 
 
 @pytest.fixture
@@ -28,38 +32,6 @@ def registry_guard() -> Iterator[None]:
     for name in list(TASKS):
         if name not in before:
             TASKS.unregister(name)
-
-
-def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def arith_jsonl(tmp_path) -> Path:
-    return write_jsonl(tmp_path / "my_arith.jsonl", [{"problem": q, "solution": a} for q, a in ARITH])
-
-
-class EchoTeacher(Teacher):
-    """Stage 1: a rationale naming the gold answer when the question says so; stage 2: that answer."""
-
-    backend = "echo"
-    model = "echo-v1"
-
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            if "Therefore" in r.prompt:
-                yield pos, [Generation(" " + r.prompt.split("I think it is ")[-1].split(".")[0] + ".", "stop", 5, 2)]
-            else:
-                yield pos, [Generation(f" I think it is {self.guess(r.prompt)}.", "stop", 5, 4) for _ in range(r.n)]
-
-    @staticmethod
-    def guess(prompt: str) -> str:
-        numbers = [int(w.strip("?")) for w in prompt.split() if w.strip("?").isdigit()]
-        return str(sum(numbers[-2:])) if len(numbers) >= 2 else "0"
-
-    def identity(self) -> dict:
-        return {"backend": self.backend, "model": self.model}
 
 
 def test_jsonl_with_its_own_column_names_and_a_held_out_test_split(arith_jsonl):
@@ -185,12 +157,6 @@ def test_ftcot_eval_with_the_dataset_flags(arith_jsonl, tiny_gpt2, tmp_path):
     assert "flags_task" not in TASKS  # flags define a task for the command, they do not register it
 
 
-def _teach_args(dataset: Path, out: Path, *extra: str) -> list[str]:
-    return ["teach", "--dataset", str(dataset), "--question_column", "problem", "--answer_column", "solution",
-            "--answer_type", "number", "--task_name", "my_arith", "--test_size", "0.25", "--output_dir", str(out),
-            *extra]  # fmt: skip
-
-
 @pytest.mark.parametrize(
     "change,message",
     [
@@ -201,12 +167,10 @@ def _teach_args(dataset: Path, out: Path, *extra: str) -> list[str]:
     ],
 )
 def test_bad_dataset_flags_fail_in_one_line_before_any_work(arith_jsonl, tmp_path, capsys, change, message):
-    args = _teach_args(arith_jsonl, tmp_path / "out")
+    args = user_teach_argv(arith_jsonl, tmp_path / "out")
     for flag, value in change.items():
         args[args.index(flag) + 1] = value
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    exits_2_in_one_line(args, capsys, message)
     assert not (tmp_path / "out").exists()
 
 
@@ -214,7 +178,7 @@ def test_an_unreadable_gold_answer_names_split_row_column_and_value(tmp_path, ca
     rows = [{"problem": f"{i}+{i}?", "solution": str(2 * i)} for i in range(10)]
     rows[7]["solution"] = "seven"
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
-    assert main(_teach_args(path, tmp_path / "out")) == 2
+    assert main(user_teach_argv(path, tmp_path / "out")) == 2
     err = capsys.readouterr().err.strip()
     assert "row 7" in err and "'solution'" in err and "'seven'" in err and "--skip_bad_rows" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
@@ -230,7 +194,7 @@ def test_an_empty_split_is_an_error(tmp_path, capsys):
     for name, rows in (("train.csv", [("1+1?", "2"), ("2+2?", "4")]), ("test.csv", [])):
         with (folder / name).open("w", newline="") as f:
             csv.writer(f).writerows([("problem", "solution"), *rows])
-    args = _teach_args(folder, tmp_path / "out")
+    args = user_teach_argv(folder, tmp_path / "out")
     i = args.index("--test_size")
     del args[i : i + 2]
     assert main(args) == 2
@@ -316,22 +280,9 @@ def test_ftcot_push_publishes_a_user_dataset_task_and_its_card_names_the_source(
     import subprocess
     import sys
 
-    from ftcot_hf.teach import TeachConfig, save_rationales, teach
     from tests.fake_hub_server import DEFAULT_USER, FakeHub
 
-    config = TeachConfig(dataset=str(arith_jsonl), question_column="problem", answer_column="solution",
-                         answer_type="number", task_name="my_arith", test_size=5, keep="all",
-                         output_dir=str(tmp_path / "rationales"), cache_dir=str(tmp_path / "c.sqlite"))  # fmt: skip
-    tasks = config.resolve_tasks()
-    import ftcot_hf.teach as teach_module
-
-    real = teach_module.build_teacher
-    teach_module.build_teacher = lambda cfg, ts: (EchoTeacher(), "generic")
-    try:
-        results, reports = teach(config, tasks=tasks)
-    finally:
-        teach_module.build_teacher = real
-    folder = save_rationales(config, results, reports, tasks)
+    folder = teach_user_dataset(arith_jsonl, tmp_path / "rationales", test_size=5)
     with FakeHub(tmp_path / "hub") as hub:
         proc = subprocess.run(
             [sys.executable, "-m", "ftcot_hf.cli", "push", "--what", "rationales", "--path", str(folder),
@@ -372,51 +323,38 @@ def test_csv_with_a_held_out_test_size_and_skipped_rows_counted_in_the_yield_rep
     tasks = config.resolve_tasks()
     ds = tasks[0].load()
     assert ds["train"].num_rows + ds["test"].num_rows == 12 and ds["test"].num_rows == 3  # 13 rows, 1 bad
-    import ftcot_hf.teach as teach_module
-
-    real = teach_module.build_teacher
-    teach_module.build_teacher = lambda cfg, ts: (EchoTeacher(), "generic")
-    try:
-        results, reports = teach(config, tasks=tasks)
-    finally:
-        teach_module.build_teacher = real
+    results, reports = teach(config, tasks=tasks, teacher=(EchoTeacher(), "generic"))
     save_rationales(config, results, reports, tasks)
     report = json.loads((tmp_path / "out" / "yield_report.json").read_text())["reports"][0]
     assert report["skipped_rows"] == 1 and report["questions"] == ds["train"].num_rows
     assert load_dataset(str(tmp_path / "out"), "sums")["test"].num_rows == 3
 
 
-class CountingTeacher(EchoTeacher):
+class VersionedTeacher(EchoTeacher):
     """Answers like EchoTeacher, but every rationale names its server ``version`` (a server that now answers
     differently)."""
 
     def __init__(self, version: str):
-        self.version, self.calls = version, 0
+        super().__init__()
+        self.version = version
 
-    def generate(self, requests):
-        for pos, gens in super().generate(requests):
-            self.calls += 1
-            yield pos, [Generation(g.text.replace("I think", f"{self.version} thinks"), g.finish_reason) for g in gens]
+    def reply(self, request):
+        return [Generation(g.text.replace("I think", f"{self.version} thinks"), g.finish_reason)
+                for g in super().reply(request)]  # fmt: skip
 
 
 def test_the_request_cache_is_the_only_cache_of_teacher_output(tmp_path, mirror):
     """The same teach, a fresh request cache, a teacher that now answers differently: new requests, new rows (the
     augmentation map's own cache once served the old rows with 0 requests)."""
-    import ftcot_hf.teach as teach_module
     from ftcot_hf.teach import TeachConfig, teach
 
     rationales = []
     for version, cache in (("v1", "a.sqlite"), ("v2", "b.sqlite")):
-        teacher = CountingTeacher(version)
+        teacher = VersionedTeacher(version)
         config = TeachConfig(tasks=["multiarith"], limit=6, keep="all", data_dir=str(mirror),
                              cache_dir=str(tmp_path / cache), output_dir=str(tmp_path / "out"))  # fmt: skip
-        real = teach_module.build_teacher
-        teach_module.build_teacher = lambda cfg, ts, t=teacher: (t, "generic")
-        try:
-            results, _ = teach(config)
-        finally:
-            teach_module.build_teacher = real
-        assert teacher.calls > 0
+        results, _ = teach(config, teacher=(teacher, "generic"))
+        assert teacher.requests
         rationales.append(results["multiarith"]["train"]["rationale"])
     assert all(r.startswith(" v1 thinks") for r in rationales[0])
     assert all(r.startswith(" v2 thinks") for r in rationales[1])

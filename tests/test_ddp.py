@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,10 @@ import torch
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.training.distributed import accelerate_cpu_processes
 from tests.conftest import REPO_ROOT
+from tests.fake_http import free_port
 
 ACCELERATE = [str(Path(sys.executable).parent / "accelerate")]  # the console script a user types
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +27,7 @@ def setup(tmp_path_factory):
     from datasets import DatasetDict
     from transformers import AutoModelForCausalLM
 
-    from tests.test_training import coin_records
+    from tests.doubles import coin_records
     from tests.tiny_models import make_gpt2
 
     root = tmp_path_factory.mktemp("ddp")
@@ -70,7 +65,7 @@ def test_two_cpu_processes_train_as_one_process_with_the_same_global_batch(setup
 
     root, student = setup
     two, one = tmp_path / "two", tmp_path / "one"
-    port = str(_free_port())
+    port = str(free_port())
     launch = [*ACCELERATE, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision",
               "no", "--dynamo_backend", "no", "--main_process_port", port, "-m", "ftcot_hf.cli"]  # fmt: skip
     done = _run(launch + _train_args(root, student, two, batch=4), tmp_path)

@@ -12,7 +12,8 @@ import torch
 from ftcot_hf.students import load_student
 from ftcot_hf.training import train_student
 from ftcot_hf.training.callbacks import EpochEvalCallback, without_autocast
-from tests.test_training import coin_records, config
+from tests.doubles import coin_records
+from tests.test_training import config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

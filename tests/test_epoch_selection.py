@@ -11,14 +11,11 @@ from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.pipeline import RunConfig, run
 from ftcot_hf.pipeline.stages import train_inputs
+from tests.doubles import small_run
 
 
 def small(tmp: Path, tiny: Path, mirror: Path, **overrides) -> RunConfig:
-    values = dict(student=str(tiny), limit_train=12, limit_test=3, eval_max_new_tokens=6, eval_batch_size=4,
-                  output_dir=str(tmp / "run"), cache_dir=str(tmp / "teacher.sqlite"), data_dir=str(mirror),
-                  cpu_threads=1, eval_untrained=False)  # fmt: skip
-    values.update(overrides)
-    return RunConfig(**values)
+    return small_run(tmp, tiny, mirror, eval_untrained=False, **overrides)
 
 
 def test_held_out_questions_are_not_trained_on_and_select_an_epoch(tmp_path, tiny_gpt2, mirror, monkeypatch):

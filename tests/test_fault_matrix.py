@@ -41,6 +41,7 @@ import pytest
 from ftcot_hf.cli import main
 from ftcot_hf.prompts import ANSWER_PHRASE
 from ftcot_hf.teach import EXIT_INCOMPLETE
+from tests.doubles import openai_teach_argv
 from tests.fake_openai_server import Directive, FakeOpenAIServer
 from tests.test_bad_inputs import log_streams_to
 
@@ -175,10 +176,8 @@ def api_key(value: str = SECRET) -> Iterator[None]:
 
 def teach_argv(base_url: str, folder: Path, mirror: Path, out: str = "out", timeout: float | None = None) -> list[str]:
     kwargs = TEACHER_KWARGS if timeout is None else {**TEACHER_KWARGS, "timeout": timeout}
-    return ["teach", "--tasks", "coin_flip", "--limit", str(LIMIT), "--degree", str(DEGREE), "--teacher", "openai",
-            "--model", "fake-model", "--base_url", base_url, "--keep", "correct", "--data_dir", str(mirror),
-            "--cache_dir", str(folder / "teacher.sqlite"), "--output_dir", str(folder / out),
-            "--teacher_kwargs", json.dumps(kwargs)]  # fmt: skip
+    return openai_teach_argv(base_url, folder / out, folder / "teacher.sqlite", mirror, "--degree", str(DEGREE),
+                             "--keep", "correct", "--teacher_kwargs", json.dumps(kwargs), limit=LIMIT)  # fmt: skip
 
 
 def secret_url(base_url: str) -> str:

@@ -24,6 +24,7 @@ from ftcot_hf.teach import TeachConfig, TeachIncompleteError, save_rationales, t
 from ftcot_hf.teachers.base import FailedRequest, Request, SamplingParams
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache
 from ftcot_hf.teachers.http.openai import OpenAITeacher
+from tests.doubles import openai_teach_argv
 from tests.fake_openai_server import FakeOpenAIServer, sample_text
 
 SECRET = "sk-test-requests-DO-NOT-LEAK-91b2"
@@ -49,9 +50,8 @@ def _of(prompt: str, questions: list[str]) -> int:
 
 
 def _argv(server: FakeOpenAIServer, out: Path, cache: Path, mirror: Path) -> list[str]:
-    return ["teach", "--tasks", "coin_flip", "--limit", str(LIMIT), "--teacher", "openai", "--model", "fake-model",
-            "--base_url", server.base_url, "--keep", "all", "--data_dir", str(mirror), "--cache_dir", str(cache),
-            "--output_dir", str(out), "--teacher_kwargs", json.dumps(RETRIES)]  # fmt: skip
+    return openai_teach_argv(server.base_url, out, cache, mirror, "--keep", "all", "--teacher_kwargs",
+                             json.dumps(RETRIES), limit=LIMIT)  # fmt: skip
 
 
 def _rows(out: Path, tmp_path: Path, tag: str) -> list[int]:
@@ -209,9 +209,8 @@ def _ftcot_v_teach(url: str, tmp_path: Path, mirror: Path, **kwargs) -> subproce
 
 
 def _teach_argv(url: str, tmp_path: Path, mirror: Path, **kwargs) -> list[str]:
-    return ["-v", "teach", "--tasks", "coin_flip", "--limit", "2", "--teacher", "openai", "--model", "fake-model",
-            "--base_url", url, "--keep", "all", "--data_dir", str(mirror), "--cache_dir", str(tmp_path / "c.sqlite"),
-            "--output_dir", str(tmp_path / "out"), "--teacher_kwargs", json.dumps(RETRIES | kwargs)]  # fmt: skip
+    return ["-v", *openai_teach_argv(url, tmp_path / "out", tmp_path / "c.sqlite", mirror, "--keep", "all",
+                                     "--teacher_kwargs", json.dumps(RETRIES | kwargs), limit=2)]  # fmt: skip
 
 
 def _leaks(tmp_path: Path, *texts: str) -> list[str]:

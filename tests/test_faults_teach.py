@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,10 @@ from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.teach import TeachConfig, remove_partial, save_rationales, teach
-from ftcot_hf.teachers.base import Generation, Request, Teacher
+from ftcot_hf.teachers.base import Generation, Request
 from ftcot_hf.utils.fs import dir_lock
 from tests.conftest import REPO_ROOT
-from tests.test_teaching import _records
+from tests.doubles import StubTeacher, exits_2_in_one_line, scripted_records, teach_user_dataset
 
 
 def _config(out: Path, mirror: Path, tmp_path: Path, task: str = "coin_flip", limit: int = 5, **kw) -> TeachConfig:
@@ -52,13 +51,6 @@ def _checked_rows(out: Path, tmp_path: Path) -> dict[str, int]:
     assert rows == kept
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")] == []
     return rows
-
-
-def _one_line_exit_2(argv: list[str], capsys, needle: str) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err  # progress bars aside, one error line
-    errors = [line for line in err.splitlines() if line.startswith("ftcot: error:")]
-    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in err, err
 
 
 # -- 1. one writer at a time, and a failed write changes nothing ------------------------------------------------------
@@ -157,7 +149,7 @@ def test_a_full_disk_while_reteaching_leaves_the_old_folder_as_it_was(where, mir
     assert "\n" not in str(info.value)
     argv = ["teach", "--tasks", "coin_flip", "--limit", "7", "--data_dir", str(mirror), "--cache_dir",
             str(tmp_path / "c.sqlite"), "--output_dir", str(out)]  # fmt: skip
-    _one_line_exit_2(argv, capsys, "disk is full")
+    exits_2_in_one_line(argv, capsys, "disk is full", alone=False)  # progress bars aside
     monkeypatch.undo()
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
     assert _checked_rows(out, tmp_path) == before
@@ -168,7 +160,7 @@ def test_an_output_dir_that_is_a_file_is_one_clear_line(mirror, tmp_path, capsys
     target.write_text("mine")
     argv = ["teach", "--tasks", "coin_flip", "--limit", "2", "--data_dir", str(mirror), "--cache_dir",
             str(tmp_path / "c.sqlite"), "--output_dir", str(target)]  # fmt: skip
-    _one_line_exit_2(argv, capsys, "is a file")
+    exits_2_in_one_line(argv, capsys, "is a file", alone=False)
     assert target.read_text() == "mine"
 
 
@@ -201,27 +193,11 @@ def test_teaching_a_second_task_into_the_folder_keeps_the_first_and_reteaching_r
     assert meta["task_configs"]["coin_flip"]["limit"] == 3 and meta["task_configs"]["multiarith"]["limit"] == 5
 
 
-class _EchoTeacher(Teacher):
-    backend, model = "echo", "echo-v1"
-
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            numbers = [int(w.strip("?.")) for w in r.prompt.split() if w.strip("?.").isdigit()]
-            yield pos, [Generation(f" It is {sum(numbers[-2:]) if 'Therefore' not in r.prompt else 0}.", "stop")]
-
-
-def test_a_user_dataset_task_stays_defined_when_a_builtin_task_joins_its_folder(mirror, tmp_path, monkeypatch):
+def test_a_user_dataset_task_stays_defined_when_a_builtin_task_joins_its_folder(mirror, tmp_path):
     data = tmp_path / "sums.jsonl"
     data.write_text("".join(json.dumps({"q": f"What is {a} plus {a}?", "a": str(2 * a)}) + "\n" for a in range(12)))
     out = tmp_path / "rationales"
-    mine = TeachConfig(dataset=str(data), question_column="q", answer_column="a", answer_type="number",
-                       task_name="sums", test_size=4, keep="all", output_dir=str(out),
-                       cache_dir=str(tmp_path / "c.sqlite"))  # fmt: skip
-    tasks = mine.resolve_tasks()
-    monkeypatch.setattr("ftcot_hf.teach.build_teacher", lambda cfg, ts: (_EchoTeacher(), "generic"))
-    results, reports = teach(mine, tasks=tasks)
-    save_rationales(mine, results, reports, tasks)
-    monkeypatch.undo()
+    teach_user_dataset(data, out, question_column="q", answer_column="a", task_name="sums", test_size=4)
     _teach(out, mirror, tmp_path, "coin_flip", 4)
     meta = json.loads((out / "yield_report.json").read_text())
     assert meta["tasks"]["sums"]["answer_type"] == "number"
@@ -243,31 +219,29 @@ def test_a_folder_whose_yield_report_is_unreadable_is_refused_not_overwritten(mi
     files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     argv = ["teach", "--tasks", "multiarith", "--limit", "2", "--data_dir", str(mirror), "--cache_dir",
             str(tmp_path / "c.sqlite"), "--output_dir", str(out)]  # fmt: skip
-    _one_line_exit_2(argv, capsys, "cannot be read")
+    exits_2_in_one_line(argv, capsys, "cannot be read", alone=False)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
 # -- 5. replies cut by the token limit ------------------------------------------------------------------------------
-class CuttingTeacher(Teacher):
+class CuttingTeacher(StubTeacher):
     """Every answer is right; question i's rationale is cut (``length``) when i % 3 == 0, its stage-2 answer when
     i % 3 == 1."""
 
     backend, model = "cutting", "cutting-v1"
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            i = int(r.prompt.split("question ")[1].split(" ")[0])
-            gold = r.prompt.split("[gold:")[1].split("]")[0]
-            if "Therefore" in r.prompt:
-                yield pos, [Generation(f" {gold}.", "length" if i % 3 == 1 else "stop", 10, 2)]
-            else:
-                cut = "length" if i % 3 == 0 else "stop"
-                samples = range(r.first_index, r.first_index + r.n)
-                yield pos, [Generation(f" Rationale {j} of {i}", cut) for j in samples]
+    def reply(self, r: Request) -> list[Generation]:
+        i = int(r.prompt.split("question ")[1].split(" ")[0])
+        gold = r.prompt.split("[gold:")[1].split("]")[0]
+        if "Therefore" in r.prompt:
+            return [Generation(f" {gold}.", "length" if i % 3 == 1 else "stop", 10, 2)]
+        cut = "length" if i % 3 == 0 else "stop"
+        return [Generation(f" Rationale {j} of {i}", cut) for j in range(r.first_index, r.first_index + r.n)]
 
 
 def test_cut_rationales_and_answers_are_not_kept_by_correct_and_are_counted_per_stage():
-    kept, report = augment(_records(), RationaleAugmenter(CuttingTeacher(), "coin_flip", degree=2, temperature=0.7))
+    augmenter = RationaleAugmenter(CuttingTeacher(), "coin_flip", degree=2, temperature=0.7)
+    kept, report = augment(scripted_records(), augmenter)
     assert report.correct == 12 and report.kept == kept.num_rows == 4
     assert sorted(set(kept["sample_index"])) == [2, 5]
     assert (report.rationale_truncated, report.answer_truncated, report.truncated_dropped) == (4, 4, 8)
@@ -275,11 +249,11 @@ def test_cut_rationales_and_answers_are_not_kept_by_correct_and_are_counted_per_
     table = YieldReport.markdown([report])
     assert "cut (rationale/answer)" in table and "| 4/4 |" in table
 
-    everything, _ = augment(_records(), RationaleAugmenter(CuttingTeacher(), "coin_flip"), keep="all")
+    everything, _ = augment(scripted_records(), RationaleAugmenter(CuttingTeacher(), "coin_flip"), keep="all")
     assert everything["finish_reason"] == ["length", "stop", "stop"] * 2
     assert everything["answer_finish_reason"] == ["stop", "length", "stop"] * 2
 
-    opted, report = augment(_records(), RationaleAugmenter(CuttingTeacher(), "coin_flip", keep_truncated=True))
+    opted, report = augment(scripted_records(), RationaleAugmenter(CuttingTeacher(), "coin_flip", keep_truncated=True))
     assert opted.num_rows == report.kept == 6 and report.truncated_dropped == 0
     assert (report.rationale_truncated, report.answer_truncated) == (2, 2)
 

@@ -32,6 +32,7 @@ from ftcot_hf.hub import (
     validate_card,
 )
 from tests.conftest import REPO_ROOT
+from tests.fake_http import free_port
 from tests.fake_hub_server import DEFAULT_TOKEN, DEFAULT_USER, FakeHub
 from tests.tiny_models import make_gpt2, make_tokenizer
 
@@ -366,13 +367,9 @@ def test_missing_token_and_bad_student_folders_fail_before_any_request(tmp_path,
 
 
 def test_unreachable_hub_is_one_clear_error(tmp_path, monkeypatch):
-    import socket
-
     import huggingface_hub.constants
 
-    with socket.socket() as sock:  # a loopback port where nothing listens
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # a loopback port where nothing listens
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", dead)  # HfApi reads it when created
     student = make_gpt2(tmp_path / "student")
     with pytest.raises(FtcotError, match=f"Cannot check the Hugging Face token: could not reach {dead}"):

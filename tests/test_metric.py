@@ -161,8 +161,23 @@ def test_paper_table_lookups():
     assert match_student("gpt2", 200_000) is None and match_student("llama", 135_000_000) is None
 
 
+def test_the_papers_columns_and_labels_are_the_tasks_own():
+    from ftcot_hf.evaluation.paper import paper_tasks, task_sort_key
+    from ftcot_hf.formats import FORMATS
+    from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, task_label
+
+    assert [t.name for t in paper_tasks()] == list(BUILTIN_TASKS)
+    assert [t.paper_column for t in paper_tasks()] == list(range(12))
+    assert task_label("tracking_shuffled_objects") == "Shuffled" == TASKS["tracking_shuffled_objects"].label
+    assert task_label("my_own") == "my_own"  # a task known only by name keeps it
+    assert sorted(["my_own", "strategy_qa", "single_eq"], key=task_sort_key) == ["single_eq", "strategy_qa", "my_own"]
+    assert method_for("middle_rationale") is None and FORMATS["ft_cot"].paper_method == "Fine-tune-CoT"
+    assert FORMATS["ft_cot"].encoder_decoder_variant == "ft_cot_t5"
+    assert FORMATS["natural"].encoder_decoder_variant is None
+
+
 def test_the_gpt3_student_rows_equal_the_papers_table(mirror):
-    from ftcot_hf.evaluation.paper import TASK_ORDER, paper_row
+    from ftcot_hf.evaluation.paper import paper_row, paper_tasks
 
     table = mirror.parent / "paper_results.md"
     if not table.is_file():
@@ -175,6 +190,6 @@ def test_the_gpt3_student_rows_equal_the_papers_table(mirror):
         if len(cells) != 14 or cells[0] in ("Method", "Random", "Teacher") or cells[0].startswith("-"):
             continue
         row = paper_row("gpt3", cells[0], cells[1])
-        assert [row[t] for t in TASK_ORDER] == [None if v == "-" else float(v) for v in cells[2:]], cells[:2]
+        assert [row[t.name] for t in paper_tasks()] == [None if v == "-" else float(v) for v in cells[2:]], cells[:2]
         checked += 1
     assert checked == 15

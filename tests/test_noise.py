@@ -16,7 +16,7 @@ from ftcot_hf.training.callbacks import EpochEvalCallback
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.training.console import NumericProgressCallback
 from ftcot_hf.training.trainer import train_student
-from tests.test_training import coin_records
+from tests.doubles import coin_records
 
 
 class Collect(logging.Handler):

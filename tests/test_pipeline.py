@@ -15,6 +15,7 @@ import pytest
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.pipeline import RunConfig, run
+from tests.doubles import small_run
 from tests.tiny_models import make_gpt2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,28 +26,12 @@ def tiny(tmp_path_factory) -> Path:
     return make_gpt2(tmp_path_factory.mktemp("student") / "tiny")
 
 
-def small(tmp: Path, tiny: Path, mirror: Path, **overrides) -> RunConfig:
-    values = dict(
-        student=str(tiny),
-        limit_train=12,
-        limit_test=3,
-        eval_max_new_tokens=6,
-        eval_batch_size=4,
-        output_dir=str(tmp / "run"),
-        cache_dir=str(tmp / "teacher.sqlite"),
-        data_dir=str(mirror),
-        cpu_threads=1,
-    )
-    values.update(overrides)
-    return RunConfig(**values)
-
-
 def statuses(result) -> dict[str, str]:
     return {name: s["status"] for name, s in result.stages.items()}
 
 
 def test_run_writes_a_self_describing_folder_and_reuses_stages(tmp_path, tiny, mirror):
-    config = small(tmp_path, tiny, mirror)
+    config = small_run(tmp_path, tiny, mirror)
     first = run(config)
     out = Path(config.output_dir)
     assert statuses(first) == {
@@ -86,7 +71,7 @@ def test_run_writes_a_self_describing_folder_and_reuses_stages(tmp_path, tiny, m
     assert f"| train/coin_flip | reused | {took:.1f} |" in again.report.read_text()
 
     # only the evaluation settings changed: teaching and training are reused, evaluations re-run
-    changed = run(small(tmp_path, tiny, mirror, eval_max_new_tokens=4))
+    changed = run(small_run(tmp_path, tiny, mirror, eval_max_new_tokens=4))
     assert statuses(changed) == {
         "teach": "reused",
         "eval_untrained/coin_flip": "ran",
@@ -98,7 +83,7 @@ def test_run_writes_a_self_describing_folder_and_reuses_stages(tmp_path, tiny, m
 
 
 def test_every_epoch_scores_each_epoch_once_and_names_the_best(tmp_path, tiny, mirror):
-    config = small(tmp_path, tiny, mirror, num_train_epochs=3, eval_every_epoch=True, eval_untrained=False)
+    config = small_run(tmp_path, tiny, mirror, num_train_epochs=3, eval_every_epoch=True, eval_untrained=False)
     result = run(config)
     student = Path(config.output_dir) / "student" / "coin_flip"
     # The callback scored epochs 1 and 2; the eval stage scored the final model (epoch 3), not generated twice.
@@ -125,7 +110,7 @@ def test_lora_run_evaluates_its_adapter_student(tmp_path, tiny, mirror):
 
     from ftcot_hf.students import load_student
 
-    config = small(tmp_path, tiny, mirror, use_peft=True, lora_r=4, lora_alpha=8, eval_untrained=False)
+    config = small_run(tmp_path, tiny, mirror, use_peft=True, lora_r=4, lora_alpha=8, eval_untrained=False)
     result = run(config)
     student = Path(config.output_dir) / "student" / "coin_flip"
     assert (student / "adapter_config.json").is_file() and not (student / "config.json").exists()
@@ -140,7 +125,7 @@ def test_lora_run_evaluates_its_adapter_student(tmp_path, tiny, mirror):
 def test_interrupted_run_resumes_at_the_stage_it_died_in(tmp_path, tiny, mirror, monkeypatch):
     import ftcot_hf.pipeline.stages as trainer_module  # where the train stage calls train_student
 
-    config = small(tmp_path, tiny, mirror, eval_untrained=False)
+    config = small_run(tmp_path, tiny, mirror, eval_untrained=False)
     real = trainer_module.train_student
 
     def interrupted(*args, **kwargs):
@@ -204,7 +189,7 @@ def _limit_file_size(limit: int):
 
 
 def test_disk_full_while_saving_keeps_earlier_stages(tmp_path, tiny, mirror):
-    config = small(tmp_path, tiny, mirror, eval_untrained=False)
+    config = small_run(tmp_path, tiny, mirror, eval_untrained=False)
     run(config)
     out = Path(config.output_dir)
     before = {p: p.read_bytes() for p in (out / "rationales").rglob("*") if p.is_file()}
@@ -242,7 +227,7 @@ def test_run_pushes_rationales_and_student_to_the_hub(tmp_path, tiny, mirror):
 
     from tests.fake_hub_server import DEFAULT_TOKEN, DEFAULT_USER, FakeHub
 
-    config = small(tmp_path, tiny, mirror, eval_untrained=False)
+    config = small_run(tmp_path, tiny, mirror, eval_untrained=False)
     run(config)
     dataset_id, model_id = f"{DEFAULT_USER}/ftcot-rationales", f"{DEFAULT_USER}/tiny-ftcot-{{task}}"
     args = ["run", "--student", str(tiny), "--limit_train", "12", "--limit_test", "3", "--eval_max_new_tokens", "6",
@@ -283,7 +268,7 @@ def test_report_plots_accuracy_vs_degree_over_sibling_runs(tmp_path, tiny, mirro
     other = tmp_path / "run-other-student" / "report"
     other.mkdir(parents=True)
     (other / "summary.json").write_text(json.dumps({**summary, "config": {**summary["config"], "student": "x"}}))
-    result = run(small(tmp_path, tiny, mirror, eval_untrained=False))
+    result = run(small_run(tmp_path, tiny, mirror, eval_untrained=False))
     png = Path(result.output_dir) / "report" / "accuracy_vs_degree.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "accuracy_vs_degree.png" in result.report.read_text()

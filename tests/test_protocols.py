@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
 
 import pytest
 from datasets import Dataset, load_dataset
@@ -11,7 +10,8 @@ from datasets import Dataset, load_dataset
 from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.cli import main
 from ftcot_hf.prompts import one_stage_prompt
-from ftcot_hf.teachers.base import Generation, Request, Teacher
+from ftcot_hf.teachers.base import Generation, Request
+from tests.doubles import StubTeacher
 from tests.fake_openai_server import FakeOpenAIServer, sample_text
 
 
@@ -20,22 +20,22 @@ def records(n: int = 4) -> Dataset:
                               "answer": ["yes" if i % 2 == 0 else "no" for i in range(n)]})  # fmt: skip
 
 
-class ReasoningTeacher(Teacher):
+def number(request: Request) -> int:
+    """The i of ``Is i even?``."""
+    return int(request.prompt.split("Is ")[1].split(" ")[0])
+
+
+class ReasoningTeacher(StubTeacher):
     """Replies like a reasoning model: ``<think>trace</think>`` then the answer; question 3's trace never closes."""
 
     backend, model = "reasoning", "r1-like"
 
-    def __init__(self):
-        self.requests: list[Request] = []
-
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            self.requests.append(r)
-            i = int(r.prompt.split("Is ")[1].split(" ")[0])
-            answer = "yes" if i % 2 == 0 else "no"
-            text = (f"<think>{i} mod 2 is {i % 2} and so on and so on" if i == 3
-                    else f"<think>{i} mod 2 is {i % 2}.</think>Therefore, the answer is {answer}.")  # fmt: skip
-            yield pos, [Generation(text, "stop", 20, 30) for _ in range(r.n)]
+    def reply(self, r: Request) -> list[Generation]:
+        i = number(r)
+        answer = "yes" if i % 2 == 0 else "no"
+        text = (f"<think>{i} mod 2 is {i % 2} and so on and so on" if i == 3
+                else f"<think>{i} mod 2 is {i % 2}.</think>Therefore, the answer is {answer}.")  # fmt: skip
+        return [Generation(text, "stop", 20, 30) for _ in range(r.n)]
 
 
 def test_a_reasoning_reply_is_one_request_its_trace_the_rationale_and_an_open_trace_is_never_kept():
@@ -49,17 +49,12 @@ def test_a_reasoning_reply_is_one_request_its_trace_the_rationale_and_an_open_tr
     assert "2 reasoning traces never closed" in report.ledger_summary()
 
 
-class ChatTeacher(Teacher):
+class ChatTeacher(StubTeacher):
     backend, model = "chatty", "chat-v1"
 
-    def __init__(self):
-        self.requests: list[Request] = []
-
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            self.requests.append(r)
-            i = int(r.prompt.split("Is ")[1].split(" ")[0])
-            yield pos, [Generation(f"{i} is {'even' if i % 2 == 0 else 'odd'}.\nTherefore, the answer is no.", "stop")]
+    def reply(self, r: Request) -> list[Generation]:
+        i = number(r)
+        return [Generation(f"{i} is {'even' if i % 2 == 0 else 'odd'}.\nTherefore, the answer is no.", "stop")]
 
 
 def test_chat_teachers_get_one_stage_requests_whose_final_line_is_the_answer():

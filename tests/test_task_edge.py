@@ -11,24 +11,17 @@ from ftcot_hf.errors import FtcotError, UnknownTaskError
 from ftcot_hf.evaluation.cli import EvalConfig
 from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
 from ftcot_hf.training.data import DataArgs
-from tests.test_custom_tasks import EchoTeacher, arith_jsonl  # noqa: F401 -- arith_jsonl: a fixture
+from tests.doubles import teach_user_dataset
 
 USER_FLAGS = ["--question_column", "problem", "--answer_column", "solution", "--answer_type", "number"]
 
 
 @pytest.fixture
-def taught(arith_jsonl, tmp_path):  # noqa: F811
+def taught(arith_jsonl, tmp_path):
     """A rationale folder of `ftcot teach` over a user's dataset (it records the task: the source file not needed)."""
-    from ftcot_hf.teach import TeachConfig, save_rationales, teach
-
-    config = TeachConfig(dataset=str(arith_jsonl), question_column="problem", answer_column="solution",
-                         answer_type="number", task_name="my_arith", test_size=0.25, keep="all",
-                         output_dir=str(tmp_path / "rationales"), cache_dir=str(tmp_path / "c.sqlite"))  # fmt: skip
-    tasks = config.resolve_tasks()
-    results, reports = teach(config, tasks=tasks, teacher=(EchoTeacher(), "generic"))
-    save_rationales(config, results, reports, tasks)
+    folder = teach_user_dataset(arith_jsonl, tmp_path / "rationales", test_size=0.25)
     arith_jsonl.unlink()  # what follows reads the folder only
-    return tmp_path / "rationales"
+    return folder
 
 
 def test_resolve_tasks_registered_recorded_and_your_own(taught, tmp_path):

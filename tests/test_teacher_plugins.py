@@ -19,17 +19,18 @@ from ftcot_hf.teachers import (
     register_teacher,
     teacher_spec,
 )
-from tests.test_custom_tasks import _teach_args, arith_jsonl  # noqa: F401 -- arith_jsonl: a fixture
+from tests.doubles import exits_2_in_one_line, user_teach_argv
 
 # A backend module of a user's own, outside ftcot_hf: the tests' EchoTeacher with the from_config contract.
 PLUGIN = '''
-from tests.test_custom_tasks import EchoTeacher
+from tests.doubles import EchoTeacher
 
 
 class FileTeacher(EchoTeacher):
     backend = ""  # set from the name it is reached by
 
     def __init__(self, guess_offset: int = 0):
+        super().__init__()
         self.guess_offset = guess_offset
 
     @classmethod
@@ -52,9 +53,9 @@ def plugin(tmp_path, monkeypatch) -> Iterator[str]:
             TEACHERS.unregister(name)
 
 
-def test_a_backend_from_a_file_outside_the_package_teaches_from_the_cli(plugin, arith_jsonl, tmp_path, capsys):  # noqa: F811
+def test_a_backend_from_a_file_outside_the_package_teaches_from_the_cli(plugin, arith_jsonl, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(_teach_args(arith_jsonl, out, "--teacher", f"{plugin}:FileTeacher")) == 0, capsys.readouterr().err
+    assert main(user_teach_argv(arith_jsonl, out, "--teacher", f"{plugin}:FileTeacher")) == 0, capsys.readouterr().err
     assert any(out.glob("my_arith/train-*.parquet"))
     from datasets import load_dataset
 
@@ -64,7 +65,7 @@ def test_a_backend_from_a_file_outside_the_package_teaches_from_the_cli(plugin, 
     assert spec.cls.__name__ == "FileTeacher" and spec.cls.backend == f"{plugin}:FileTeacher" and not spec.recorded
 
 
-def test_a_backend_by_entry_point(plugin, tmp_path, monkeypatch, arith_jsonl, capsys):  # noqa: F811
+def test_a_backend_by_entry_point(plugin, tmp_path, monkeypatch, arith_jsonl, capsys):
     """An installed package declares ``[project.entry-points."ftcot_hf.teachers"] filed = "mod:Class"``."""
     site = tmp_path / "site"
     info = site / "my_ftcot_teachers-0.1.dist-info"
@@ -77,7 +78,7 @@ def test_a_backend_by_entry_point(plugin, tmp_path, monkeypatch, arith_jsonl, ca
     monkeypatch.setattr(teachers, "_entry_points_read", False)
     assert "filed" in teachers.teacher_names()
     out = tmp_path / "out"
-    assert main(_teach_args(arith_jsonl, out, "--teacher", "filed")) == 0, capsys.readouterr().err
+    assert main(user_teach_argv(arith_jsonl, out, "--teacher", "filed")) == 0, capsys.readouterr().err
     assert any(out.glob("my_arith/train-*.parquet"))
 
 
@@ -85,20 +86,18 @@ def test_a_backend_by_entry_point(plugin, tmp_path, monkeypatch, arith_jsonl, ca
     ("teacher", "message"),
     [
         ("no_such_module_xyz:T", "cannot import 'T' from module 'no_such_module_xyz'"),
-        ("json:dumps", "is not a subclass of ftcot_hf.teachers.Teacher"),
+        ("json:dumps", "must be a subclass of ftcot_hf.Teacher"),
         ("opneai", "Did you mean 'openai'?"),
     ],
 )
-def test_a_bad_teacher_name_is_one_line(teacher, message, arith_jsonl, tmp_path, capsys):  # noqa: F811
-    assert main(_teach_args(arith_jsonl, tmp_path / "out", "--teacher", teacher)) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+def test_a_bad_teacher_name_is_one_line(teacher, message, arith_jsonl, tmp_path, capsys):
+    exits_2_in_one_line(user_teach_argv(arith_jsonl, tmp_path / "out", "--teacher", teacher), capsys, message)
 
 
-def test_unknown_and_mistyped_options_of_a_declared_backend(plugin, arith_jsonl, tmp_path, capsys):  # noqa: F811
+def test_unknown_and_mistyped_options_of_a_declared_backend(plugin, arith_jsonl, tmp_path, capsys):
     name = f"{plugin}:FileTeacher"
     assert teacher_spec(name).cls.option_types() == {"guess_offset": int}
-    args = _teach_args(arith_jsonl, tmp_path / "out", "--teacher", name, "--teacher_kwargs", '{"guess_ofset": 1}')
+    args = user_teach_argv(arith_jsonl, tmp_path / "out", "--teacher", name, "--teacher_kwargs", '{"guess_ofset": 1}')
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "takes no option guess_ofset (did you mean guess_offset?)" in err and "it takes: guess_offset" in err
@@ -136,7 +135,25 @@ def test_each_backend_checks_its_own_flags(backend, model, base_url, message):
 
 
 def test_register_teacher_checks_the_base_class():
-    with pytest.raises(FtcotError, match="decorates a subclass of ftcot_hf.teachers.Teacher"):
+    with pytest.raises(FtcotError, match="'not_a_teacher' must be a subclass of ftcot_hf.Teacher"):
         register_teacher("not_a_teacher")(dict)
     assert "not_a_teacher" not in TEACHERS
     assert issubclass(TEACHERS["replay"], Teacher)
+
+
+def test_every_register_function_checks_its_base_type_and_the_base_types_are_exported():
+    import ftcot_hf
+    from ftcot_hf.answers import ANSWER_TYPES
+    from ftcot_hf.errors import PluginTypeError
+    from ftcot_hf.formats import FORMATS
+    from ftcot_hf.tasks import TASKS
+
+    for call, registry in [(lambda: ftcot_hf.register_task("coin_flip"), TASKS),
+                           (lambda: ftcot_hf.register_format({"name": "mine"}), FORMATS),
+                           (lambda: ftcot_hf.register_answer_type(int), ANSWER_TYPES)]:  # fmt: skip
+        before = list(registry)
+        with pytest.raises(PluginTypeError, match=f"must be an? \\w+ of ftcot_hf.{registry.base.__name__}, not"):
+            call()
+        assert list(registry) == before
+        assert getattr(ftcot_hf, registry.base.__name__) is registry.base
+    assert ftcot_hf.Teacher is TEACHERS.base and isinstance(PluginTypeError("x"), TypeError)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import sqlite3
-from collections.abc import Iterator, Sequence
 
 import pytest
 from datasets import Dataset
@@ -14,47 +12,9 @@ from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.prompts import stage1_prompt
 from ftcot_hf.tasks import get_task
-from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher
+from ftcot_hf.teachers.base import Generation, Request, SamplingParams
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, default_cache_path, request_key
-
-
-class ScriptedTeacher(Teacher):
-    """A deterministic stand-in for a model: rationale j of a question is correct when (j + hash) is even."""
-
-    backend = "scripted"
-    model = "scripted-v1"
-
-    def __init__(self):
-        self.prompts: list[Request] = []
-
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
-        for pos, r in enumerate(requests):
-            self.prompts.append(r)
-            gens = []
-            for j in range(r.first_index, r.first_index + r.n):
-                if "Therefore" in r.prompt:
-                    right = "RIGHT" in r.prompt
-                    gold = r.prompt.split("GOLD=")[1].split(".")[0]
-                    other = "no" if gold == "yes" else "yes"
-                    gens.append(Generation(f" {gold if right else other}.", "stop", 10, 2))
-                elif "Fundamentals:" in r.prompt or "Common errors:" in r.prompt:
-                    gens.append(Generation(" Parity of the number of flips.", "stop"))
-                else:
-                    h = int(hashlib.sha256(r.prompt.encode()).hexdigest(), 16)
-                    tag = "RIGHT" if (j + h) % 2 == 0 else "WRONG"
-                    gold = r.prompt.split("[gold:")[1].split("]")[0]
-                    gens.append(Generation(f" Rationale {j} {tag} GOLD={gold}.", "stop" if j % 5 else "length"))
-            yield pos, gens
-
-
-def _records(n: int = 6) -> Dataset:
-    answers = ["yes", "no"] * (n // 2)
-    return Dataset.from_dict({
-        "sample_index": list(range(n)),
-        "question": [f"Coin question {i} [gold:{a}]" for i, a in enumerate(answers)],
-        "answer": answers,
-        "rationale": [None] * n,
-    })  # fmt: skip
+from tests.doubles import ScriptedTeacher, scripted_records
 
 
 def test_cache_location_follows_hf_home(monkeypatch, tmp_path):
@@ -95,7 +55,7 @@ def test_rerun_makes_zero_calls_and_extra_samples_ask_only_for_the_tail(tmp_path
     more = [Request(r.prompt, r.params, n=5) for r in requests]
     out = dict(again.generate(more))
     assert again.calls == 4
-    assert [(r.first_index, r.n) for r in scripted.prompts[-4:]] == [(3, 2)] * 4
+    assert [(r.first_index, r.n) for r in scripted.requests[-4:]] == [(3, 2)] * 4
     assert all(out[i][:3] == first[i] for i in range(4))
 
 
@@ -129,8 +89,8 @@ def test_augmenter_two_stages_filter_and_yield(tmp_path):
     # keep_truncated: the script marks sample j=0 "length"; dropping cut samples is tested in test_faults_teach.py
     aug = RationaleAugmenter(teacher, "coin_flip", degree=4, keep_truncated=True)
     assert aug.temperature == 0.7
-    kept, report = augment(_records(), aug)
-    everything, _ = augment(_records(), RationaleAugmenter(teacher, "coin_flip", degree=4), keep="all")
+    kept, report = augment(scripted_records(), aug)
+    everything, _ = augment(scripted_records(), RationaleAugmenter(teacher, "coin_flip", degree=4), keep="all")
     assert everything.num_rows == 24
     assert set(everything.column_names) >= {
         "sample_index", "completion_index", "rationale", "teacher_answer", "teacher_prediction", "correct",
@@ -143,13 +103,13 @@ def test_augmenter_two_stages_filter_and_yield(tmp_path):
     assert all(kept["correct"])
     assert report.questions == 6 and report.samples == 24
     assert report.finish_length == 6  # sample j=0 of each question is marked "length" by the script
-    stage1 = [r for r in scripted.prompts if "Therefore" not in r.prompt]
+    stage1 = [r for r in scripted.requests if "Therefore" not in r.prompt]
     assert stage1[0].prompt == stage1_prompt("Coin question 0 [gold:yes]")
     assert stage1[0].params.temperature == 0.7 and stage1[0].n == 4
-    stage2 = [r for r in scripted.prompts if "Therefore" in r.prompt]
+    stage2 = [r for r in scripted.requests if "Therefore" in r.prompt]
     assert stage2[0].prompt.endswith("\nTherefore, the answer is") and stage2[0].params.temperature == 0
     calls = teacher.calls
-    augment(_records(), RationaleAugmenter(teacher, "coin_flip", degree=4))
+    augment(scripted_records(), RationaleAugmenter(teacher, "coin_flip", degree=4))
     assert teacher.calls == calls  # fully cached
 
 
@@ -157,15 +117,15 @@ def test_kojima_trigger_and_greedy_default():
     scripted = ScriptedTeacher()
     aug = RationaleAugmenter(scripted, "coin_flip", trigger="kojima")
     assert aug.temperature == 0.0
-    augment(_records(2), aug, keep="all")
-    stage2 = [r.prompt for r in scripted.prompts if "Therefore" in r.prompt]
+    augment(scripted_records(2), aug, keep="all")
+    stage2 = [r.prompt for r in scripted.requests if "Therefore" in r.prompt]
     assert all(p.endswith(get_task("coin_flip").kojima_trigger) for p in stage2)
 
 
 def test_resample_until_k_correct_respects_the_budget():
     scripted = ScriptedTeacher()
     aug = RationaleAugmenter(scripted, "coin_flip", degree=1, temperature=0.7, resample_until=2, max_extra_samples=7)
-    everything, report = augment(_records(), aug, keep="all")
+    everything, report = augment(scripted_records(), aug, keep="all")
     assert report.extra_samples == 7
     assert everything.num_rows == 6 + 7
     per_q = {i: everything["sample_index"].count(i) for i in range(6)}
@@ -174,7 +134,7 @@ def test_resample_until_k_correct_respects_the_budget():
 
 def test_teacher_lm_annotations_add_columns():
     aug = RationaleAugmenter(ScriptedTeacher(), "coin_flip", annotations=True)
-    kept, _ = augment(_records(2), aug, keep="all")
+    kept, _ = augment(scripted_records(2), aug, keep="all")
     assert kept["fundamentals"] == ["Parity of the number of flips."] * 2
     assert kept["common_errors"] == ["Parity of the number of flips."] * 2
 
@@ -190,7 +150,7 @@ def test_bad_augmenter_input_is_clear():
             RationaleAugmenter(ScriptedTeacher(), "coin_flip"),
         )
     with pytest.raises(FtcotError, match="no rows"):
-        augment(_records().select([]), RationaleAugmenter(ScriptedTeacher(), "coin_flip"))
+        augment(scripted_records().select([]), RationaleAugmenter(ScriptedTeacher(), "coin_flip"))
 
 
 def test_transformers_teacher_batched_sampling_and_stop(tiny_gpt2, tmp_path):

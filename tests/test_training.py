@@ -4,7 +4,6 @@ encoder-decoder students, bad input. Tiny random-init models with a tokenizer tr
 from __future__ import annotations
 
 import json
-import random
 import time
 
 import pytest
@@ -15,27 +14,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import EmptyDatasetError, MissingColumnsError
 from ftcot_hf.training import FineTuneCoTConfig, FineTuneCoTTrainer, train_student
 from ftcot_hf.training.data import DataArgs, load_training_data
-
-NAMES = ["Whitney", "Erika", "Tj", "Benito", "Caleb", "Chase", "Chanel"]
-
-
-def coin_records(n: int, seed: int = 0) -> Dataset:
-    """A synthetic coin-flip task: the answer is the parity of the flips, the rationale counts them."""
-    rng = random.Random(seed)
-    rows = {"sample_index": [], "question": [], "answer": [], "rationale": [], "correct": []}
-    for i in range(n):
-        flips = rng.randint(0, 3)
-        people = rng.sample(NAMES, flips)
-        q = "A coin is heads up. " + " ".join(f"{p} flips the coin." for p in people) + " Is the coin still heads up?"
-        rows["sample_index"].append(i)
-        rows["question"].append(q)
-        rows["answer"].append("yes" if flips % 2 == 0 else "no")
-        rows["rationale"].append(
-            f"The coin was flipped {flips} times, so it is {'heads' if flips % 2 == 0 else 'tails'} up."
-        )
-        rows["correct"].append(True)
-    return Dataset.from_dict(rows)
-
+from tests.doubles import coin_records
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,7 +10,7 @@ import yaml
 
 from ftcot_hf.training import FineTuneCoTConfig, summarize_epochs, train_student
 from ftcot_hf.training.seq2seq import tokenize_seq2seq
-from tests.test_training import coin_records
+from tests.doubles import coin_records
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

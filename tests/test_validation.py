@@ -6,19 +6,12 @@ import pytest
 
 from ftcot_hf import load_task
 from ftcot_hf.augment import RationaleAugmenter
-from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError, UnknownTaskError
 from ftcot_hf.formats import UnknownFormatError
 from ftcot_hf.tasks import get_task
 from ftcot_hf.teach import TeachConfig
-from ftcot_hf.teachers.base import Teacher
 from ftcot_hf.training.config import FineTuneCoTConfig
-
-
-def _one_line_exit_2(argv: list[str], capsys, needle: str) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+from tests.doubles import StubTeacher, exits_2_in_one_line
 
 
 # -- TeachConfig ----------------------------------------------------------------------------------------------------
@@ -26,7 +19,7 @@ def _one_line_exit_2(argv: list[str], capsys, needle: str) -> None:
 def test_teach_limit_must_be_positive(limit, capsys):
     with pytest.raises(FtcotError, match=rf"--limit must be a positive number of questions \(got {limit}\)"):
         TeachConfig(limit=limit)
-    _one_line_exit_2(["teach", "--limit", str(limit)], capsys, "--limit must be a positive number")
+    exits_2_in_one_line(["teach", "--limit", str(limit)], capsys, "--limit must be a positive number")
     assert TeachConfig(limit=1).limit == 1 and TeachConfig().limit is None
 
 
@@ -34,7 +27,7 @@ def test_teach_limit_must_be_positive(limit, capsys):
 def test_teach_temperature_must_be_a_finite_non_negative_number(temperature, capsys):
     with pytest.raises(FtcotError, match=r"--temperature must be a number >= 0"):
         TeachConfig(temperature=temperature)
-    _one_line_exit_2(["teach", "--temperature", str(temperature)], capsys, "--temperature must be a number >= 0")
+    exits_2_in_one_line(["teach", "--temperature", str(temperature)], capsys, "--temperature must be a number >= 0")
     assert TeachConfig(temperature=0.0).temperature == 0.0
 
 
@@ -42,7 +35,7 @@ def test_teach_temperature_must_be_a_finite_non_negative_number(temperature, cap
 def test_teach_degree_is_between_1_and_64(degree, capsys):
     with pytest.raises(FtcotError, match=rf"--degree \(D\) must be between 1 and 64, got {degree}"):
         TeachConfig(degree=degree)
-    _one_line_exit_2(["teach", "--degree", str(degree)], capsys, "must be between 1 and 64")
+    exits_2_in_one_line(["teach", "--degree", str(degree)], capsys, "must be between 1 and 64")
     assert TeachConfig(degree=64, temperature=0.7).degree == 64
 
 
@@ -55,17 +48,10 @@ def test_teach_keep_and_sampled_degree_need_sensible_values():
         TeachConfig(lock_timeout=-1)
 
 
-class _Silent(Teacher):
-    backend, model = "silent", "silent-v1"
-
-    def generate(self, requests):
-        return iter(())
-
-
 @pytest.mark.parametrize("temperature", [float("nan"), -0.5])
 def test_augmenter_temperature_must_be_a_finite_non_negative_number(temperature):
     with pytest.raises(ValueError, match=r"temperature must be a number >= 0"):
-        RationaleAugmenter(_Silent(), "coin_flip", temperature=temperature)
+        RationaleAugmenter(StubTeacher(), "coin_flip", temperature=temperature)
 
 
 # -- FineTuneCoTConfig ----------------------------------------------------------------------------------------------
@@ -102,8 +88,8 @@ def test_finetunecot_config_unknown_format_fails_at_construction(tmp_path, capsy
         (["--format", "nope"], "Unknown format 'nope'"),
     ],
 )
-def test_ftcot_train_bad_values_are_one_line_exit_2(flags, needle, tmp_path, capsys):
-    _one_line_exit_2(["train", "--output_dir", str(tmp_path / "s"), "--student", "x", *flags], capsys, needle)
+def test_ftcot_train_bad_values_areexits_2_in_one_line(flags, needle, tmp_path, capsys):
+    exits_2_in_one_line(["train", "--output_dir", str(tmp_path / "s"), "--student", "x", *flags], capsys, needle)
 
 
 # -- n-shot variants ------------------------------------------------------------------------------------------------
@@ -117,7 +103,7 @@ def test_an_nshot_variant_larger_than_the_train_split_names_the_train_size(mirro
 
 
 def test_an_nshot_variant_larger_than_the_train_split_is_exit_2_in_ftcot_show(mirror, capsys):
-    _one_line_exit_2(["show", "coin_flip", "--variant", "9999shot", "--data-dir", str(mirror)], capsys, "has 350")
+    exits_2_in_one_line(["show", "coin_flip", "--variant", "9999shot", "--data-dir", str(mirror)], capsys, "has 350")
 
 
 # -- the Python API (issue 31 item 6) ---------------------------------------------------------------------------------
@@ -172,9 +158,9 @@ def test_teach_resampling_values_that_would_do_nothing_are_refused(kwargs, needl
 
 def test_augmenter_refuses_negative_resampling_values():
     with pytest.raises(ValueError, match=r"resample_until must be >= 1"):
-        RationaleAugmenter(_Silent(), "coin_flip", resample_until=-1)
+        RationaleAugmenter(StubTeacher(), "coin_flip", resample_until=-1)
     with pytest.raises(ValueError, match=r"max_extra_samples must be >= 0"):
-        RationaleAugmenter(_Silent(), "coin_flip", max_extra_samples=-5)
+        RationaleAugmenter(StubTeacher(), "coin_flip", max_extra_samples=-5)
 
 
 def test_build_teacher_takes_a_teacher_name_and_names_what_it_cannot_take(mirror, monkeypatch):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftcot_hf.errors import FtcotError, SourceFormatError
-from ftcot_hf.formats import FORMATS, get_format
+from ftcot_hf.formats import FORMATS, StudentFormat, get_format
 from ftcot_hf.prompts import ANSWER_MAX_TOKENS, GENERIC_ANSWER_TRIGGER, stage1_prompt
 from ftcot_hf.tasks.sources import REFERENCE_COMMIT, REFERENCE_REPO, SourceFile, read_json, resolve
 
@@ -44,6 +44,35 @@ FEW_SHOT_COT_SOURCE = SourceFile(
 
 ZERO_SHOT_COT_ANSWER_TOKENS = ANSWER_MAX_TOKENS
 """Stage-2 token budget of zero-shot-CoT (Kojima et al.'s ``max_length_direct``)."""
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """An evaluation-only format that needs more than a record (a task's exemplars, a second pass), so it is no
+    :class:`~ftcot_hf.formats.StudentFormat`; it carries what a student format carries for scoring and reports."""
+
+    name: str
+    prefix: str | None
+    """The answer prefix its completions are scored with (``StudentFormat.prefix``)."""
+    paper_method: str | None
+    """The paper's method name (``StudentFormat.paper_method``); None: not in the students' tables."""
+
+
+PROMPT_FORMATS: dict[str, PromptFormat] = {
+    f.name: f
+    for f in (
+        PromptFormat("zero_shot_cot", prefix="Therefore, the answer is", paper_method=None),
+        PromptFormat("few_shot_cot", prefix="The answer is", paper_method="Few-shot-CoT"),
+    )
+}
+"""The baselines that are not student formats (see the module docstring)."""
+
+
+def evaluation_format(name: str | None) -> StudentFormat | PromptFormat | None:
+    """The student format or prompt format called ``name`` (None: neither)."""
+    if name is None:
+        return None
+    return FORMATS.get(name) or PROMPT_FORMATS.get(name)
+
 
 BASELINES: dict[str, str] = {
     "zero_shot": "Zero-shot: 'Q: {q}\\n\\nA:' (T5: 'question: {q}'), first candidate",
@@ -124,8 +153,8 @@ def eval_plan(
         return EvalPlan("zero_shot_cot", lambda r: stage1_prompt(r["question"].strip()), None, None, two_stage=True)
     fmt = get_format(format)
     if encoder_decoder and not fmt.encoder_decoder:
-        sibling = f"{fmt.name}_t5"
-        if sibling not in FORMATS:
+        sibling = fmt.encoder_decoder_variant
+        if sibling is None:
             raise FtcotError(
                 f"Format {fmt.name!r} is for decoder-only models and has no encoder-decoder variant; the model is an "
                 f"encoder-decoder. Use one of: {', '.join(n for n, f in FORMATS.items() if f.encoder_decoder)}."
@@ -133,8 +162,9 @@ def eval_plan(
         logger.info("Encoder-decoder model: format %s -> %s.", fmt.name, sibling)
         fmt = FORMATS[sibling]
     elif not encoder_decoder and fmt.encoder_decoder:
+        decoder = next((repr(n) for n, f in FORMATS.items() if f.encoder_decoder_variant == fmt.name), None)
         raise FtcotError(
             f"Format {fmt.name!r} is for encoder-decoder models but the model is decoder-only: use "
-            f"{fmt.name.removesuffix('_t5')!r}."
+            f"{decoder or 'a decoder-only format'}."
         )
     return EvalPlan(fmt.name, fmt.prompt, fmt.name, fmt.stop)

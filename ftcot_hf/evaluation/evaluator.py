@@ -9,6 +9,8 @@ same metric.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import time
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.evaluation.baselines import eval_plan
+from ftcot_hf.evaluation.baselines import EvalPlan, eval_plan
 from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
@@ -157,127 +159,136 @@ def evaluate_student(
     passes = (1 + sc) * (2 if plan.two_stage else 1)
     label = progress if isinstance(progress, str) else f"eval {task.name}"
     bar = progress_bar(len(records) * passes, label, "row", enabled=bool(progress))
-    gen_kwargs = {"batch_size": batch_size, "progress": bar if bar is not None else False}
-
-    def run(k: int) -> tuple[list[list[dict[str, Any]]], int]:
-        """k = 0: greedy, one completion per prompt; k > 0: k samples. Per prompt, per sample: texts + finish."""
-        sampling = {"do_sample": True, "temperature": sc_temperature, "num_return_sequences": k, "seed": seed}
-        first = generate_completions(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            stop=plan.stop,
-            **gen_kwargs,
-            **(sampling if k else {}),
-        )
-        tokens = sum(c.num_tokens for per in first for c in per)
-        if not plan.two_stage:
-            runs = [[{"completion": c.text, "finish_reason": c.finish_reason} for c in per] for per in first]
-            return runs, tokens
-        # Zero-shot-CoT stage 2: one greedy answer per rationale.
-        flat = [(i, j, c) for i, per in enumerate(first) for j, c in enumerate(per)]
-        second_prompts = [
-            stage2_prompt(records[i]["question"].strip(), c.text, plan.answer_trigger) for i, _, c in flat
-        ]
-        second = generate_completions(
-            model, tokenizer, second_prompts, max_new_tokens=plan.answer_max_new_tokens, stop=None, **gen_kwargs
-        )
-        tokens += sum(per[0].num_tokens for per in second)
-        runs = [[{} for _ in per] for per in first]
-        for (i, j, c), per in zip(flat, second, strict=True):
-            runs[i][j] = {
-                "rationale": c.text,
-                "rationale_finish_reason": c.finish_reason,
-                "completion": per[0].text,
-                "finish_reason": per[0].finish_reason,
-            }
-        return runs, tokens
-
-    try:
+    run = functools.partial(_generate_runs, model, tokenizer, records, prompts, plan, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, progress=bar if bar is not None else False)  # fmt: skip
+    with bar if bar is not None else contextlib.nullcontext():
         greedy, generated = run(0)
-        sampled = None
-        if sc:
-            sampled, more = run(sc)
-            generated += more
-    finally:
-        if bar is not None:
-            bar.close()
+        sampled, more = run(sc, temperature=sc_temperature, seed=seed) if sc else (None, 0)
+    generated += more
     flat_greedy = [per[0] for per in greedy]
-    scores = compute_accuracy(
-        [g["completion"] for g in flat_greedy],
-        answers,
-        task=task,
-        format=plan.score_format,
-        mode=mode,
-        finish_reasons=[g["finish_reason"] for g in flat_greedy],
-        return_details=True,
+    scores = compute_accuracy([g["completion"] for g in flat_greedy], answers, task=task, format=plan.score_format,
+                              mode=mode, finish_reasons=[g["finish_reason"] for g in flat_greedy],
+                              return_details=True)  # fmt: skip
+    examples = _examples(records, prompts, flat_greedy, scores["details"])
+    maj_at_k = None if sampled is None else _vote_samples(examples, sampled, answers, task=task,
+                                                          score_format=plan.score_format, mode=mode)  # fmt: skip
+    wall = time.perf_counter() - started
+    settings = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "stop": plan.stop,
+                "score_prefix_format": plan.score_format,
+                **({"sc_temperature": sc_temperature, "seed": seed} if sc else {})}  # fmt: skip
+    result = EvalResult.from_scores(scores, maj_at_k=maj_at_k, k=sc, task=task.name, format=plan.name, mode=mode,
+                                    examples=examples, wall_s=round(wall, 3), generated_tokens=generated,
+                                    model=_model_name(model), settings=settings)  # fmt: skip
+    _log_result(result, wall)
+    return result
+
+
+def _log_result(result: EvalResult, wall: float) -> None:
+    logger.info(
+        "%s [%s] accuracy %s over %d questions%s (%.1f s, %d tokens).",
+        result.task,
+        result.format,
+        "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%",
+        result.n,
+        "" if result.maj_at_k is None else f", maj@{result.k} {100 * result.maj_at_k:.2f}%",
+        wall,
+        result.generated_tokens,
     )
-    examples: list[dict[str, Any]] = []
-    for r, prompt, g, d in zip(records, prompts, flat_greedy, scores["details"], strict=True):
-        example = {
-            "sample_index": r["sample_index"],
-            "prompt": prompt,
-            "completion": g["completion"],
-            "prediction": d["prediction"],
-            "answer": r["answer"],
-            "correct": bool(d["correct"]),
-            "finish_reason": g["finish_reason"],
+
+
+def _generate_runs(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[Mapping[str, Any]],
+    prompts: list[str],
+    plan: EvalPlan,
+    k: int,
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.7,
+    seed: int = 0,
+    **gen_kwargs: Any,
+) -> tuple[list[list[dict[str, Any]]], int]:
+    """k = 0: greedy, one completion per prompt; k > 0: k samples. Per prompt, per sample: its texts and finish
+    reasons (two-stage zero-shot-CoT: the rationale's too); and the tokens generated."""
+    sampling = {"do_sample": True, "temperature": temperature, "num_return_sequences": k, "seed": seed}
+    first = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=plan.stop,
+                                 **gen_kwargs, **(sampling if k else {}))  # fmt: skip
+    tokens = sum(c.num_tokens for per in first for c in per)
+    if not plan.two_stage:
+        return [[{"completion": c.text, "finish_reason": c.finish_reason} for c in per] for per in first], tokens
+    # Zero-shot-CoT stage 2: one greedy answer per rationale.
+    flat = [(i, j, c) for i, per in enumerate(first) for j, c in enumerate(per)]
+    second_prompts = [stage2_prompt(records[i]["question"].strip(), c.text, plan.answer_trigger) for i, _, c in flat]
+    second = generate_completions(
+        model, tokenizer, second_prompts, max_new_tokens=plan.answer_max_new_tokens, stop=None, **gen_kwargs
+    )
+    tokens += sum(per[0].num_tokens for per in second)
+    runs: list[list[dict[str, Any]]] = [[{} for _ in per] for per in first]
+    for (i, j, c), per in zip(flat, second, strict=True):
+        runs[i][j] = {
+            "rationale": c.text,
+            "rationale_finish_reason": c.finish_reason,
+            "completion": per[0].text,
+            "finish_reason": per[0].finish_reason,
         }
+    return runs, tokens
+
+
+def _examples(
+    records: Sequence[Mapping[str, Any]],
+    prompts: Sequence[str],
+    greedy: Sequence[Mapping[str, Any]],
+    details: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """One audit row per question: its prompt, the greedy completion, what was parsed from it and the verdict."""
+    examples: list[dict[str, Any]] = []
+    for r, prompt, g, d in zip(records, prompts, greedy, details, strict=True):
+        example = _example(r, d, g["completion"], g["finish_reason"], prompt=prompt)
         if "rationale" in g:
             example["rationale"] = g["rationale"]
         examples.append(example)
+    return examples
 
-    maj_at_k = None
-    if sampled is not None:
-        flat = [s for per in sampled for s in per]
-        sample_scores = compute_accuracy(
-            [s["completion"] for s in flat],
-            [a for a in answers for _ in range(sc)],
-            task=task,
-            format=plan.score_format,
-            mode=mode,
-            return_details=True,
-        )["details"]
-        parser = task.answer
-        correct = []
-        for i, example in enumerate(examples):
-            voted = vote(parser, sample_scores[i * sc : (i + 1) * sc], mode)
-            example.update(votes=voted["votes"], maj_prediction=voted["prediction"], maj_correct=voted["correct"])
-            correct.append(voted["correct"])
-        maj_at_k = sum(correct) / len(correct) if correct else None
 
-    wall = time.perf_counter() - started
-    result = EvalResult.from_scores(
-        scores,
-        maj_at_k=maj_at_k,
-        k=sc,
-        task=task.name,
-        format=plan.name,
-        mode=mode,
-        examples=examples,
-        wall_s=round(wall, 3),
-        generated_tokens=generated,
-        model=_model_name(model),
-        settings={
-            "batch_size": batch_size,
-            "max_new_tokens": max_new_tokens,
-            "stop": plan.stop,
-            "score_prefix_format": plan.score_format,
-            **({"sc_temperature": sc_temperature, "seed": seed} if sc else {}),
-        },
-    )
-    logger.info(
-        "%s [%s] accuracy %s over %d questions%s (%.1f s, %d tokens).",
-        task.name,
-        plan.name,
-        "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%",
-        result.n,
-        "" if maj_at_k is None else f", maj@{sc} {100 * maj_at_k:.2f}%",
-        wall,
-        generated,
-    )
-    return result
+def _example(
+    record: Mapping[str, Any], detail: Mapping[str, Any], completion: str, finish_reason: str | None, **first: Any
+) -> dict[str, Any]:
+    """The audit row of one scored completion (``completions.jsonl``): its question's ``sample_index``, ``first``
+    (e.g. the prompt, the rationale: in the order given), then the completion, the parsed prediction, the gold
+    answer, the verdict and the finish reason."""
+    return {
+        "sample_index": record["sample_index"],
+        **first,
+        "completion": completion,
+        "prediction": detail["prediction"],
+        "answer": record["answer"],
+        "correct": bool(detail["correct"]),
+        "finish_reason": finish_reason,
+    }
+
+
+def _vote_samples(
+    examples: list[dict[str, Any]],
+    sampled: list[list[dict[str, Any]]],
+    answers: Sequence[str],
+    *,
+    task: Task,
+    score_format: str | None,
+    mode: str,
+) -> float | None:
+    """Self-consistency: each question's samples scored and voted (the vote added to its example); maj@k."""
+    k = len(sampled[0]) if sampled else 0
+    flat = [s for per in sampled for s in per]
+    scored = compute_accuracy([s["completion"] for s in flat], [a for a in answers for _ in range(k)], task=task,
+                              format=score_format, mode=mode, return_details=True)  # fmt: skip
+    sample_scores = scored["details"]
+    correct = []
+    for i, example in enumerate(examples):
+        voted = vote(task.answer, sample_scores[i * k : (i + 1) * k], mode)
+        example.update(votes=voted["votes"], maj_prediction=voted["prediction"], maj_correct=voted["correct"])
+        correct.append(voted["correct"])
+    return sum(correct) / len(correct) if correct else None
 
 
 def _teacher_rows(dataset: Mapping[str, Iterable[Mapping[str, Any]]] | Any, split: str) -> list[dict[str, Any]]:
@@ -361,19 +372,8 @@ def evaluate_teacher(
         finish_reasons=finish,
         return_details=True,
     )
-    examples = [
-        {
-            "sample_index": r["sample_index"],
-            "prompt": second[i],
-            "rationale": rationales[i].text,
-            "completion": texts[i],
-            "prediction": d["prediction"],
-            "answer": r["answer"],
-            "correct": bool(d["correct"]),
-            "finish_reason": finish[i],
-        }
-        for i, (r, d) in enumerate(zip(rows, scores["details"], strict=True))
-    ]
+    examples = [_example(r, d, texts[i], finish[i], prompt=second[i], rationale=rationales[i].text)
+                for i, (r, d) in enumerate(zip(rows, scores["details"], strict=True))]  # fmt: skip
     return EvalResult.from_scores(
         scores,
         task=task.name,
@@ -411,17 +411,8 @@ def evaluate_completions(
         finish_reasons=finish_reasons,
         return_details=True,
     )
-    examples = [
-        {
-            "sample_index": r["sample_index"],
-            "completion": c,
-            "prediction": d["prediction"],
-            "answer": r["answer"],
-            "correct": bool(d["correct"]),
-            "finish_reason": None if finish_reasons is None else finish_reasons[i],
-        }
-        for i, (r, c, d) in enumerate(zip(records, completions, scores["details"], strict=True))
-    ]
+    examples = [_example(r, d, c, None if finish_reasons is None else finish_reasons[i])
+                for i, (r, c, d) in enumerate(zip(records, completions, scores["details"], strict=True))]  # fmt: skip
     return EvalResult.from_scores(
         scores,
         task=task.name,

@@ -33,7 +33,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -293,24 +293,60 @@ def generate_completions(
     """
     import torch
 
+    _check_sizes(max_new_tokens, batch_size, num_return_sequences, temperature if do_sample else None)
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    k = num_return_sequences
+    decoding = _Decoding.of(model, tokenizer, stop=stop, k=k, temperature=temperature if do_sample else None,
+                            seed=seed, logits_processor=logits_processor)  # fmt: skip
+    max_pos = None if decoding.stepper is _EncoderDecoder else _max_positions(model.config)
+    encoded, limits = _encode(tokenizer, prompts, max_new_tokens, max_pos)
+    # Longest prompts first: similar lengths share a batch (little padding) and memory peaks show up at once.
+    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+    per_batch = max(1, batch_size // k)
+    results: list[list[Completion | None]] = [[None] * k for _ in prompts]
+    own_bar = progress is True
+    bar = progress_bar(len(prompts) * k, "generating", "seq") if own_bar else (progress or None)
+    started, total_tokens = time.perf_counter(), 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), per_batch):
+                for row in decoding.batch(order[start : start + per_batch], encoded, limits):
+                    text = _finish_text(tokenizer, row, decoding.stop)
+                    results[row.prompt_index][row.sample] = Completion(text, row.finish, len(row.generated))
+                    total_tokens += len(row.generated)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if was_training:
+            model.train()
+        if own_bar and bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    logger.info("Generated %d sequences, %d tokens in %.1f s (%.1f tokens/s).", len(prompts) * k, total_tokens, wall,
+                total_tokens / wall if wall > 0 else 0.0)  # fmt: skip
+    return [[c for c in per_prompt if c is not None] for per_prompt in results]
+
+
+def _check_sizes(max_new_tokens: int, batch_size: int, num_return_sequences: int, temperature: float | None) -> None:
     if max_new_tokens < 1 or batch_size < 1 or num_return_sequences < 1:
         raise ValueError(
             f"max_new_tokens ({max_new_tokens}), batch_size ({batch_size}) and num_return_sequences "
             f"({num_return_sequences}) must be at least 1."
         )
-    if do_sample and not temperature > 0:
+    if temperature is not None and not temperature > 0:
         raise ValueError(f"Sampling needs a temperature > 0 (got {temperature}); use do_sample=False for greedy.")
-    if stop == "":
-        stop = None
-    prompts = list(prompts)
-    if not prompts:
-        return []
-    k = num_return_sequences
-    enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = next((v for v in (getattr(tokenizer, "pad_token_id", None), *sorted(eos_ids)) if isinstance(v, int)), 0)
+
+
+def _encode(
+    tokenizer: Any, prompts: list[str], max_new_tokens: int, max_pos: int | None
+) -> tuple[list[list[int]], list[int]]:
+    """Each prompt's tokens and its own limit of new tokens: a decoder's prompt + completion never exceed its
+    ``max_pos`` positions, so a longer prompt keeps its last ``max_pos - 1`` tokens (logged)."""
     encoded: list[list[int]] = [list(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
-    max_pos = None if enc_dec else _max_positions(model.config)
     limits = [max_new_tokens] * len(prompts)
     if max_pos is not None:
         cut = 0
@@ -327,81 +363,111 @@ def generate_completions(
             )
     if any(len(ids) == 0 for ids in encoded):
         raise FtcotError("An empty prompt tokenizes to no tokens: give every prompt some text.")
-    stop_window = len(stop) + 8 if stop else 0
-    base_seed = (seed if seed is not None else secrets.randbits(62)) if do_sample else 0
-    gen_device = model.device if getattr(model.device, "type", "cpu") != "meta" else "cpu"
+    return encoded, limits
 
-    # Longest prompts first: similar lengths share a batch (little padding) and memory peaks show up at once.
-    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
-    per_batch = max(1, batch_size // k)
-    results: list[list[Completion | None]] = [[None] * k for _ in prompts]
-    own_bar = progress is True
-    bar = progress_bar(len(prompts) * k, "generating", "seq") if own_bar else (progress or None)
-    started, total_tokens = time.perf_counter(), 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), per_batch):
-                chunk = order[start : start + per_batch]
-                rows = []
-                for i in chunk:
-                    for j in range(k):
-                        gen = None
-                        if do_sample:
-                            gen = torch.Generator(device=gen_device)
-                            gen.manual_seed(_row_seed(base_seed, i, j))
-                        rows.append(_Row(flat=i * k + j, prompt_index=i, sample=j, limit=limits[i], generator=gen))
-                stepper = (_EncoderDecoder if enc_dec else _DecoderOnly)(model, pad_id)
-                logits = stepper.prefill([encoded[i] for i in chunk], k)
-                active = rows
-                while True:
-                    scores = logits.float()
-                    if logits_processor is not None:
-                        scores = logits_processor([r.flat for r in active], [r.generated for r in active], scores)
-                    if do_sample:
-                        probs = torch.softmax(scores / temperature, dim=-1)
-                        tokens = torch.cat(
-                            [torch.multinomial(probs[b], 1, generator=r.generator) for b, r in enumerate(active)]
-                        )
-                    else:
-                        tokens = scores.argmax(dim=-1)
-                    keep: list[int] = []
-                    for b, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
-                        row.generated.append(token)
-                        if token in eos_ids:
-                            row.finish = "eos"
-                        elif stop and stop in tokenizer.decode(row.generated[-stop_window:], skip_special_tokens=True):
-                            row.finish = "stop"
-                        elif len(row.generated) >= row.limit:
-                            row.finish = "length"
-                        else:
-                            keep.append(b)
-                            continue
-                        results[row.prompt_index][row.sample] = Completion(
-                            _finish_text(tokenizer, row, stop), row.finish, len(row.generated)
-                        )
-                        total_tokens += len(row.generated)
-                        if bar is not None:
-                            bar.update(1)
-                    if not keep:
-                        break
-                    if len(keep) < len(active):
-                        stepper.select(keep)
-                        tokens = tokens[keep]
-                        active = [active[b] for b in keep]
-                    logits = stepper.step(tokens.to(stepper.device))
-    finally:
-        if was_training:
-            model.train()
-        if own_bar and bar is not None:
-            bar.close()
-    wall = time.perf_counter() - started
-    logger.info(
-        "Generated %d sequences, %d tokens in %.1f s (%.1f tokens/s).",
-        len(prompts) * k,
-        total_tokens,
-        wall,
-        total_tokens / wall if wall > 0 else 0.0,
-    )
-    return [[c for c in per_prompt if c is not None] for per_prompt in results]
+
+@dataclass
+class _Decoding:
+    """What every batch of one :func:`generate_completions` call shares: the model, how a token is chosen and when
+    a row is finished."""
+
+    model: Any
+    tokenizer: Any
+    stepper: type[_DecoderOnly] | type[_EncoderDecoder]
+    pad_id: int
+    eos_ids: set[int]
+    stop: str | None
+    k: int
+    temperature: float | None
+    """None: greedy."""
+    base_seed: int
+    gen_device: Any
+    logits_processor: RowLogitsProcessor | None
+
+    @classmethod
+    def of(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        stop: str | None,
+        k: int,
+        temperature: float | None,
+        seed: int | None,
+        logits_processor: RowLogitsProcessor | None,
+    ) -> _Decoding:
+        """The decoding of ``model``: its stepper and EOS ids, the pad id (the tokenizer's, else an EOS id) and,
+        when sampling (``temperature``), the base seed of the rows' generators (None: a random one)."""
+        eos_ids = _eos_ids(model, tokenizer)
+        pad_ids = (getattr(tokenizer, "pad_token_id", None), *sorted(eos_ids))
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            stepper=_EncoderDecoder if getattr(model.config, "is_encoder_decoder", False) else _DecoderOnly,
+            pad_id=next((v for v in pad_ids if isinstance(v, int)), 0),
+            eos_ids=eos_ids,
+            stop=stop or None,
+            k=k,
+            temperature=temperature,
+            base_seed=(seed if seed is not None else secrets.randbits(62)) if temperature is not None else 0,
+            gen_device=model.device if getattr(model.device, "type", "cpu") != "meta" else "cpu",
+            logits_processor=logits_processor,
+        )
+
+    def batch(self, chunk: list[int], encoded: list[list[int]], limits: list[int]) -> Iterator[_Row]:
+        """Decode the prompts ``chunk`` (``k`` rows each), yielding each row as it finishes; a finished row leaves
+        the batch and its cache at once."""
+        rows = [_Row(flat=i * self.k + j, prompt_index=i, sample=j, limit=limits[i], generator=self._generator(i, j))
+                for i in chunk for j in range(self.k)]  # fmt: skip
+        stepper = self.stepper(self.model, self.pad_id)
+        logits = stepper.prefill([encoded[i] for i in chunk], self.k)
+        active = rows
+        while True:
+            tokens = self._next_tokens(logits, active)
+            keep: list[int] = []
+            for b, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+                row.generated.append(token)
+                row.finish = self._finish(row, token)
+                if row.finish is None:
+                    keep.append(b)
+                else:
+                    yield row
+            if not keep:
+                return
+            if len(keep) < len(active):
+                stepper.select(keep)
+                tokens = tokens[keep]
+                active = [active[b] for b in keep]
+            logits = stepper.step(tokens.to(stepper.device))
+
+    def _generator(self, prompt_index: int, sample: int) -> Any:
+        """A sampled row's own random generator: samples do not depend on the batch size or the sort order."""
+        if self.temperature is None:
+            return None
+        import torch
+
+        gen = torch.Generator(device=self.gen_device)
+        gen.manual_seed(_row_seed(self.base_seed, prompt_index, sample))
+        return gen
+
+    def _next_tokens(self, logits: torch.Tensor, active: list[_Row]) -> torch.Tensor:
+        import torch
+
+        scores = logits.float()
+        if self.logits_processor is not None:
+            scores = self.logits_processor([r.flat for r in active], [r.generated for r in active], scores)
+        if self.temperature is None:
+            return scores.argmax(dim=-1)
+        probs = torch.softmax(scores / self.temperature, dim=-1)
+        return torch.cat([torch.multinomial(probs[b], 1, generator=r.generator) for b, r in enumerate(active)])
+
+    def _finish(self, row: _Row, token: int) -> FinishReason | None:
+        if token in self.eos_ids:
+            return "eos"
+        # Only the last tokens can complete the stop phrase: decoding the whole row every step would be quadratic.
+        window = len(self.stop) + 8 if self.stop else 0
+        if self.stop and self.stop in self.tokenizer.decode(row.generated[-window:], skip_special_tokens=True):
+            return "stop"
+        if len(row.generated) >= row.limit:
+            return "length"
+        return None

@@ -17,11 +17,12 @@ Metrics (fractions in [0, 1]; None when there is nothing to average):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ftcot_hf.answers import MODES, PREDICTION_PREFIXES, require_math_verify, score_with_parser
+from ftcot_hf.answers import MODES, require_math_verify, score_with_parser
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.evaluation.baselines import PROMPT_FORMATS, evaluation_format
 from ftcot_hf.formats import FORMATS, UnknownFormatError
 from ftcot_hf.tasks import resolve_task
 
@@ -33,20 +34,41 @@ COMPLETE_REASONS = frozenset({"stop", "eos"})
 
 
 def resolve_prefix(format: str | None) -> str | None:
-    """The answer prefix of a student format (``ftcot_hf.formats``) or of a prompt format of
-    ``answers.PREDICTION_PREFIXES`` (``zero_shot_cot``, ``few_shot_cot``); None (or ``"none"``) means no prefix.
+    """The answer prefix of a student format (``ftcot_hf.formats``) or of a prompt format
+    (``evaluation.baselines.PROMPT_FORMATS``: ``zero_shot_cot``, ``few_shot_cot``); None (or ``"none"``) means no
+    prefix.
 
     Raises:
         UnknownFormatError: the name is in neither registry (lists the known names).
     """
     if format is None or format == "none":
         return None
-    if format in FORMATS:
-        return FORMATS[format].prefix
-    if format in PREDICTION_PREFIXES:
-        return PREDICTION_PREFIXES[format]
-    known = sorted({*FORMATS, *PREDICTION_PREFIXES})
-    raise UnknownFormatError(f"Unknown format {format!r}: use one of {', '.join(known)} (or None for no prefix).")
+    fmt = evaluation_format(format)
+    if fmt is None:
+        known = sorted({*FORMATS, *PROMPT_FORMATS})
+        raise UnknownFormatError(f"Unknown format {format!r}: use one of {', '.join(known)} (or None for no prefix).")
+    return fmt.prefix
+
+
+class _Prefixes(Mapping[str, "str | None"]):
+    """Format name -> answer prefix, read from the formats themselves on every lookup (a format registered later
+    is in it; there is no table to keep in step)."""
+
+    def __getitem__(self, name: str) -> str | None:
+        if evaluation_format(name) is None:
+            raise KeyError(name)
+        return resolve_prefix(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*FORMATS, *PROMPT_FORMATS])
+
+    def __len__(self) -> int:
+        return len(FORMATS) + len(PROMPT_FORMATS)
+
+
+PREDICTION_PREFIXES: Mapping[str, str | None] = _Prefixes()
+"""The answer prefix of every student and prompt format (``ftcot_hf.PREDICTION_PREFIXES``): a view of
+``StudentFormat.prefix`` / ``PromptFormat.prefix``."""
 
 
 def _mean(values: Sequence[bool]) -> float | None:

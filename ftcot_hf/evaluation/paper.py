@@ -9,38 +9,10 @@ The Teacher row is text-davinci-002 Zero-shot-CoT over train+test completions (n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-TASK_ORDER: tuple[str, ...] = (
-    "single_eq",
-    "addsub",
-    "multiarith",
-    "gsm8k",
-    "aqua",
-    "svamp",
-    "date_understanding",
-    "tracking_shuffled_objects",
-    "last_letter_concatenation",
-    "coin_flip",
-    "commonsense_qa",
-    "strategy_qa",
-)
-"""The paper's column order."""
-
-TASK_LABELS: dict[str, str] = {
-    "single_eq": "SingleEq",
-    "addsub": "AddSub",
-    "multiarith": "MultiArith",
-    "gsm8k": "GSM8K",
-    "aqua": "AQUA",
-    "svamp": "SVAMP",
-    "date_understanding": "Date",
-    "tracking_shuffled_objects": "Shuffled",
-    "last_letter_concatenation": "LastLetter",
-    "coin_flip": "CoinFlip",
-    "commonsense_qa": "CSQA",
-    "strategy_qa": "StrategyQA",
-}
+if TYPE_CHECKING:
+    from ftcot_hf.tasks import Task
 
 TEACHER: tuple[float, ...] = (81.50, 76.71, 78.79, 42.17, 29.74, 64.20, 67.58, 53.20, 57.71, 90.04, 60.07, 53.45)
 """text-davinci-002 175B Zero-shot-CoT (the paper's Teacher row, train+test)."""
@@ -203,20 +175,24 @@ FAMILY_SIZES: dict[str, dict[str, float]] = {
 }
 """Parameter counts of the paper's students (labels as in the tables)."""
 
-FORMAT_METHODS: dict[str, str] = {
-    "ft_cot": "Fine-tune-CoT",
-    "ft_cot_t5": "Fine-tune-CoT",
-    "vanilla": "Fine-tune",
-    "vanilla_t5": "Fine-tune",
-    "zero_shot": "Zero-shot",
-    "zero_shot_t5": "Zero-shot",
-    "few_shot_cot": "Few-shot-CoT",
-}
-"""Our evaluation format -> the paper's method name (Fine-tune-CoT with D > 1 is "Diverse reasoning")."""
+def paper_tasks() -> tuple[Task, ...]:
+    """The tasks of the paper's tables in its column order: each one's ``Task.paper_column`` (a row's figures are
+    one per column, so the columns must be exactly 0..11)."""
+    from ftcot_hf.tasks import TASKS  # the 12 task modules load when a table is read, not on import
+
+    return tuple(sorted((t for t in TASKS.values() if t.paper_column is not None), key=lambda t: t.paper_column))
+
+
+def task_sort_key(name: str) -> tuple[int, str]:
+    """Tables and plots list tasks in the paper's order, then the others by name."""
+    from ftcot_hf.tasks import TASKS
+
+    column = TASKS[name].paper_column if name in TASKS else None
+    return (len(TEACHER) if column is None else column, name)
 
 
 def _row_dict(values: tuple[float | None, ...]) -> dict[str, float | None]:
-    return dict(zip(TASK_ORDER, values, strict=True))
+    return dict(zip((t.name for t in paper_tasks()), values, strict=True))
 
 
 def teacher_row() -> dict[str, float]:
@@ -242,8 +218,12 @@ def rows() -> list[dict[str, Any]]:
 
 
 def method_for(format: str, degree: int | None = None) -> str | None:
-    """The paper's method name of an evaluation format (None: not in the open-source students' tables)."""
-    method = FORMAT_METHODS.get(format)
+    """The paper's method name of an evaluation format, its ``paper_method`` (None: not in the open-source students'
+    tables, or not a format); Fine-tune-CoT with D > 1 is "Diverse reasoning"."""
+    from ftcot_hf.evaluation.baselines import evaluation_format
+
+    fmt = evaluation_format(format)
+    method = fmt.paper_method if fmt is not None else None
     if method == "Fine-tune-CoT" and degree is not None and degree > 1:
         return "Diverse reasoning"
     return method

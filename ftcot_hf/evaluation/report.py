@@ -18,7 +18,8 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.evaluator import EvalResult
-from ftcot_hf.evaluation.paper import TASK_LABELS, TASK_ORDER, paper_row, teacher_row
+from ftcot_hf.evaluation.paper import paper_row, task_sort_key, teacher_row
+from ftcot_hf.tasks import task_label
 from ftcot_hf.utils.fmt import pct
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,6 @@ def versions() -> dict[str, str | None]:
 
 def _paperpct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def _task_sort_key(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
 
 
 def parse_paper_row(spec: str | Sequence[str] | None) -> tuple[str, str, str] | None:
@@ -83,9 +80,9 @@ def results_markdown(
     header += ["paper", "teacher (paper)", "time s", "tokens"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    for r in sorted(results, key=lambda r: _task_sort_key(r.task)):
+    for r in sorted(results, key=lambda r: task_sort_key(r.task)):
         row = [
-            TASK_LABELS.get(r.task, r.task),
+            task_label(r.task),
             r.format,
             str(r.n),
             pct(r.accuracy),
@@ -100,7 +97,7 @@ def results_markdown(
         ]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Examples", ""]
-    for r in sorted(results, key=lambda r: _task_sort_key(r.task)):
+    for r in sorted(results, key=lambda r: task_sort_key(r.task)):
         for ex in r.examples[:2]:
             verdict = "correct" if ex.get("correct") else "wrong"
             lines.append(
@@ -135,7 +132,7 @@ def plot_accuracy_per_task(
     fig = _figure(max(6.0, 1.1 * len(results) + 2), 3.6)  # wide enough for the one-row legend
     if fig is None or not results:
         return None
-    ordered = sorted(results, key=lambda r: _task_sort_key(r.task))
+    ordered = sorted(results, key=lambda r: task_sort_key(r.task))
     reference = paper_row(*paper) if paper else None
     teacher = teacher_row()
     series = [("this run", [100 * (r.accuracy or 0.0) for r in ordered])]
@@ -150,7 +147,7 @@ def plot_accuracy_per_task(
         if len(ordered) <= 4:  # few bars: print the figures on them
             ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=1)
     ax.set_xticks(range(len(ordered)))
-    ax.set_xticklabels([TASK_LABELS.get(r.task, r.task) for r in ordered], rotation=30, ha="right")
+    ax.set_xticklabels([task_label(r.task) for r in ordered], rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 118)  # headroom so the legend row never covers a bar
     ax.set_yticks(range(0, 101, 20))
@@ -185,9 +182,9 @@ def plot_accuracy_vs_degree(
     if fig is None or not points:
         return None
     ax = fig.add_subplot(1, 1, 1)
-    for task in sorted(points, key=_task_sort_key):
+    for task in sorted(points, key=task_sort_key):
         xs, ys = zip(*sorted(points[task]), strict=True)
-        ax.plot(xs, ys, marker="o", label=TASK_LABELS.get(task, task))
+        ax.plot(xs, ys, marker="o", label=task_label(task))
     degrees = sorted({d for p in points.values() for d, _ in p})
     ax.set_xscale("log", base=2)
     ax.set_xticks(degrees)

@@ -32,7 +32,7 @@ BUILTIN_TASKS = (
 """The paper's tasks, in its order."""
 
 TASKS: Registry[Task] = Registry(
-    "task", {name: f"ftcot_hf.tasks.{name}:TASK" for name in BUILTIN_TASKS}, error=UnknownTaskError
+    "task", {name: f"ftcot_hf.tasks.{name}:TASK" for name in BUILTIN_TASKS}, error=UnknownTaskError, base=Task
 )
 """Task name -> :class:`Task`: the paper's 12 (in its order), then registered ones."""
 
@@ -51,13 +51,18 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     """Make ``task`` available by its name everywhere a built-in's name works (``ftcot_hf.load_task``, the
     augmenter, ``compute_accuracy``, ``ftcot eval --task``). A name that is already registered is an error (a
     built-in's always; another user task's unless ``replace=True``)."""
-    if not isinstance(task, Task):
-        raise TypeError(f"register_task takes a Task, not {type(task).__name__}.")
+    TASKS.check(task)
     if task.name in BUILTIN_TASKS or (task.name in TASKS and not replace):
         kind = "a built-in" if task.name in BUILTIN_TASKS else "a registered"
         raise FtcotError(f"The task name {task.name!r} is already taken by {kind} task: choose another --task_name.")
     TASKS.register(task.name, task, replace=True)
     return task
+
+
+def task_label(name: str) -> str:
+    """A task's short name in tables and plots: the registered task's :attr:`Task.report_label`, else the name
+    itself (a task known only by its name, e.g. a user dataset's read back from a results file)."""
+    return TASKS[name].report_label if name in TASKS else name
 
 
 def score_completion(
@@ -75,7 +80,7 @@ def score_completion(
         completion: the generated text, without its stop string.
         gold: the gold answer as stored in the task's ``answer`` column.
         prefix: the literal answer prefix of the format (``"-->"`` for Fine-tune-CoT, see
-            ``PREDICTION_PREFIXES``), or None when the format has none.
+            its ``StudentFormat.prefix``), or None when the format has none.
         mode: ``"paper"`` (bit-exact with the reference) or ``"robust"``.
 
     Returns:
@@ -89,4 +94,13 @@ def score_completion(
     return score_with_parser(resolve_task(task).answer, completion, gold, prefix=prefix, mode=mode)
 
 
-__all__ = ["BUILTIN_TASKS", "TASKS", "Task", "get_task", "register_task", "resolve_task", "score_completion"]
+__all__ = [
+    "BUILTIN_TASKS",
+    "TASKS",
+    "Task",
+    "get_task",
+    "register_task",
+    "resolve_task",
+    "score_completion",
+    "task_label",
+]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ftcot_hf.citation import PAPER_CITATION
 from ftcot_hf.errors import SourceFormatError
@@ -72,5 +74,44 @@ def raise_format(path: Path, message: str) -> None:
     raise SourceFormatError(f"{path}: {message}.")
 
 
-def enumerate_from(records: Iterable[dict], start: int = 0) -> Iterable[tuple[int, dict]]:
-    return enumerate(records, start=start)
+# -- the record builders several tasks share ------------------------------------------------------------------------
+def numbered(*parts: Iterable[dict]) -> Iterator[tuple[int, dict]]:
+    """The records of several files in order (train, then test), numbered from 0 across them."""
+    return enumerate(itertools.chain(*parts))
+
+
+def mawps_records(paths: dict[str, Path], *, strip: bool, answer: Callable[[Any], str]) -> Iterator[tuple[int, dict]]:
+    """A MAWPS file's items (AddSub, SingleEq, MultiArith): ``sQuestion`` (stripped or as is, as the reference
+    reads each) and ``answer(lSolutions[0])``."""
+    path = paths["data"]
+    for i, ex in enumerate(read_json(path)):
+        where = f"item {i}"
+        question = field(ex, "sQuestion", path=path, where=where)
+        solution = field(ex, "lSolutions", path=path, where=where)[0]
+        yield i, record(question.strip() if strip else question, answer(solution))
+
+
+def bigbench_qa_records(paths: dict[str, Path]) -> Iterator[tuple[int, dict]]:
+    """A generated BIG-bench-style file's examples as they are: ``question`` and ``answer`` (Coin Flip, Last Letter
+    Concatenation)."""
+    path = paths["data"]
+    for i, ex in enumerate(bigbench_examples(path)):
+        where = f"example {i}"
+        yield i, record(field(ex, "question", path=path, where=where), field(ex, "answer", path=path, where=where))
+
+
+def bigbench_choice_records(
+    paths: dict[str, Path], *, strip_input: bool, order: Callable[[list[str]], list[str]] | None = None
+) -> Iterator[tuple[int, dict]]:
+    """A BIG-bench multiple-choice task's examples: ``input`` (stripped or as is) + ``"\nWhich choice is true?"``,
+    the options of ``target_scores`` (in file order, or as ``order`` puts them; called once per example, in file
+    order) each without its trailing ".", and the letter of the one scoring 1."""
+    path = paths["data"]
+    for i, ex in enumerate(bigbench_examples(path)):
+        gold = correct_choice(ex, path, i)
+        options = list(ex["target_scores"])
+        if order is not None:
+            options = order(options)
+        question = field(ex, "input", path=path, where=f"example {i}")
+        question = (question.strip() if strip_input else question) + "\nWhich choice is true?"
+        yield i, choice_record(question, [strip_period(c) for c in options], LETTERS[options.index(gold)])

@@ -5,9 +5,8 @@ Split: random 70:30 (276/119). Answers compare as floats.
 """
 
 from ftcot_hf.answers import NumberAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, mawps_records
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
-from ftcot_hf.tasks.sources import field, read_json
 from ftcot_hf.tasks.task import Task
 
 SOURCES = {
@@ -20,16 +19,7 @@ SOURCES = {
 
 
 def build(paths):
-    path = paths["data"]
-    for i, ex in enumerate(read_json(path)):
-        where = f"item {i}"
-        yield (
-            i,
-            record(
-                field(ex, "sQuestion", path=path, where=where).strip(),
-                str(field(ex, "lSolutions", path=path, where=where)[0]),
-            ),
-        )
+    return mawps_records(paths, strip=True, answer=str)
 
 
 TASK = Task(
@@ -48,4 +38,5 @@ TASK = Task(
     homepage="https://github.com/sroy9/mawps",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="AddSub",
+    paper_column=1,
 )

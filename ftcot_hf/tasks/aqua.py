@@ -77,4 +77,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through E, the answer is",
     label="AQUA",
+    paper_column=4,
 )

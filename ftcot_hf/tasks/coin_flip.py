@@ -3,9 +3,8 @@ flip it or not. Records: the file's examples as they are (answers "yes"/"no"). S
 """
 
 from ftcot_hf.answers import YesNoAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_examples, kojima, record
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_qa_records, kojima
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
-from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.task import Task
 
 SOURCES = {
@@ -18,10 +17,7 @@ SOURCES = {
 
 
 def build(paths):
-    path = paths["data"]
-    for i, ex in enumerate(bigbench_examples(path)):
-        where = f"example {i}"
-        yield i, record(field(ex, "question", path=path, where=where), field(ex, "answer", path=path, where=where))
+    return bigbench_qa_records(paths)
 
 
 TASK = Task(
@@ -40,4 +36,5 @@ TASK = Task(
     homepage="https://github.com/kojima-takeshi188/zero_shot_cot",
     kojima_trigger="\nTherefore, the answer (Yes or No) is",
     label="CoinFlip",
+    paper_column=9,
 )

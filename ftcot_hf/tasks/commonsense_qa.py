@@ -6,7 +6,7 @@ set is the test split (the official test set has no labels).
 """
 
 from ftcot_hf.answers import ChoiceAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima, numbered
 from ftcot_hf.tasks.source import OrderedSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_jsonl
 from ftcot_hf.tasks.task import Task
@@ -25,20 +25,20 @@ SOURCES = {
 }
 
 
+def _records(path):
+    for lineno, ex in enumerate(read_jsonl(path), start=1):
+        where = f"line {lineno}"
+        q = field(ex, "question", path=path, where=where)
+        stem = field(q, "stem", path=path, where=f"{where} .question")
+        choices = [
+            field(c, "text", path=path, where=f"{where} choice").strip()
+            for c in field(q, "choices", path=path, where=f"{where} .question")
+        ]
+        yield choice_record(stem.strip(), choices, field(ex, "answerKey", path=path, where=where))
+
+
 def build(paths):
-    index = 0
-    for role in ("train", "test"):
-        path = paths[role]
-        for lineno, ex in enumerate(read_jsonl(path), start=1):
-            where = f"line {lineno}"
-            q = field(ex, "question", path=path, where=where)
-            stem = field(q, "stem", path=path, where=f"{where} .question")
-            choices = [
-                field(c, "text", path=path, where=f"{where} choice").strip()
-                for c in field(q, "choices", path=path, where=f"{where} .question")
-            ]
-            yield index, choice_record(stem.strip(), choices, field(ex, "answerKey", path=path, where=where))
-            index += 1
+    return numbered(_records(paths["train"]), _records(paths["test"]))
 
 
 TASK = Task(
@@ -58,4 +58,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through E, the answer is",
     label="CSQA",
+    paper_column=10,
 )

@@ -9,18 +9,8 @@ paper's template-wise split (261/108) from its published split file.
 import numpy as np
 
 from ftcot_hf.answers import ChoiceAnswer
-from ftcot_hf.tasks._common import (
-    FINE_TUNE_COT_CITATION,
-    LETTERS,
-    bigbench_examples,
-    choice_record,
-    correct_choice,
-    kojima,
-    rt_split,
-    strip_period,
-)
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_choice_records, kojima, rt_split
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
-from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.task import Task
 
 SOURCES = {
@@ -33,17 +23,16 @@ SOURCES = {
 
 
 def build(paths):
-    path = paths["data"]
-    rs = np.random.RandomState(0)
-    for i, ex in enumerate(bigbench_examples(path)):
-        gold = correct_choice(ex, path, i)
-        original = list(ex["target_scores"])
+    rs = np.random.RandomState(0)  # one generator for the whole file, as the reference shuffles
+
+    def shuffle(original: list[str]) -> list[str]:
         perm = rs.permutation(len(original))
         shuffled = [""] * len(original)
         for j, choice in enumerate(original):
             shuffled[perm[j]] = choice
-        question = field(ex, "input", path=path, where=f"example {i}").strip() + "\nWhich choice is true?"
-        yield i, choice_record(question, [strip_period(c) for c in shuffled], LETTERS[shuffled.index(gold)])
+        return shuffled
+
+    return bigbench_choice_records(paths, strip_input=True, order=shuffle)
 
 
 TASK = Task(
@@ -66,4 +55,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through F, the answer is",
     label="Date",
+    paper_column=6,
 )

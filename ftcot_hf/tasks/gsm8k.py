@@ -6,7 +6,7 @@ train/test. Answers compare as strings in paper mode.
 """
 
 from ftcot_hf.answers import NumberAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, raise_format, record
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, numbered, raise_format, record
 from ftcot_hf.tasks.source import OrderedSplit, TaskSource
 from ftcot_hf.tasks.sources import SourceFile, field, read_jsonl
 from ftcot_hf.tasks.task import Task
@@ -37,11 +37,7 @@ def _records(path):
 
 
 def build(paths):
-    index = 0
-    for role in ("train", "test"):
-        for rec in _records(paths[role]):
-            yield index, rec
-            index += 1
+    return numbered(_records(paths["train"]), _records(paths["test"]))
 
 
 TASK = Task(
@@ -61,4 +57,5 @@ TASK = Task(
     homepage="https://github.com/openai/grade-school-math",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="GSM8K",
+    paper_column=3,
 )

@@ -4,9 +4,8 @@ Paper mode compares the whole post-prefix text, minus quotes, periods and whites
 """
 
 from ftcot_hf.answers import LettersAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_examples, kojima, record
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_qa_records, kojima
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
-from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.task import Task
 
 SOURCES = {
@@ -19,10 +18,7 @@ SOURCES = {
 
 
 def build(paths):
-    path = paths["data"]
-    for i, ex in enumerate(bigbench_examples(path)):
-        where = f"example {i}"
-        yield i, record(field(ex, "question", path=path, where=where), field(ex, "answer", path=path, where=where))
+    return bigbench_qa_records(paths)
 
 
 TASK = Task(
@@ -41,4 +37,5 @@ TASK = Task(
     homepage="https://github.com/kojima-takeshi188/zero_shot_cot",
     kojima_trigger="\nTherefore, the answer is",
     label="LastLetter",
+    paper_column=8,
 )

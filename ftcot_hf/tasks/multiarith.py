@@ -7,9 +7,8 @@ Answers compare as strings in paper mode ("39.0" != "39").
 """
 
 from ftcot_hf.answers import NumberAnswer
-from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record, rt_split
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, mawps_records, rt_split
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
-from ftcot_hf.tasks.sources import field, read_json
 from ftcot_hf.tasks.task import Task
 
 SOURCES = {
@@ -22,16 +21,7 @@ SOURCES = {
 
 
 def build(paths):
-    path = paths["data"]
-    for i, ex in enumerate(read_json(path)):
-        where = f"item {i}"
-        yield (
-            i,
-            record(
-                field(ex, "sQuestion", path=path, where=where).strip(),
-                str(int(field(ex, "lSolutions", path=path, where=where)[0])),
-            ),
-        )
+    return mawps_records(paths, strip=True, answer=lambda solution: str(int(solution)))
 
 
 TASK = Task(
@@ -53,4 +43,5 @@ TASK = Task(
     homepage="https://github.com/sroy9/mawps",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="MultiArith",
+    paper_column=2,
 )

@@ -54,4 +54,5 @@ TASK = Task(
     homepage="https://allenai.org/data/strategyqa",
     kojima_trigger="\nTherefore, the answer (Yes or No) is",
     label="StrategyQA",
+    paper_column=11,
 )

@@ -42,4 +42,5 @@ TASK = Task(
     homepage="https://github.com/arkilpatel/SVAMP",
     kojima_trigger="\nTherefore, the answer (arabic numerals) is",
     label="SVAMP",
+    paper_column=5,
 )

@@ -44,6 +44,8 @@ class Task:
     """The task-specific stage-2 trigger of Kojima et al.'s runs (the recorded teacher); None: the generic one."""
     label: str | None = None
     """The short name in tables and plots (default: the title)."""
+    paper_column: int | None = None
+    """The task's column in the paper's tables (0-based, the paper's order); None: the paper has no figure for it."""
 
     @property
     def answer_type(self) -> str:

@@ -6,17 +6,8 @@ the completion is a candidate (the "A" of "Answer" counts), as in the reference.
 """
 
 from ftcot_hf.answers import ChoiceAnswer
-from ftcot_hf.tasks._common import (
-    FINE_TUNE_COT_CITATION,
-    LETTERS,
-    bigbench_examples,
-    choice_record,
-    correct_choice,
-    kojima,
-    strip_period,
-)
+from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_choice_records, kojima
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
-from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.task import Task
 
 SOURCES = {
@@ -29,12 +20,7 @@ SOURCES = {
 
 
 def build(paths):
-    path = paths["data"]
-    for i, ex in enumerate(bigbench_examples(path)):
-        gold = correct_choice(ex, path, i)
-        options = list(ex["target_scores"])
-        question = field(ex, "input", path=path, where=f"example {i}") + "\nWhich choice is true?"
-        yield i, choice_record(question, [strip_period(c) for c in options], LETTERS[options.index(gold)])
+    return bigbench_choice_records(paths, strip_input=False)
 
 
 TASK = Task(
@@ -54,4 +40,5 @@ TASK = Task(
     has_choices=True,
     kojima_trigger="\nTherefore, among A through C, the answer is",
     label="Shuffled",
+    paper_column=7,
 )

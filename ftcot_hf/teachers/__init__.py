@@ -106,13 +106,12 @@ def _teacher_class(backend: str) -> type[Teacher]:
                 f"--teacher {backend}: cannot import {attr!r} from module {module!r} ({e}); give 'module:Class' of a "
                 "Teacher subclass importable here (on PYTHONPATH, or installed)."
             ) from None
-        if not (isinstance(obj, type) and issubclass(obj, Teacher)):
-            raise FtcotError(f"--teacher {backend}: {obj!r} is not a subclass of ftcot_hf.teachers.Teacher.")
+        TEACHERS.check(obj, backend)  # before `backend` is set on it
         obj.backend = obj.backend or backend
         TEACHERS.register(backend, obj, replace=True)
-    cls = TEACHERS[backend]
-    if not (isinstance(cls, type) and issubclass(cls, Teacher)) or not hasattr(cls, "from_config"):
-        raise FtcotError(f"The teacher backend {backend!r} is {cls!r}, not a Teacher subclass with a from_config "
+    cls = TEACHERS[backend]  # a Teacher subclass: the registry checks what it holds
+    if not hasattr(cls, "from_config"):
+        raise FtcotError(f"The teacher backend {backend!r} is {cls!r}, a Teacher subclass without a from_config "
                          "classmethod (see ftcot_hf/teachers/base.py).")  # fmt: skip
     return cls
 

@@ -303,6 +303,8 @@ TEACHERS: Registry[type[Teacher]] = Registry(
         "anthropic_batch": "ftcot_hf.teachers.batch.anthropic:AnthropicBatchTeacher",
         "vllm": "ftcot_hf.teachers.vllm:VLLMTeacher",
     },
+    base=Teacher,
+    classes=True,
 )
 """Backend name -> Teacher class (built with its ``from_config``); imported on first use."""
 
@@ -312,9 +314,7 @@ def register_teacher(name: str) -> Callable[[type[Teacher]], type[Teacher]]:
     :data:`TEACHERS` already; registering them again when their module loads replaces the lazy entry."""
 
     def wrap(cls: type[Teacher]) -> type[Teacher]:
-        if not (isinstance(cls, type) and issubclass(cls, Teacher)):
-            raise FtcotError(f"register_teacher({name!r}) decorates a subclass of ftcot_hf.teachers.Teacher, "
-                             f"not {cls!r}.")  # fmt: skip
+        TEACHERS.check(cls, name)  # before `backend` is set on it
         cls.backend = name
         TEACHERS.register(name, cls, replace=True)
         return cls

@@ -1,5 +1,5 @@
 """Teachers behind HTTP APIs. :mod:`~ftcot_hf.teachers.http.core` holds the shared transport (:class:`HTTPTeacher`:
-concurrency, fleets, retries; its pieces in ``transport.py``); each API is one
+concurrency, fleets, retries; its pieces in ``transport.py`` and ``schedule.py``); each API is one
 small module on top: :mod:`~ftcot_hf.teachers.http.openai` (:class:`OpenAITeacher`, backend ``openai``).
 """
 

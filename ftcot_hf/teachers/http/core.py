@@ -28,6 +28,10 @@ Why it looks the way it does:
 * ``identity()`` is backend + model (+ ``extra_body``, ``seed``, ``stop`` when set), never the URLs: a fleet serving
   one model shares the cache, and moving a server to another port does not invalidate it.
 
+The file is over 500 lines because :class:`HTTPTeacher` is one state machine whose parts share its counters and its
+loop (the options, the ``n`` fallback, the malformed-answer retries, the budget and the ledger); how a call's
+requests are worked off is ``schedule.py``, the HTTP transport ``transport.py``.
+
 Why this file is ~740 lines: it is one class whose parts (the loop bridge, the per-request plan, the ``n`` fallback,
 the failure hand-over, the budget and the billed counts, the no-reply warning) share the teacher's state; the
 transport, which does not, is apart.
@@ -47,13 +51,11 @@ import os
 import queue
 import threading
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ftcot_hf.teachers.base import (
-    BudgetExhaustedError,
-    FailedRequest,
     Generation,
     Request,
     RequestFailedError,
@@ -63,6 +65,7 @@ from ftcot_hf.teachers.base import (
 )
 from ftcot_hf.teachers.http import transport as tp
 from ftcot_hf.teachers.http.adaptive import MIN_TIMEOUT, describe_rate, describe_seconds
+from ftcot_hf.teachers.http.schedule import BACKLOG_PER_SLOT, Backlog, Schedule
 from ftcot_hf.teachers.http.transport import Endpoint, Fleet, ResponseError
 
 logger = logging.getLogger(__name__)
@@ -75,50 +78,6 @@ class _NotSent(TeacherError):
 T = TypeVar("T", bound="HTTPTeacher")
 CHAT_TEMPLATE_TOKENS = 64
 """Tokens a chat template may add around one user message (the budget's prompt bound)."""
-
-
-BACKLOG_PER_SLOT = 4
-"""Answers that may wait for the caller, per request the teacher keeps in flight at most."""
-
-
-class _Backlog:
-    """Answers handed to the caller's thread and not yet taken by it. The caller stores each one in the request
-    cache when it takes it, so an answer waiting here is lost to a kill -9: a bound keeps the loss to about the
-    requests in flight, not to all that a slow consumer has let pile up (816 answers at 100k questions, measured by
-    bench/teach_scale.py before this bound). Counted on both threads under a lock; the loop side waits on an event
-    the caller's side sets."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int):
-        self.loop, self.limit = loop, max(1, limit)
-        self.count = 0
-        self.lock = threading.Lock()
-        self.event: asyncio.Event | None = None
-
-    def add(self) -> None:
-        with self.lock:
-            self.count += 1
-
-    def taken(self) -> None:
-        with self.lock:
-            self.count -= 1
-            wake = self.count < self.limit and self.event is not None and not self.event.is_set()
-        if wake:
-            self.loop.call_soon_threadsafe(self._set)
-
-    def _set(self) -> None:
-        if self.event is not None:
-            self.event.set()
-
-    async def room(self) -> None:
-        """Return once fewer than ``limit`` answers wait for the caller."""
-        while True:
-            with self.lock:
-                if self.count < self.limit:
-                    return
-                if self.event is None:
-                    self.event = asyncio.Event()
-                self.event.clear()
-            await self.event.wait()
 
 
 def _prompt_billed_once(gens: list[Generation]) -> list[Generation]:
@@ -427,7 +386,7 @@ class HTTPTeacher(Teacher):
             return
         loop = self._ensure_loop()
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        backlog = _Backlog(loop, BACKLOG_PER_SLOT * self.max_concurrency)
+        backlog = Backlog(loop, BACKLOG_PER_SLOT * self.max_concurrency)
         future = asyncio.run_coroutine_threadsafe(self._run(requests, results, backlog), loop)
         remaining = len(requests)
         try:
@@ -493,12 +452,11 @@ class HTTPTeacher(Teacher):
         """One request per sample (the server does not do ``n``, by configuration or as found out)?"""
         return self.supports_n is False or self._ignores_n
 
-    async def _run(
-        self, requests: list[Request], out: queue.SimpleQueue[Any], backlog: _Backlog | None = None
-    ) -> None:
+    async def _run(self, requests: list[Request], out: queue.SimpleQueue[Any], backlog: Backlog | None = None) -> None:
         """Feed ``max_concurrency`` workers from a queue of units (a request, or one sample of it when the server
-        cannot do ``n``); report each request to ``out`` once all its samples are in. With a ``backlog``, a worker
-        starts no new unit while that many answers wait for the caller (see :class:`_Backlog`)."""
+        cannot do ``n``: :class:`Schedule`); report each request to ``out`` once all its samples are in. With a
+        ``backlog``, a worker starts no new unit while that many answers wait for the caller (see
+        :class:`Backlog`)."""
         # Results are handed to the consuming thread in batches, one per turn of the event loop: a put per result
         # wakes that thread every time, and the GIL ping-pong that follows cost ~1 ms per result at concurrency 64
         # (bench/teach_throughput.py), more than the HTTP work itself.
@@ -518,75 +476,7 @@ class HTTPTeacher(Teacher):
                 backlog.add()
 
         try:
-            units: deque[tuple[int, int, int]] = deque()  # (position, first sample offset, sample count)
-            for pos, request in enumerate(requests):
-                if request.n <= 0:
-                    deliver((pos, []))
-                elif not self._per_sample() or request.n == 1:
-                    units.append((pos, 0, request.n))
-                else:
-                    units.extend((pos, j, 1) for j in range(request.n))
-            partial: dict[int, list[Generation | None]] = {}
-            failed: set[int] = set()
-            budget = self.budget
-
-            async def worker() -> None:
-                while units:
-                    if backlog is not None:
-                        await backlog.room()
-                        if not units:
-                            break
-                    pos, offset, count = units.popleft()
-                    if pos in failed:  # another sample of it failed for good: the request has failed
-                        continue
-                    request = requests[pos]
-                    try:
-                        gens = await self._call(request, offset, count)
-                    except BudgetExhaustedError:  # the budget refused one of its HTTP requests (the first, a retry)
-                        if not self.keep_going:
-                            raise
-                        if pos not in failed:
-                            failed.add(pos)
-                            self._discarded(g for g in partial.pop(pos, ()) if g is not None)
-                            self.stats["unsent"] += 1
-                            assert budget is not None  # only a budget refuses
-                            deliver((pos, budget.refusal()))
-                        continue
-                    except RequestFailedError as exc:
-                        if not self.keep_going:
-                            raise
-                        if pos not in failed:
-                            failed.add(pos)
-                            self._discarded(g for g in partial.pop(pos, ()) if g is not None)
-                            self.stats["failed_requests"] += 1
-                            logger.info("%s", exc)  # counted, and summed up once at the end
-                            deliver((pos, FailedRequest(exc)))
-                        continue
-                    if pos in failed:  # billed, but its request has failed
-                        self._discarded(gens)
-                        continue
-                    if count == request.n:
-                        deliver((pos, gens))
-                        continue
-                    slots = partial.setdefault(pos, [None] * request.n)
-                    slots[offset : offset + count] = gens
-                    if all(g is not None for g in slots):
-                        del partial[pos]
-                        deliver((pos, slots))  # type: ignore[arg-type]
-
-            tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.max_concurrency, len(units)))]
-            watch = asyncio.ensure_future(self._watch(max(r.params.max_tokens for r in requests)))
-            try:
-                if tasks:
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                    for task in done:
-                        if task.exception() is not None:
-                            raise task.exception()  # type: ignore[misc]
-            finally:
-                watch.cancel()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(watch, *tasks, return_exceptions=True)
+            await self._work(Schedule(self, requests, deliver), backlog, max(r.params.max_tokens for r in requests))
         except asyncio.CancelledError:
             raise  # the caller stopped iterating; nobody is listening
         except TeacherError as exc:
@@ -599,6 +489,24 @@ class HTTPTeacher(Teacher):
         finally:
             flush()
             out.put(None)
+
+    async def _work(self, schedule: Schedule, backlog: Backlog | None, max_tokens: int) -> None:
+        """Run up to ``max_concurrency`` workers of ``schedule`` until its units are done; the first error a worker
+        raises stops them all and is raised here."""
+        workers = min(self.max_concurrency, len(schedule.units))
+        tasks = [asyncio.ensure_future(schedule.worker(backlog)) for _ in range(workers)]
+        watch = asyncio.ensure_future(self._watch(max_tokens))
+        try:
+            if tasks:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            watch.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(watch, *tasks, return_exceptions=True)
 
     async def _watch(self, max_tokens: int) -> None:
         """Warn once when no reply has come back ``min_timeout`` seconds into a call: a silent bar at 0 for minutes

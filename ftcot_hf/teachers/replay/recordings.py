@@ -198,17 +198,7 @@ def read_completion_data(
     """
     path = Path(path)
     raw = read_json(path)
-    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-        raise SourceFormatError(f"{path}: expected {{'metadata': {{...}}, 'data': {{sample_index: [...]}}}}.")
-    meta = raw.get("metadata") or {}
-    if meta.get("dataset_key") not in (None, task):
-        raise SourceFormatError(f"{path}: its metadata.dataset_key is {meta['dataset_key']!r}, not {task!r}.")
-    if meta.get("prediction_template") not in (None, "zs_cot"):
-        logger.warning(
-            "%s: prediction_template is %r, not 'zs_cot': replaying it as Zero-shot-CoT anyway.",
-            path,
-            meta["prediction_template"],
-        )
+    meta = _completion_metadata(raw, path, task)
     if dataset is None:
         from ftcot_hf.tasks.builder import load_task  # heavy: imports datasets
 
@@ -227,45 +217,64 @@ def read_completion_data(
             raise SourceFormatError(f"{where}: expected a list of completion samples.")
         question = ours[index]["question"]
         for k, sample in enumerate(samples):
-            here = f"{where}[{k}]"
-            if not isinstance(sample, dict):
-                raise SourceFormatError(f"{here}: expected an object.")
-            j = _typed(sample, "completion_index", int, here, default=k)
-            if _typed(sample, "sample_index", int, here, default=index) != index:
-                raise SourceFormatError(f"{here}: its sample_index {sample['sample_index']} is not {index}.")
-            theirs = _typed(sample, "question", str, here, default=None)
-            if theirs is not None and " ".join(theirs.split()) != " ".join(question.split()):
-                raise SourceFormatError(
-                    f"{here}: its question {theirs[:60]!r} is not our sample {index} ({question[:60]!r}): "
-                    "was the file made for another task or version of the dataset?"
-                )
-            rationale = _typed(sample, "reasoning_completion", str, here)
-            finish1 = _typed(sample, "reasoning_finish_reason", str, here, default=None)
-            src = f"{path.name} sample {index} completion {j}"
-            recordings.append(
-                Recording(
-                    stage1_prompt(question),
-                    Generation(rationale, finish1 or guess_finish_reason(rationale, cot_max_tokens)),
-                    j,
-                    RecordingInfo(task, (index,), 1, src),
-                    here,
-                )
-            )
-            answer = _typed(sample, "completion", str, here, default=None)
-            if answer is None:
-                continue
-            finish2 = _typed(sample, "finish_reason", str, here, default=None) or "stop"
-            recordings.append(
-                Recording(
-                    stage2_prompt(question, rationale, trigger),
-                    Generation(answer, finish2),
-                    # Stage 2 is greedy on each sampled rationale: one answer per stage-2 prompt.
-                    0,
-                    RecordingInfo(task, (index,), 2, src),
-                    here,
-                )
-            )
+            recordings += _sample_recordings(sample, f"{where}[{k}]", k, index, question, task=task, source=path.name,
+                                             trigger=trigger, cot_max_tokens=cot_max_tokens)  # fmt: skip
     return meta, recordings
+
+
+def _completion_metadata(raw: Any, path: Path, task: str) -> dict[str, Any]:
+    """The file's ``metadata``, once its shape and its task are checked."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        raise SourceFormatError(f"{path}: expected {{'metadata': {{...}}, 'data': {{sample_index: [...]}}}}.")
+    meta = raw.get("metadata") or {}
+    if meta.get("dataset_key") not in (None, task):
+        raise SourceFormatError(f"{path}: its metadata.dataset_key is {meta['dataset_key']!r}, not {task!r}.")
+    if meta.get("prediction_template") not in (None, "zs_cot"):
+        logger.warning(
+            "%s: prediction_template is %r, not 'zs_cot': replaying it as Zero-shot-CoT anyway.",
+            path,
+            meta["prediction_template"],
+        )
+    return meta
+
+
+def _sample_recordings(
+    sample: Any,
+    here: str,
+    k: int,
+    index: int,
+    question: str,
+    *,
+    task: str,
+    source: str,
+    trigger: str,
+    cot_max_tokens: int,
+) -> list[Recording]:
+    """The stage-1 recording of completion sample ``k`` of question ``index`` (and its stage-2 one, when the file
+    has its answer), once the sample is checked to be about our question."""
+    if not isinstance(sample, dict):
+        raise SourceFormatError(f"{here}: expected an object.")
+    j = _typed(sample, "completion_index", int, here, default=k)
+    if _typed(sample, "sample_index", int, here, default=index) != index:
+        raise SourceFormatError(f"{here}: its sample_index {sample['sample_index']} is not {index}.")
+    theirs = _typed(sample, "question", str, here, default=None)
+    if theirs is not None and " ".join(theirs.split()) != " ".join(question.split()):
+        raise SourceFormatError(
+            f"{here}: its question {theirs[:60]!r} is not our sample {index} ({question[:60]!r}): "
+            "was the file made for another task or version of the dataset?"
+        )
+    rationale = _typed(sample, "reasoning_completion", str, here)
+    finish1 = _typed(sample, "reasoning_finish_reason", str, here, default=None)
+    src = f"{source} sample {index} completion {j}"
+    stage1 = Generation(rationale, finish1 or guess_finish_reason(rationale, cot_max_tokens))
+    recordings = [Recording(stage1_prompt(question), stage1, j, RecordingInfo(task, (index,), 1, src), here)]
+    answer = _typed(sample, "completion", str, here, default=None)
+    if answer is not None:
+        finish2 = _typed(sample, "finish_reason", str, here, default=None) or "stop"
+        # Stage 2 is greedy on each sampled rationale: one answer per stage-2 prompt (sample 0).
+        recordings.append(Recording(stage2_prompt(question, rationale, trigger), Generation(answer, finish2), 0,
+                                    RecordingInfo(task, (index,), 2, src), here))  # fmt: skip
+    return recordings
 
 
 # --------------------------------------------------------------------------------------------------------------------
