@@ -77,6 +77,24 @@ def test_the_fake_answers_trls_client_with_the_teachers_own_logprobs(models, ser
     assert next(iter(first)) == str(sequence[1]) and min(e["rank"] for e in first.values()) == 1
 
 
+def test_the_server_config_gets_the_shared_options_the_url_and_the_support(tmp_path, caplog):
+    from ftcot_hf.training.distill_config import DistillConfig
+    from ftcot_hf.training.distill_server import server_config
+
+    config = DistillConfig(output_dir=str(tmp_path), teacher_url="http://localhost:8000/v1/", beta=0.0, loss_top_k=5,
+                           temperature=0.7, learning_rate=2e-5, max_completion_length=9, seed=7, use_vllm=True,
+                           vllm_mode="server")  # fmt: skip
+    assert config.teacher_url == "http://localhost:8000"  # ftcot teach's --base_url form accepted
+    assert "--temperature 0.7 with --teacher_url" in caplog.text  # vLLM's prompt logprobs are at temperature 1
+    server = server_config(config)
+    assert (server.teacher_model_server_url, server.loss_top_k, server.loss_add_tail, server.beta) == (
+        "http://localhost:8000", 5, True, 0.0)  # fmt: skip
+    assert (server.temperature, server.learning_rate, server.max_completion_length, server.seed) == (0.7, 2e-5, 9, 7)
+    assert server.vllm_server_port == 8001  # the student's vLLM server off the teacher's port, as TRL's default
+    with pytest.raises(ValueError, match="is the teacher's"):
+        DistillConfig(output_dir=str(tmp_path), teacher_url="http://127.0.0.1:8001", use_vllm=True, vllm_mode="server")
+
+
 def _loss(out: Path) -> list[float]:
     return [r["loss"] for r in json.loads((out / "loss_log.json").read_text())]
 

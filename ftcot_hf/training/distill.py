@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import get_format
 from ftcot_hf.students import check_student, ensure_converted, load_student, resolve_student
+from ftcot_hf.training import distill_server
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.distill_config import DistillConfig
 from ftcot_hf.training.trainer import TrainResult, resume_point, whole_run_loss
@@ -311,8 +312,7 @@ def distill_student(
 
     say = log or logger.info
     if not config.student or not (config.teacher_model or config.teacher_url):
-        raise FtcotError("distill_student needs config.student (the SFT student) and config.teacher_model or "
-                         "config.teacher_url.")  # fmt: skip
+        raise FtcotError("distill_student needs config.student and config.teacher_model or config.teacher_url.")
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     fmt = get_format(config.format or "ft_cot")
@@ -326,9 +326,7 @@ def distill_student(
     rows = distill_rows(train_records, fmt, completions=config.lmbda < 1.0)
     teacher = None
     if config.teacher_url:  # the server and the vocabulary are checked before any model is loaded
-        from ftcot_hf.training.distill_server import check_served_teacher
-
-        check = check_served_teacher(config, rows)
+        check = distill_server.check_served_teacher(config, rows)
     with quiet_libraries():
         model, tokenizer = load_student(config.student, for_training=True, dtype=student_dtype)
         if not config.teacher_url:
@@ -371,9 +369,7 @@ def distill_student(
                 callbacks=all_callbacks,
             )  # fmt: skip
         elif teacher is None:
-            from ftcot_hf.training.distill_server import server_trainer
-
-            trainer = server_trainer(config, model, tokenizer, rows, all_callbacks)
+            trainer = distill_server.server_trainer(config, model, tokenizer, rows, all_callbacks)
         else:
             with experimental():
                 from trl.experimental.gold import GOLDTrainer
@@ -471,9 +467,7 @@ def prepare(config: DistillConfig, data_args: Any) -> tuple[Any, Dataset, Datase
     if config.teacher_model:
         check_model(config.teacher_model, "--teacher_model")
     if config.teacher_url:  # down or not vLLM: said now, before the data is read
-        from ftcot_hf.training.distill_server import reach_server
-
-        reach_server(config.teacher_url)
+        distill_server.reach_server(config.teacher_url)
     if Path(config.output_dir).expanduser().resolve() == Path(config.student).expanduser().resolve():
         raise FtcotError(f"--output_dir {config.output_dir} is the student's own folder: the SFT student would be "
                          "overwritten; choose another (default: <student>-distilled).")  # fmt: skip

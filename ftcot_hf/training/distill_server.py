@@ -86,7 +86,7 @@ def check_server_options(config: DistillConfig) -> None:
         raise ValueError("--teacher_model_init_kwargs: with --teacher_url no teacher is loaded here (the server "
                          "holds it).")  # fmt: skip
     if config.use_vllm and config.vllm_mode == "server":
-        student = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{config.vllm_server_port}"
+        student = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{_student_port(config)}"
         if _address(student) == _address(url):
             raise ValueError(f"The student's vLLM server ({student}) is the teacher's (--teacher_url {url}): give "
                              "the student's its own --vllm_server_port.")  # fmt: skip
@@ -94,6 +94,15 @@ def check_server_options(config: DistillConfig) -> None:
         logger.warning("--temperature %g with --teacher_url: vLLM returns the teacher's prompt logprobs at "
                        "temperature 1, while the student's are divided by %g.", config.temperature,
                        config.temperature)  # fmt: skip
+
+
+def _student_port(config: DistillConfig) -> int:
+    """The port of the student's vLLM server (``--use_vllm --vllm_mode server``): TRL's ServerDistillationConfig
+    moves DistillationConfig's default 8000, the teacher's usual port, to 8001 (:func:`server_config` keeps that)."""
+    from trl import DistillationConfig
+
+    port = int(config.vllm_server_port)
+    return 8001 if port == DistillationConfig.vllm_server_port else port
 
 
 def _address(url: str) -> tuple[str, int | None]:
@@ -263,8 +272,7 @@ def server_config(config: DistillConfig) -> Any:
     skip = {"remove_unused_columns", "pad_to_multiple_of", "teacher_model_name_or_path", "teacher_model_init_kwargs",
             "model_init_kwargs", "gradient_checkpointing"}  # fmt: skip
     values = {f.name: getattr(config, f.name) for f in fields(DistillationConfig) if f.init and f.name not in skip}
-    if values["vllm_server_port"] == DistillationConfig.vllm_server_port:  # 8000 is the teacher's usual port: TRL's
-        del values["vllm_server_port"]  # ServerDistillationConfig moves the student's vLLM server to 8001
+    values["vllm_server_port"] = _student_port(config)
     return ServerDistillationConfig(**values, teacher_model_server_url=config.teacher_url,
                                     loss_top_k=int(config.loss_top_k), loss_add_tail=bool(config.loss_add_tail))
 
