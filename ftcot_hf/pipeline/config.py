@@ -269,7 +269,8 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
         learning_rate, num_train_epochs, per_device_train_batch_size, max_length, bf16, cpu_threads, use_peft,
         lora_r, lora_alpha, ... and every inherited TrainingArguments/SFTConfig option (``--help-all``)
     Parameters of the distillation (section distill:, off unless --distill on_policy):
-        distill (distill.method), distill_teacher (distill.teacher), distill_beta, distill_lmbda,
+        distill (distill.method), distill_teacher (distill.teacher), distill_teacher_url (distill.teacher_url),
+        distill_beta, distill_lmbda,
         distill_temperature, distill_max_completion_length, distill_learning_rate, distill_num_train_epochs, ...
     Parameters of the evaluation (section eval:):
         eval_untrained, eval_untrained_limit, eval_every_epoch, validation_size, select_epoch, limit_test (eval.limit),
@@ -298,11 +299,13 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
                 raise FtcotError(f"--{flag} must be >= {low}, got {value}.")
         if self.distill is not None and self.distill not in DISTILL_METHODS:
             raise FtcotError(f"--distill must be one of {', '.join(DISTILL_METHODS)}, not {self.distill!r}.")
-        if self.distill and not self.distill_teacher:
+        if self.distill and not (self.distill_teacher or self.distill_teacher_url):
             raise FtcotError(f"--distill {self.distill} needs its teacher: --distill_teacher M (a Hub id, a folder, "
-                             "a .gguf file or smollm2-135m-instruct).")  # fmt: skip
-        if self.distill_teacher and not self.distill:
-            raise FtcotError("--distill_teacher is the teacher of --distill on_policy: add --distill on_policy.")
+                             "a .gguf file or smollm2-135m-instruct), or --distill_teacher_url URL (a vLLM "
+                             "server).")  # fmt: skip
+        for flag in ("distill_teacher", "distill_teacher_url"):
+            if getattr(self, flag) and not self.distill:
+                raise FtcotError(f"--{flag} is the teacher of --distill on_policy: add --distill on_policy.")
         if self.push_to_hub and not (self.hub_dataset_id or self.hub_model_id):
             raise ValueError("push_to_hub needs hub_dataset_id and/or hub_model_id (e.g. you/ftcot-coin_flip).")
         if self.select_epoch is not None and self.select_epoch not in SELECT_EPOCH:
@@ -423,6 +426,11 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
             save_total_limit=1, save_only_model=False, disable_tqdm=False,
         )  # fmt: skip
         return FineTuneCoTConfig(**values)
+
+    @property
+    def distill_teacher_name(self) -> str | None:
+        """The distillation's teacher as the report and the console name it: the model, or the server's address."""
+        return f"the vLLM server {self.distill_teacher_url}" if self.distill_teacher_url else self.distill_teacher
 
     def distill_config(self, task: str, student_dir: str | Path, output_dir: str | Path, *, bf16: bool) -> Any:
         """The DistillConfig of one task's distill stage (``pipeline.distill_args.distill_config``)."""

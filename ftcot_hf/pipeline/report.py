@@ -147,8 +147,8 @@ def _distill_lines(config: RunConfig, per_task: dict[str, dict[str, Any]]) -> li
     if not distilled:
         return []
     lines = ["", f"On-policy distillation after Fine-tune-CoT (`--distill {config.distill}`, teacher "
-             f"`{config.distill_teacher}`, beta {config.distill_beta:g}, lmbda {config.distill_lmbda:g}): the trained "
-             "student and the distilled one on the same test questions, last epoch of each:", "",
+             f"`{config.distill_teacher_name}`, beta {config.distill_beta:g}, lmbda {config.distill_lmbda:g}): the "
+             "trained student and the distilled one on the same test questions, last epoch of each:", "",
              "| task | SFT student | distilled | change (points) | trainer |", "|---|---|---|---|---|"]  # fmt: skip
     for task, m in distilled.items():
         sft, after = m.get("accuracy"), m["distilled_accuracy"]

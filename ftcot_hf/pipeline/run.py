@@ -49,6 +49,7 @@ from ftcot_hf.teachers import check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.training.distill import check_model
+from ftcot_hf.training.distill_server import normalize_url, reach_server
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import check_folder
 from ftcot_hf.utils.parser import parser_for
@@ -79,7 +80,10 @@ def validate(config: RunConfig) -> list[Any]:
 
     check_student(config.student)  # a Hub id that cannot be had fails now, not after the teach stage
     if config.distill:  # the teacher and the distill section's values are checked now, not after training
-        check_model(config.distill_teacher, "--distill_teacher")
+        if config.distill_teacher:
+            check_model(config.distill_teacher, "--distill_teacher")
+        if config.distill_teacher_url:  # down or not vLLM: said before the teach stage
+            reach_server(normalize_url(config.distill_teacher_url), flag="--distill_teacher_url")
         config.distill_config(tasks[0].name, config.output_dir, Path(config.output_dir) / "distilled", bf16=False)
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
@@ -200,7 +204,7 @@ def _distill_task(config: RunConfig, task: Any, run_dir: Path, rationales: Path,
 
     timed(f"distill/{name}", folder, fp, do_distill)
     info = read_stage(folder) or {}
-    metrics.update(distill_teacher=config.distill_teacher, distill_trainer=info.get("trainer"),
+    metrics.update(distill_teacher=config.distill_teacher_name, distill_trainer=info.get("trainer"),
                    distill_vocabulary=info.get("vocabulary"), distill_training_loss=info.get("training_loss"))
     return folder, fp
 
@@ -217,7 +221,8 @@ def _eval_distilled(config: RunConfig, task: Any, run_dir: Path, test: Any, dist
         model, tokenizer = load_student(str(folder))
         with building(out, "eval_distilled", fp) as tmp:
             evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT + on-policy "
-                           f"distillation from {config.distill_teacher}, {name})", stage="eval distilled")  # fmt: skip
+                           f"distillation from {config.distill_teacher_name}, {name})",
+                           stage="eval distilled")  # fmt: skip
 
     timed(f"eval_distilled/{name}", out, fp, do_eval)
     result = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"][0]
@@ -408,7 +413,7 @@ def cli_main(argv: list[str]) -> int:
         print(f"{task}: {before}trained {100 * (m.get('accuracy') or 0):.2f}% on {m.get('n')} test questions")
         if m.get("distilled_accuracy") is not None:
             print(f"{task}: SFT student {100 * (m.get('accuracy') or 0):.2f}% -> distilled from "
-                  f"{config.distill_teacher} {100 * m['distilled_accuracy']:.2f}% ({m.get('distill_trainer')})")
+                  f"{config.distill_teacher_name} {100 * m['distilled_accuracy']:.2f}% ({m.get('distill_trainer')})")
         if m.get("validation_epoch") is not None:
             test = m.get("validation_epoch_test_accuracy")
             print(f"{task}: epoch {m['validation_epoch']} selected on validation: test "

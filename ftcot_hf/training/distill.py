@@ -10,7 +10,9 @@ in one line (:func:`check_vocabularies`):
   with its JSD loss, the off-policy batches being the rationale rows the student was fine-tuned on;
 * the same tokens but another embedding size (vocabularies padded differently): GOLD with JSD, the teacher's
   embeddings resized to the student's;
-* other tokens: GOLD with the ULD loss, which aligns the two tokenizations by their text.
+* other tokens: GOLD with the ULD loss, which aligns the two tokenizations by their text;
+* a teacher served by vLLM (``--teacher_url``): ``trl.experimental.server_distillation.ServerDistillationTrainer``,
+  same vocabulary only, on the teacher's top-k logprobs (:mod:`ftcot_hf.training.distill_server`).
 
 The prompts are the task's training questions in the student's format (``"{question} ###"`` for ``ft_cot``): what the
 student was fine-tuned on and what it is evaluated on. The student folder's ``train_summary.json`` names its task and
@@ -20,6 +22,7 @@ distillation's settings, ``epoch_metrics.json`` with epoch 0 = the SFT student, 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -27,7 +30,7 @@ import re
 import time
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import get_format
 from ftcot_hf.students import check_student, ensure_converted, load_student, resolve_student
+from ftcot_hf.training import distill_server
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.distill_config import DistillConfig
 from ftcot_hf.training.trainer import TrainResult, resume_point, whole_run_loss
@@ -47,6 +51,14 @@ logger = logging.getLogger(__name__)
 
 DISTILLATION = "DistillationTrainer"
 GOLD = "GOLDTrainer"
+
+
+@contextlib.contextmanager
+def experimental() -> Iterator[None]:
+    """Imports from ``trl.experimental`` without TRL's warning about them: the line on the trainer says so."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*trl.experimental")
+        yield
 
 
 # --- the student and the teacher -------------------------------------------------------------------------------------
@@ -89,10 +101,12 @@ class VocabularyCheck:
     """Which trainer distils this pair, and why, in one line."""
 
     trainer: str
-    """``DistillationTrainer`` or ``GOLDTrainer``."""
+    """``DistillationTrainer``, ``GOLDTrainer`` or ``ServerDistillationTrainer``."""
     uld: bool
     """GOLD's ULD loss (the tokenizations are aligned by text): the tokens differ."""
     line: str
+    teacher: str | None = None
+    """The teacher as the card names it, where it is not ``--teacher_model`` (a served model)."""
 
 
 def check_vocabularies(student_tokenizer: Any, teacher_tokenizer: Any, student_vocab_size: int,
@@ -203,7 +217,7 @@ class _StartEvalCallback(EpochEvalCallback):
             self.score(args, state, model, 0, **kwargs)
 
 
-def _no_auto_card(cls: type) -> type:
+def no_auto_card(cls: type) -> type:
     """The trainer without TRL's model card at every checkpoint ("fine-tuned version of [None]"); ours is written at
     the end (``write_student_card``)."""
     return type(f"Ftcot{cls.__name__}", (cls,), {"create_model_card": lambda self, *a, **k: None})
@@ -214,8 +228,7 @@ def gold_config(config: DistillConfig, *, uld: bool, teacher_tokenizer: str, max
     ``temperature``, ``max_completion_length``...), ``lmbda``, the ULD switch and ``gold_kwargs``."""
     from trl import DistillationConfig
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*trl.experimental")
+    with experimental():
         from trl.experimental.gold import GOLDConfig
 
     theirs = _gold_fields()
@@ -232,8 +245,7 @@ def gold_config(config: DistillConfig, *, uld: bool, teacher_tokenizer: str, max
 
 
 def _gold_fields() -> set[str]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*trl.experimental")
+    with experimental():
         from trl.experimental.gold import GOLDConfig
 
     return {f.name for f in fields(GOLDConfig) if f.init}
@@ -299,8 +311,8 @@ def distill_student(
     import torch
 
     say = log or logger.info
-    if not config.student or not config.teacher_model:
-        raise FtcotError("distill_student needs config.student (the SFT student) and config.teacher_model.")
+    if not config.student or not (config.teacher_model or config.teacher_url):
+        raise FtcotError("distill_student needs config.student and config.teacher_model or config.teacher_url.")
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     fmt = get_format(config.format or "ft_cot")
@@ -312,14 +324,19 @@ def distill_student(
     check_gold_kwargs(config)
     # below 1, GOLD trains on the rationale rows too: records without them fail here, before any model is loaded
     rows = distill_rows(train_records, fmt, completions=config.lmbda < 1.0)
+    teacher = None
+    if config.teacher_url:  # the server and the vocabulary are checked before any model is loaded
+        check = distill_server.check_served_teacher(config, rows)
     with quiet_libraries():
         model, tokenizer = load_student(config.student, for_training=True, dtype=student_dtype)
-        teacher, teacher_tokenizer = load_student(config.teacher_model, dtype=teacher_dtype)
-    if getattr(model.config, "is_encoder_decoder", False) or getattr(teacher.config, "is_encoder_decoder", False):
+        if not config.teacher_url:
+            teacher, teacher_tokenizer = load_student(config.teacher_model, dtype=teacher_dtype)
+    if any(getattr(m.config, "is_encoder_decoder", False) for m in (model, teacher) if m is not None):
         raise FtcotError("ftcot distill takes decoder-only students and teachers (TRL's distillation trainers do).")
-    check = check_vocabularies(tokenizer, teacher_tokenizer, model.config.get_text_config().vocab_size,
-                               teacher.config.get_text_config().vocab_size, lmbda=config.lmbda,
-                               student=config.student, teacher=config.teacher_model)  # fmt: skip
+    if teacher is not None:
+        check = check_vocabularies(tokenizer, teacher_tokenizer, model.config.get_text_config().vocab_size,
+                                   teacher.config.get_text_config().vocab_size, lmbda=config.lmbda,
+                                   student=config.student, teacher=config.teacher_model)  # fmt: skip
     say(check.line)
     if config.gold_kwargs and check.trainer == DISTILLATION:
         logger.warning("--gold_kwargs %s left unused: DistillationTrainer runs, not GOLD.", sorted(config.gold_kwargs))
@@ -347,19 +364,20 @@ def distill_student(
             from trl import DistillationTrainer
 
             tokenizer.padding_side = "left"  # TRL batches the prompts for generation
-            trainer = _no_auto_card(DistillationTrainer)(
+            trainer = no_auto_card(DistillationTrainer)(
                 model=model, teacher_model=teacher, args=config, train_dataset=rows, processing_class=tokenizer,
                 callbacks=all_callbacks,
             )  # fmt: skip
+        elif teacher is None:
+            trainer = distill_server.server_trainer(config, model, tokenizer, rows, all_callbacks)
         else:
-            with warnings.catch_warnings():  # "importing from trl.experimental": the line above said so
-                warnings.filterwarnings("ignore", message=".*trl.experimental")
+            with experimental():
                 from trl.experimental.gold import GOLDTrainer
 
             args = gold_config(config, uld=check.uld, teacher_tokenizer=model_source(config.teacher_model),
                                max_length=_gold_max_length(rows, tokenizer, int(config.max_completion_length)))
-            trainer = _no_auto_card(GOLDTrainer)(model=model, teacher_model=teacher, args=args, train_dataset=rows,
-                                                 processing_class=tokenizer, callbacks=all_callbacks)  # fmt: skip
+            trainer = no_auto_card(GOLDTrainer)(model=model, teacher_model=teacher, args=args, train_dataset=rows,
+                                                processing_class=tokenizer, callbacks=all_callbacks)  # fmt: skip
     from ftcot_hf.training.console import use_numeric_logs
 
     use_numeric_logs(trainer)
@@ -396,12 +414,14 @@ def _finish(config: DistillConfig, trainer: Any, output: Any, epoch_eval: Any, c
         output_dir=str(config.output_dir), global_step=trainer.state.global_step,
         training_loss=whole_run_loss(trainer.state, float(output.training_loss), resumed_at),
         train_runtime=float(output.metrics.get("train_runtime", seconds)), epochs=records, last_epoch=last,
-        best_epoch=best, metrics=dict(output.metrics), teacher=str(config.teacher_model), trainer=check.trainer,
+        best_epoch=best, metrics=dict(output.metrics), teacher=str(config.teacher_url or config.teacher_model),
+        trainer=check.trainer,
         vocabulary=check.line, start=start, sft_student=public_name(config.student),
     )  # fmt: skip
     result.recipe = {
         "trainer": f"ftcot-hf distill (TRL {check.trainer}{', ULD loss' if check.uld else ''})",
-        "SFT student": public_name(config.student), "teacher": _public_model(str(config.teacher_model)),
+        "SFT student": public_name(config.student),
+        "teacher": check.teacher or _public_model(str(config.teacher_model)),
         "format": config.format, "training questions": rows,
         "epochs": config.num_train_epochs if (config.max_steps or -1) <= 0 else f"{config.max_steps} steps",
         "optimizer steps": result.global_step, "learning rate": config.learning_rate,
@@ -413,6 +433,8 @@ def _finish(config: DistillConfig, trainer: Any, output: Any, epoch_eval: Any, c
         "precision": "bf16" if config.bf16 else "fp16" if config.fp16 else "fp32", "seed": config.seed,
         "final training loss": round(float(result.training_loss), 4),
     }  # fmt: skip
+    if config.teacher_url:
+        result.recipe["teacher's logprobs per token"] = f"top {config.loss_top_k}, from a vLLM server"
     if trainer.is_world_process_zero():
         out = Path(config.output_dir)
         summary = {"student": sft.get("student") or config.student, "task": config.task, "format": config.format,
@@ -426,7 +448,7 @@ def _finish(config: DistillConfig, trainer: Any, output: Any, epoch_eval: Any, c
 
 
 # --- `ftcot distill` -------------------------------------------------------------------------------------------------
-DISTILL_LEAD = ("student", "teacher_model", "rationales", "task", "format", "output_dir")
+DISTILL_LEAD = ("student", "teacher_model", "teacher_url", "rationales", "task", "format", "output_dir")
 """What `ftcot distill` acts on: the first group of its --help."""
 
 
@@ -438,11 +460,14 @@ def prepare(config: DistillConfig, data_args: Any) -> tuple[Any, Dataset, Datase
 
     if not config.student:
         raise FtcotError("Which student? Pass --student: the folder `ftcot train` wrote (runs/x/student/<task>).")
-    if not config.teacher_model:
+    if not config.teacher_model and not config.teacher_url:
         raise FtcotError("Which teacher? Pass --teacher_model: a Hub id, a local folder, a .gguf file or "
-                         "'smollm2-135m-instruct'.")  # fmt: skip
+                         "'smollm2-135m-instruct'; or --teacher_url: a vLLM server (`trl vllm-serve`).")  # fmt: skip
     check_model(config.student, "--student")
-    check_model(config.teacher_model, "--teacher_model")
+    if config.teacher_model:
+        check_model(config.teacher_model, "--teacher_model")
+    if config.teacher_url:  # down or not vLLM: said now, before the data is read
+        distill_server.reach_server(config.teacher_url)
     if Path(config.output_dir).expanduser().resolve() == Path(config.student).expanduser().resolve():
         raise FtcotError(f"--output_dir {config.output_dir} is the student's own folder: the SFT student would be "
                          "overwritten; choose another (default: <student>-distilled).")  # fmt: skip

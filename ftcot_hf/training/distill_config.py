@@ -23,7 +23,9 @@ class DistillConfig(DistillationConfig):
     A subclass of TRL's ``DistillationConfig``: every ``DistillationConfig``/``TrainingArguments`` option works
     (``beta``, ``temperature``, ``max_completion_length``, ``top_p``, ``use_vllm``...) and a plain
     ``DistillationTrainer`` accepts it. When the teacher's vocabulary is not the student's, the same values become a
-    ``GOLDConfig`` (``trl.experimental.gold``), with ``lmbda`` and ``gold_kwargs``.
+    ``GOLDConfig`` (``trl.experimental.gold``), with ``lmbda`` and ``gold_kwargs``. With ``teacher_url`` (a vLLM server
+    scoring the completions) they become a ``ServerDistillationConfig`` (``trl.experimental.server_distillation``),
+    with ``loss_top_k`` and ``loss_add_tail``.
 
     Parameters that differ from ``DistillationConfig``:
         learning_rate (1e-5; TRL's 1e-6 barely moves a 100M student in the few hundred steps a CPU affords),
@@ -35,12 +37,14 @@ class DistillConfig(DistillationConfig):
     Parameters that choose what is distilled:
         student (the folder ``ftcot train`` wrote), teacher_model, output_dir (default: ``<student>-distilled``),
         task and format (default: the student's own, from its ``train_summary.json``), lmbda, gold_kwargs
+    Parameters of a teacher served by vLLM (``ftcot_hf.training.distill_server``):
+        teacher_url, loss_top_k, loss_add_tail
     Parameters of the per-epoch evaluation (as ``ftcot train``'s):
         eval_every_epoch, eval_start, eval_last_epoch, eval_max_new_tokens, eval_batch_size, eval_sc, eval_mode,
         eval_limit, report_best_epoch, cpu_threads
     """
 
-    FLAG_ALIASES: ClassVar[dict[str, str]] = {"teacher": "teacher_model"}
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"teacher": "teacher_model", "teacher_model_server_url": "teacher_url"}
 
     # Parameters whose default values are overridden from DistillationConfig
     learning_rate: float = field(
@@ -93,7 +97,15 @@ class DistillConfig(DistillationConfig):
     teacher_model: str | None = field(
         default=None,
         metadata={"help": "The teacher whose next-token distributions the student learns: a Hub id, a local folder, "
-                  "a .gguf file or 'smollm2-135m-instruct'. Alias of TRL's --teacher_model_name_or_path."},
+                  "a .gguf file or 'smollm2-135m-instruct'. Alias of TRL's --teacher_model_name_or_path. With "
+                  "--teacher_url: optional, the served model's tokenizer, checked against the student's."},
+    )  # fmt: skip
+    teacher_url: str | None = field(
+        default=None,
+        metadata={"help": "The teacher as a vLLM server instead (`trl vllm-serve --model M`): its base URL, e.g. "
+                  "http://localhost:8000. It scores the student's samples (top-k logprobs per token); TRL's "
+                  "ServerDistillationTrainer (trl.experimental.server_distillation), same vocabulary only. Alias of "
+                  "TRL's --teacher_model_server_url."},
     )  # fmt: skip
     task: str | None = field(
         default=None,
@@ -114,6 +126,19 @@ class DistillConfig(DistillationConfig):
         default=None,
         metadata={"help": "More GOLDConfig options where GOLD runs, as JSON ('{\"uld_use_hybrid_loss\": true}')."},
     )
+
+    # Parameters of a teacher served by vLLM (ServerDistillationConfig's, which DistillationConfig lacks)
+    loss_top_k: int = field(
+        default=1,
+        metadata={"help": "With --teacher_url: the teacher's top-k logprobs per token the loss runs on (a server "
+                  "returns no more): 1 with --beta above 0 (TRL's top-1 support), K >= 1 with --beta 0 (forward KL "
+                  "on the teacher's top K)."},
+    )  # fmt: skip
+    loss_add_tail: bool = field(
+        default=True,
+        metadata={"help": "With --teacher_url: one more bucket for the probability outside the top-k (TRL's default; "
+                  "without it a top-1 support always gives a zero loss)."},
+    )  # fmt: skip
 
     # Parameters of the per-epoch evaluation
     eval_every_epoch: bool = field(
@@ -150,6 +175,10 @@ class DistillConfig(DistillationConfig):
                              f"{self.teacher_model_name_or_path} disagree: give one of them.")  # fmt: skip
         self.teacher_model = self.teacher_model or self.teacher_model_name_or_path
         self.teacher_model_name_or_path = self.teacher_model
+        if self.teacher_url is not None:
+            from ftcot_hf.training.distill_server import normalize_url
+
+            self.teacher_url = normalize_url(self.teacher_url)
         if self.output_dir is None and self.student:  # beside the SFT student: runs/x/student/<task>-distilled
             self.output_dir = str(self.student).rstrip("/") + "-distilled"
         resolve_device_defaults(self)
@@ -184,3 +213,7 @@ class DistillConfig(DistillationConfig):
             check_folder(self.output_dir)
         if isinstance(self.format, str):
             get_format(self.format)  # UnknownFormatError: names the close match
+        if self.teacher_url is not None:
+            from ftcot_hf.training.distill_server import check_server_options
+
+            check_server_options(self)
