@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import BASELINES
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
 from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
 from ftcot_hf.evaluation.paper import match_student, method_for
 from ftcot_hf.evaluation.report import load_results, write_results
@@ -108,7 +108,9 @@ class EvalConfig(TaskDatasetArgs):
     sc: int = field(
         default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k); 0: off."}
     )
-    sc_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of self-consistency."})
+    sc_temperature: float = field(
+        default=EVAL_SC_TEMPERATURE, metadata={"help": "Sampling temperature of self-consistency."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the self-consistency samples."})
     mode: str = field(default="paper", metadata={"help": "Answer parsing: 'paper' (bit-exact) or 'robust'."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})

@@ -18,6 +18,9 @@ EVAL_MAX_NEW_TOKENS = 160
 EVAL_BATCH_SIZE = 50
 """Sequences decoded together."""
 
+EVAL_SC_TEMPERATURE = 0.7
+"""Sampling temperature of self-consistency (``--sc k``): the paper's diverse-reasoning temperature."""
+
 EPOCH_EVAL_MAX_NEW_TOKENS = 512
 """``ftcot train --eval_every_epoch``'s budget (``FineTuneCoTConfig.eval_max_new_tokens``, ``EpochEvalCallback``): the
 reference's (512 new tokens, of its 1024 in all), which that protocol has always used, so its per-epoch scores stay
