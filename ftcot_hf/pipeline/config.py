@@ -3,14 +3,20 @@
 A run's options are the options of the commands its stages are: ``RunConfig`` holds, beside its own fields, the
 fields of ``TeachConfig`` (``ftcot teach``), ``FineTuneCoTConfig`` + ``StudentArgs`` (``ftcot train``), ``EvalConfig``
 (``ftcot eval``) and ``PushConfig`` (``ftcot push``), copied by :func:`~ftcot_hf.utils.parser.view` from those
-classes, so a field added to a command is a flag of ``ftcot run`` with nothing else to touch. Each section is one
-YAML key of ``--config`` (``teach:``, ``train:``, ``eval:``, ``hub:``) holding the command's own field names; on the
-command line they are flat flags, a few renamed where two stages share a name (``teach.model`` is
+classes by exclusion (every field but what the run owns: ``_TEACH_OWNED``, ``TRAIN_OWNED``, ``EVAL_OWNED``,
+``PUSH_OWNED``), so a field added to a command is a flag of ``ftcot run`` with nothing else to touch. Each section is
+one YAML key of ``--config`` (``teach:``, ``train:``, ``eval:``, ``hub:``) holding the command's own field names; on
+the command line they are flat flags, a few renamed where two stages share a name (``teach.model`` is
 ``--teacher_model``, ``teach.limit`` ``--limit_train``, ``eval.limit`` ``--limit_test``, ``eval.max_new_tokens``
 ``--eval_max_new_tokens``, ``eval.batch_size`` ``--eval_batch_size``, ``hub.private`` ``--hub_private`` ...). What the
 run decides itself (each stage's output folder, the task, the student it trains, the format, the seed, the parsing
 mode) is set once at the top level and handed to every stage. :meth:`RunConfig.teach_config`,
-:meth:`RunConfig.train_config` build each stage's own config; stage fingerprints come from the same section values.
+:meth:`RunConfig.train_config`, :meth:`RunConfig.eval_config` and :meth:`RunConfig.push_config` build each stage's own
+config from its section (once per run: :mod:`ftcot_hf.pipeline.plan`), which the stage hands to its command's own
+function (``teach``, ``train_student``, ``run_eval``, ``push``); stage fingerprints come from the same section values.
+
+Why past 500 lines: RunConfig inherits its groups, so the run's own ones (RunArgs, RunEvalArgs, RunHubArgs) and the
+section views are defined here before it, and each stage's config is built by a method of it.
 """
 
 from __future__ import annotations
