@@ -30,7 +30,7 @@ from ftcot_hf.cli import main
 from ftcot_hf.formats import FORMATS
 from ftcot_hf.tasks import BUILTIN_TASKS, TASKS
 from ftcot_hf.teachers import TEACHERS
-from tests.doubles import write_jsonl
+from tests.doubles import installed_entry_point, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,12 +159,7 @@ def test_a_task_answer_type_format_and_teacher_from_one_file_outside_run_from_th
 
 def test_a_plugin_by_entry_point_and_a_bad_plugin_in_one_line(plugin, tmp_path, monkeypatch, capsys):
     """An installed package declares ``[project.entry-points."ftcot_hf.plugins"] mine = "my_ftcot_plugin"``."""
-    site = tmp_path / "site"
-    info = site / "my_ftcot_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-ftcot-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[ftcot_hf.plugins]\nmine = {MODULE}\n")
-    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(installed_entry_point(tmp_path / "site", "ftcot_hf.plugins", "mine", MODULE)))
     out = tmp_path / "rationales"
     code = main(["teach", "--tasks", "parity", "--teacher", "parity_oracle", "--limit", "6", "--output_dir", str(out),
                  "--cache_dir", str(tmp_path / "cache.sqlite")])  # fmt: skip
