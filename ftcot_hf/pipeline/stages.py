@@ -194,7 +194,7 @@ def hold_out(config: RunConfig, train: Any, task: str) -> tuple[Any, Any, dict[s
 def evaluate_stage(config: EvalConfig, model: Any, tokenizer: Any, into: Path, stage: str) -> Any:
     """One evaluation stage: ``run_eval`` (what ``ftcot eval`` runs) with the stage's EvalConfig and the loaded
     student, its files written ``into`` the stage's temporary folder; returns the task's result."""
-    results, _ = run_eval(config, model=model, tokenizer=tokenizer, progress=f"{stage} {config.task[0]}",
+    results, _ = run_eval(config, model=model, tokenizer=tokenizer, progress=f"{stage} {config.tasks[0].name}",
                           output_dir=into)  # fmt: skip
     return results[0]
 
