@@ -196,7 +196,8 @@ EVAL_OWNED = _DATASET_FIELDS | {"model", "task", "split", "split_variant", "rati
                                  "compare_runs"}  # fmt: skip
 """EvalConfig fields the run sets itself: the student it loads (and how the results name it), the task and its test
 split (the rationale folder's), the format, the parsing, the seed, each stage's folder; ``ftcot eval``'s report
-options (paper row, D, other runs) are the run report's business; its CPU threads are the train section's."""
+options (paper row, D, other runs) are the run report's business, and ``--threads`` is left to ``--cpu_threads``
+(the train section's, which training sets for the rest of the process)."""
 EVAL = view(EvalConfig, title="Evaluation (the fields of `ftcot eval`; YAML section eval:)", section="eval",
             exclude=EVAL_OWNED, rename={"limit": "limit_test", "max_new_tokens": "eval_max_new_tokens",
                                         "batch_size": "eval_batch_size"})  # fmt: skip
