@@ -31,6 +31,7 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
+from ftcot_hf.plugins import load_plugins
 from ftcot_hf.scrub import install_log_scrubber, scrub_text
 from ftcot_hf.tasks import TASKS, resolve_task
 
@@ -347,6 +348,7 @@ def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     install_log_scrubber()  # a URL's credentials and every registered secret are masked in every log record
     try:
+        load_plugins()  # a plug-in's tasks, formats, answer types and teachers are known to every command
         if args.command in DELEGATED:
             _check_config_file(args.rest)
             return _run_delegated(args.command, args.rest)

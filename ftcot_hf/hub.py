@@ -479,4 +479,4 @@ def push_student(
 
 
 # `ftcot push` (its PushConfig is also a section of `ftcot run`'s config) lives in ftcot_hf/hub_cli.py.
-from ftcot_hf.hub_cli import PushConfig, check_repo_id, cli_main  # noqa: E402,F401
+from ftcot_hf.hub_cli import PushConfig, check_repo_id, cli_main, push  # noqa: E402,F401

@@ -1,18 +1,23 @@
 """``ftcot push``: its config (:class:`PushConfig`, also the ``hub:`` section of ``ftcot run``'s) and command.
 
-The publishing itself is :mod:`ftcot_hf.hub` (``push_rationales`` / ``push_student``), which re-exports both names.
+The publishing itself is :mod:`ftcot_hf.hub` (``push_rationales`` / ``push_student``), which re-exports these names;
+:func:`push` reads a PushConfig into one of those calls, for ``ftcot push`` and ``ftcot run --push_to_hub`` alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.utils.parser import command_parser
+
+if TYPE_CHECKING:
+    from ftcot_hf.hub import PushResult
 
 
 @dataclass
@@ -100,33 +105,41 @@ def check_repo_id(repo_id: str) -> None:
         ) from None
 
 
-def cli_main(argv: list[str]) -> int:
-    """``ftcot push``: flags or ``--config push.yaml`` (TrlParser over :class:`PushConfig`)."""
+def push(config: PushConfig, *, recipe: Mapping[str, Any] | None = None,
+         results: Mapping[str, Any] | None = None) -> PushResult:  # fmt: skip
+    """Publish what ``config`` names (``push_rationales`` or ``push_student``, by ``config.what``). ``ftcot push``
+    and ``ftcot run --push_to_hub`` (one PushConfig per upload, its ``hub:`` section's values included) both end
+    here, so a field added to PushConfig and read here reaches both. ``recipe`` / ``results``: a student card's
+    values when the caller holds them (a run does), instead of ``recipe_file`` / ``results_file``."""
     from ftcot_hf.hub import push_rationales, push_student  # cycle: hub imports PushConfig from here
 
-    parser = command_parser((PushConfig,), argv, prog="ftcot push")
-    (config,) = parser.parse(argv)
     if not config.path or not config.repo_id:
         raise FtcotError("ftcot push needs --path and --repo_id (see `ftcot push --help`).")
     check_repo_id(config.repo_id)  # a typo is named before the token is looked for
     if config.what == "rationales":
-        url = push_rationales(
+        return push_rationales(
             config.path, config.repo_id, private=config.private, revision=config.revision,
             commit_message=config.commit_message,
         )  # fmt: skip
-    elif config.what == "student":
-        if not config.base_model or not config.task:
-            raise FtcotError("ftcot push --what student needs --base_model and --task (they go into the card).")
+    if config.what != "student":
+        raise FtcotError(f"--what must be 'rationales' or 'student', not {config.what!r}.")
+    if not config.base_model or not config.task:
+        raise FtcotError("ftcot push --what student needs --base_model and --task (they go into the card).")
+    if results is None:
         results = _read_mapping(config.results_file, "results")
         if results is not None:
             results = _results_of(results, config.task, str(config.results_file))
-        url = push_student(
-            config.path, config.repo_id, base_model=config.base_model, task=config.task, format=config.format,
-            recipe=_read_mapping(config.recipe_file, "recipe"), results=results,
-            dataset_repo=config.dataset_repo, private=config.private, revision=config.revision,
-            license=config.license, commit_message=config.commit_message,
-        )  # fmt: skip
-    else:
-        raise FtcotError(f"--what must be 'rationales' or 'student', not {config.what!r}.")
-    print(url.summary())
+    return push_student(
+        config.path, config.repo_id, base_model=config.base_model, task=config.task, format=config.format,
+        recipe=recipe if recipe is not None else _read_mapping(config.recipe_file, "recipe"), results=results,
+        dataset_repo=config.dataset_repo, private=config.private, revision=config.revision,
+        license=config.license, commit_message=config.commit_message,
+    )  # fmt: skip
+
+
+def cli_main(argv: list[str]) -> int:
+    """``ftcot push``: flags or ``--config push.yaml`` (TrlParser over :class:`PushConfig`)."""
+    parser = command_parser((PushConfig,), argv, prog="ftcot push")
+    (config,) = parser.parse(argv)
+    print(push(config).summary())
     return 0

@@ -135,6 +135,17 @@ ARITH[1] = ("Half of 6?", "3.0")
 """A user's arithmetic dataset (``problem``/``solution``), with a thousands separator and a float among its golds."""
 
 
+def installed_entry_point(site: Path, group: str, name: str, value: str) -> Path:
+    """A package "installed" in the folder ``site`` declaring ``[group] name = value`` (its ``.dist-info``), as
+    ``importlib.metadata`` finds it once ``site`` is on sys.path (the caller prepends it); returns ``site``."""
+    dist = value.partition(":")[0].replace(".", "_")
+    info = site / f"{dist}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{name} = {value}\n")
+    return site
+
+
 def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -18,9 +18,10 @@ import torch
 
 from ftcot_hf.cli import main
 from tests import test_distill
+from tests.fake_http import free_port
 from tests.fake_trl_vllm_server import FakeTrlVllmServer
 from tests.test_distill import DOC_STUDENT, DOC_TEACHER, SMALL, as_typed
-from tests.test_real_servers import _free_port, _serving
+from tests.test_real_servers import _serving
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 models = test_distill.models  # the fixture: the tiny student, teachers and rationales, made once for this module
@@ -178,7 +179,7 @@ def test_what_the_server_path_cannot_do_is_one_line_and_exit_2(models, servers, 
 
     monkeypatch.setattr(distill, "load_student", no_model)
     values = {k: str(v) for k, v in models.items()} | {f"{k}_url": s.url for k, s in servers.items()}
-    values |= {"url": servers["url"].url, "port": str(_free_port()), "kwargs": '{"seq_kd":true}',
+    values |= {"url": servers["url"].url, "port": str(free_port()), "kwargs": '{"seq_kd":true}',
                "dtype": '{"dtype":"float32"}'}  # fmt: skip
     argv = ["distill", *SMALL, "--output_dir", str(tmp_path / "out"), "--data_dir", str(mirror),
             *[a.format(**values) for a in flags.split()]]  # fmt: skip
@@ -194,7 +195,7 @@ def test_ftcot_run_with_a_teacher_server_as_typed(models, servers, mirror, tmp_p
              "6", "--eval_batch_size", "4", "--output_dir", str(out), "--cache_dir", str(tmp_path / "c.sqlite"),
              "--data_dir", str(mirror), "--cpu_threads", "1", "--eval_untrained", "false",
              "--distill_max_completion_length", "8", "--distill_per_device_train_batch_size", "4"]  # fmt: skip
-    down = f"http://127.0.0.1:{_free_port()}"  # refused before the teach stage
+    down = f"http://127.0.0.1:{free_port()}"  # refused before the teach stage
     assert main(["run", "--distill", "on_policy", "--distill_teacher_url", down, *small]) == 2
     assert f"--distill_teacher_url {down}: no vLLM server answers there" in capsys.readouterr().err
     assert not (out / "rationales").exists()
@@ -242,7 +243,7 @@ def test_ftcot_distill_against_the_real_trl_vllm_serve(models, servers, mirror, 
     --teacher_url`` trains on it, and it scores a sequence as the fake does."""
     if not _venv_has(VLLM_PYTHON, "import trl, vllm"):
         pytest.skip(f"{VLLM_PYTHON} has no trl (pip install trl==1.16.0 there) or no vllm")
-    port = _free_port()
+    port = free_port()
     command = _trl_vllm_serve(VLLM_PYTHON, models["same"], port)
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_SERVER_DEV_MODE": "1"}
     with _serving(command, port, "trl vllm-serve", startup_s=900, log=tmp_path / "server.log", env=env) as api:

@@ -66,7 +66,9 @@ def test_held_out_questions_are_not_trained_on_and_select_an_epoch(tmp_path, tin
 def test_validation_selection_does_not_show_the_test_selected_epoch(tmp_path, tiny_gpt2, mirror):
     config = small(tmp_path, tiny_gpt2, mirror, num_train_epochs=1, validation_size=0.25)
     result = run(config)
-    assert config.select_epoch == "validation"  # a validation size alone selects on it
+    summary = json.loads((Path(config.output_dir) / "report" / "summary.json").read_text())
+    assert summary["config"]["select_epoch"] == "validation"  # a validation size alone selects on it
+    assert config.select_epoch is None  # the run fills in a copy: the config given is left as it was
     m = result.metrics["coin_flip"]
     assert list(m["validation_accuracy"]) == [1] and m["validation_epoch"] == 1 and "best_epoch" not in m
     report = (Path(config.output_dir) / "report" / "results.md").read_text()
@@ -74,30 +76,22 @@ def test_validation_selection_does_not_show_the_test_selected_epoch(tmp_path, ti
 
 
 def test_defaults_paper_tasks_unchanged_user_datasets_hold_out_ten_percent():
-    paper = RunConfig()
-    paper.resolve_selection(builtin=True)
+    paper = RunConfig().with_selection(builtin=True)
     assert (paper.select_epoch, paper.validation_size, paper.scores_every_epoch) == ("last", 0, False)
-    legacy = RunConfig(eval_every_epoch=True)
-    legacy.resolve_selection(builtin=True)
+    legacy = RunConfig(eval_every_epoch=True).with_selection(builtin=True)
     assert legacy.select_epoch == "test" and not legacy.validation_size  # today's --eval_every_epoch report
-    custom = RunConfig()
-    custom.resolve_selection(builtin=False)
+    custom = RunConfig().with_selection(builtin=False)
     assert (custom.select_epoch, custom.validation_size, custom.scores_every_epoch) == ("validation", 0.1, True)
     assert custom.validation_count(35) == 4 and custom.validation_count(3) == 1
-    off = RunConfig(validation_size=0)
-    off.resolve_selection(builtin=False)
+    off = RunConfig(validation_size=0).with_selection(builtin=False)
     assert (off.select_epoch, off.validation_size) == ("last", 0)
 
 
 def test_the_new_fields_change_the_train_fingerprint():
-    base = RunConfig()
-    base.resolve_selection(builtin=True)
-    held = RunConfig(validation_size=5)
-    held.resolve_selection(builtin=True)
-    other_size = RunConfig(validation_size=6)
-    other_size.resolve_selection(builtin=True)
-    on_test = RunConfig(select_epoch="test")
-    on_test.resolve_selection(builtin=True)
+    base = RunConfig().with_selection(builtin=True)
+    held = RunConfig(validation_size=5).with_selection(builtin=True)
+    other_size = RunConfig(validation_size=6).with_selection(builtin=True)
+    on_test = RunConfig(select_epoch="test").with_selection(builtin=True)
     inputs = [json.dumps(train_inputs(c), sort_keys=True, default=str) for c in (base, held, other_size, on_test)]
     assert len(set(inputs)) == 4
     assert "selection" not in train_inputs(base)  # the default run's fingerprint is today's

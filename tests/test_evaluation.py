@@ -433,9 +433,17 @@ def test_eval_defaults_are_defined_once():
     import inspect
 
     from ftcot_hf.evaluation.cli import EvalConfig
-    from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+    from ftcot_hf.evaluation.defaults import (
+        EPOCH_EVAL_BATCH_SIZE,
+        EPOCH_EVAL_MAX_NEW_TOKENS,
+        EVAL_BATCH_SIZE,
+        EVAL_MAX_NEW_TOKENS,
+        EVAL_SC_TEMPERATURE,
+    )
     from ftcot_hf.evaluation.lm_eval_export import export_lm_eval
     from ftcot_hf.pipeline.config import RunConfig
+    from ftcot_hf.training.callbacks import EpochEvalCallback
+    from ftcot_hf.training.config import FineTuneCoTConfig
 
     config = EvalConfig(model="gpt2")
     assert (config.max_new_tokens, config.batch_size) == (EVAL_MAX_NEW_TOKENS, EVAL_BATCH_SIZE) == (160, 50)
@@ -445,6 +453,14 @@ def test_eval_defaults_are_defined_once():
     assert inspect.signature(export_lm_eval).parameters["max_new_tokens"].default == EVAL_MAX_NEW_TOKENS
     run = {f.name: f.default for f in dataclasses.fields(RunConfig)}  # `ftcot run` evaluates with the same
     assert (run["eval_max_new_tokens"], run["eval_batch_size"]) == (EVAL_MAX_NEW_TOKENS, EVAL_BATCH_SIZE)
+    assert config.sc_temperature == run["sc_temperature"] == EVAL_SC_TEMPERATURE
+    assert inspect.signature(evaluate_student).parameters["sc_temperature"].default == EVAL_SC_TEMPERATURE
+    # `ftcot train --eval_every_epoch` keeps its own pair (the reference's 512 new tokens), from the same module
+    train = {f.name: f.default for f in dataclasses.fields(FineTuneCoTConfig)}
+    epoch_pair = (EPOCH_EVAL_MAX_NEW_TOKENS, EPOCH_EVAL_BATCH_SIZE)
+    assert (train["eval_max_new_tokens"], train["eval_batch_size"]) == epoch_pair == (512, 32)
+    params = inspect.signature(EpochEvalCallback).parameters
+    assert (params["max_new_tokens"].default, params["batch_size"].default) == (512, 32)
 
 
 def test_cli_eval_teacher_row(tmp_path, mirror, monkeypatch, capsys):

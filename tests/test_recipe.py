@@ -204,7 +204,8 @@ def test_ftcot_run_counts_in_its_own_students_tokens_and_fingerprints_the_recipe
     teach = config.teach_config(tmp_path / "rationales")
     assert isinstance(teach, TeachConfig) and teach.student_tokenizer == "gpt2"
     tasks = [get_task("coin_flip")]
-    assert teach_inputs(config, tasks) != teach_inputs(RunConfig(student="gpt2", output_dir=str(tmp_path)), tasks)
+    plain = RunConfig(student="gpt2", output_dir=str(tmp_path)).teach_config(tmp_path / "rationales")
+    assert teach_inputs(teach, tasks) != teach_inputs(plain, tasks)
     with pytest.raises(FtcotError, match="at --degree 1"):
         RunConfig(output_dir=str(tmp_path), keep="pass_rate", pass_rate_max=0.9).teach_config(tmp_path / "r")
 

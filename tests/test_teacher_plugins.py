@@ -19,7 +19,7 @@ from ftcot_hf.teachers import (
     register_teacher,
     teacher_spec,
 )
-from tests.doubles import exits_2_in_one_line, user_teach_argv
+from tests.doubles import exits_2_in_one_line, installed_entry_point, user_teach_argv
 
 # A backend module of a user's own, outside ftcot_hf: the tests' EchoTeacher with the from_config contract.
 PLUGIN = '''
@@ -67,11 +67,7 @@ def test_a_backend_from_a_file_outside_the_package_teaches_from_the_cli(plugin, 
 
 def test_a_backend_by_entry_point(plugin, tmp_path, monkeypatch, arith_jsonl, capsys):
     """An installed package declares ``[project.entry-points."ftcot_hf.teachers"] filed = "mod:Class"``."""
-    site = tmp_path / "site"
-    info = site / "my_ftcot_teachers-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-ftcot-teachers\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[ftcot_hf.teachers]\nfiled = {plugin}:FileTeacher\n")
+    site = installed_entry_point(tmp_path / "site", "ftcot_hf.teachers", "filed", f"{plugin}:FileTeacher")
     monkeypatch.syspath_prepend(str(site))
     import ftcot_hf.teachers as teachers
 

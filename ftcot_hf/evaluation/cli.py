@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import BASELINES
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
 from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
 from ftcot_hf.evaluation.paper import match_student, method_for
 from ftcot_hf.evaluation.report import load_results, write_results
@@ -108,7 +108,9 @@ class EvalConfig(TaskDatasetArgs):
     sc: int = field(
         default=0, metadata={"help": "Self-consistency: k sampled completions per question (maj@k); 0: off."}
     )
-    sc_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of self-consistency."})
+    sc_temperature: float = field(
+        default=EVAL_SC_TEMPERATURE, metadata={"help": "Sampling temperature of self-consistency."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the self-consistency samples."})
     mode: str = field(default="paper", metadata={"help": "Answer parsing: 'paper' (bit-exact) or 'robust'."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
@@ -151,7 +153,8 @@ class EvalConfig(TaskDatasetArgs):
     @property
     def tasks(self) -> list[Task]:
         """The tasks evaluated (:func:`~ftcot_hf.tasks.args.resolve_tasks`: your own dataset, a task recorded by the
-        rationale folder, or a registered name); resolved once, on first use."""
+        rationale folder, or a registered name; ``task`` may also hold :class:`Task` objects a caller resolved
+        already, as ``ftcot run`` does); resolved once, on first use."""
         if self._tasks is None:
             self._tasks = resolve_tasks(self.task, self, rationales=self.rationales)
             self.task = [t.name for t in self._tasks]
@@ -197,15 +200,23 @@ def _auto_paper_row(config: EvalConfig, model: Any) -> str | None:
     return f"{matched[0]}/{method}/{matched[1]}"
 
 
-def run_eval(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, progress: bool = True):
-    """Evaluate as ``ftcot eval`` does; returns ``(results, paths)``. A loaded ``model``/``tokenizer`` may be
-    given (the pipeline does) instead of ``config.model`` being loaded. The libraries' own progress bars and info
-    logs are off meanwhile (:func:`ftcot_hf.utils.console.quiet_libraries`): one bar per task evaluation shows."""
+def run_eval(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, progress: bool | str = True,
+             output_dir: str | Path | None = None) -> tuple[list[Any], dict[str, Path]]:  # fmt: skip
+    """Evaluate as ``ftcot eval`` does; returns ``(results, paths)``. ``ftcot run``'s eval stages call it too, with
+    their own EvalConfig (``RunConfig.eval_config``), so every field of EvalConfig reaches both.
+
+    A loaded ``model``/``tokenizer`` may be given (the run does) instead of ``config.model`` being loaded; then
+    ``config.model`` only names it in the results. ``progress``: the bar's label when a string. ``output_dir``: where
+    the files go instead of ``config.output_dir`` (a run's stage writes into a temporary folder renamed into place
+    when complete; the results record the config as given). The libraries' own progress bars and info logs are off
+    meanwhile (:func:`ftcot_hf.utils.console.quiet_libraries`): one bar per task evaluation shows."""
     with quiet_libraries():
-        return _run_eval(config, model=model, tokenizer=tokenizer, progress=progress)
+        return _run_eval(config, model=model, tokenizer=tokenizer, progress=progress,
+                         output_dir=config.output_dir if output_dir is None else output_dir)  # fmt: skip
 
 
-def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool):
+def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool | str,
+              output_dir: str | Path) -> tuple[list[Any], dict[str, Path]]:  # fmt: skip
     if config.threads:
         import torch
 
@@ -252,7 +263,7 @@ def _run_eval(config: EvalConfig, *, model: Any, tokenizer: Any, progress: bool)
             raise FtcotError("--compare_runs plots accuracy against D: give this run's --degree too.")
         runs[config.degree] = results
     record = dataclasses.asdict(config) | {"paper_row": paper_row}
-    paths = write_results(results, config.output_dir, record, runs=runs)
+    paths = write_results(results, output_dir, record, runs=runs)
     return results, paths
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import EvalPlan, eval_plan
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
 from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
 from ftcot_hf.evaluation.selfconsistency import vote
@@ -111,7 +111,7 @@ def evaluate_student(
     batch_size: int = EVAL_BATCH_SIZE,
     max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
     sc: int = 0,
-    sc_temperature: float = 0.7,
+    sc_temperature: float = EVAL_SC_TEMPERATURE,
     seed: int = 0,
     mode: str = "paper",
     progress: bool | str = False,
@@ -205,7 +205,7 @@ def _generate_runs(
     k: int,
     *,
     max_new_tokens: int,
-    temperature: float = 0.7,
+    temperature: float = EVAL_SC_TEMPERATURE,
     seed: int = 0,
     **gen_kwargs: Any,
 ) -> tuple[list[list[dict[str, Any]]], int]:

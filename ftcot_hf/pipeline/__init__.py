@@ -20,12 +20,14 @@ failure (even a full disk) leaves earlier stages' outputs as they were. Training
 """
 
 from ftcot_hf.pipeline.config import RunConfig, RunResult
+from ftcot_hf.pipeline.plan import RunPlan
 from ftcot_hf.pipeline.run import cli_main, run, validate
 from ftcot_hf.pipeline.stages import STAGE_FILE, building, fingerprint, resolve_bf16, stage_done, test_split
 
 __all__ = [
     "STAGE_FILE",
     "RunConfig",
+    "RunPlan",
     "RunResult",
     "building",
     "cli_main",

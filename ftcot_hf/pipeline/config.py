@@ -3,20 +3,28 @@
 A run's options are the options of the commands its stages are: ``RunConfig`` holds, beside its own fields, the
 fields of ``TeachConfig`` (``ftcot teach``), ``FineTuneCoTConfig`` + ``StudentArgs`` (``ftcot train``), ``EvalConfig``
 (``ftcot eval``) and ``PushConfig`` (``ftcot push``), copied by :func:`~ftcot_hf.utils.parser.view` from those
-classes, so a field added to a command is a flag of ``ftcot run`` with nothing else to touch. Each section is one
-YAML key of ``--config`` (``teach:``, ``train:``, ``eval:``, ``hub:``) holding the command's own field names; on the
-command line they are flat flags, a few renamed where two stages share a name (``teach.model`` is
+classes by exclusion (every field but what the run owns: ``_TEACH_OWNED``, ``TRAIN_OWNED``, ``EVAL_OWNED``,
+``PUSH_OWNED``), so a field added to a command is a flag of ``ftcot run`` with nothing else to touch. Each section is
+one YAML key of ``--config`` (``teach:``, ``train:``, ``eval:``, ``hub:``) holding the command's own field names; on
+the command line they are flat flags, a few renamed where two stages share a name (``teach.model`` is
 ``--teacher_model``, ``teach.limit`` ``--limit_train``, ``eval.limit`` ``--limit_test``, ``eval.max_new_tokens``
 ``--eval_max_new_tokens``, ``eval.batch_size`` ``--eval_batch_size``, ``hub.private`` ``--hub_private`` ...). What the
 run decides itself (each stage's output folder, the task, the student it trains, the format, the seed, the parsing
 mode) is set once at the top level and handed to every stage. :meth:`RunConfig.teach_config`,
-:meth:`RunConfig.train_config` build each stage's own config; stage fingerprints come from the same section values.
+:meth:`RunConfig.train_config`, :meth:`RunConfig.eval_config` and :meth:`RunConfig.push_config` build each stage's own
+config from its section (once per run: :mod:`ftcot_hf.pipeline.plan`), which the stage hands to its command's own
+function (``teach``, ``train_student``, ``run_eval``, ``push``); stage fingerprints come from the same section values.
+
+Why past 500 lines: RunConfig inherits its groups, so the run's own ones (RunArgs, RunEvalArgs, RunHubArgs) and the
+section views are defined here before it, and each stage's config is built by a method of it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +37,7 @@ from ftcot_hf.evaluation.cli import EvalConfig
 from ftcot_hf.hub import PushConfig
 from ftcot_hf.pipeline.distill_args import DISTILL, DISTILL_METHODS, DISTILL_RUN, DISTILL_SECTION, distill_config
 from ftcot_hf.students import is_embedded
+from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teach import TeachConfig, parse_kwargs
 from ftcot_hf.training.cli import StudentArgs
@@ -182,18 +191,25 @@ TRAIN_ADAPTERS = view(StudentArgs, title="Student adapters (LoRA)", section="tra
 TRAIN_INHERITED = view(FineTuneCoTConfig, section="train", hidden=True,
                        title="Inherited trainer options (transformers TrainingArguments, TRL SFTConfig)",
                        only=_TRAIN_FIELDS - declared_fields(FineTuneCoTConfig) - TRAIN_OWNED)  # fmt: skip
-EVAL = view(
-    EvalConfig,
-    title="Evaluation (the fields of `ftcot eval`; YAML section eval:)",
-    section="eval",
-    only={"limit", "max_new_tokens", "batch_size", "sc", "sc_temperature"},
-    rename={"limit": "limit_test", "max_new_tokens": "eval_max_new_tokens", "batch_size": "eval_batch_size"},
-)
+EVAL_OWNED = _DATASET_FIELDS | {"model", "task", "split", "split_variant", "rationales", "data_dir", "gguf_file",
+                                 "dtype", "format", "seed", "mode", "threads", "output_dir", "paper_row", "degree",
+                                 "compare_runs"}  # fmt: skip
+"""EvalConfig fields the run sets itself: the student it loads (and how the results name it), the task and its test
+split (the rationale folder's), the format, the parsing, the seed, each stage's folder; ``ftcot eval``'s report
+options (paper row, D, other runs) are the run report's business, and ``--threads`` is left to ``--cpu_threads``
+(the train section's, which training sets for the rest of the process)."""
+EVAL = view(EvalConfig, title="Evaluation (the fields of `ftcot eval`; YAML section eval:)", section="eval",
+            exclude=EVAL_OWNED, rename={"limit": "limit_test", "max_new_tokens": "eval_max_new_tokens",
+                                        "batch_size": "eval_batch_size"})  # fmt: skip
 EVAL_RUN = view(RunEvalArgs, title="Evaluation of a run", section="eval",
                 rename={"untrained": "eval_untrained", "untrained_limit": "eval_untrained_limit",
                         "every_epoch": "eval_every_epoch"})  # fmt: skip
+PUSH_OWNED = frozenset({"what", "path", "repo_id", "base_model", "task", "format", "dataset_repo", "recipe_file",
+                        "results_file"})  # fmt: skip
+"""PushConfig fields the run sets itself: what it pushes, from where, to which repo (--hub_dataset_id,
+--hub_model_id), and the student card's values (its student, task, format, recipe and results)."""
 HUB = view(PushConfig, title="Publishing (the fields of `ftcot push`; YAML section hub:)", section="hub",
-           only={"private", "revision", "commit_message", "license"},
+           exclude=PUSH_OWNED,
            rename={"private": "hub_private", "revision": "hub_revision", "commit_message": "hub_commit_message",
                    "license": "hub_license"})  # fmt: skip
 HUB_RUN = view(RunHubArgs, title="Publishing of a run", section="hub",
@@ -327,21 +343,28 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
             if self.limit_train is not None and self.validation_size:
                 self.validation_count(self.limit_train, "taught (--limit_train)")
 
-    def resolve_selection(self, builtin: bool) -> None:
-        """Fill the defaults of ``select_epoch`` and ``validation_size`` for the run's tasks: the paper's tasks keep
-        the paper's setup (the last epoch; the test-selected one with --eval_every_epoch, as before), a user dataset
-        holds out 10% of its train questions and selects on them."""
-        if self.select_epoch is None:
-            if self.validation_size == 0:  # explicitly none
-                self.select_epoch = "test" if self.eval_every_epoch else "last"
-            elif not builtin or self.validation_size:
-                self.select_epoch = "validation"
+    def with_selection(self, builtin: bool) -> RunConfig:
+        """This config with the defaults of ``select_epoch`` and ``validation_size`` filled for the run's tasks (a
+        copy: this one is left as given). The paper's tasks keep the paper's setup (the last epoch; the test-selected
+        one with --eval_every_epoch, as before), a user dataset holds out 10% of its train questions and selects on
+        them."""
+        select, size = self.select_epoch, self.validation_size
+        if select is None:
+            if size == 0:  # explicitly none
+                select = "test" if self.eval_every_epoch else "last"
+            elif not builtin or size:
+                select = "validation"
             else:
-                self.select_epoch = "test" if self.eval_every_epoch else "last"
-        if self.validation_size is None:
-            self.validation_size = DEFAULT_VALIDATION_FRACTION if self.select_epoch == "validation" else 0
-        if self.select_epoch == "validation" and not self.validation_size:
+                select = "test" if self.eval_every_epoch else "last"
+        if size is None:
+            size = DEFAULT_VALIDATION_FRACTION if select == "validation" else 0
+        if select == "validation" and not size:
             raise FtcotError("--select_epoch validation needs validation questions: --validation_size N or f.")
+        # a copy given the two values, not a new RunConfig: __post_init__ would turn the default 0 into 0.0, and the
+        # values reach the train stage's fingerprint as they are written
+        resolved = copy.copy(self)
+        resolved.select_epoch, resolved.validation_size = select, size
+        return resolved
 
     def validation_count(self, questions: int, what: str = "in the train split") -> int:
         """How many of ``questions`` train questions are held out; FtcotError when none would be left to train on
@@ -379,15 +402,16 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
                            repo_id=self.hub_dataset_id or "<user>/ftcot-rationales", data_dir=self.data_dir,
                            mode=self.mode)  # fmt: skip
 
-    def train_values(self) -> dict[str, Any]:
-        """FineTuneCoTConfig's values of this run (before the run-owned ones): the run's defaults, replaced by the
-        recipe's where there is one, replaced by the training flags that were given (those not at their default)."""
+    @functools.cached_property
+    def recipe_text(self) -> str | None:
+        """The text of ``--recipe``, read once per config: the train stages' values, their fingerprint and the
+        student card's recipe all come from this one reading."""
+        return Path(self.recipe).read_text(encoding="utf-8") if self.recipe else None
 
-        views = (TRAIN, TRAIN_INHERITED)
-        values = section_values(self, views)
-        if not self.recipe:
-            return values
-        recipe = yaml.safe_load(Path(self.recipe).read_text(encoding="utf-8")) or {}
+    @functools.cached_property
+    def _recipe_values(self) -> dict[str, Any]:
+        """The recipe's FineTuneCoTConfig keys (what the run decides itself left out), checked once."""
+        recipe = yaml.safe_load(self.recipe_text or "") or {}
         if not isinstance(recipe, dict):
             raise FtcotError(f"Recipe {self.recipe} must be a YAML mapping of FineTuneCoTConfig keys.")
         # a recipe written for `ftcot train --config` also names its data and student: the run decides those (its
@@ -407,6 +431,17 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
             hint = f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else ""
             raise FtcotError(f"Recipe {self.recipe}: unknown key(s) {', '.join(unknown)}{hint} (FineTuneCoTConfig "
                              "keys).")  # fmt: skip
+        return recipe
+
+    def train_values(self) -> dict[str, Any]:
+        """FineTuneCoTConfig's values of this run (before the run-owned ones): the run's defaults, replaced by the
+        recipe's where there is one, replaced by the training flags that were given (those not at their default)."""
+
+        views = (TRAIN, TRAIN_INHERITED)
+        values = section_values(self, views)
+        if not self.recipe:
+            return values
+        recipe = self._recipe_values
         run_defaults = view_defaults(views)
         class_defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
                           for f in dataclasses.fields(FineTuneCoTConfig) if f.name in values}  # fmt: skip
@@ -435,6 +470,21 @@ class RunConfig(RunArgs, TaskDatasetArgs, TEACH, TRAIN, TRAIN_ADAPTERS, DISTILL_
     def distill_config(self, task: str, student_dir: str | Path, output_dir: str | Path, *, bf16: bool) -> Any:
         """The DistillConfig of one task's distill stage (``pipeline.distill_args.distill_config``)."""
         return distill_config(self, task, student_dir, output_dir, bf16=bf16)
+
+    def eval_config(self, task: Task, rationales: str | Path, output_dir: str | Path, *, model: str,
+                    limit: int | None) -> EvalConfig:  # fmt: skip
+        """The EvalConfig of one evaluation stage: the eval section (every field of ``ftcot eval`` the run passes
+        on) + what the run owns. ``model`` is how the results name the student (the stage hands ``run_eval`` the
+        loaded model); ``limit``: its first test questions of the rationale folder's test split."""
+        values = section_values(self, (EVAL,)) | {"limit": limit}
+        return EvalConfig(**values, model=model, task=[task], rationales=str(rationales), split="test",
+                          format=self.format, mode=self.mode, seed=self.seed, data_dir=self.data_dir,
+                          output_dir=str(output_dir), paper_row="none")  # fmt: skip
+
+    def push_config(self, what: str, path: str | Path, repo_id: str, **card: Any) -> PushConfig:
+        """The PushConfig of one upload of the run (``what``: rationales or student; ``card``: a student card's
+        base_model, task, format, dataset_repo): the hub section + what the run owns."""
+        return PushConfig(**section_values(self, (HUB,)), what=what, path=str(path), repo_id=repo_id, **card)
 
     def adapter_args(self) -> StudentArgs:
         """The LoRA options as ``ftcot train``'s StudentArgs."""

@@ -47,11 +47,30 @@ def _plot_loss(logs: dict[str, list[dict[str, float]]], out: Path) -> Path | Non
 def write_report(
     config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], stages: dict[str, Any]
 ) -> Path:
-
+    """The run's ``report/``: results.md (every stage side by side, the paper's rows beside them), its plots and
+    summary.json (the config, each task's metrics, each stage's status)."""
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     # The paper's GPT-2 124M row of the same method (Fine-tune-CoT, Diverse reasoning, vanilla Fine-tune).
     method = method_for(config.format, config.degree) or "Fine-tune-CoT"
+    lines = _headline(config, per_task, method)
+    lines += _distill_lines(config, per_task)
+    lines += _epoch_lines(per_task) + _decontamination_lines(per_task) + _stage_lines(stages)
+    plots = _plots(config, run_dir, per_task, out, method)
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "Files: `rationales/` (load_dataset(<it>, task)), `eval_untrained/`, `student/`, `eval/` "
+              "(results.json, completions.jsonl per task)" + ("; `distilled/`, `eval_distilled/`." if config.distill
+                                                             else ".")]  # fmt: skip
+    report = out / "results.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = redact({"config": config.to_dict(), "tasks": per_task, "stages": stages})
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return report
+
+
+def _headline(config: RunConfig, per_task: dict[str, dict[str, Any]], method: str) -> list[str]:
+    """The run in two lines and the table of each task: rationales kept, untrained, trained, maj@k, the paper's."""
     paper = paper_row("gpt2", method, "124M") or {}
     teacher = teacher_row()
     training = config.recipe or (
@@ -69,8 +88,6 @@ def write_report(
         f"| task | rationales kept | untrained | trained | maj@k | paper GPT-2 124M {method} | paper Teacher |",
         "|---|---|---|---|---|---|---|",
     ]
-
-    trained_results = []
     for task, m in per_task.items():
         maj = "-" if m.get("maj_at_k") is None else f"{pct(m['maj_at_k'])} (k={config.sc})"
         ref = paper.get(task)
@@ -80,10 +97,12 @@ def write_report(
             f"{pct(m.get('accuracy'))} | {maj} | {'-' if ref is None else f'{ref:.2f}'} | "
             f"{teacher.get(task, '-')} |"
         )
-        if m.get("accuracy") is not None:
-            trained_results.append(EvalResult(accuracy=m["accuracy"], contains_answer=None, correct_format=None,
-                                              complete=None, n=m.get("n", 0), task=task))  # fmt: skip
-    lines += _distill_lines(config, per_task)
+    return lines
+
+
+def _epoch_lines(per_task: dict[str, dict[str, Any]]) -> list[str]:
+    """The epoch selected on held-out questions, and each epoch's test accuracy where the best is selected on test."""
+    lines: list[str] = []
     selected = {t: m for t, m in per_task.items() if m.get("validation_split")}
     if selected:
         lines += ["", "Epoch selected on validation: train questions held out by question (seeded, never trained on), "
@@ -98,46 +117,51 @@ def write_report(
         for task, m in scored.items():
             epochs = ", ".join(f"{e}: {pct(a)}" for e, a in m["epoch_accuracy"].items())
             lines.append(f"- {task}: {epochs}; best epoch {m['best_epoch']} ({pct(m['best_epoch_accuracy'])})")
+    return lines
+
+
+def _decontamination_lines(per_task: dict[str, dict[str, Any]]) -> list[str]:
+    """The train/test overlap the teach stage found, per task."""
     checked = {t: m["decontamination"] for t, m in per_task.items() if m.get("decontamination")}
-    if checked:
-        lines += ["", "Train/test overlap (`ftcot decontaminate` lists every id):", ""]
-        for task, d in checked.items():
-            pairs = ", ".join(f"{a}~{b}" for a, b in d["exact_pairs"][:10])
-            lines.append(
-                f"- {task}: {d['exact']} test question(s) also in train{f' (train~test: {pairs})' if pairs else ''}; "
-                f"{d['ngram_overlap']} of {d['n_train']} train questions share a {d['ngram']}-gram with a test "
-                f"question ({d['near_duplicates']} near-duplicates); {d['rationales']} kept rationale(s) contain a "
-                f"test question's {d['ngram']}-gram"
-            )
-    lines += ["", "## Stages", "", "| stage | status | seconds (when it ran) |", "|---|---|---|"]
+    if not checked:
+        return []
+    lines = ["", "Train/test overlap (`ftcot decontaminate` lists every id):", ""]
+    for task, d in checked.items():
+        pairs = ", ".join(f"{a}~{b}" for a, b in d["exact_pairs"][:10])
+        lines.append(
+            f"- {task}: {d['exact']} test question(s) also in train{f' (train~test: {pairs})' if pairs else ''}; "
+            f"{d['ngram_overlap']} of {d['n_train']} train questions share a {d['ngram']}-gram with a test "
+            f"question ({d['near_duplicates']} near-duplicates); {d['rationales']} kept rationale(s) contain a "
+            f"test question's {d['ngram']}-gram"
+        )
+    return lines
+
+
+def _stage_lines(stages: dict[str, Any]) -> list[str]:
+    """Each stage: ran or reused, and the seconds it took when it ran."""
+    lines = ["", "## Stages", "", "| stage | status | seconds (when it ran) |", "|---|---|---|"]
     for name, s in stages.items():
         took = s.get("seconds") if s["status"] == "ran" else s.get("original_seconds")
         lines.append(f"| {name} | {s['status']} | {'-' if took is None else f'{took:.1f}'} |")
-    plots = []
-    acc_png = plot_accuracy_per_task(trained_results, out / "accuracy.png", paper=("gpt2", method, "124M"))
-    if acc_png:
-        plots.append(acc_png)
+    return lines
+
+
+def _plots(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], out: Path,
+           method: str) -> list[Path]:  # fmt: skip
+    """The plots made (where matplotlib is there): accuracy per task beside the paper's row, the training loss,
+    accuracy vs D over sibling runs."""
+    trained = [EvalResult(accuracy=m["accuracy"], contains_answer=None, correct_format=None, complete=None,
+                          n=m.get("n", 0), task=task)
+               for task, m in per_task.items() if m.get("accuracy") is not None]  # fmt: skip
     logs = {}
     for task in per_task:
         log_file = run_dir / "student" / task / "loss_log.json"
         if log_file.exists():
             logs[task] = json.loads(log_file.read_text(encoding="utf-8"))
-    loss_png = _plot_loss(logs, out / "loss.png")
-    if loss_png:
-        plots.append(loss_png)
-    degree_png = _plot_degrees(config, run_dir, per_task, out / "accuracy_vs_degree.png")
-    if degree_png:
-        plots.append(degree_png)
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", "Files: `rationales/` (load_dataset(<it>, task)), `eval_untrained/`, `student/`, `eval/` "
-              "(results.json, completions.jsonl per task)" + ("; `distilled/`, `eval_distilled/`." if config.distill
-                                                             else ".")]  # fmt: skip
-    report = out / "results.md"
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary = redact({"config": config.to_dict(), "tasks": per_task, "stages": stages})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return report
+    made = (plot_accuracy_per_task(trained, out / "accuracy.png", paper=("gpt2", method, "124M")),
+            _plot_loss(logs, out / "loss.png"),
+            _plot_degrees(config, run_dir, per_task, out / "accuracy_vs_degree.png"))  # fmt: skip
+    return [p for p in made if p]
 
 
 def _distill_lines(config: RunConfig, per_task: dict[str, dict[str, Any]]) -> list[str]:

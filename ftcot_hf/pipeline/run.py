@@ -16,8 +16,16 @@ import yaml
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.report import versions
 from ftcot_hf.formats import get_format
-from ftcot_hf.hub import check_push_access, push_rationales, push_student
+from ftcot_hf.hub import check_push_access, push
 from ftcot_hf.pipeline.config import PARSER_CLASSES, RunConfig, RunResult
+from ftcot_hf.pipeline.plan import (
+    RunPlan,
+    eval_configs,
+    partial_folder,
+    push_configs,
+    rationales_folder,
+    writing_into,
+)
 from ftcot_hf.pipeline.report import write_report
 from ftcot_hf.pipeline.stages import (
     VALIDATION_SPLIT,
@@ -33,15 +41,15 @@ from ftcot_hf.pipeline.stages import (
     precision_note,
     read_stage,
     recipe_summary,
+    resolve_bf16,
     stage_done,
     teach_inputs,
-    teach_stage_config,
     test_split,
     train_inputs,
     train_stage,
 )
 from ftcot_hf.scrub import redact
-from ftcot_hf.students import EMBEDDED_BASE_MODEL, check_student, is_embedded, load_student
+from ftcot_hf.students import check_student, load_student
 from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
@@ -58,13 +66,16 @@ logger = logging.getLogger(__name__)
 
 
 # --- validation (before any work: a typo must not cost a teaching run) ---------------------------------------------
-def validate(config: RunConfig) -> list[Any]:
-    """Check every name and file of ``config`` before any work; returns the run's :class:`~ftcot_hf.Task` objects
-    (the edge: below it, stages receive these objects)."""
+def validate(config: RunConfig) -> RunPlan:
+    """Check every name and file of ``config`` before any work; returns the run's :class:`RunPlan`: its
+    :class:`~ftcot_hf.Task` objects (the edge: below it, stages receive these objects), ``config`` with the epoch
+    selection filled in for them (a copy: ``config`` itself is left as given), and each stage's own config, built
+    (and so checked) here once."""
 
     check_folder(config.output_dir, what="the run folder")  # a file: fails now, not after the teach stage
-    config.teach_config(Path(config.output_dir) / "rationales")  # TeachConfig checks its values now
+    teach = config.teach_config(rationales_folder(config))  # TeachConfig checks its values now
     tasks = resolve_tasks(config.tasks, config)
+    config = config.with_selection(builtin=all(t.builtin for t in tasks))
     fmt = get_format(config.format)
     missing = [c for c in fmt.required_columns if c in ("fundamentals", "common_errors")]
     if missing and not config.annotations:
@@ -79,20 +90,26 @@ def validate(config: RunConfig) -> list[Any]:
         check_push_access(ids)
 
     check_student(config.student)  # a Hub id that cannot be had fails now, not after the teach stage
+    run_dir, bf16 = Path(config.output_dir), resolve_bf16(config)
+    distill = {}
     if config.distill:  # the teacher and the distill section's values are checked now, not after training
         if config.distill_teacher:
             check_model(config.distill_teacher, "--distill_teacher")
         if config.distill_teacher_url:  # down or not vLLM: said before the teach stage
             reach_server(normalize_url(config.distill_teacher_url), flag="--distill_teacher_url")
-        config.distill_config(tasks[0].name, config.output_dir, Path(config.output_dir) / "distilled", bf16=False)
+        distill = {t.name: config.distill_config(t.name, run_dir / "student" / t.name,
+                                                 partial_folder(run_dir / "distilled" / t.name), bf16=bf16)
+                   for t in tasks}  # fmt: skip
     if config.recipe and not Path(config.recipe).is_file():
         raise FtcotError(f"Recipe {config.recipe} not found (give a YAML of FineTuneCoTConfig keys, e.g. recipes/).")
-    config.train_config(tasks[0].name, config.output_dir, bf16=False)  # FineTuneCoTConfig checks its values now
-    config.resolve_selection(builtin=all(t.builtin for t in tasks))
+    train = {t.name: config.train_config(t.name, partial_folder(run_dir / "student" / t.name), bf16=bf16)
+             for t in tasks}  # FineTuneCoTConfig checks its values now  # fmt: skip
     if config.validation_size and config.validation_size >= 1 and config.limit_train is None:  # vs the train split
         for task in tasks:
             config.validation_count(_train_questions(config, task), f"of {task.name}'s train split")
-    return tasks
+    rationales = Path(teach.output_dir)
+    return RunPlan(config=config, tasks=tasks, teach=teach, bf16=bf16, train=train, distill=distill,
+                   evals=eval_configs(config, tasks, rationales), pushes=push_configs(config, tasks, rationales))
 
 
 def _train_questions(config: RunConfig, task: Any) -> int:
@@ -111,73 +128,41 @@ def _write_run_files(config: RunConfig, run_dir: Path) -> None:
 
 
 def _run_task(
-    config: RunConfig,
+    plan: RunPlan,
     task: Any,
-    run_dir: Path,
-    rationales: Path,
     teach_fp: str,
     timed: Callable[[str, Path, str, Callable[[], None]], None],
     metrics: dict[str, Any],
     say: Callable[[str], None],
 ) -> None:
-    name = task.name
-    test = test_split(rationales, name, config.limit_test)
+    config, name = plan.config, task.name
+    evals = {stage: configs[name] for stage, configs in plan.evals.items()}
     # the student before training
-    if config.eval_untrained:
-        untrained = run_dir / "eval_untrained" / name
-        n = config.eval_untrained_limit
-        subset = test.select(range(min(n, test.num_rows))) if n and n > 0 else test
-        fp = fingerprint("eval_untrained", name, config.student, eval_inputs(config), subset.num_rows)
-
-        def do_untrained() -> None:
-            model, tokenizer = load_student(config.student)
-            with building(untrained, "eval_untrained", fp) as tmp:
-                evaluate_stage(
-                    config,
-                    model,
-                    tokenizer,
-                    subset,
-                    task,
-                    tmp,
-                    f"{config.student} (untrained)",
-                    stage="eval untrained",
-                )
-
-        timed(f"eval_untrained/{name}", untrained, fp, do_untrained)
+    if "eval_untrained" in evals:
+        untrained = plan.folder("eval_untrained", name)
+        test = test_split(plan.rationales, name, evals["eval_untrained"].limit)
+        fp = fingerprint("eval_untrained", name, config.student, eval_inputs(config), test.num_rows)
+        timed(f"eval_untrained/{name}", untrained, fp,
+              lambda: _evaluate(evals["eval_untrained"], config.student, untrained, fp, "eval untrained"))  # fmt: skip
         metrics["untrained_accuracy"] = _accuracy(untrained)
-        metrics["untrained_n"] = subset.num_rows
+        metrics["untrained_n"] = test.num_rows
     # format + train
-    student_dir = run_dir / "student" / name
+    student_dir = plan.folder("student", name)
     train_fp = fingerprint("train", name, teach_fp, train_inputs(config))
 
     def do_train() -> None:
         say(f"[train/{name}] {precision_note(config)}")
-        train_stage(config, task, rationales, student_dir, train_fp)
+        train_stage(plan, task, student_dir, train_fp)
 
     timed(f"train/{name}", student_dir, train_fp, do_train)
     summary = json.loads((student_dir / "train_summary.json").read_text(encoding="utf-8"))
     metrics["training_loss"] = summary.get("training_loss")
-    distilled = _distill_task(config, task, run_dir, rationales, train_fp, timed, metrics, say) if config.distill \
-        else None  # fmt: skip
+    distilled = _distill_task(plan, task, train_fp, timed, metrics, say) if config.distill else None
     # the trained student
-    trained = run_dir / "eval" / name
+    trained = plan.folder("eval", name)
     eval_fp = fingerprint("eval", name, train_fp, eval_inputs(config))
-
-    def do_eval() -> None:
-        model, tokenizer = load_student(str(student_dir))
-        with building(trained, "eval", eval_fp) as tmp:
-            evaluate_stage(
-                config,
-                model,
-                tokenizer,
-                test,
-                task,
-                tmp,
-                f"{config.student} (Fine-tune-CoT, {name})",
-                stage="eval trained",
-            )
-
-    timed(f"eval/{name}", trained, eval_fp, do_eval)
+    timed(f"eval/{name}", trained, eval_fp,
+          lambda: _evaluate(evals["eval"], str(student_dir), trained, eval_fp, "eval trained"))  # fmt: skip
     result = json.loads((trained / "results.json").read_text(encoding="utf-8"))["results"][0]
     metrics.update(accuracy=result["accuracy"], maj_at_k=result.get("maj_at_k"), n=result["n"])
     if config.scores_every_epoch:
@@ -185,22 +170,29 @@ def _run_task(
     if config.validation_size:
         metrics.update(_validation_scores(student_dir, metrics.get("epoch_accuracy") or {}))
     if distilled is not None:
-        _eval_distilled(config, task, run_dir, test, distilled, timed, metrics)
+        _eval_distilled(plan, task, distilled, evals["eval_distilled"], timed, metrics)
 
 
-def _distill_task(config: RunConfig, task: Any, run_dir: Path, rationales: Path, train_fp: str,
-                  timed: Callable[[str, Path, str, Callable[[], None]], None], metrics: dict[str, Any],
-                  say: Callable[[str], None]) -> tuple[Path, str]:  # fmt: skip
+def _evaluate(eval_config: Any, student: str, folder: Path, fp: str, bar: str) -> None:
+    """An evaluation stage: ``student`` loaded and scored by ``run_eval`` into ``folder`` (built aside, then moved
+    into place; the stage is named after the folder's parent: eval_untrained, eval, eval_distilled); ``bar``: its
+    progress bar's label."""
+    model, tokenizer = load_student(student)
+    with building(folder, folder.parent.name, fp) as tmp:
+        evaluate_stage(eval_config, model, tokenizer, tmp, bar)
+
+
+def _distill_task(plan: RunPlan, task: Any, train_fp: str, timed: Callable[[str, Path, str, Callable[[], None]], None],
+                  metrics: dict[str, Any], say: Callable[[str], None]) -> tuple[Path, str]:  # fmt: skip
     """The distill stage (between train and eval): the trained student distilled from ``--distill_teacher`` into
     ``distilled/<task>``. Returns its folder and fingerprint."""
-    name = task.name
-    folder = run_dir / "distilled" / name
+    config, name = plan.config, task.name
+    folder = plan.folder("distilled", name)
     fp = fingerprint("distill", name, train_fp, distill_inputs(config))
 
     def do_distill() -> None:
         say(f"[distill/{name}] {precision_note(config)}")
-        distill_stage(config, task, rationales, run_dir / "student" / name, folder, fp,
-                      say=lambda line: say(f"[distill/{name}] {line}"))  # fmt: skip
+        distill_stage(plan, task, folder, fp, say=lambda line: say(f"[distill/{name}] {line}"))
 
     timed(f"distill/{name}", folder, fp, do_distill)
     info = read_stage(folder) or {}
@@ -209,25 +201,17 @@ def _distill_task(config: RunConfig, task: Any, run_dir: Path, rationales: Path,
     return folder, fp
 
 
-def _eval_distilled(config: RunConfig, task: Any, run_dir: Path, test: Any, distilled: tuple[Path, str],
+def _eval_distilled(plan: RunPlan, task: Any, distilled: tuple[Path, str], eval_config: Any,
                     timed: Callable[[str, Path, str, Callable[[], None]], None], metrics: dict[str, Any]) -> None:
     """The distilled student on the test split, as the eval stage scores the SFT student (same questions and
     settings), so the report puts the two side by side."""
     name, (folder, distill_fp) = task.name, distilled
-    out = run_dir / "eval_distilled" / name
-    fp = fingerprint("eval_distilled", name, distill_fp, eval_inputs(config))
-
-    def do_eval() -> None:
-        model, tokenizer = load_student(str(folder))
-        with building(out, "eval_distilled", fp) as tmp:
-            evaluate_stage(config, model, tokenizer, test, task, tmp, f"{config.student} (Fine-tune-CoT + on-policy "
-                           f"distillation from {config.distill_teacher_name}, {name})",
-                           stage="eval distilled")  # fmt: skip
-
-    timed(f"eval_distilled/{name}", out, fp, do_eval)
+    out = plan.folder("eval_distilled", name)
+    fp = fingerprint("eval_distilled", name, distill_fp, eval_inputs(plan.config))
+    timed(f"eval_distilled/{name}", out, fp, lambda: _evaluate(eval_config, str(folder), out, fp, "eval distilled"))
     result = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"][0]
     metrics.update(distilled_accuracy=result["accuracy"], distilled_n=result["n"])
-    if config.scores_every_epoch:
+    if plan.config.scores_every_epoch:
         summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
         scores = _epoch_scores(folder, summary, result["accuracy"], best_on_test=False)
         metrics["distilled_epoch_accuracy"] = scores["epoch_accuracy"]
@@ -269,8 +253,8 @@ def _validation_scores(student_dir: Path, test_per_epoch: dict[int, Any]) -> dic
 def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunResult:
     """Run every stage of ``config`` (reusing finished ones); returns where the report is and the metrics."""
     say = log or logger.info
-    tasks = validate(config)
-    run_dir = Path(config.output_dir)
+    plan = validate(config)
+    config, tasks, run_dir = plan.config, plan.tasks, plan.run_dir
     check_writable(run_dir)
     try:
         _write_run_files(config, run_dir)
@@ -294,15 +278,13 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
 
     with quiet_libraries():  # one bar per stage: the libraries' own bars and INFO logs are off inside
         # 1. teach + filter
-        rationales = run_dir / "rationales"
-        if config.num_shards > 1:  # a part of the questions: its own stage folder, and no student of a part
-            rationales = run_dir / f"rationales.shard-{config.shard_index:05d}-of-{config.num_shards:05d}"
-        teach_fp = fingerprint("teach", teach_inputs(config, tasks))
+        rationales = plan.rationales
+        teach_fp = fingerprint("teach", teach_inputs(plan.teach, tasks))
 
         def do_teach() -> None:
 
             with building(rationales, "teach", teach_fp) as tmp:
-                teach_config = teach_stage_config(config, tmp)
+                teach_config = writing_into(plan.teach, tmp)
                 results, reports = teach(teach_config, tasks=tasks, progress=True)
                 save_rationales(teach_config, results, reports, tasks)
 
@@ -317,14 +299,14 @@ def run(config: RunConfig, *, log: Callable[[str], None] | None = None) -> RunRe
                                                 decontamination=report.get("decontamination"))  # fmt: skip
 
         for task in tasks:
-            _run_task(config, task, run_dir, rationales, teach_fp, timed, per_task[task.name], say)
+            _run_task(plan, task, teach_fp, timed, per_task[task.name], say)
 
         # 5. report (always rebuilt: cheap, and it reflects every stage)
         report = write_report(config, run_dir, per_task, stages)
         (run_dir / "stages.json").write_text(json.dumps(stages, indent=2), encoding="utf-8")
         # 6. push
-        if config.push_to_hub:
-            _push(config, run_dir, per_task, say)
+        if plan.pushes:
+            _push(plan, per_task, say)
     return RunResult(output_dir=run_dir, report=report, metrics=per_task, stages=stages)
 
 
@@ -341,30 +323,20 @@ def _accuracy(folder: Path) -> float | None:
     return json.loads((folder / "results.json").read_text(encoding="utf-8"))["results"][0]["accuracy"]
 
 
-def _push(config: RunConfig, run_dir: Path, per_task: dict[str, dict[str, Any]], say: Callable[[str], None]) -> None:
-    common = {"private": config.hub_private, "revision": config.hub_revision,
-              "commit_message": config.hub_commit_message}  # fmt: skip
-    if config.hub_dataset_id:
-        url = push_rationales(run_dir / "rationales", config.hub_dataset_id, **common)
-        say(url.summary())
-    if config.hub_model_id:
-        base = EMBEDDED_BASE_MODEL if is_embedded(config.student) else config.student
-        for task, m in per_task.items():
-            results = {k: v for k, v in m.items() if k in ("accuracy", "maj_at_k", "untrained_accuracy", "n",
-                                                           "untrained_n")}  # fmt: skip
-            url = push_student(
-                run_dir / "student" / task,
-                config.hub_model_id.replace("{task}", task),
-                base_model=base,
-                task=task,
-                format=config.format,
-                recipe=recipe_summary(config),
-                results=results,
-                dataset_repo=config.hub_dataset_id,
-                license=config.hub_license,
-                **common,
-            )
-            say(url.summary())
+CARD_RESULTS = ("accuracy", "maj_at_k", "untrained_accuracy", "n", "untrained_n")
+"""The metrics of a task a pushed student's card shows."""
+
+
+def _push(plan: RunPlan, per_task: dict[str, dict[str, Any]], say: Callable[[str], None]) -> None:
+    """Each upload of the plan through ``push`` (what ``ftcot push`` runs), the students' cards with the run's
+    recipe and each task's results."""
+    recipe = recipe_summary(plan.config)
+    for name, push_config in plan.pushes.items():
+        if push_config.what == "rationales":
+            say(push(push_config).summary())
+            continue
+        results = {k: v for k, v in per_task[name].items() if k in CARD_RESULTS}
+        say(push(push_config, recipe=recipe, results=results).summary())
 
 
 RUN_LEAD = ("tasks", "dataset", "student", "teacher", "teacher_model", "base_url", "output_dir")

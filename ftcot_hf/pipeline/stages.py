@@ -20,8 +20,9 @@ import torch
 from datasets import load_dataset
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.evaluation import evaluate_student, write_results
+from ftcot_hf.evaluation.cli import EvalConfig, run_eval
 from ftcot_hf.pipeline.config import EVAL, RunConfig
+from ftcot_hf.pipeline.plan import RunPlan
 from ftcot_hf.teach import TeachConfig
 from ftcot_hf.training.callbacks import ValidationEvalCallback
 from ftcot_hf.training.cli import peft_config_from
@@ -111,18 +112,12 @@ def check_writable(path: Path) -> None:
 
 
 # --- the stages ----------------------------------------------------------------------------------------------------
-def teach_stage_config(config: RunConfig, out: Path) -> Any:
-    """The ``TeachConfig`` of the run's teach stage (every field ``ftcot teach`` has, from the run's teach section)."""
-    return config.teach_config(out)
+def teach_inputs(teach: TeachConfig, tasks: list[Any]) -> dict[str, Any]:
+    """What the teach stage's output depends on: every field of its TeachConfig (minus ``NOT_FINGERPRINTED``), so
+    a new field can never silently reuse a stale stage, and the data of user-dataset tasks (their files' sha256)."""
 
-
-def teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
-    """What the teach stage's output depends on: every TeachConfig field (minus ``NOT_FINGERPRINTED``), so a new
-    field can never silently reuse a stale stage, and the data of user-dataset tasks (their files' sha256)."""
-
-    teach_config = teach_stage_config(config, Path("."))
     kept = [f.name for f in fields(TeachConfig) if f.name not in TeachConfig.NOT_FINGERPRINTED]
-    inputs = {name: getattr(teach_config, name) for name in kept}
+    inputs = {name: getattr(teach, name) for name in kept}
     inputs["tasks"] = [t.name for t in tasks]
     inputs["data"] = {t.name: t.provenance() for t in tasks if not t.builtin}
     return inputs
@@ -131,8 +126,7 @@ def teach_inputs(config: RunConfig, tasks: list[Any]) -> dict[str, Any]:
 def train_inputs(config: RunConfig) -> dict[str, Any]:
     """What a train stage's output depends on: the train section (every FineTuneCoTConfig/StudentArgs field but the
     speed and logging ones), the recipe's text, and what the run decides (student, format, seed)."""
-    recipe = Path(config.recipe).read_text(encoding="utf-8") if config.recipe else None
-    inputs = {"student": config.student, "format": config.format, "seed": config.seed, "recipe": recipe,
+    inputs = {"student": config.student, "format": config.format, "seed": config.seed, "recipe": config.recipe_text,
               "train": config.fingerprint_inputs("train")}  # fmt: skip
     if config.scores_every_epoch:  # the per-epoch scores are part of what the train stage produces
         inputs["every_epoch"] = eval_inputs(config)
@@ -197,27 +191,12 @@ def hold_out(config: RunConfig, train: Any, task: str) -> tuple[Any, Any, dict[s
     return train.select(keep), validation, split
 
 
-def evaluate_stage(config: RunConfig, model: Any, tokenizer: Any, test: Any, task: Any, out: Path, label: str, *,
-                   stage: str = "eval") -> Any:  # fmt: skip
-
-    result = evaluate_student(
-        model,
-        tokenizer,
-        test,
-        task=task,
-        format=config.format,
-        batch_size=config.eval_batch_size,
-        max_new_tokens=config.eval_max_new_tokens,
-        sc=config.sc,
-        sc_temperature=config.sc_temperature,
-        seed=config.seed,
-        mode=config.mode,
-        progress=f"{stage} {task.name}",
-    )
-    settings = {"model": label, "format": config.format, "split": "test", "mode": config.mode, "sc": config.sc,
-                "max_new_tokens": config.eval_max_new_tokens, "batch_size": config.eval_batch_size}  # fmt: skip
-    write_results([result], out, settings)
-    return result
+def evaluate_stage(config: EvalConfig, model: Any, tokenizer: Any, into: Path, stage: str) -> Any:
+    """One evaluation stage: ``run_eval`` (what ``ftcot eval`` runs) with the stage's EvalConfig and the loaded
+    student, its files written ``into`` the stage's temporary folder; returns the task's result."""
+    results, _ = run_eval(config, model=model, tokenizer=tokenizer, progress=f"{stage} {config.tasks[0].name}",
+                          output_dir=into)  # fmt: skip
+    return results[0]
 
 
 def resolve_bf16(config: RunConfig) -> bool:
@@ -250,11 +229,11 @@ def _peft_config(config: RunConfig) -> Any:
     return peft_config_from(config.adapter_args())
 
 
-def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp: str) -> None:
+def train_stage(plan: RunPlan, task: Any, final: Path, fp: str) -> None:
     """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
     started = time.perf_counter()
-
-    partial = final.parent / f".{final.name}.partial"
+    config, rationales, train_config = plan.config, plan.rationales, plan.train[task.name]
+    partial = Path(train_config.output_dir)
     marker = partial / "ftcot_partial.json"
     info = None
     if marker.exists():
@@ -279,7 +258,6 @@ def train_stage(config: RunConfig, task: Any, rationales: Path, final: Path, fp:
                                                 batch_size=config.eval_batch_size,
                                                 max_new_tokens=config.eval_max_new_tokens, mode=config.mode,
                                                 output_dir=partial, last_epoch=True))  # fmt: skip
-    train_config = config.train_config(task.name, partial, bf16=resolve_bf16(config))
     try:
         test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
         _, result = train_student(train_config, config.student, train, test, peft_config=_peft_config(config),
@@ -321,14 +299,14 @@ def distill_inputs(config: RunConfig) -> dict[str, Any]:
     return inputs
 
 
-def distill_stage(config: RunConfig, task: Any, rationales: Path, student: Path, final: Path, fp: str,
-                  say: Any = None) -> None:
-    """Distil ``config.distill_teacher`` into the trained ``student`` (``ftcot distill``) in ``.<task>.partial``
+def distill_stage(plan: RunPlan, task: Any, final: Path, fp: str, say: Any = None) -> None:
+    """Distil ``config.distill_teacher`` into the trained student (``ftcot distill``) in ``.<task>.partial``
     (checkpoints each epoch, resumed), then move the distilled student into ``final``. Its prompts are the questions
     the student was trained on (the validation hold-out stays held out); ``say`` gets the line on the vocabularies."""
     from ftcot_hf.training.distill import distill_student
 
-    partial = final.parent / f".{final.name}.partial"
+    config, rationales, distill = plan.config, plan.rationales, plan.distill[task.name]
+    partial = Path(distill.output_dir)
     marker = partial / "ftcot_partial.json"
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") != fp:
         logger.info("Discarding checkpoints of a distillation with other inputs in %s", partial)
@@ -337,7 +315,6 @@ def distill_stage(config: RunConfig, task: Any, rationales: Path, student: Path,
     marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
     train, _, _ = hold_out(config, _train_split(rationales, task.name), task.name)
     test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
-    distill = config.distill_config(task.name, student, partial, bf16=resolve_bf16(config))
     try:
         _, result = distill_student(distill, train, test, task=task, log=say)
     except Exception as e:

@@ -111,7 +111,7 @@ def resolve_tasks(
     if isinstance(names, str | Task):
         names = [names]
     recorded: dict[str, Any] = {}
-    if rationales:
+    if rationales and not all(isinstance(t, Task) for t in names or []):  # resolved already: nothing to read
         from ftcot_hf.tasks.custom import recorded_tasks
 
         recorded = recorded_tasks(rationales)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from ftcot_hf.evaluation import evaluate_student
+from ftcot_hf.evaluation.defaults import EPOCH_EVAL_BATCH_SIZE, EPOCH_EVAL_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -90,8 +91,8 @@ class EpochEvalCallback(TrainerCallback):
         task: Any,
         format: str | None,  # noqa: A002
         tokenizer: Any = None,
-        batch_size: int = 32,
-        max_new_tokens: int = 512,
+        batch_size: int = EPOCH_EVAL_BATCH_SIZE,
+        max_new_tokens: int = EPOCH_EVAL_MAX_NEW_TOKENS,
         sc: int = 1,
         mode: str = "paper",
         output_dir: str | Path,

@@ -10,6 +10,7 @@ from typing import Any
 from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import SFTConfig
 
+from ftcot_hf.evaluation.defaults import EPOCH_EVAL_BATCH_SIZE, EPOCH_EVAL_MAX_NEW_TOKENS
 from ftcot_hf.formats import get_format
 from ftcot_hf.utils.fs import check_folder
 
@@ -168,9 +169,12 @@ class FineTuneCoTConfig(SFTConfig):
         },
     )
     eval_max_new_tokens: int = field(
-        default=512, metadata={"help": "Per-epoch evaluation: maximum generated tokens (paper: 1024 in total)."}
+        default=EPOCH_EVAL_MAX_NEW_TOKENS,
+        metadata={"help": "Per-epoch evaluation: maximum generated tokens (paper: 1024 in total)."},
     )
-    eval_batch_size: int = field(default=32, metadata={"help": "Per-epoch evaluation: generation batch size."})
+    eval_batch_size: int = field(
+        default=EPOCH_EVAL_BATCH_SIZE, metadata={"help": "Per-epoch evaluation: generation batch size."}
+    )
     eval_sc: int = field(
         default=1, metadata={"help": "Per-epoch evaluation: self-consistency samples (1 = greedy, as the paper)."}
     )
@@ -242,7 +246,7 @@ class FineTuneCoTConfig(SFTConfig):
                 paper = "1024 (the paper's 512 + 512)" if name == "max_length" else "512 (the paper's)"
                 raise ValueError(f"{name} must be a positive number of tokens (got {value!r}): --{name} {paper}.")
         hints = {"per_device_train_batch_size": "8 is the paper's", "gradient_accumulation_steps": "1 accumulates "
-                 "nothing", "eval_batch_size": "32 is the default"}  # fmt: skip
+                 "nothing", "eval_batch_size": f"{EPOCH_EVAL_BATCH_SIZE} is the default"}  # fmt: skip
         for name, hint in hints.items():
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
