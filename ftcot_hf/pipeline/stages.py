@@ -233,16 +233,7 @@ def train_stage(plan: RunPlan, task: Any, final: Path, fp: str) -> None:
     """Train into ``.<task>.partial`` (checkpoints each epoch), then move the model into ``final``."""
     started = time.perf_counter()
     config, rationales, train_config = plan.config, plan.rationales, plan.train[task.name]
-    partial = Path(train_config.output_dir)
-    marker = partial / "ftcot_partial.json"
-    info = None
-    if marker.exists():
-        info = json.loads(marker.read_text(encoding="utf-8"))
-    if info and info.get("fingerprint") != fp:  # checkpoints of other inputs are no use
-        logger.info("Discarding checkpoints of a run with other inputs in %s", partial)
-        shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
+    partial = _claim_partial(Path(train_config.output_dir), fp)
     train = _train_split(rationales, task.name)
     if train.num_rows == 0:
         raise FtcotError(
@@ -268,11 +259,31 @@ def train_stage(plan: RunPlan, task: Any, final: Path, fp: str) -> None:
         raise
     summary = result.to_dict()
     meta = {"training_loss": summary.get("training_loss"), "seconds": round(time.perf_counter() - started, 1)}
-    with building(final, "train", fp, meta) as tmp:
+    # train_summary.json, loss_log.json and the model card come from train_student, written in `partial`
+    _promote(partial, final, "train", fp, meta)
+
+
+PARTIAL_MARKER = "ftcot_partial.json"
+
+
+def _claim_partial(partial: Path, fp: str) -> Path:
+    """The folder a stage trains in (checkpoints each epoch): kept when its marker names ``fp`` (a resumed stage),
+    emptied when it names other inputs (their checkpoints are no use)."""
+    marker = partial / PARTIAL_MARKER
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") != fp:
+        logger.info("Discarding checkpoints of a run with other inputs in %s", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
+    return partial
+
+
+def _promote(partial: Path, final: Path, stage: str, fp: str, meta: dict[str, Any]) -> None:
+    """The finished model of ``partial`` (not its checkpoints) becomes the stage's folder ``final``, atomically."""
+    with building(final, stage, fp, meta) as tmp:
         for item in partial.iterdir():
-            if item.name.startswith("checkpoint-") or item.name == marker.name:
+            if item.name.startswith("checkpoint-") or item.name == PARTIAL_MARKER:
                 continue
-            # train_summary.json, loss_log.json and the model card come from train_student, written in `partial`
             shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
     shutil.rmtree(partial, ignore_errors=True)
 
@@ -306,13 +317,7 @@ def distill_stage(plan: RunPlan, task: Any, final: Path, fp: str, say: Any = Non
     from ftcot_hf.training.distill import distill_student
 
     config, rationales, distill = plan.config, plan.rationales, plan.distill[task.name]
-    partial = Path(distill.output_dir)
-    marker = partial / "ftcot_partial.json"
-    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") != fp:
-        logger.info("Discarding checkpoints of a distillation with other inputs in %s", partial)
-        shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": fp}), encoding="utf-8")
+    partial = _claim_partial(Path(distill.output_dir), fp)
     train, _, _ = hold_out(config, _train_split(rationales, task.name), task.name)
     test = test_split(rationales, task.name, config.limit_test) if config.scores_every_epoch else None
     try:
@@ -322,9 +327,4 @@ def distill_stage(plan: RunPlan, task: Any, final: Path, fp: str, say: Any = Non
             raise disk_error(e, "distill", partial) from None
         raise
     meta = {"training_loss": result.training_loss, "trainer": result.trainer, "vocabulary": result.vocabulary}
-    with building(final, "distill", fp, meta) as tmp:
-        for item in partial.iterdir():
-            if item.name.startswith("checkpoint-") or item.name == marker.name:
-                continue
-            shutil.copytree(item, tmp / item.name) if item.is_dir() else shutil.copy2(item, tmp / item.name)
-    shutil.rmtree(partial, ignore_errors=True)
+    _promote(partial, final, "distill", fp, meta)
