@@ -284,10 +284,17 @@ class DatasetSource:
                 rows = rows[: self.limits[split]]
             if len(rows) == 0:
                 raise FtcotError(f"The {split} split of {self.display} is empty: a task needs train and test rows.")
+            member = None
             if not (len(rows) == data.num_rows and (rows == np.arange(len(rows))).all()):
-                data = data.select(rows)
+                span = int(rows[-1]) + 1  # the rows are ascending
+                if 2 * len(rows) >= span:  # most of the span: read it whole, skipping the rows of the other split
+                    member = np.zeros(span, dtype=bool)
+                    member[rows] = True
+                    data = data.select(range(span)) if span < data.num_rows else data  # a slice: no indices file
+                else:  # a few rows spread far (a held-out test split): their indices, a small file
+                    data = data.select(rows)
             offset = n if (split == "test" and self.test_size is None) else 0
-            out[split] = _Raw(data, rows, origin, offset)
+            out[split] = _Raw(data, rows, origin, offset, member)
         return out
 
     def _max_choices(self, raw: dict[str, _Raw]) -> int:
@@ -296,9 +303,9 @@ class DatasetSource:
         for part in raw.values():
             column = part.data.select_columns([self.choices_column])
             for start, batch in enumerate(column.iter(batch_size=1000)):
-                for k, value in enumerate(batch[self.choices_column]):
-                    pos = int(part.rows[start * 1000 + k])
-                    most = max(most, len(self._choices({self.choices_column: value}, part.origin, pos)))
+                values = batch[self.choices_column]
+                for k, pos in part.picked(range(start * 1000, start * 1000 + len(values))):
+                    most = max(most, len(self._choices({self.choices_column: values[k]}, part.origin, pos)))
         return most
 
     def _check_columns(self, data: Any, split: str) -> None:
@@ -384,8 +391,9 @@ class DatasetSource:
         golds.split()
 
         def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-            rows = [{c: batch[c][k] for c in batch} for k in range(len(indices))]
-            positions = [int(part.rows[i]) for i in indices]
+            picked = part.picked(indices)
+            rows = [{c: batch[c][k] for c in batch} for k, _ in picked]
+            positions = [pos for _, pos in picked]
             records = self._convert(rows, positions, part, parser, skipped)
             for record in records:
                 golds.add(record["question"], record["answer"])
@@ -504,12 +512,22 @@ class _Golds:
 class _Raw:
     """One split's raw rows: ``data`` (a ``Dataset``, rows in order), ``rows`` (each row's number in the split it
     came from, ``origin``), ``offset`` (added to that number to make the ``sample_index``: test rows follow train
-    rows when the dataset has both splits)."""
+    rows when the dataset has both splits). With ``member``, ``data`` is the first rows of ``origin`` up to the
+    split's last one, and ``member`` says which are the split's: a train split with a few rows held out is read as a
+    slice rather than through an indices mapping (a file of 8 bytes a row that datasets memory-maps)."""
 
     data: Any
     rows: Any
     origin: str
     offset: int = 0
+    member: Any = None
+
+    def picked(self, indices: Any) -> list[tuple[int, int]]:
+        """(k, row number in ``origin``) of the split's rows among the rows of ``data`` at ``indices`` (k: the place
+        in ``indices``)."""
+        if self.member is None:
+            return [(k, int(self.rows[i])) for k, i in enumerate(indices)]
+        return [(k, int(i)) for k, i in enumerate(indices) if self.member[i]]
 
 
 def recorded_tasks(folder: str | Path) -> dict[str, Any]:
