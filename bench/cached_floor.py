@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -86,7 +87,7 @@ def main() -> None:
         print(f"| {step} | {seconds:.2f} | {n / seconds:,.0f} |")
     total = sum(times.values())
     print(f"| all four | {total:.2f} | {n / total:,.0f} |")
-    os.system(f"rm -rf {folder}")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

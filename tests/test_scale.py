@@ -193,3 +193,18 @@ def test_the_scale_bench_runs_as_documented_small(tmp_path):
     assert "| 2,000 | 1,000 |" in done.stdout  # 2,000 questions, 1,000 held out for the test split
     assert "equal to the uninterrupted run: True" in done.stdout
     assert "ftcot merge of 2 parts of 2,000 questions: 1,000 rows" in done.stdout
+
+
+def test_the_cached_floor_bench_runs_small():
+    """bench/cached_floor.py (docs/teaching.md's figures of a cached re-run's ceiling), small: every step timed."""
+    import subprocess
+    import sys
+
+    from tests.docs_commands import REPO
+
+    done = subprocess.run([sys.executable, "bench/cached_floor.py", "--rows", "2000"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2,000 cached samples of 8 KB" in done.stdout
+    for step in ("sqlite read", "json decode", "sha256 keys", "arrow write", "all four"):
+        assert f"| {step} |" in done.stdout
