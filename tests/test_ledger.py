@@ -224,12 +224,27 @@ LEDGER_MODES = {  # mode -> (server options, extra flags, teacher kwargs)
 def test_the_ledger_equals_what_the_server_received_and_billed(mode, mirror, tmp_path, capsys):
     server_options, extra, kwargs = LEDGER_MODES[mode]
     failing = _questions(mirror, 2)
+    holder: list[FakeOpenAIServer] = []
     if mode.startswith("failures"):  # sample 1 (2) of questions 0 and 1 always gets a 503: they fail for good
         seed = 1 if mode == "failures" else 2
         server_options = server_options | {"fault_for": lambda body: ("503",) if body.get("seed") == seed and any(
             f"Q: {q}\n" in body["prompt"] for q in failing) else None}  # fmt: skip
+    if mode == "failures":  # each 503 waits until its question's samples 0 and 2 are billed, so "4 failed but
+        # billed" is an ordering, not a race (failed_billed == 4 below)
+
+        def billed_siblings_first(body: dict) -> float:
+            if body.get("seed") == 1:
+                [q] = [q for q in _questions(mirror, 5) if f"Q: {q}\n" in body["prompt"]]
+                if q in failing:
+                    _wait_until(lambda: sum(r.billed is not None and r.body.get("seed") in (0, 2)
+                                            and f"Q: {q}\n" in r.body.get("prompt", "")
+                                            for r in list(holder[0].requests)) >= 2)  # fmt: skip
+            return 0.0
+
+        server_options = server_options | {"latency": billed_siblings_first}
     prices = ["--price_input_per_mtok", "3", "--price_output_per_mtok", "7"]
     with FakeOpenAIServer(**server_options) as server:
+        holder.append(server)
         code = main(_argv(server, tmp_path, mirror, 5, *extra, *prices, **kwargs))
         sent, (prompt, completion) = len(server.requests), server.billed
         wasted = sum(r.billed is not None and any(f"Q: {q}\n" in r.body.get("prompt", "") for q in failing)
