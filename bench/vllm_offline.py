@@ -122,8 +122,8 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     from ftcot_hf import load_task
-    from ftcot_hf.prompts import stage1_prompt
     from ftcot_hf.students import ensure_converted
+    from ftcot_hf.tasks.prompts import stage1_prompt
     from tests.test_real_servers import _gguf
 
     model = str(ensure_converted(_gguf()))

@@ -24,8 +24,8 @@ _EXPORTS: dict[str, str] = {
     # answers
     "score_completion": "ftcot_hf.tasks",
     "PREDICTION_PREFIXES": "ftcot_hf.evaluation.metric",
-    "AnswerParser": "ftcot_hf.answers",
-    "register_answer_type": "ftcot_hf.answers",
+    "AnswerParser": "ftcot_hf.tasks.answers",
+    "register_answer_type": "ftcot_hf.tasks.answers",
     # teachers and augmentation
     "Teacher": "ftcot_hf.teachers.base",
     "build_teacher": "ftcot_hf.teachers",

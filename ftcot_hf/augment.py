@@ -33,7 +33,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.prompts import (
+from ftcot_hf.recipe import KEEP_MODES, RowFilter
+from ftcot_hf.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter, read_batches
+from ftcot_hf.tasks import Task, resolve_task, score_completion
+from ftcot_hf.tasks.prompts import (
     ANSWER_MAX_TOKENS,
     ANSWER_PHRASE,
     RATIONALE_MAX_TOKENS,
@@ -41,9 +44,6 @@ from ftcot_hf.prompts import (
     stage1_prompt,
     stage2_prompt,
 )
-from ftcot_hf.recipe import KEEP_MODES, RowFilter
-from ftcot_hf.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter, read_batches
-from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.teachers.base import (
     Generation,
     Request,

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ftcot_hf.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.formats import get_format
-from ftcot_hf.prompts import ANSWER_PHRASE, ONE_STAGE_INSTRUCTION
 from ftcot_hf.recipe import describe as describe_recipe
 from ftcot_hf.scrub import redact, scrub_url
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.tasks.citation import KOJIMA_CITATION, PAPER_CITATION
+from ftcot_hf.tasks.prompts import ANSWER_PHRASE, ONE_STAGE_INSTRUCTION
 from ftcot_hf.teachers import PAPER_TEACHER, preset
 from ftcot_hf.utils.fmt import pct
 from ftcot_hf.yields import YieldReport

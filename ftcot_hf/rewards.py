@@ -20,10 +20,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ftcot_hf.answers import MODES, Mode, require_math_verify
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.formats import StudentFormat, get_format
 from ftcot_hf.tasks import Task, resolve_task, score_completion
+from ftcot_hf.tasks.answers import MODES, Mode, require_math_verify
 
 logger = logging.getLogger(__name__)
 

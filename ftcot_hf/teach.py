@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 from ftcot_hf.augment import REASONING_MAX_TOKENS, SAMPLE_ATTRIBUTE, RationaleAugmenter, YieldReport, augment
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
-from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.recipe import RowFilter, check_recipe, load_tokenizer, token_counter
 from ftcot_hf.scrub import scrub_text
 from ftcot_hf.shards import discard_staged
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
+from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
 from ftcot_hf.teachers import build_teacher, check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.base import RequestBudget
 from ftcot_hf.teachers.batch.core import BatchesPending

@@ -218,7 +218,7 @@ def test_majority_vote_ties_go_to_the_earliest_and_none_does_not_vote():
 
 def test_vote_groups_numbers_as_the_parser_compares_them():
     def scored(task, texts, gold):
-        from ftcot_hf.answers import score_with_parser
+        from ftcot_hf.tasks.answers import score_with_parser
 
         return [score_with_parser(get_task(task).answer, t, gold, prefix="-->") for t in texts]
 

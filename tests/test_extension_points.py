@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from ftcot_hf.answers import ANSWER_TYPES
 from ftcot_hf.cli import main
 from ftcot_hf.formats import FORMATS
 from ftcot_hf.tasks import BUILTIN_TASKS, TASKS
+from ftcot_hf.tasks.answers import ANSWER_TYPES
 from ftcot_hf.teachers import TEACHERS
 from tests.doubles import installed_entry_point, write_jsonl
 

@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from ftcot_hf.cli import main
-from ftcot_hf.prompts import ANSWER_PHRASE
+from ftcot_hf.tasks.prompts import ANSWER_PHRASE
 from ftcot_hf.teach import EXIT_INCOMPLETE
 from tests.doubles import openai_teach_argv
 from tests.fake_openai_server import Directive, FakeOpenAIServer

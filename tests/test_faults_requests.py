@@ -18,8 +18,8 @@ import pytest
 from datasets import load_dataset
 
 from ftcot_hf.cli import main
-from ftcot_hf.prompts import ANSWER_PHRASE
 from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.prompts import ANSWER_PHRASE
 from ftcot_hf.teach import TeachConfig, TeachIncompleteError, save_rationales, teach
 from ftcot_hf.teachers.base import FailedRequest, Request, SamplingParams
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCardData, ModelCard, ModelCardData
 
-from ftcot_hf.citation import KOJIMA_CITATION
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.hub import (
     PAPER_CITATION,
@@ -31,6 +30,7 @@ from ftcot_hf.hub import (
     student_generation_config,
     validate_card,
 )
+from ftcot_hf.tasks.citation import KOJIMA_CITATION
 from tests.conftest import REPO_ROOT
 from tests.fake_http import free_port
 from tests.fake_hub_server import DEFAULT_TOKEN, DEFAULT_USER, FakeHub

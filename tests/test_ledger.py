@@ -13,8 +13,8 @@ import pytest
 from datasets import load_dataset
 
 from ftcot_hf.cli import main
-from ftcot_hf.prompts import ANSWER_PHRASE
 from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.prompts import ANSWER_PHRASE
 from tests.fake_openai_server import FakeOpenAIServer, sample_text
 
 FAST = {"backoff_base": 0.001, "backoff_max": 0.005, "timeout": 60.0}

@@ -88,7 +88,7 @@ def test_export_writes_an_offline_task_folder(mirror, tmp_path, capsys):
 
 
 def test_export_a_user_dataset(tmp_path, user_dataset):
-    from ftcot_hf.answers import make_parser, score_with_parser
+    from ftcot_hf.tasks.answers import make_parser, score_with_parser
 
     out = tmp_path / "lm_user"
     assert main(["export-lm-eval", str(out), "--dataset", str(user_dataset), *USER_FLAGS]) == 0

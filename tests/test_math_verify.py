@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from ftcot_hf import compute_accuracy, math_verify, score_completion
-from ftcot_hf.answers import MODES, MathVerifyWorker
+from ftcot_hf import compute_accuracy, score_completion
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks import math_verify
+from ftcot_hf.tasks.answers import MODES
+from ftcot_hf.tasks.math_verify import MathVerifyWorker
 
 pytest.importorskip("math_verify")
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from ftcot_hf import ChecksumMismatchError, SourceFormatError
-from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import get_task
+from ftcot_hf.tasks.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt, stage2_prompt
 from ftcot_hf.teachers.base import TEACHERS, Generation, MissingRecordingError, Request, SamplingParams, TeacherError
 from ftcot_hf.teachers.cache import CachedTeacher, request_key
 from ftcot_hf.teachers.replay import (

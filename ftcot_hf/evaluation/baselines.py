@@ -28,7 +28,7 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError, SourceFormatError
 from ftcot_hf.formats import FORMATS, StudentFormat, get_format
-from ftcot_hf.prompts import ANSWER_MAX_TOKENS, GENERIC_ANSWER_TRIGGER, stage1_prompt
+from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, GENERIC_ANSWER_TRIGGER, stage1_prompt
 from ftcot_hf.tasks.sources import REFERENCE_COMMIT, REFERENCE_REPO, SourceFile, read_json, resolve
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import BASELINES
 from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
@@ -28,6 +27,7 @@ from ftcot_hf.evaluation.report import load_results, write_results
 from ftcot_hf.formats import get_format
 from ftcot_hf.students import load_student
 from ftcot_hf.tasks import Task
+from ftcot_hf.tasks.answers import MODES
 from ftcot_hf.tasks.args import TaskDatasetArgs, rationales_alias, resolve_tasks
 from ftcot_hf.teachers import preset
 from ftcot_hf.utils.console import quiet_libraries

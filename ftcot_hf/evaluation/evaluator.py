@@ -24,8 +24,8 @@ from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, E
 from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
 from ftcot_hf.evaluation.selfconsistency import vote
-from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.utils.console import progress_bar
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ left-padding columns no remaining row needs are cut from the cache too. Later st
 Contract of :func:`generate_completions`:
 
 * **Text**: the generated text up to, NOT including, the first occurrence of the stop phrase (the OpenAI API's
-  ``stop`` semantics, which the paper's GPT-3 runs used; ``ftcot_hf.answers`` expects completions that way). With
+  ``stop`` semantics, which the paper's GPT-3 runs used; ``ftcot_hf.tasks.answers`` expects completions that way). With
   the default ``stop="END"`` and the trained completion ``" ... --> yes END"`` the text is ``" ... --> yes "``
   (the space before END is kept; parsing ignores it). EOS and other special tokens are not part of the text.
 * **finish_reason**: ``"stop"`` (the stop phrase was generated), ``"eos"`` (an end-of-sequence token) or

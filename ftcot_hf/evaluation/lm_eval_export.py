@@ -24,11 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.answers import MODES
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.defaults import EVAL_MAX_NEW_TOKENS
 from ftcot_hf.formats import get_format
 from ftcot_hf.tasks import BUILTIN_TASKS
+from ftcot_hf.tasks.answers import MODES
 from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
 
 FORMAT = "ft_cot"
@@ -40,7 +40,7 @@ TASK_PREFIX = "ftcot_"
 
 UTILS_PY = '''"""Scoring of the ftcot-hf lm-eval tasks (written by `ftcot export-lm-eval`): ftcot's answer parser."""
 
-from ftcot_hf.answers import make_parser, score_with_parser
+from ftcot_hf.tasks.answers import make_parser, score_with_parser
 from ftcot_hf.tasks import score_completion
 
 _PARSERS = {}

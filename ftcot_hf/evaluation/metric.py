@@ -1,7 +1,7 @@
 """Accuracy of generated completions: the paper's metrics over a list of predictions.
 
 :func:`compute_accuracy` is the one implementation; the ``evaluate`` module (``ftcot_hf/metrics/ftcot_accuracy``)
-and :func:`ftcot_hf.evaluation.evaluate_student` call it. Parsing is ``ftcot_hf.answers`` (paper mode bit-exact
+and :func:`ftcot_hf.evaluation.evaluate_student` call it. Parsing is ``ftcot_hf.tasks.answers`` (paper mode bit-exact
 with the reference's ``Evaluator``); this module only picks the answer prefix of a format and aggregates.
 
 Metrics (fractions in [0, 1]; None when there is nothing to average):
@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ftcot_hf.answers import MODES, require_math_verify, score_with_parser
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import PROMPT_FORMATS, evaluation_format
 from ftcot_hf.formats import FORMATS, UnknownFormatError
 from ftcot_hf.tasks import resolve_task
+from ftcot_hf.tasks.answers import MODES, require_math_verify, score_with_parser
 
 if TYPE_CHECKING:
     from ftcot_hf.tasks import Task

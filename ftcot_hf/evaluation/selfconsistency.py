@@ -1,6 +1,6 @@
 """Self-consistency (Wang et al., 2023): k sampled completions per question, majority vote over parsed answers.
 
-Votes are cast on parsed predictions (what ``ftcot_hf.answers`` extracts), never on raw text. Where the task's
+Votes are cast on parsed predictions (what ``ftcot_hf.tasks.answers`` extracts), never on raw text. Where the task's
 parser compares numbers as numbers (addsub, svamp, single_eq in paper mode; every numeric task in robust mode),
 predictions are grouped by value, so ``"18"`` and ``"18.0"`` vote together; elsewhere (gsm8k/multiarith in paper
 mode compare strings, choices, yes/no, letters) by exact string.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ftcot_hf.answers import AnswerParser
+from ftcot_hf.tasks.answers import AnswerParser
 
 
 def majority_vote(answers: Sequence[str | None]) -> str | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftcot_hf.answers import Mode, score_with_parser
 from ftcot_hf.errors import FtcotError, UnknownTaskError
 from ftcot_hf.registry import Registry
+from ftcot_hf.tasks.answers import Mode, score_with_parser
 from ftcot_hf.tasks.task import Task
 
 BUILTIN_TASKS = (

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.citation import PAPER_CITATION
 from ftcot_hf.errors import SourceFormatError
+from ftcot_hf.tasks.citation import PAPER_CITATION
 from ftcot_hf.tasks.sources import (
     KOJIMA_COMMIT,
     KOJIMA_REPO,

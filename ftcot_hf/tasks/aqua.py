@@ -12,8 +12,8 @@ when this task was written): the file is checked structurally (97,467 records) a
 
 import re
 
-from ftcot_hf.answers import ChoiceAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima, raise_format
+from ftcot_hf.tasks.answers import ChoiceAnswer
 from ftcot_hf.tasks.source import SubsampledTrainSplit, TaskSource
 from ftcot_hf.tasks.sources import SourceFile, field, read_jsonl
 from ftcot_hf.tasks.task import Task

@@ -2,8 +2,8 @@
 flip it or not. Records: the file's examples as they are (answers "yes"/"no"). Split: random 70:30 (350/150).
 """
 
-from ftcot_hf.answers import YesNoAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_qa_records, kojima
+from ftcot_hf.tasks.answers import YesNoAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.task import Task
 

@@ -5,8 +5,8 @@ choice reads "ice cream "); answer ``answerKey``. Train then dev; the dev
 set is the test split (the official test set has no labels).
 """
 
-from ftcot_hf.answers import ChoiceAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, choice_record, kojima, numbered
+from ftcot_hf.tasks.answers import ChoiceAnswer
 from ftcot_hf.tasks.source import OrderedSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_jsonl
 from ftcot_hf.tasks.task import Task

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.answers import ANSWER_TYPES, LETTERS, make_parser
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.tasks.answers import ANSWER_TYPES, LETTERS, make_parser
 from ftcot_hf.tasks.task import Task
 from ftcot_hf.utils.fs import sha256_file
 

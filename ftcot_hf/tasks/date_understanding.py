@@ -8,8 +8,8 @@ paper's template-wise split (261/108) from its published split file.
 
 import numpy as np
 
-from ftcot_hf.answers import ChoiceAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_choice_records, kojima, rt_split
+from ftcot_hf.tasks.answers import ChoiceAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.task import Task
 

@@ -5,8 +5,8 @@ solution before ``"####"``. Train (openai/grade-school-math ``train.jsonl``) fir
 train/test. Answers compare as strings in paper mode.
 """
 
-from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, numbered, raise_format, record
+from ftcot_hf.tasks.answers import NumberAnswer
 from ftcot_hf.tasks.source import OrderedSplit, TaskSource
 from ftcot_hf.tasks.sources import SourceFile, field, read_jsonl
 from ftcot_hf.tasks.task import Task

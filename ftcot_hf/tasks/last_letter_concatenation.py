@@ -3,8 +3,8 @@ letters of four names. Records: the file's examples as they are (lowercase answe
 Paper mode compares the whole post-prefix text, minus quotes, periods and whitespace, case-sensitively.
 """
 
-from ftcot_hf.answers import LettersAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_qa_records, kojima
+from ftcot_hf.tasks.answers import LettersAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.task import Task
 

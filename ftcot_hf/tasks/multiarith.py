@@ -6,8 +6,8 @@ pairs are exact duplicates and 5 of them straddle train and test: reported, not 
 Answers compare as strings in paper mode ("39.0" != "39").
 """
 
-from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, mawps_records, rt_split
+from ftcot_hf.tasks.answers import NumberAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.task import Task
 

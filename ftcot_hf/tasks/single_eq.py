@@ -4,8 +4,8 @@ Records: ``sQuestion`` as is (not stripped, unlike AddSub/MultiArith), answer ``
 Split: random 70:30 (356/152). Answers compare as floats.
 """
 
-from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, mawps_records
+from ftcot_hf.tasks.answers import NumberAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.task import Task
 

@@ -4,7 +4,6 @@ Records: ``input.strip()``; answer "Yes"/"No" (from target_scores); rationale = 
 "Yes. "/"No. ", stripped. Split: random 70:30 (1603/687). Gold answers are lowercased before comparison.
 """
 
-from ftcot_hf.answers import YesNoAnswer
 from ftcot_hf.tasks._common import (
     FINE_TUNE_COT_CITATION,
     bigbench_examples,
@@ -13,6 +12,7 @@ from ftcot_hf.tasks._common import (
     raise_format,
     record,
 )
+from ftcot_hf.tasks.answers import YesNoAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field
 from ftcot_hf.tasks.task import Task

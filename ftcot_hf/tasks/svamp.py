@@ -4,8 +4,8 @@ Records: ``Body.strip() + " " + Question.strip()``, answer ``str(Answer)`` ("51.
 Answers compare as floats.
 """
 
-from ftcot_hf.answers import NumberAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, kojima, record
+from ftcot_hf.tasks.answers import NumberAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.sources import field, read_json
 from ftcot_hf.tasks.task import Task

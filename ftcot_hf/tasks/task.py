@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ftcot_hf.answers import AnswerParser
-from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER
+from ftcot_hf.tasks.answers import AnswerParser
+from ftcot_hf.tasks.prompts import GENERIC_ANSWER_TRIGGER
 
 if TYPE_CHECKING:
     import datasets

@@ -5,8 +5,8 @@ Records: ``input`` NOT stripped (it ends "has the ") + ``"\\nWhich choice is tru
 the completion is a candidate (the "A" of "Answer" counts), as in the reference.
 """
 
-from ftcot_hf.answers import ChoiceAnswer
 from ftcot_hf.tasks._common import FINE_TUNE_COT_CITATION, bigbench_choice_records, kojima
+from ftcot_hf.tasks.answers import ChoiceAnswer
 from ftcot_hf.tasks.source import RandomSplit, TaskSource
 from ftcot_hf.tasks.task import Task
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import SourceFormatError, UnknownTaskError
-from ftcot_hf.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks import TASKS, score_completion
+from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks.sources import KOJIMA_COMMIT, KOJIMA_REPO, SourceFile, resolve, sha256_of
 from ftcot_hf.teachers.replay.recordings import guess_finish_reason
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import SourceFormatError
-from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt, stage2_prompt
+from ftcot_hf.tasks.prompts import GENERIC_ANSWER_TRIGGER, stage1_prompt, stage2_prompt
 from ftcot_hf.tasks.sources import read_json, read_jsonl
 from ftcot_hf.teachers.base import Generation
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import SourceFormatError
-from ftcot_hf.prompts import GENERIC_ANSWER_TRIGGER
+from ftcot_hf.tasks.prompts import GENERIC_ANSWER_TRIGGER
 from ftcot_hf.tasks.sources import sha256_of
 from ftcot_hf.teachers.base import Generation, MissingRecordingError, Request, Teacher, register_teacher
 from ftcot_hf.teachers.replay.kojima import (

@@ -62,7 +62,7 @@ def _math_verify_call(text: str, gold: str) -> dict[str, Any]:
     return {"prediction": prediction, "correct": correct}
 
 
-def _math_verify_serve(target: str = "ftcot_hf.math_verify:_math_verify_call") -> None:
+def _math_verify_serve(target: str = "ftcot_hf.tasks.math_verify:_math_verify_call") -> None:
     """The worker's loop: one JSON request per stdin line -> one JSON reply per stdout line."""
     import importlib
 
@@ -86,7 +86,7 @@ def _math_verify_serve(target: str = "ftcot_hf.math_verify:_math_verify_call") -
 class MathVerifyWorker:
     """A Math-Verify worker process with a per-call wall-clock limit (see the comment above)."""
 
-    def __init__(self, target: str = "ftcot_hf.math_verify:_math_verify_call", timeout_s: float | None = None):
+    def __init__(self, target: str = "ftcot_hf.tasks.math_verify:_math_verify_call", timeout_s: float | None = None):
         self.target = target
         self.timeout_s = timeout_s
         self._proc: subprocess.Popen | None = None
@@ -94,7 +94,7 @@ class MathVerifyWorker:
 
     def _start(self) -> subprocess.Popen:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        code = f"from ftcot_hf.math_verify import _math_verify_serve; _math_verify_serve({self.target!r})"
+        code = f"from ftcot_hf.tasks.math_verify import _math_verify_serve; _math_verify_serve({self.target!r})"
         proc = subprocess.Popen(
             [sys.executable, "-c", code],
             stdin=subprocess.PIPE,

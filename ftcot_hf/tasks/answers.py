@@ -6,7 +6,7 @@ candidate, so the "A" of "Answer" counts. ``robust`` mode fixes those quirks (nu
 stripping, word-bounded choice letters, case-insensitive yes/no). The two are never mixed: a mode is chosen per call
 and every result says which one produced it. ``math_verify`` mode (number answers only; the ``math`` extra) hands
 the text after the prefix to Hugging Face's Math-Verify (``math_verify.parse`` + ``math_verify.verify``), each call
-bounded by our own wall-clock limit (:data:`MATH_VERIFY_TIMEOUT_S`); other answer types fall back to robust mode.
+bounded by our own wall-clock limit (`math_verify.MATH_VERIFY_TIMEOUT_S`); other answer types fall back to robust mode.
 
 Scoring follows the reference: with no prefix the FIRST candidate is the prediction; with a prefix found, the FIRST
 candidate after its first occurrence; with a prefix defined but missing, the LAST candidate of the whole text.
@@ -20,13 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from ftcot_hf.math_verify import (  # noqa: F401 -- MathVerifyWorker, MATH_VERIFY_TIMEOUT_S: re-exported
-    MATH_VERIFY_TIMEOUT_S,
-    MathVerifyWorker,
-    math_verify_worker,
-    require_math_verify,
-)
 from ftcot_hf.registry import Registry
+from ftcot_hf.tasks.math_verify import math_verify_worker, require_math_verify
 
 Mode = Literal["paper", "robust", "math_verify"]
 MODES: tuple[str, ...] = ("paper", "robust", "math_verify")
@@ -110,7 +105,7 @@ class NumberAnswer(AnswerParser):
     """Arithmetic answers. ``exact_string=True`` (gsm8k, multiarith) compares strings in paper mode ("18.0" != "18");
     otherwise (addsub, svamp, single_eq) floats within 1e-6. Robust mode always compares numerically. Math-Verify
     mode: ``math_verify.parse`` picks the answer of the text (after the prefix) and ``math_verify.verify`` compares
-    it with the gold number, within :data:`MATH_VERIFY_TIMEOUT_S` (a timeout: no answer)."""
+    it with the gold number, within `math_verify.MATH_VERIFY_TIMEOUT_S` (a timeout: no answer)."""
 
     name: ClassVar[str] = "number"
     exact_string: bool = False
