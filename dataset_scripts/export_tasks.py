@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from ftcot_hf import TASKS, get_task, load_task
-from ftcot_hf.export import licenses_of, write_dataset_repo
 from ftcot_hf.tasks.builder import config_name
+from ftcot_hf.utils.export import licenses_of, write_dataset_repo
 
 logger = logging.getLogger("export_tasks")
 

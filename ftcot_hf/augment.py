@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.recipe import KEEP_MODES, RowFilter
-from ftcot_hf.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter, read_batches
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.tasks.prompts import (
     ANSWER_MAX_TOKENS,
@@ -54,6 +53,7 @@ from ftcot_hf.teachers.base import (
     split_reasoning,
 )
 from ftcot_hf.utils.memory import release_free_heap
+from ftcot_hf.utils.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter, read_batches
 from ftcot_hf.yields import STAGE_KEYS, YieldReport
 
 logger = logging.getLogger(__name__)
@@ -540,9 +540,9 @@ def augment(
 ) -> tuple[Any, YieldReport]:
     """Run ``augmenter`` over ``dataset`` (task records), filter, and report the yield, in memory that does not
     grow with the dataset: ``batch_size`` questions at a time, each chunk's kept rows written to Arrow shards in
-    ``output_dir`` at once (:class:`~ftcot_hf.shards.ShardWriter`; a temporary folder by default) and memory-mapped
-    back at the end. A shard is closed every ``flush_seconds``, so the rows of a long run can be read while it goes
-    on: ``load_dataset("arrow", data_files=f"{output_dir}/*.arrow")``.
+    ``output_dir`` at once (:class:`~ftcot_hf.utils.shards.ShardWriter`; a temporary folder by default) and
+    memory-mapped back at the end. A shard is closed every ``flush_seconds``, so the rows of a long run can be read
+    while it goes on: ``load_dataset("arrow", data_files=f"{output_dir}/*.arrow")``.
 
     Returns the kept rows (``keep="correct"``: only rationales whose parsed answer equals the gold one, all samples of
     a question included, duplicates too, as in the paper; without ``augmenter.keep_truncated``, not those whose

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.export import licenses_of, template_text
 from ftcot_hf.formats import get_format
 from ftcot_hf.recipe import describe as describe_recipe
-from ftcot_hf.scrub import redact, scrub_url
 from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.tasks.prompts import ANSWER_PHRASE, ONE_STAGE_INSTRUCTION
 from ftcot_hf.teachers import PAPER_TEACHER, preset
+from ftcot_hf.utils.export import licenses_of, template_text
 from ftcot_hf.utils.fmt import pct
+from ftcot_hf.utils.scrub import redact, scrub_url
 from ftcot_hf.yields import YieldReport
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ def validate_card(card: DatasetCard | ModelCard | str, kind: str) -> dict[str, A
 # -- the rationale dataset --------------------------------------------------------------------------------------------
 def scrub_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A teach config fit for writing and publishing: no local paths, no credentials or query strings in URLs, no
-    secret-looking value at any depth (``api_key``, ``extra_body.user_token``...: :func:`ftcot_hf.scrub.redact`), a
-    local dataset named by its file name only."""
+    secret-looking value at any depth (``api_key``, ``extra_body.user_token``...:
+    :func:`ftcot_hf.utils.scrub.redact`), a local dataset named by its file name only."""
     local = ("cache_dir", "output_dir", "data_dir", "replay_file")
     out = {k: v for k, v in config.items() if k not in local}
     if out.get("base_url"):

@@ -32,8 +32,8 @@ from typing import Any
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.lm_eval_export import add_arguments, cmd_export
 from ftcot_hf.plugins import load_plugins
-from ftcot_hf.scrub import install_log_scrubber, scrub_text
 from ftcot_hf.tasks import TASKS, resolve_task
+from ftcot_hf.utils.scrub import install_log_scrubber, scrub_text
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -122,7 +122,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
         or (Path(args.drop_overlap) / "decontamination.json" if args.drop_overlap else "decontamination.json")
     )
     if args.drop_overlap:
-        from ftcot_hf.export import write_parquet_configs  # heavy: huggingface_hub; `ftcot tasks` stays fast
+        from ftcot_hf.utils.export import write_parquet_configs  # heavy: huggingface_hub; `ftcot tasks` stays fast
 
         write_parquet_configs(args.drop_overlap, kept)
         dropped = ", ".join(f"{r['task']}: {r['dropped_train_rows']}" for r in reports)

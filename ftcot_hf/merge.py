@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.shards import RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, SHARDS_ATTRIBUTE
 from ftcot_hf.teachers.cache import RequestCache, _encode, decode_row, default_cache_path, merge
+from ftcot_hf.utils.shards import RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, SHARDS_ATTRIBUTE
 from ftcot_hf.yields import YieldReport
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,6 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.decontamination import decontamination_report
 from ftcot_hf.rationale_folder import check_output_dir, save_rationales  # noqa: F401 -- part of this module's API
 from ftcot_hf.recipe import RowFilter, check_recipe, load_tokenizer, token_counter
-from ftcot_hf.scrub import scrub_text
-from ftcot_hf.shards import discard_staged
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks
 from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS
@@ -38,6 +36,8 @@ from ftcot_hf.teachers.http.urls import BASE_URL_EXAMPLE, check_base_url, displa
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import final_dest, partial_sibling, remove_stale_tmp
 from ftcot_hf.utils.parser import command_parser
+from ftcot_hf.utils.scrub import scrub_text
+from ftcot_hf.utils.shards import discard_staged
 from ftcot_hf.utils.types import check_field_types
 from ftcot_hf.yields import decontamination_summary
 

@@ -50,7 +50,7 @@ def test_two_folders_of_the_same_name_load_their_own_rows(tmp_path):
     """
     from datasets import Dataset, DatasetDict
 
-    from ftcot_hf.export import write_dataset_repo
+    from ftcot_hf.utils.export import write_dataset_repo
 
     cache = str(tmp_path / "cache")
     for run, n in (("run_a", 3), ("run_b", 5)):

@@ -141,7 +141,7 @@ def test_a_full_disk_while_reteaching_leaves_the_old_folder_as_it_was(where, mir
     before = _checked_rows(out, tmp_path)
     files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     if where == "_write_parquet":  # the real writer deleted the old train Parquet before writing the new one
-        monkeypatch.setattr("ftcot_hf.export._write_parquet", _disk_full)
+        monkeypatch.setattr("ftcot_hf.utils.export._write_parquet", _disk_full)
     else:
         monkeypatch.setattr("ftcot_hf.rationale_folder.write_parquet_configs", _disk_full)
     with pytest.raises(FtcotError, match=r"disk is full .*rationales.* unchanged") as info:

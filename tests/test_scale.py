@@ -92,7 +92,7 @@ def test_rows_are_on_disk_as_they_are_taught_and_come_back_memory_mapped(tmp_pat
 
 
 def test_records_are_read_in_batches_from_their_arrow_files_as_slicing_reads_them(tmp_path):
-    from ftcot_hf.shards import _stream_files, read_batches
+    from ftcot_hf.utils.shards import _stream_files, read_batches
 
     base = datasets.Dataset.from_dict({"question": [f"q{i}" for i in range(2500)], "answer": [str(i) for i in
                                        range(2500)], "tags": [[i, i + 1] for i in range(2500)]})  # fmt: skip

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 import yaml
 
-from ftcot_hf.scrub import REDACTED, is_secret_name, redact, register, scrub_text
+from ftcot_hf.utils.scrub import REDACTED, is_secret_name, redact, register, scrub_text
 from tests.conftest import REPO_ROOT
 from tests.fake_hub_server import DEFAULT_USER, FakeHub
 from tests.fake_openai_server import FakeOpenAIServer

@@ -87,7 +87,7 @@ def test_installed_wheel_teaches_and_renders_cards_from_its_packaged_templates(w
 
     # Every template (the tasks card's too) is in the wheel, as in the checkout.
     probe = (
-        "import json; from ftcot_hf.export import template_text; "
+        "import json; from ftcot_hf.utils.export import template_text; "
         f"print(json.dumps({{n: template_text(n) for n in {_TEMPLATES}}}))"
     )
     packaged = json.loads(_run([str(python), "-c", probe], cwd=tmp_path, env=env))

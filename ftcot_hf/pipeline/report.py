@@ -10,8 +10,8 @@ from ftcot_hf.evaluation import EvalResult, plot_accuracy_per_task, plot_accurac
 from ftcot_hf.evaluation.paper import method_for, paper_row, teacher_row
 from ftcot_hf.pipeline.config import RunConfig
 from ftcot_hf.pipeline.stages import resolve_bf16
-from ftcot_hf.scrub import redact
 from ftcot_hf.utils.fmt import pct
+from ftcot_hf.utils.scrub import redact
 
 
 def _subset(m: dict[str, Any]) -> str:

@@ -48,7 +48,6 @@ from ftcot_hf.pipeline.stages import (
     train_inputs,
     train_stage,
 )
-from ftcot_hf.scrub import redact
 from ftcot_hf.students import check_student, load_student
 from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.tasks.builder import load_task
@@ -61,6 +60,7 @@ from ftcot_hf.training.distill_server import normalize_url, reach_server
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import check_folder
 from ftcot_hf.utils.parser import parser_for
+from ftcot_hf.utils.scrub import redact
 
 logger = logging.getLogger(__name__)
 

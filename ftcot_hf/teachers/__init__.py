@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.scrub import REDACTED, register_in
 from ftcot_hf.teachers.base import (
     TEACHERS,
     Generation,
@@ -26,6 +25,7 @@ from ftcot_hf.teachers.base import (
     register_teacher,
 )
 from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL  # light: names only
+from ftcot_hf.utils.scrub import REDACTED, register_in
 from ftcot_hf.utils.types import check_options
 
 

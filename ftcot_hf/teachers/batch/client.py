@@ -92,7 +92,7 @@ class ApiClient:
                                f"root (e.g. {self.example_url})?") from None  # fmt: skip
 
     def _error_text(self, content: bytes) -> str:
-        from ftcot_hf.scrub import scrub_text
+        from ftcot_hf.utils.scrub import scrub_text
 
         try:
             data = json.loads(content)

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ftcot_hf.scrub import scrub_text
 from ftcot_hf.teachers.base import RequestFailedError, TeacherError
 from ftcot_hf.teachers.http.adaptive import Pacing
 from ftcot_hf.teachers.http.urls import (  # noqa: F401 -- also re-exported: they were defined here
@@ -47,6 +46,7 @@ from ftcot_hf.teachers.http.urls import (  # noqa: F401 -- also re-exported: the
     split_urls,
     url_secrets,
 )
+from ftcot_hf.utils.scrub import scrub_text
 
 logger = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ class Fleet:
 
     def scrub(self, text: str) -> str:
         """``text`` with every API key in use masked, in every form a server may echo it in (raw, percent- or
-        base64-encoded: the Basic auth of a URL's password): :func:`ftcot_hf.scrub.scrub_text`."""
+        base64-encoded: the Basic auth of a URL's password): :func:`ftcot_hf.utils.scrub.scrub_text`."""
         return scrub_text(text, self._secrets)
 
     def where(self) -> str:

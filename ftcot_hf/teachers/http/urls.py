@@ -1,7 +1,7 @@
 """Base URLs of HTTP teachers: what is sent (:func:`client_url`: the query as parameters, ``user:password@`` as Basic
 auth), what is shown (:func:`display_url`: no credentials, query values masked), what is checked before any request
 (:func:`check_base_url`), which key goes to which host (:func:`resolve_api_key`), and the filter that keeps the secrets
-of a URL out of every message and log record (:func:`register_secrets`, through :mod:`ftcot_hf.scrub`).
+of a URL out of every message and log record (:func:`register_secrets`, through :mod:`ftcot_hf.utils.scrub`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from ftcot_hf.scrub import display_url, register
-from ftcot_hf.scrub import url_secrets as url_secrets  # the scrubber owns what of a URL is secret
+from ftcot_hf.utils.scrub import display_url, register
+from ftcot_hf.utils.scrub import url_secrets as url_secrets  # the scrubber owns what of a URL is secret
 
 HF_HOST_SUFFIXES = ("huggingface.co", "hf.co", "huggingface.cloud", "hf.space")
 
@@ -98,5 +98,5 @@ def split_urls(base_url: str | Sequence[str], label: str = "openai") -> list[str
 
 def register_secrets(secrets: Sequence[str]) -> None:
     """Have every message and log record (the client libraries' request log included) scrubbed of ``secrets``
-    from now on: :func:`ftcot_hf.scrub.register`."""
+    from now on: :func:`ftcot_hf.utils.scrub.register`."""
     register(*secrets)

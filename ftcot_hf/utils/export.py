@@ -49,13 +49,13 @@ RELEASE_EVERY = 8
 def _write_parquet(data: Any, path: Path) -> None:
     """Write ``data`` as Parquet in row groups of :data:`ROW_GROUP` rows, whatever its batches: the same rows give the
     same bytes (and so the same content-hashed file name), however they were produced (one run, or parts merged).
-    A dataset :class:`~ftcot_hf.shards.ShardWriter` returned (its Arrow shards, memory-mapped) is read from its shard
-    files a record batch at a time, not through the memory map: every page of a map that is read stays in the
+    A dataset :class:`~ftcot_hf.utils.shards.ShardWriter` returned (its Arrow shards, memory-mapped) is read from its
+    shard files a record batch at a time, not through the memory map: every page of a map that is read stays in the
     process's resident set, so writing 8 GB of shards that way showed 8 GB more RSS."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ftcot_hf.shards import SHARDS_ATTRIBUTE
+    from ftcot_hf.utils.shards import SHARDS_ATTRIBUTE
 
     schema = data.features.arrow_schema
 
