@@ -57,7 +57,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `ftcot_hf` importabl
 
 import torch  # noqa: E402
 
-from ftcot_hf.evaluation import generate_completions  # noqa: E402
+from ftcot_hf.students.generation import generate_completions  # noqa: E402
 from ftcot_hf.tasks.builder import load_task  # noqa: E402
 from ftcot_hf.teachers.replay import kojima_records  # noqa: E402
 

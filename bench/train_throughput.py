@@ -87,7 +87,7 @@ def load_tokenizer(path: str | None):
     from transformers import AutoTokenizer
 
     if path is None:
-        from ftcot_hf.students import embedded_student_path, ensure_converted
+        from ftcot_hf.students.loading import embedded_student_path, ensure_converted
 
         path = str(ensure_converted(embedded_student_path()))
     tok = AutoTokenizer.from_pretrained(path)
@@ -98,7 +98,7 @@ def load_tokenizer(path: str | None):
 
 def load_rows(task: str, limit: int | None):
     """The task's recorded rationales (correct only), formatted ft_cot, shuffled once (seed 0)."""
-    from ftcot_hf.formats import format_dataset
+    from ftcot_hf.students.formats import format_dataset
     from ftcot_hf.teach import TeachConfig, teach
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -122,7 +122,7 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     from ftcot_hf import load_task
-    from ftcot_hf.students import ensure_converted
+    from ftcot_hf.students.loading import ensure_converted
     from ftcot_hf.tasks.prompts import stage1_prompt
     from tests.test_real_servers import _gguf
 

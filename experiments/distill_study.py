@@ -3,8 +3,8 @@ equal training wall time, on one task where the teacher is far from perfect.
 
 * Teacher: ``--base`` (SmolLM2-135M-Instruct, the embedded student) fine-tuned by Fine-tune-CoT on ``--task``
   (last_letter_concatenation) from the recorded text-davinci-002 rationales: one ``ftcot run`` (seed 42).
-* Student: ``--base`` with every other decoder layer (:func:`ftcot_hf.shrink.keep_layers`: 15 of SmolLM2's 30), so
-  it shares the teacher's vocabulary and ``ftcot distill`` runs TRL's ``DistillationTrainer``.
+* Student: ``--base`` with every other decoder layer (:func:`ftcot_hf.students.shrink.keep_layers`: 15 of SmolLM2's
+  30), so it shares the teacher's vocabulary and ``ftcot distill`` runs TRL's ``DistillationTrainer``.
 * Per seed, two arms, each one ``ftcot run`` of the student on the same rationales:
   ``sft+distill``: ``--sft_epochs`` of Fine-tune-CoT, then ``--distill_epochs`` of on-policy distillation from the
   teacher (``--distill on_policy``); ``sft``: Fine-tune-CoT alone for ``--sft_epochs`` plus as many epochs as the
@@ -41,7 +41,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from ftcot_hf.evaluation.report import versions  # noqa: E402
 from ftcot_hf.pipeline import RunConfig, run  # noqa: E402
-from ftcot_hf.shrink import keep_layers  # noqa: E402
+from ftcot_hf.students.shrink import keep_layers  # noqa: E402
 from ftcot_hf.utils.fmt import pct  # noqa: E402
 
 ARMS = ("sft+distill", "sft")
@@ -173,8 +173,9 @@ def render(name: str, saved: dict[str, Any]) -> str:
         "",
         f"Teacher: {r.get('base')} fine-tuned by Fine-tune-CoT ({r.get('teacher_epochs'):g} epoch(s), recorded "
         f"text-davinci-002 rationales), test accuracy {pct(teacher.get('accuracy'))} on {teacher.get('n', '-')} "
-        f"questions. Student: the same model with every other decoder layer (`ftcot_hf.shrink.keep_layers`), same "
-        f"vocabulary. `sft+distill`: {r.get('sft_epochs'):g} epoch(s) of Fine-tune-CoT (lr {r.get('learning_rate')}), "
+        f"questions. Student: the same model with every other decoder layer (`ftcot_hf.students.shrink.keep_layers`), "
+        f"same vocabulary. `sft+distill`: {r.get('sft_epochs'):g} epoch(s) of Fine-tune-CoT "
+        f"(lr {r.get('learning_rate')}), "
         f"then {r.get('distill_epochs'):g} of on-policy distillation (lr {r.get('distill_learning_rate')}, beta "
         f"{r.get('distill_beta')}, {r.get('max_completion_length')} sampled tokens); `sft`: Fine-tune-CoT alone for "
         "as many more epochs as the distillation took time. Last-epoch test accuracy, greedy, paper-mode parsing; "

@@ -238,7 +238,7 @@ def _maj_at_k(config: RunConfig, task: str, k: int, temperature: float) -> dict[
     Kept apart from the run's eval stage (``<run>/eval_maj<k>/<task>``) so the greedy headline is untouched; reused
     when it exists for the same student and settings."""
     from ftcot_hf.evaluation import evaluate_student, write_results
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
 
     run_dir = Path(config.output_dir)
     folder, student = run_dir / f"eval_maj{k}" / task, run_dir / "student" / task

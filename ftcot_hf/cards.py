@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import get_format
 from ftcot_hf.recipe import describe as describe_recipe
-from ftcot_hf.students import EMBEDDED_BASE_MODEL, is_embedded
+from ftcot_hf.students.formats import get_format
+from ftcot_hf.students.loading import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.citation import KOJIMA_CITATION, PAPER_CITATION
 from ftcot_hf.tasks.prompts import ANSWER_PHRASE, ONE_STAGE_INSTRUCTION
@@ -423,7 +423,7 @@ def render_model_card(
         repo_id: the model repo (shown in the usage example; its name is the model-index name).
         base_model: the Hub id it was fine-tuned from (the embedded alias maps to SmolLM2-135M-Instruct; a local
             path is named in the text but left out of the metadata, which wants a Hub id).
-        task, format: the task and the student format (``ftcot_hf.formats``).
+        task, format: the task and the student format (``ftcot_hf.students.formats``).
         recipe: training settings shown as a table (epochs, learning rate, D, teacher...).
         results: evaluation metrics (``EvalResult.metrics()`` of ``ftcot_hf.evaluation`` or a dict): ``accuracy``
             (a fraction) becomes a model-index result, ``maj_at_k`` too; every scalar is shown in the table, e.g.

@@ -51,7 +51,7 @@ from ftcot_hf.cards import (  # noqa: F401
     yield_reports,
 )
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import get_format
+from ftcot_hf.students.formats import get_format
 from ftcot_hf.training.outputs import recorded_card_values
 from ftcot_hf.utils.export import write_parquet_configs
 from ftcot_hf.utils.scrub import redact

@@ -52,7 +52,9 @@ class PushConfig:
         default=None, metadata={"help": "student: the Hub id it was fine-tuned from (or 'smollm2-135m-instruct')."}
     )
     task: str | None = field(default=None, metadata={"help": "student: the task it was trained on."})
-    format: str = field(default="ft_cot", metadata={"help": "student: the student format (ftcot_hf.formats)."})
+    format: str = field(
+        default="ft_cot", metadata={"help": "student: the student format (ftcot_hf.students.formats)."}
+    )
     dataset_repo: str | None = field(default=None, metadata={"help": "student: the rationale dataset's Hub id."})
     recipe_file: str | None = field(
         default=None, metadata={"help": "student: JSON or YAML file with the training recipe (shown in the card)."}

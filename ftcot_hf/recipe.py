@@ -62,7 +62,7 @@ def load_tokenizer(name: str) -> Any:
     one line naming the flag when it cannot be loaded."""
     from transformers import AutoTokenizer
 
-    from ftcot_hf.students import ensure_converted, resolve_student
+    from ftcot_hf.students.loading import ensure_converted, resolve_student
 
     try:
         kind, where = resolve_student(name)

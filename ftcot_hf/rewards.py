@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import StudentFormat, get_format
+from ftcot_hf.students.formats import StudentFormat, get_format
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.tasks.answers import MODES, Mode, require_math_verify
 
@@ -105,7 +105,8 @@ class AccuracyReward:
             raise FtcotError(
                 f"accuracy_reward({self.task.name!r}) needs the gold answers in the {self.answer_column!r} column, "
                 f"which the training dataset lacks (its columns here: {', '.join(passed) or 'none'}). Keep the task's "
-                "'answer' column beside 'prompt' (ftcot_hf.formats.format_dataset keeps it), or pass answer_column=."
+                "'answer' column beside 'prompt' (ftcot_hf.students.formats.format_dataset keeps it), or pass "
+                "answer_column=."
             )
         if len(golds) != len(completions):
             raise ValueError(f"accuracy_reward: {len(completions)} completions but {len(golds)} gold answers.")

@@ -266,7 +266,7 @@ VLLM_PYTHON = os.environ.get("FTCOT_VLLM_PYTHON")
 def test_vllm_run_batch_reads_our_jsonl_and_we_read_its_output(tmp_path):
     """vLLM's offline ``run_batch`` is a real consumer of our batch format: our lines in, its lines read back by the
     same parser that reads OpenAI's output file."""
-    from ftcot_hf.students import ensure_converted
+    from ftcot_hf.students.loading import ensure_converted
     from ftcot_hf.teachers import Request, SamplingParams
     from ftcot_hf.teachers.batch.openai import OpenAIBatchTeacher, parse_line
     from tests.test_real_servers import _gguf

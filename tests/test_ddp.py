@@ -60,7 +60,7 @@ def _run(command: list[str], tmp_path) -> subprocess.CompletedProcess:
 def test_two_cpu_processes_train_as_one_process_with_the_same_global_batch(setup, tmp_path, one_torch_thread):
     from datasets import load_from_disk
 
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
     from ftcot_hf.training import FineTuneCoTConfig, train_student
 
     root, student = setup

@@ -144,7 +144,7 @@ def test_ftcot_distill_with_a_teacher_of_the_same_vocabulary_as_typed_and_resume
     assert (out / "epoch_completions" / "epoch_0.jsonl").is_file()  # the SFT student, scored before distilling
     card = (out / "README.md").read_text()
     assert "DistillationTrainer" in card and "teacher-same" in card
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
 
     before, _ = load_student(str(sft))
     after, _ = load_student(str(out))
@@ -304,8 +304,8 @@ def test_run_refuses_a_distillation_without_its_teacher(tmp_path, mirror, capsys
 
 def test_keep_layers_makes_a_smaller_student_of_the_same_vocabulary(models, tmp_path):
     from ftcot_hf.errors import FtcotError
-    from ftcot_hf.shrink import keep_layers
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
+    from ftcot_hf.students.shrink import keep_layers
 
     base, _ = load_student(str(models["same"]))  # 3 layers
     half = keep_layers(str(models["same"]), tmp_path / "half")  # layers 0 and 2

@@ -120,7 +120,7 @@ def test_ftcot_distill_with_a_teacher_server_as_typed(models, servers, mirror, t
     assert [len(b["prompt"]) for b in scored[1:]] == [4, 4]  # a batch of 4 sampled completions per step
     losses = _loss(tmp_path / "top1")
     assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
 
     before_w, _ = load_student(str(sft))
     after_w, _ = load_student(str(tmp_path / "top1"))

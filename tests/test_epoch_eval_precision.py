@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ftcot_hf.students import load_student
+from ftcot_hf.students.loading import load_student
 from ftcot_hf.training import train_student
 from ftcot_hf.training.callbacks import EpochEvalCallback, without_autocast
 from tests.doubles import coin_records

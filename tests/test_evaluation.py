@@ -433,15 +433,15 @@ def test_eval_defaults_are_defined_once():
     import inspect
 
     from ftcot_hf.evaluation.cli import EvalConfig
-    from ftcot_hf.evaluation.defaults import (
+    from ftcot_hf.evaluation.lm_eval_export import export_lm_eval
+    from ftcot_hf.pipeline.config import RunConfig
+    from ftcot_hf.students.defaults import (
         EPOCH_EVAL_BATCH_SIZE,
         EPOCH_EVAL_MAX_NEW_TOKENS,
         EVAL_BATCH_SIZE,
         EVAL_MAX_NEW_TOKENS,
         EVAL_SC_TEMPERATURE,
     )
-    from ftcot_hf.evaluation.lm_eval_export import export_lm_eval
-    from ftcot_hf.pipeline.config import RunConfig
     from ftcot_hf.training.callbacks import EpochEvalCallback
     from ftcot_hf.training.config import FineTuneCoTConfig
 

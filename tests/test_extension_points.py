@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from ftcot_hf.cli import main
-from ftcot_hf.formats import FORMATS
+from ftcot_hf.students.formats import FORMATS
 from ftcot_hf.tasks import BUILTIN_TASKS, TASKS
 from ftcot_hf.tasks.answers import ANSWER_TYPES
 from ftcot_hf.teachers import TEACHERS
@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ftcot_hf import AnswerParser, Task, Teacher, register_answer_type, register_task, register_teacher
-from ftcot_hf.formats import make_format
+from ftcot_hf.students.formats import make_format
 from ftcot_hf.teachers.base import Generation
 
 

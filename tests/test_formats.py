@@ -6,7 +6,7 @@ import pytest
 from datasets import Dataset
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import (
+from ftcot_hf.students.formats import (
     END,
     FORMATS,
     EmptyDatasetError,
@@ -157,7 +157,7 @@ def test_format_dataset_errors_name_the_columns_and_the_format():
 def test_step_by_step_trains_on_a_label_row_and_a_rationale_row_and_asks_for_the_label():
     from datasets import Dataset
 
-    from ftcot_hf.formats import format_dataset
+    from ftcot_hf.students.formats import format_dataset
 
     data = Dataset.from_dict({"question": [" Is 4 even? "], "answer": ["yes"], "rationale": [" 4 = 2 x 2. "],
                               "sample_index": [7]})  # fmt: skip

@@ -70,7 +70,7 @@ out["branch_dataset_url"] = push_rationales(
 ds = load_dataset(args["dataset"], "coin_flip")  # through the fake Hub's API
 out["rows"] = {split: ds[split].to_list() for split in ds}
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.students import load_student
+from ftcot_hf.students.loading import load_student
 model, tok = load_student(args["model"])  # the student just pushed, downloaded from the fake Hub
 out["student"] = [type(model).__name__, model.generation_config.eos_token_id, tok.padding_side]
 try:

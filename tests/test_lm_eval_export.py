@@ -50,7 +50,7 @@ USER_FLAGS = ["--question_column", "problem", "--answer_column", "solution", "--
 
 
 def test_export_writes_an_offline_task_folder(mirror, tmp_path, capsys):
-    from ftcot_hf.formats import get_format
+    from ftcot_hf.students.formats import get_format
     from ftcot_hf.tasks import score_completion
 
     out = tmp_path / "lm_tasks"

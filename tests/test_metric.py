@@ -8,7 +8,7 @@ import pytest
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation import compute_accuracy, evaluate_teacher, resolve_prefix
 from ftcot_hf.evaluation.paper import match_student, method_for, paper_row, teacher_row
-from ftcot_hf.formats import UnknownFormatError
+from ftcot_hf.students.formats import UnknownFormatError
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_paper_table_lookups():
 
 def test_the_papers_columns_and_labels_are_the_tasks_own():
     from ftcot_hf.evaluation.paper import paper_tasks, task_sort_key
-    from ftcot_hf.formats import FORMATS
+    from ftcot_hf.students.formats import FORMATS
     from ftcot_hf.tasks import BUILTIN_TASKS, TASKS, task_label
 
     assert [t.name for t in paper_tasks()] == list(BUILTIN_TASKS)

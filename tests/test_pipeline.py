@@ -108,7 +108,7 @@ def test_lora_run_evaluates_its_adapter_student(tmp_path, tiny, mirror):
     """--use_peft saves an adapter folder (no config.json); the eval stage and load_student merge it onto its base."""
     import torch
 
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
 
     config = small_run(tmp_path, tiny, mirror, use_peft=True, lora_r=4, lora_alpha=8, eval_untrained=False)
     result = run(config)

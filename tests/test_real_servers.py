@@ -124,7 +124,7 @@ def llama_server():
 
 @pytest.fixture(scope="module")
 def vllm_url(tmp_path_factory):
-    from ftcot_hf.students import ensure_converted
+    from ftcot_hf.students.loading import ensure_converted
 
     folder = ensure_converted(_gguf())
     # eager: the HTTP behaviour under test is the same, and the start is 2-3x shorter (see the module docstring)
@@ -174,7 +174,7 @@ def test_vllm_offline_engine(tmp_path):
     """``--teacher vllm`` on the real ``vllm.LLM`` (in vLLM's venv, our tree on its path): raw and chat prompts, n
     samples, a seeded request resumed at sample 2, a prompt longer than max_model_len failing alone, and a second pass
     served wholly by the request cache."""
-    from ftcot_hf.students import ensure_converted
+    from ftcot_hf.students.loading import ensure_converted
 
     folder = ensure_converted(_gguf())
     script = Path(__file__).with_name("vllm_offline_check.py")

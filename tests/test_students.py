@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.students import (
+from ftcot_hf.students.loading import (
     EMBEDDED_STUDENT,
     MARKER,
     convert_gguf,
@@ -106,7 +106,7 @@ def test_hub_id_offline_gives_one_clear_message(monkeypatch):
 
 
 def test_embedded_student_without_the_package_says_how_to_install(monkeypatch):
-    import ftcot_hf.students as students
+    import ftcot_hf.students.loading as students
 
     real = students.importlib.util.find_spec
     monkeypatch.setattr(
@@ -200,7 +200,7 @@ def test_gguf_path_and_alias_share_one_converted_folder(smollm2):
 
 
 def test_the_base_models_licence_is_found_where_it_can_be_known_offline(tmp_path, monkeypatch):
-    from ftcot_hf.students import base_model_license
+    from ftcot_hf.students.loading import base_model_license
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = tmp_path / "base"

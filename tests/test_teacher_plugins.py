@@ -140,7 +140,7 @@ def test_register_teacher_checks_the_base_class():
 def test_every_register_function_checks_its_base_type_and_the_base_types_are_exported():
     import ftcot_hf
     from ftcot_hf.errors import PluginTypeError
-    from ftcot_hf.formats import FORMATS
+    from ftcot_hf.students.formats import FORMATS
     from ftcot_hf.tasks import TASKS
     from ftcot_hf.tasks.answers import ANSWER_TYPES
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import ftcot_hf.teachers.transformers as transformers_backend
-from ftcot_hf.students import EMBEDDED_GGUF, EMBEDDED_STUDENT, embedded_student_path, resolve_student
+from ftcot_hf.students.loading import EMBEDDED_GGUF, EMBEDDED_STUDENT, embedded_student_path, resolve_student
 from ftcot_hf.teachers.base import TEACHERS, Request, SamplingParams
 from ftcot_hf.teachers.transformers import TransformersTeacher
 

@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import EmptyDatasetError, MissingColumnsError
+from ftcot_hf.students.formats import EmptyDatasetError, MissingColumnsError
 from ftcot_hf.training import FineTuneCoTConfig, FineTuneCoTTrainer, train_student
 from ftcot_hf.training.data import DataArgs, load_training_data
 from tests.doubles import coin_records
@@ -71,7 +71,7 @@ def test_loss_mask_covers_exactly_the_completion_with_end_and_eos(tiny_gpt2, tmp
 
 
 def _formatted(data: Dataset) -> Dataset:
-    from ftcot_hf.formats import format_dataset
+    from ftcot_hf.students.formats import format_dataset
 
     return format_dataset(data, "ft_cot")
 
@@ -236,7 +236,7 @@ def _with_long_rationales(n: int, long: set[int], words: int = 80) -> Dataset:
 def test_rows_longer_than_max_length_are_counted_warned_once_and_recorded(tiny_gpt2, tmp_path, caplog):
     from transformers import AutoTokenizer
 
-    from ftcot_hf.formats import format_dataset
+    from ftcot_hf.students.formats import format_dataset
 
     data = _with_long_rationales(12, long={0, 3, 7})
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)

@@ -35,7 +35,7 @@ def tiny_t5(tmp_path_factory):
 def test_seq2seq_labels_are_the_target_then_eos(tiny_t5):
     from transformers import AutoTokenizer
 
-    from ftcot_hf.formats import format_dataset
+    from ftcot_hf.students.formats import format_dataset
 
     tok = AutoTokenizer.from_pretrained(tiny_t5)
     rows = format_dataset(coin_records(3), "ft_cot_t5")
@@ -265,7 +265,7 @@ def test_max_length_zero_is_one_line_and_exit_2(tiny_gpt2, rationale_repo, tmp_p
 def test_t5_rows_beyond_the_source_or_target_limit_are_counted(tiny_t5, tmp_path, caplog):
     from transformers import AutoTokenizer
 
-    from ftcot_hf.formats import format_dataset
+    from ftcot_hf.students.formats import format_dataset
 
     tok = AutoTokenizer.from_pretrained(tiny_t5)
     records = coin_records(16)

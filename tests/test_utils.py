@@ -91,7 +91,7 @@ def test_hf_home_agrees_with_huggingface_hub_constant_for_the_same_environment(t
 def test_hf_home_follows_the_environment_after_import(monkeypatch, tmp_path):
     import huggingface_hub.constants  # imported first: its HF_HOME is frozen from now on
 
-    from ftcot_hf.students import default_student_cache
+    from ftcot_hf.students.loading import default_student_cache
     from ftcot_hf.teachers.cache import default_cache_path
 
     monkeypatch.delenv("FTCOT_HOME", raising=False)

@@ -7,7 +7,7 @@ import pytest
 from ftcot_hf import load_task
 from ftcot_hf.augment import RationaleAugmenter
 from ftcot_hf.errors import FtcotError, UnknownTaskError
-from ftcot_hf.formats import UnknownFormatError
+from ftcot_hf.students.formats import UnknownFormatError
 from ftcot_hf.tasks import get_task
 from ftcot_hf.teach import TeachConfig
 from ftcot_hf.training.config import FineTuneCoTConfig

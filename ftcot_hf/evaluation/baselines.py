@@ -1,7 +1,7 @@
 """What to generate and how to score it, per evaluation format: the student formats and the paper's baselines.
 
-A student format of ``ftcot_hf.formats`` (``ft_cot``, ``vanilla``, ``natural``, ``zero_shot`` and their ``_t5``
-variants) is used as registered. Two baselines need more than a record and live here:
+A student format of ``ftcot_hf.students.formats`` (``ft_cot``, ``vanilla``, ``natural``, ``zero_shot`` and their
+``_t5`` variants) is used as registered. Two baselines need more than a record and live here:
 
 * ``few_shot_cot`` (Wei et al., 2022): the task's exemplars from the reference repository's
   ``data/few_shot_cot_prompts.json`` (pinned source: fetched or read from the offline mirror, sha256 checked)
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftcot_hf.errors import FtcotError, SourceFormatError
-from ftcot_hf.formats import FORMATS, StudentFormat, get_format
+from ftcot_hf.students.formats import FORMATS, StudentFormat, get_format
 from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, GENERIC_ANSWER_TRIGGER, stage1_prompt
 from ftcot_hf.tasks.sources import REFERENCE_COMMIT, REFERENCE_REPO, SourceFile, read_json, resolve
 
@@ -48,7 +48,8 @@ ZERO_SHOT_COT_ANSWER_TOKENS = ANSWER_MAX_TOKENS
 @dataclass(frozen=True)
 class PromptFormat:
     """An evaluation-only format that needs more than a record (a task's exemplars, a second pass), so it is no
-    :class:`~ftcot_hf.formats.StudentFormat`; it carries what a student format carries for scoring and reports."""
+    :class:`~ftcot_hf.students.formats.StudentFormat`; it carries what a student format carries for scoring and
+    reports."""
 
     name: str
     prefix: str | None

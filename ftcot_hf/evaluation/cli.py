@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import BASELINES
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
 from ftcot_hf.evaluation.evaluator import evaluate_student, evaluate_teacher
 from ftcot_hf.evaluation.paper import match_student, method_for
 from ftcot_hf.evaluation.report import load_results, write_results
-from ftcot_hf.formats import get_format
-from ftcot_hf.students import load_student
+from ftcot_hf.students.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
+from ftcot_hf.students.formats import get_format
+from ftcot_hf.students.loading import load_student
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.answers import MODES
 from ftcot_hf.tasks.args import TaskDatasetArgs, rationales_alias, resolve_tasks

@@ -20,10 +20,10 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import EvalPlan, eval_plan
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
-from ftcot_hf.evaluation.generation import generate_completions
 from ftcot_hf.evaluation.metric import compute_accuracy
 from ftcot_hf.evaluation.selfconsistency import vote
+from ftcot_hf.students.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EVAL_SC_TEMPERATURE
+from ftcot_hf.students.generation import generate_completions
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.prompts import ANSWER_MAX_TOKENS, RATIONALE_MAX_TOKENS, stage1_prompt, stage2_prompt
 from ftcot_hf.utils.console import progress_bar

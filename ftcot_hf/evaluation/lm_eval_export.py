@@ -8,9 +8,9 @@ Per task the folder holds ``ftcot_<task>.yaml`` and ``ftcot_<task>.test.parquet`
 precomputed ``prompt`` column, so lm-eval runs offline); one ``utils.py`` next to them scores each completion with
 ftcot's own parser (:func:`ftcot_hf.tasks.score_completion`, the one ``ftcot eval`` uses). The YAMLs are written
 with the same generation settings as ``ftcot eval --format ft_cot``: the prompt ``"{question} ###"``
-(:func:`ftcot_hf.formats.get_format`), greedy decoding, ``max_gen_toks`` = ``--max_new_tokens``, and the stop
+(:func:`ftcot_hf.students.formats.get_format`), greedy decoding, ``max_gen_toks`` = ``--max_new_tokens``, and the stop
 phrase of the format (``END``: generation stops there and the text before it is scored, exactly as
-:func:`ftcot_hf.evaluation.generation.generate_completions` cuts it).
+:func:`ftcot_hf.students.generation.generate_completions` cuts it).
 
 Writing the folder needs only ``datasets`` (no lm-eval); running it needs ``pip install 'ftcot-hf[lm_eval]'``, and
 ftcot-hf importable where lm-eval runs (``utils.py`` imports it).
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.evaluation.defaults import EVAL_MAX_NEW_TOKENS
-from ftcot_hf.formats import get_format
+from ftcot_hf.students.defaults import EVAL_MAX_NEW_TOKENS
+from ftcot_hf.students.formats import get_format
 from ftcot_hf.tasks import BUILTIN_TASKS
 from ftcot_hf.tasks.answers import MODES
 from ftcot_hf.tasks.args import TaskDatasetArgs, resolve_tasks

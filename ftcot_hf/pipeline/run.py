@@ -15,7 +15,6 @@ import yaml
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.report import versions
-from ftcot_hf.formats import get_format
 from ftcot_hf.hub import check_push_access, push
 from ftcot_hf.pipeline.config import PARSER_CLASSES, RunConfig, RunResult
 from ftcot_hf.pipeline.plan import (
@@ -48,7 +47,8 @@ from ftcot_hf.pipeline.stages import (
     train_inputs,
     train_stage,
 )
-from ftcot_hf.students import check_student, load_student
+from ftcot_hf.students.formats import get_format
+from ftcot_hf.students.loading import check_student, load_student
 from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.tasks.builder import load_task
 from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach

@@ -1,7 +1,8 @@
 """The ``transformers`` teacher: a local model loaded like a student (a Hub id, a folder, a ``.gguf`` file, or the
-embedded ``smollm2-135m-instruct``; see :func:`ftcot_hf.students.load_student`), generating through the evaluation's
-own loop (:func:`ftcot_hf.evaluation.generation.generate_completions`): batched with left padding, a finished row
-leaves the batch and the KV cache at once, ``n`` samples per prompt, temperature / top-p sampling, stop strings.
+embedded ``smollm2-135m-instruct``; see :func:`ftcot_hf.students.loading.load_student`), generating through the
+evaluation's own loop (:func:`ftcot_hf.students.generation.generate_completions`): batched with left padding, a
+finished row leaves the batch and the KV cache at once, ``n`` samples per prompt, temperature / top-p sampling,
+stop strings.
 
 Sampling: each row has its own random generator, seeded from the request's ``seed`` (0 when unset), its
 ``first_index`` (so samples 3..7 asked for after 0..2 are new samples, not the same draws again), the prompt's place
@@ -23,8 +24,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.evaluation.generation import generate_completions
-from ftcot_hf.students import load_student
+from ftcot_hf.students.generation import generate_completions
+from ftcot_hf.students.loading import load_student
 from ftcot_hf.teachers.base import Generation, Request, SamplingParams, Teacher, register_teacher
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class TransformersTeacher(Teacher):
 
     Args:
         model: a Hub id, a local folder, a ``.gguf`` file or ``"smollm2-135m-instruct"``, resolved and loaded like a
-            student (:func:`~ftcot_hf.students.load_student`); or a loaded ``PreTrainedModel`` (then pass
+            student (:func:`~ftcot_hf.students.loading.load_student`); or a loaded ``PreTrainedModel`` (then pass
             ``tokenizer`` and ``name``).
         tokenizer: a tokenizer, when ``model`` is an object (for a name: replaces the model's own).
         gguf_file: a GGUF file name inside the folder or Hub repo ``model`` (transformers dequantises it on load).

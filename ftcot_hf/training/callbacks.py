@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from ftcot_hf.evaluation import evaluate_student
-from ftcot_hf.evaluation.defaults import EPOCH_EVAL_BATCH_SIZE, EPOCH_EVAL_MAX_NEW_TOKENS
+from ftcot_hf.students.defaults import EPOCH_EVAL_BATCH_SIZE, EPOCH_EVAL_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -10,8 +10,8 @@ from typing import Any
 from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import SFTConfig
 
-from ftcot_hf.evaluation.defaults import EPOCH_EVAL_BATCH_SIZE, EPOCH_EVAL_MAX_NEW_TOKENS
-from ftcot_hf.formats import get_format
+from ftcot_hf.students.defaults import EPOCH_EVAL_BATCH_SIZE, EPOCH_EVAL_MAX_NEW_TOKENS
+from ftcot_hf.students.formats import get_format
 from ftcot_hf.utils.fs import check_folder
 
 
@@ -139,8 +139,8 @@ class FineTuneCoTConfig(SFTConfig):
     format: str = field(
         default="ft_cot",
         metadata={
-            "help": "Student format (ftcot_hf.formats.FORMATS): ft_cot, vanilla, natural, ft_cot_t5, vanilla_t5, "
-            "middle_*/tail_* (Teacher-LM placements)..."
+            "help": "Student format (ftcot_hf.students.formats.FORMATS): ft_cot, vanilla, natural, ft_cot_t5, "
+            "vanilla_t5, middle_*/tail_* (Teacher-LM placements)..."
         },
     )
     student: str | None = field(

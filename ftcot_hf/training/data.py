@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import EmptyDatasetError, MissingColumnsError, StudentFormat, format_dataset, get_format
+from ftcot_hf.students.formats import EmptyDatasetError, MissingColumnsError, StudentFormat, format_dataset, get_format
 from ftcot_hf.tasks import Task, resolve_task
 from ftcot_hf.tasks.args import TaskDatasetArgs, rationales_alias
 

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import get_format
-from ftcot_hf.students import check_student, ensure_converted, load_student, resolve_student
+from ftcot_hf.students.formats import get_format
+from ftcot_hf.students.loading import check_student, ensure_converted, load_student, resolve_student
 from ftcot_hf.training import distill_server
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.distill_config import DistillConfig

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import DistillationConfig
 
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
-from ftcot_hf.formats import get_format
+from ftcot_hf.students.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.students.formats import get_format
 from ftcot_hf.training.config import resolve_device_defaults
 from ftcot_hf.utils.fs import check_folder
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.cards import render_model_card
-from ftcot_hf.students import base_model_license
+from ftcot_hf.students.loading import base_model_license
 
 logger = logging.getLogger(__name__)
 

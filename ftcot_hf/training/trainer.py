@@ -38,8 +38,8 @@ from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.formats import FORMATS, get_format
-from ftcot_hf.students import load_student
+from ftcot_hf.students.formats import FORMATS, get_format
+from ftcot_hf.students.loading import load_student
 from ftcot_hf.tasks import resolve_task
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
 from ftcot_hf.training.config import FineTuneCoTConfig
@@ -264,8 +264,8 @@ class TrainResult:
 def load_student_for_training(
     name_or_path: str, *, gguf_file: str | None = None, dtype: Any = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a student through ``ftcot_hf.students.load_student`` (Hub id, folder, GGUF, built-in alias), in train
-    mode with right padding; ``dtype`` as TRL's ``ModelConfig.dtype`` (default: the checkpoint's)."""
+    """Load a student through ``ftcot_hf.students.loading.load_student`` (Hub id, folder, GGUF, built-in alias), in
+    train mode with right padding; ``dtype`` as TRL's ``ModelConfig.dtype`` (default: the checkpoint's)."""
     return load_student(name_or_path, gguf_file=gguf_file, dtype=dtype, for_training=True)
 
 
@@ -392,7 +392,7 @@ def train_student(
     Args:
         config: the run's settings (:class:`FineTuneCoTConfig`; ``config.format`` formats the records).
         model_or_path: a model object, or a Hub id / folder / GGUF file / alias for
-            ``ftcot_hf.students.load_student``.
+            ``ftcot_hf.students.loading.load_student``.
         train_dataset: records (question, answer, rationale...: a rationale dataset's train split), formatted with
             ``config.format``; or prompt/completion rows, used as they are.
         eval_dataset: the test records (question, answer) the per-epoch evaluation generates on

@@ -6,7 +6,7 @@ layer (15 of 30), its embeddings, final norm and LM head kept. The result is not
 hurts it), but a student that starts from pretrained weights and shares the teacher's tokenizer, which is what
 Fine-tune-CoT then trains::
 
-    from ftcot_hf.shrink import keep_layers
+    from ftcot_hf.students.shrink import keep_layers
 
     keep_layers("smollm2-135m-instruct", "students/smollm2-half")            # layers 0, 2, 4, ..., 28
     keep_layers("gpt2", "students/gpt2-first6", layers=range(6))              # the first 6 of 12
@@ -50,7 +50,7 @@ def keep_layers(source: str, dest: str | Path, layers: Iterable[int] | None = No
     cut to match. Returns ``dest``; a folder already made from the same source and layers is reused."""
     from transformers import AutoModelForCausalLM
 
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
 
     dest = Path(dest)
     model, tokenizer = load_student(source)

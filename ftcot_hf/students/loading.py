@@ -12,7 +12,7 @@ renamed into place, so a killed conversion never leaves a half-written student b
 
 Example::
 
-    from ftcot_hf.students import load_student
+    from ftcot_hf.students.loading import load_student
 
     model, tok = load_student("smollm2-135m-instruct")     # offline, from the installed GGUF
     model, tok = load_student("gpt2", for_training=True)   # any Hub id (online, or in the HF cache)

@@ -182,7 +182,7 @@ class StudentFormat:
                 f"Format {self.name!r} needs the column(s) {', '.join(missing)}, which the dataset lacks "
                 f"(it has: {', '.join(sorted(columns))}). Use a rationale dataset from `ftcot teach` for CoT formats "
                 "(`ftcot teach --annotations` for fundamentals/common_errors), or pick a format whose columns you "
-                "have (`ftcot_hf.formats.FORMATS`)."
+                "have (`ftcot_hf.students.formats.FORMATS`)."
             )
 
     def prompt(self, record: Mapping[str, Any]) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.evaluation.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
+from ftcot_hf.students.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.utils.console import progress_bar
 
 if TYPE_CHECKING:

@@ -1,6 +1,8 @@
 """The evaluation defaults, each defined once, here: ``ftcot eval`` (``EvalConfig``), ``evaluate_student``,
 ``generate_completions``, ``ftcot export-lm-eval``, ``ftcot distill`` and ``ftcot run`` (which reads them from
-``EvalConfig``) agree on the first pair; ``ftcot train``'s per-epoch evaluation has its own pair (below).
+``EvalConfig``) agree on the first pair; ``ftcot train``'s per-epoch evaluation has its own pair (below). They live
+with the students, not in ``evaluation/``, because ``generate_completions`` (``students/generation.py``, below the
+teachers and evaluation alike) takes the first pair as its defaults.
 
 160 new tokens: a Fine-tune-CoT completion is the teacher's rationale (128 tokens at most, the paper's and the
 recorded teacher's budget) plus `` --> answer END``; the margin covers a student tokenizer that splits the rationale
