@@ -45,7 +45,7 @@ def main() -> int:
         print("set FTCOT_LLAMA_CPP_PYTHON to the python of a venv with llama-cpp-python[server]", file=sys.stderr)
         return 2
     from ftcot_hf import load_task
-    from ftcot_hf.augment import RationaleAugmenter, augment
+    from ftcot_hf.teach.augment import RationaleAugmenter, augment
     from ftcot_hf.teachers.http.openai import OpenAITeacher
 
     data = load_task(args.task)["train"].select(range(args.questions))

@@ -60,8 +60,8 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     from ftcot_hf import load_task
-    from ftcot_hf.augment import RationaleAugmenter, augment
     from ftcot_hf.students.loading import ensure_converted
+    from ftcot_hf.teach.augment import RationaleAugmenter, augment
     from ftcot_hf.teachers.http.openai import OpenAITeacher
 
     data = load_task(args.task)["train"].select(range(args.questions))

@@ -7,8 +7,6 @@ else is internal and may move.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -30,9 +28,9 @@ _EXPORTS: dict[str, str] = {
     "Teacher": "ftcot_hf.teachers.base",
     "build_teacher": "ftcot_hf.teachers",
     "register_teacher": "ftcot_hf.teachers",
-    "RationaleAugmenter": "ftcot_hf.augment",
-    "augment": "ftcot_hf.augment",
-    "TeachConfig": "ftcot_hf.teach",
+    "RationaleAugmenter": "ftcot_hf.teach.augment",
+    "augment": "ftcot_hf.teach.augment",
+    "TeachConfig": "ftcot_hf.teach.config",
     # students, formats, training
     "StudentFormat": "ftcot_hf.students.formats",
     "get_format": "ftcot_hf.students.formats",
@@ -50,8 +48,8 @@ _EXPORTS: dict[str, str] = {
     "accuracy_reward": "ftcot_hf.rewards",
     "format_reward": "ftcot_hf.rewards",
     # hub and the run
-    "push_rationales": "ftcot_hf.hub",
-    "push_student": "ftcot_hf.hub",
+    "push_rationales": "ftcot_hf.hub.publish",
+    "push_student": "ftcot_hf.hub.publish",
     "RunConfig": "ftcot_hf.pipeline",
     "run": "ftcot_hf.pipeline",
     # errors
@@ -67,21 +65,6 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-class _Package(types.ModuleType):
-    """Importing a submodule binds it as an attribute of its package (``import ftcot_hf.augment`` sets
-    ``ftcot_hf.augment``), which would shadow the exported function of the same name (``augment``) depending on
-    what was imported first: an exported name keeps its exported object whatever the import order."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if (
-            isinstance(value, types.ModuleType)
-            and _EXPORTS.get(name) == value.__name__ == f"{__name__}.{name}"
-            and hasattr(value, name)
-        ):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'ftcot_hf' has no attribute {name!r}")
@@ -93,5 +76,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
-
-sys.modules[__name__].__class__ = _Package

@@ -96,7 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_decontaminate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ftcot_hf.evaluation.decontamination import (  # light path: only this command needs it
+    from ftcot_hf.teach.decontamination import (  # light path: only this command needs it
         REPORT_HEADERS,
         decontamination_report,
         drop_overlap,
@@ -136,9 +136,9 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     import os
 
-    from ftcot_hf.merge import merge_caches, merge_rationales, part_caches, read_part
+    from ftcot_hf.teach.merge import merge_caches, merge_rationales, part_caches, read_part
+    from ftcot_hf.teach.yields import YieldReport
     from ftcot_hf.teachers.cache import default_cache_path
-    from ftcot_hf.yields import YieldReport
 
     if args.cache is not None:  # before the rows: a cache file that is not there fails before any work
         sources = args.cache or part_caches([read_part(d) for d in args.dirs])
@@ -170,11 +170,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # Commands whose flags come from config dataclasses (TrlParser/HfArgumentParser) live beside their config; the
 # module is imported only when its command runs, so `ftcot tasks` stays fast.
 DELEGATED: dict[str, tuple[str, str]] = {
-    "teach": ("ftcot_hf.teach", "Teach tasks with a teacher and save the rationale dataset."),
+    "teach": ("ftcot_hf.teach.cli", "Teach tasks with a teacher and save the rationale dataset."),
     "train": ("ftcot_hf.training.cli", "Fine-tune a student on a rationale dataset."),
     "distill": ("ftcot_hf.training.distill", "On-policy distillation of a trained student from a teacher (TRL)."),
     "eval": ("ftcot_hf.evaluation.cli", "Evaluate a student (or a baseline) on a task's test split."),
-    "push": ("ftcot_hf.hub", "Publish a rationale dataset or a student to the Hub."),
+    "push": ("ftcot_hf.hub.cli", "Publish a rationale dataset or a student to the Hub."),
     "run": ("ftcot_hf.pipeline", "teach -> filter -> format -> train -> evaluate -> report (-> push)."),
 }
 

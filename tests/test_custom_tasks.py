@@ -11,9 +11,9 @@ import pytest
 from datasets import load_dataset
 
 from ftcot_hf import TASKS, Task, compute_accuracy, register_task, score_completion
-from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.teach.augment import RationaleAugmenter, augment
 from ftcot_hf.teachers.base import Generation
 from tests.doubles import (
     ARITH,
@@ -265,7 +265,8 @@ def test_the_docs_python_example_of_your_own_dataset_runs_as_written(tmp_path, m
 
 
 def test_scrubbed_configs_hold_no_credentials_keys_or_local_paths(arith_jsonl):
-    from ftcot_hf.hub import scrub_config, scrub_url
+    from ftcot_hf.teach.card import scrub_config
+    from ftcot_hf.utils.scrub import scrub_url
 
     assert scrub_url("https://user:s3cret@host.example:8443/v1?api_key=abc") == "https://host.example:8443/v1"
     config = {"base_url": ["http://u:p@localhost:8000/v1?key=k"], "teacher_kwargs": {"api_key": "sk-1", "seed": 3},

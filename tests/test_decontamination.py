@@ -9,7 +9,7 @@ import pytest
 
 from ftcot_hf import load_task
 from ftcot_hf.cli import main
-from ftcot_hf.evaluation.decontamination import (
+from ftcot_hf.teach.decontamination import (
     decontamination_report,
     drop_overlap,
     flagged_ids,

@@ -269,7 +269,7 @@ def test_every_ftcot_command_shown_is_accepted_by_its_parser(command, tmp_path, 
     """Parsed as typed, nothing run: from a folder holding the files the commands name (the recipes, the run YAML
     of docs/run.md, the user's data file)."""
     from ftcot_hf.evaluation.cli import EvalConfig
-    from ftcot_hf.hub_cli import PushConfig
+    from ftcot_hf.hub import PushConfig
     from ftcot_hf.pipeline.run import parse_run_args
     from ftcot_hf.teach import TeachConfig
     from ftcot_hf.training.cli import TRAIN_LEAD, StudentArgs

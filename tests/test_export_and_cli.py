@@ -130,7 +130,7 @@ def test_verbose_flag_before_the_command(tmp_path, mirror, capsys):
 
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, capsys):
-    import ftcot_hf.teach as teach_module
+    import ftcot_hf.teach.cli as teach_module
     from ftcot_hf.cli import main
 
     def interrupted(argv):

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from ftcot_hf.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.teach import TeachConfig, remove_partial, save_rationales, teach
+from ftcot_hf.teach.augment import RationaleAugmenter, YieldReport, augment
 from ftcot_hf.teachers.base import Generation, Request
 from ftcot_hf.utils.fs import dir_lock
 from tests.conftest import REPO_ROOT
@@ -60,9 +60,9 @@ def _checked_rows(out: Path, tmp_path: Path) -> dict[str, int]:
 RACING_TEACH = """
 import os, sys, time
 from pathlib import Path
-import ftcot_hf.rationale_folder, ftcot_hf.teach
+import ftcot_hf.teach.cli, ftcot_hf.teach.folder
 barrier, before, after, argv = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
-real_save, real_write = ftcot_hf.teach.save_rationales, ftcot_hf.rationale_folder.write_parquet_configs
+real_save, real_write = ftcot_hf.teach.cli.save_rationales, ftcot_hf.teach.folder.write_parquet_configs
 def save(*args, **kwargs):
     (barrier / str(os.getpid())).touch()
     deadline = time.time() + 120
@@ -74,7 +74,7 @@ def write(*args, **kwargs):
     out = real_write(*args, **kwargs)
     time.sleep(after)
     return out
-ftcot_hf.teach.save_rationales, ftcot_hf.rationale_folder.write_parquet_configs = save, write
+ftcot_hf.teach.cli.save_rationales, ftcot_hf.teach.folder.write_parquet_configs = save, write
 from ftcot_hf.cli import main
 sys.exit(main(argv))
 """
@@ -143,7 +143,7 @@ def test_a_full_disk_while_reteaching_leaves_the_old_folder_as_it_was(where, mir
     if where == "_write_parquet":  # the real writer deleted the old train Parquet before writing the new one
         monkeypatch.setattr("ftcot_hf.utils.export._write_parquet", _disk_full)
     else:
-        monkeypatch.setattr("ftcot_hf.rationale_folder.write_parquet_configs", _disk_full)
+        monkeypatch.setattr("ftcot_hf.teach.folder.write_parquet_configs", _disk_full)
     with pytest.raises(FtcotError, match=r"disk is full .*rationales.* unchanged") as info:
         _teach(out, mirror, tmp_path, limit=7)
     assert "\n" not in str(info.value)

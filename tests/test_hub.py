@@ -19,18 +19,11 @@ import yaml
 from huggingface_hub import DatasetCardData, ModelCard, ModelCardData
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.hub import (
-    PAPER_CITATION,
-    PushResult,
-    card_metadata,
-    push_student,
-    render_dataset_card,
-    render_model_card,
-    resolve_token,
-    student_generation_config,
-    validate_card,
-)
-from ftcot_hf.tasks.citation import KOJIMA_CITATION
+from ftcot_hf.hub import PushResult, push_student, resolve_token, student_generation_config
+from ftcot_hf.tasks.citation import KOJIMA_CITATION, PAPER_CITATION
+from ftcot_hf.teach.card import render_dataset_card
+from ftcot_hf.training.card import render_model_card
+from ftcot_hf.utils.card import card_metadata, validate_card
 from tests.conftest import REPO_ROOT
 from tests.fake_http import free_port
 from tests.fake_hub_server import DEFAULT_TOKEN, DEFAULT_USER, FakeHub
@@ -418,7 +411,7 @@ def test_pushed_student_files_hold_no_local_paths(tmp_path):
 
 
 def test_size_categories_follow_the_hubs_buckets():
-    from ftcot_hf.cards import size_category
+    from ftcot_hf.teach.card import size_category
 
     cases = {0: "n<1K", 999: "n<1K", 1000: "1K<n<10K", 9999: "1K<n<10K", 10_000: "10K<n<100K",
              999_999: "100K<n<1M", 5 * 10**6: "1M<n<10M", 10**12: "n>1T"}  # fmt: skip

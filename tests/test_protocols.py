@@ -7,9 +7,9 @@ import json
 import pytest
 from datasets import Dataset, load_dataset
 
-from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.cli import main
 from ftcot_hf.tasks.prompts import one_stage_prompt
+from ftcot_hf.teach.augment import RationaleAugmenter, augment
 from ftcot_hf.teachers.base import Generation, Request
 from tests.doubles import StubTeacher
 from tests.fake_openai_server import FakeOpenAIServer, sample_text

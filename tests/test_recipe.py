@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.cli import main
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.recipe import RowFilter, jaccard, shingles
 from ftcot_hf.teach import TeachConfig
+from ftcot_hf.teach.augment import RationaleAugmenter, augment
+from ftcot_hf.teach.recipe import RowFilter, jaccard, shingles
 from ftcot_hf.teachers.base import Generation
 from tests.doubles import ScriptedTeacher, exits_2_in_one_line, scripted_records
 
@@ -82,7 +82,7 @@ def test_pass_rate_counts_a_cut_correct_sample_and_leaves_resampled_extras_out()
 def test_student_length_filter_counts_in_the_given_tokenizer(tiny_gpt2):
     from transformers import AutoTokenizer
 
-    from ftcot_hf.recipe import token_counter
+    from ftcot_hf.teach.recipe import token_counter
 
     count = token_counter(AutoTokenizer.from_pretrained(str(tiny_gpt2)))
     short, long = "The coin is heads up.", "The coin was flipped by Whitney and then by Erika, so " * 4

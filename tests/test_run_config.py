@@ -248,7 +248,7 @@ def test_student_args_are_trls_model_config(capsys):
 
 
 def test_a_pushed_card_says_how_many_questions_the_untrained_row_scored():
-    from ftcot_hf.cards import result_rows
+    from ftcot_hf.training.card import result_rows
 
     rows = dict(result_rows({"accuracy": 0.98, "n": 150, "untrained_accuracy": 0.0, "untrained_n": 30}))
     assert rows == {"accuracy": "98.00%", "test questions": "150", "untrained accuracy": "0.00%",

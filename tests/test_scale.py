@@ -12,10 +12,10 @@ from pathlib import Path
 import datasets
 import pytest
 
-from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.cli import main
 from ftcot_hf.evaluation import decontamination as dc
 from ftcot_hf.tasks import Task
+from ftcot_hf.teach.augment import RationaleAugmenter, augment
 from ftcot_hf.teachers.base import Generation, Request, Teacher
 from tests.doubles import ScriptedTeacher, scripted_records
 from tests.fake_openai_server import FakeOpenAIServer
@@ -168,7 +168,7 @@ def test_answers_waiting_for_a_slow_caller_are_bounded_so_a_kill_loses_little():
 
 
 def test_the_teach_sample_of_rationales_is_taken_as_rows_go_by(tmp_path):
-    from ftcot_hf.augment import SAMPLE_ATTRIBUTE
+    from ftcot_hf.teach.augment import SAMPLE_ATTRIBUTE
 
     augmenter = RationaleAugmenter(_Watching(tmp_path / "p"), "coin_flip", protocol="one_stage")
     kept, _ = augment(scripted_records(12), augmenter,

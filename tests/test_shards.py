@@ -177,7 +177,7 @@ def test_ftcot_run_teaches_its_part_and_stops_before_training(tiny_gpt2, mirror,
 RAY_SCRIPT = """
 import os, sys
 import ray
-from ftcot_hf.ray_data import RayRationaleAugmenter, questions
+from ftcot_hf.teach.ray_data import RayRationaleAugmenter, questions
 from ftcot_hf.teach import TeachConfig
 
 ray.init(num_cpus=2, include_dashboard=False)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from ftcot_hf.augment import teacher_status
 from ftcot_hf.cli import main
+from ftcot_hf.teach.augment import teacher_status
 from ftcot_hf.teachers.base import Request, SamplingParams
 from ftcot_hf.teachers.http.adaptive import SAFETY_MARGIN, UNKNOWN_RATE_FACTOR, Pacing, Ticket
 from ftcot_hf.teachers.http.openai import OpenAITeacher

@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 from datasets import Dataset
 
-from ftcot_hf.augment import RationaleAugmenter, augment
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks import get_task
 from ftcot_hf.tasks.prompts import stage1_prompt
+from ftcot_hf.teach.augment import RationaleAugmenter, augment
 from ftcot_hf.teachers.base import Generation, Request, SamplingParams
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache, default_cache_path, request_key
 from tests.doubles import ScriptedTeacher, scripted_records

@@ -116,9 +116,9 @@ def test_pct_is_two_decimals_of_a_fraction_and_a_dash_for_none():
 
 
 def test_report_and_model_card_keep_their_percentage_formats():
-    from ftcot_hf.cards import result_rows
     from ftcot_hf.evaluation import EvalResult
     from ftcot_hf.evaluation.report import results_markdown
+    from ftcot_hf.training.card import result_rows
 
     result = EvalResult(accuracy=0.7733, contains_answer=None, correct_format=1.0, complete=0.5, n=150,
                         maj_at_k=0.8, k=5, task="coin_flip", format="ft_cot")  # fmt: skip

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ftcot_hf import load_task
-from ftcot_hf.augment import RationaleAugmenter
 from ftcot_hf.errors import FtcotError, UnknownTaskError
 from ftcot_hf.students.formats import UnknownFormatError
 from ftcot_hf.tasks import get_task
 from ftcot_hf.teach import TeachConfig
+from ftcot_hf.teach.augment import RationaleAugmenter
 from ftcot_hf.training.config import FineTuneCoTConfig
 from tests.doubles import StubTeacher, exits_2_in_one_line
 
@@ -112,12 +112,13 @@ def test_an_nshot_variant_larger_than_the_train_split_is_exit_2_in_ftcot_show(mi
     [
         "from ftcot_hf import RationaleAugmenter, augment",
         "import ftcot_hf.teach\nfrom ftcot_hf import augment",
-        "import ftcot_hf.augment\nimport ftcot_hf\naugment = ftcot_hf.augment",
+        "import ftcot_hf.teach.augment\nimport ftcot_hf\naugment = ftcot_hf.augment",
         "from ftcot_hf import augment",
     ],
 )
 def test_the_exported_augment_is_the_function_whatever_was_imported_first(imports):
-    """Importing the submodule ftcot_hf.augment used to bind the module over the exported function."""
+    """Importing the submodule ftcot_hf.augment (now ftcot_hf.teach.augment) used to bind the module over the exported
+    function."""
     import subprocess
     import sys
 

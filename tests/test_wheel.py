@@ -75,7 +75,7 @@ def test_installed_wheel_teaches_and_renders_cards_from_its_packaged_templates(w
         assert f"\n{line}\n" in card, line
 
     render = (
-        "from ftcot_hf.hub import render_model_card; "
+        "from ftcot_hf.training.card import render_model_card; "
         "print(render_model_card('someone/ftcot-coin_flip', base_model='gpt2', task='coin_flip', "
         "results={'accuracy': 0.5, 'n': 10}))"
     )

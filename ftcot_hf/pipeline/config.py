@@ -34,12 +34,12 @@ import yaml
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.cli import EvalConfig
-from ftcot_hf.hub import PushConfig
+from ftcot_hf.hub.cli import PushConfig
 from ftcot_hf.pipeline.distill_args import DISTILL, DISTILL_METHODS, DISTILL_RUN, DISTILL_SECTION, distill_config
 from ftcot_hf.students.loading import is_embedded
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.teach import TeachConfig, parse_kwargs
+from ftcot_hf.teach.config import TeachConfig, parse_kwargs
 from ftcot_hf.training.cli import StudentArgs
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.utils.parser import declared_fields, section_values, view, view_defaults

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ftcot_hf.evaluation.cli import EvalConfig
-from ftcot_hf.hub import PushConfig
+from ftcot_hf.hub.cli import PushConfig
 from ftcot_hf.pipeline.config import RunConfig
 from ftcot_hf.students.loading import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task
-from ftcot_hf.teach import TeachConfig
+from ftcot_hf.teach.config import TeachConfig
 from ftcot_hf.training.config import FineTuneCoTConfig
 
 C = TypeVar("C")

@@ -15,7 +15,8 @@ import yaml
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.report import versions
-from ftcot_hf.hub import check_push_access, push
+from ftcot_hf.hub.cli import push
+from ftcot_hf.hub.publish import check_push_access
 from ftcot_hf.pipeline.config import PARSER_CLASSES, RunConfig, RunResult
 from ftcot_hf.pipeline.plan import (
     RunPlan,
@@ -51,7 +52,8 @@ from ftcot_hf.students.formats import get_format
 from ftcot_hf.students.loading import check_student, load_student
 from ftcot_hf.tasks.args import resolve_tasks
 from ftcot_hf.tasks.builder import load_task
-from ftcot_hf.teach import EXIT_INCOMPLETE, TeachIncompleteError, save_rationales, teach
+from ftcot_hf.teach.cli import EXIT_INCOMPLETE, TeachIncompleteError, teach
+from ftcot_hf.teach.folder import save_rationales
 from ftcot_hf.teachers import check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs

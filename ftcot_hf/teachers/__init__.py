@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
@@ -176,10 +177,9 @@ def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]
     and ``trigger`` (see ``ftcot_hf.teach.TeachConfig``), or a teacher name alone (``"text-davinci-002"``: its
     defaults); ``tasks`` are the :class:`~ftcot_hf.Task` objects (or names) taught (the replay backend reads their
     recordings)."""
-    if isinstance(config, str):
-        from ftcot_hf.teach import TeachConfig  # teach imports this module
-
-        config = TeachConfig(teacher=config)
+    if isinstance(config, str):  # a name alone: every other flag of `ftcot teach` left at its default
+        config = SimpleNamespace(teacher=config, model=None, base_url=None, teacher_kwargs=None, trigger=None,
+                                 data_dir=None)  # fmt: skip
     if not all(hasattr(config, name) for name in ("teacher", "model", "base_url", "trigger", "data_dir")):
         raise FtcotError(
             f"build_teacher takes a TeachConfig (or a teacher name such as 'text-davinci-002'), not {config!r}."

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftcot_hf.cards import render_model_card
 from ftcot_hf.students.loading import base_model_license
+from ftcot_hf.training.card import render_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def write_student_card(
     dataset_name: str | None,
     encoder_decoder: bool,
 ) -> Path:
-    """Our model card (``ftcot_hf.cards.render_model_card``) as the student folder's README.md."""
+    """Our model card (``ftcot_hf.training.card.render_model_card``) as the student folder's README.md."""
     base = str(config.student or "")
     last = getattr(result, "last_epoch", None)
     card = render_model_card(

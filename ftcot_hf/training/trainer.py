@@ -410,7 +410,7 @@ def train_student(
     Returns:
         ``(trainer, TrainResult)``; the per-epoch accuracies are also in ``output_dir/epoch_metrics.json``, the
         summary in ``output_dir/train_summary.json``, the loss per logged step in ``output_dir/loss_log.json``, and
-        ``output_dir/README.md`` is the student's model card (``ftcot_hf.cards.render_model_card``).
+        ``output_dir/README.md`` is the student's model card (``ftcot_hf.training.card.render_model_card``).
 
     Raises:
         MissingColumnsError: the dataset lacks what the format needs (named), EmptyDatasetError: no rows, FtcotError:

@@ -94,6 +94,8 @@ class ParquetRows:
 
 MAX_PAIRS = 1000
 """Pairs listed per check (the counts and ids are complete; ``pairs_total`` says how many were found)."""
+MAX_RATIONALES_CHECKED = 1_000
+"""Rationales of a teach run checked for test n-grams (an evenly spaced sample beyond: the report says so)."""
 FANOUT = 2000
 """An n-gram shared by more test questions than this is template text (coin_flip's "A coin is heads up"): a train
 question holding it is flagged, but it is not paired with each of those test questions (that is

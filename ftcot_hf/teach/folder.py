@@ -13,18 +13,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcot_hf.cards import folder_tasks, parquet_rows, render_dataset_card, scrub_config
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks import Task, resolve_task
+from ftcot_hf.teach.card import folder_tasks, parquet_rows, render_dataset_card, scrub_config
+from ftcot_hf.teach.yields import YieldReport
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.export import write_parquet_configs
 from ftcot_hf.utils.fs import DirLockTimeout, atomic_dir, dir_lock, link_tree
 from ftcot_hf.utils.scrub import redact
 from ftcot_hf.utils.shards import discard_staged
-from ftcot_hf.yields import YieldReport
 
 if TYPE_CHECKING:
-    from ftcot_hf.teach import TeachConfig
+    from ftcot_hf.teach.config import TeachConfig
 
 logger = logging.getLogger(__name__)
 

@@ -84,7 +84,7 @@ class YieldReport:
     filters: dict[str, int] = field(default_factory=dict)
     """Rows each filter of the data recipe removed, in the order they ran, each among the rows the filters before it
     kept (``incorrect``, ``truncated``, ``empty``, ``pass_rate``, ``student_length``, ``near_duplicate``:
-    :mod:`ftcot_hf.recipe`); only the filters the run used. ``samples`` minus their sum is ``kept``."""
+    :mod:`ftcot_hf.teach.recipe`); only the filters the run used. ``samples`` minus their sum is ``kept``."""
     shard: dict[str, int] | None = None
     """The part of the questions a ``--num_shards`` run taught (``index``, ``num_shards``; questions ``start`` to
     ``end`` of ``questions``), which ``ftcot merge`` checks; None for a whole run (and a merged one)."""
@@ -131,7 +131,7 @@ class YieldReport:
         rows = [r for r in reports if r.filters]
         if not rows:
             return None
-        from ftcot_hf.recipe import FILTERS
+        from ftcot_hf.teach.recipe import FILTERS
 
         used = [f for f in FILTERS if any(f in r.filters for r in rows)]
         lines = ["| task | samples | " + " | ".join(f"- {f.replace('_', ' ')}" for f in used) + " | = kept |",
@@ -255,7 +255,7 @@ class YieldReport:
 
 
 def decontamination_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What a yield report keeps of ``ftcot_hf.evaluation.decontamination.decontamination_report``: counts, and the
+    """What a yield report keeps of ``ftcot_hf.teach.decontamination.decontamination_report``: counts, and the
     exact duplicate pairs by ``sample_index`` (the full report, with every id, is ``ftcot decontaminate``'s)."""
     rationales = report.get("rationales") or {}
     return {

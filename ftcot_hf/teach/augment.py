@@ -8,12 +8,12 @@ line. A reply that carries a reasoning trace (``<think>...</think>``, or a serve
 sent to a second stage: the trace is the rationale, the answer is read from the visible text after it, and a trace
 that never closed is incomplete (not kept, counted). :func:`augment` runs the map, applies the filter
 (``keep="correct" | "all" | "pass_rate"``; a reply cut by the token limit is not kept by ``correct`` unless
-``keep_truncated``; the data recipe's other filters: :mod:`ftcot_hf.recipe`) and returns the :class:`YieldReport`.
+``keep_truncated``; the data recipe's other filters: :mod:`ftcot_hf.teach.recipe`) and returns the
+:class:`YieldReport`.
 
 Why this file is ~630 lines: it is the augmenter (the three protocols and their ledger, which share its state) and
 :func:`augment`, the streaming loop that feeds it chunks and keeps the yield, the sample and the progress bar; the
-rows go to ``shards.py``, the filters of the data recipe to ``recipe.py``. Issue 33's restructure puts it in a
-``teach/`` package.
+rows go to ``utils/shards.py``, the filters of the data recipe to ``recipe.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ftcot_hf.errors import FtcotError
-from ftcot_hf.recipe import KEEP_MODES, RowFilter
 from ftcot_hf.tasks import Task, resolve_task, score_completion
 from ftcot_hf.tasks.prompts import (
     ANSWER_MAX_TOKENS,
@@ -43,6 +42,8 @@ from ftcot_hf.tasks.prompts import (
     stage1_prompt,
     stage2_prompt,
 )
+from ftcot_hf.teach.recipe import KEEP_MODES, RowFilter
+from ftcot_hf.teach.yields import STAGE_KEYS, YieldReport
 from ftcot_hf.teachers.base import (
     Generation,
     Request,
@@ -54,7 +55,6 @@ from ftcot_hf.teachers.base import (
 )
 from ftcot_hf.utils.memory import release_free_heap
 from ftcot_hf.utils.shards import FLUSH_SECONDS, RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, ShardWriter, read_batches
-from ftcot_hf.yields import STAGE_KEYS, YieldReport
 
 logger = logging.getLogger(__name__)
 
@@ -441,7 +441,7 @@ class _Tally:
     empty: int = 0
     truncated_dropped: int = 0
     filters: Counter = field(default_factory=Counter)
-    """Rows removed per filter of the data recipe (:data:`ftcot_hf.recipe.FILTERS`)."""
+    """Rows removed per filter of the data recipe (:data:`ftcot_hf.teach.recipe.FILTERS`)."""
 
     sample_every: int = 1
     sample: list[dict[str, Any]] = field(default_factory=list)
@@ -548,8 +548,8 @@ def augment(
     a question included, duplicates too, as in the paper; without ``augmenter.keep_truncated``, not those whose
     rationale or answer was cut by the token limit) and the :class:`YieldReport`. ``prices`` ($ per million prompt
     and completion tokens) puts the cost so far on the progress bar. ``row_filter``: the data recipe
-    (:class:`~ftcot_hf.recipe.RowFilter`: the pass-rate band, the student-token length limit, near-duplicate removal;
-    its ``keep`` replaces ``keep``); the rows each of its filters removed are the report's ``filters``.
+    (:class:`~ftcot_hf.teach.recipe.RowFilter`: the pass-rate band, the student-token length limit, near-duplicate
+    removal; its ``keep`` replaces ``keep``); the rows each of its filters removed are the report's ``filters``.
     """
     if row_filter is None:
         if keep not in KEEP_MODES:

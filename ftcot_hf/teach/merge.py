@@ -1,11 +1,11 @@
-"""``ftcot merge``: the parts of a ``--num_shards`` teaching run (or of a Ray Data run, :mod:`ftcot_hf.ray_data`)
+"""``ftcot merge``: the parts of a ``--num_shards`` teaching run (or of a Ray Data run, :mod:`ftcot_hf.teach.ray_data`)
 into the one rationale dataset a single run would have written, and their request caches into one.
 
 A part is a rationale folder whose yield reports say which questions it taught (``YieldReport.shard``: questions
 ``start`` to ``end`` of ``questions``, part ``index`` of ``num_shards``). The parts are contiguous ranges, so the
 merged train split is the parts' rows one after the other: each part's Parquet is streamed, record batch by record
 batch, into one Arrow file that is memory-mapped back and written by the same writer as ``ftcot teach``'s
-(:func:`~ftcot_hf.rationale_folder.save_rationales`): the same rows in the same order, the same test split, the
+(:func:`~ftcot_hf.teach.folder.save_rationales`): the same rows in the same order, the same test split, the
 yield reports and ledgers summed, one card, in memory that does not grow with the rows.
 
 Refused with one line (exit 2): parts taught with different settings, a part missing or given twice (or parts that
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.teach.yields import YieldReport
 from ftcot_hf.teachers.cache import RequestCache, _encode, decode_row, default_cache_path, merge
 from ftcot_hf.utils.shards import RATIONALE_SAMPLE, SAMPLE_ATTRIBUTE, SHARDS_ATTRIBUTE
-from ftcot_hf.yields import YieldReport
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _sum_decontamination(parts: Sequence[dict[str, Any] | None]) -> dict[str, An
     the rationale check is redone over the merged rows (:func:`_recheck_rationales`), as one run samples them."""
     if not parts or any(p is None for p in parts):
         return None
-    from ftcot_hf.evaluation.decontamination import MAX_PAIRS
+    from ftcot_hf.teach.decontamination import MAX_PAIRS
 
     out = dict(parts[0])
     for key in ("n_train", "exact", "ngram_overlap", "near_duplicates"):
@@ -233,8 +233,7 @@ def _sum_decontamination(parts: Sequence[dict[str, Any] | None]) -> dict[str, An
 def _recheck_rationales(report: YieldReport, task: Any, train: Any, test: Any) -> None:
     if not report.decontamination:
         return
-    from ftcot_hf.evaluation.decontamination import decontamination_report
-    from ftcot_hf.teach import MAX_RATIONALES_CHECKED
+    from ftcot_hf.teach.decontamination import MAX_RATIONALES_CHECKED, decontamination_report
 
     sample = getattr(train, SAMPLE_ATTRIBUTE, None)
     checked = decontamination_report(task, dataset={"train": test.select([]), "test": test},
@@ -247,7 +246,7 @@ def _recheck_rationales(report: YieldReport, task: Any, train: Any, test: Any) -
 
 def merged_config(part: Part, output_dir: str | os.PathLike, repo_id: str | None, lock_timeout: float) -> Any:
     """The ``TeachConfig`` of the one run the parts make: the first part's (as its folder recorded it), whole."""
-    from ftcot_hf.teach import TeachConfig
+    from ftcot_hf.teach.config import TeachConfig
 
     recorded = part.meta.get("config") or {}
     names = {f.name for f in fields(TeachConfig) if f.init}
@@ -273,8 +272,8 @@ def merge_rationales(
     """
     from datasets import DatasetDict
 
-    from ftcot_hf.cards import folder_tasks
-    from ftcot_hf.rationale_folder import save_rationales
+    from ftcot_hf.teach.card import folder_tasks
+    from ftcot_hf.teach.folder import save_rationales
 
     if not folders:
         raise FtcotError("ftcot merge: give the folders of the parts to merge (ftcot merge DIR... --output_dir OUT).")
@@ -335,7 +334,7 @@ def merge_rationales(
 def part_caches(parts: Sequence[Part]) -> list[Path]:
     """The request caches the parts wrote by default (``teacher_cache.shard-I-of-N.sqlite`` beside the default
     cache, :func:`ftcot_hf.teach.cache_path`)."""
-    from ftcot_hf.teach import shard_cache_file
+    from ftcot_hf.teach.config import shard_cache_file
 
     found: dict[Path, None] = {}
     for part in parts:

@@ -1,7 +1,7 @@
 """``ftcot push``: its config (:class:`PushConfig`, also the ``hub:`` section of ``ftcot run``'s) and command.
 
-The publishing itself is :mod:`ftcot_hf.hub` (``push_rationales`` / ``push_student``), which re-exports these names;
-:func:`push` reads a PushConfig into one of those calls, for ``ftcot push`` and ``ftcot run --push_to_hub`` alike.
+The publishing itself is :mod:`ftcot_hf.hub.publish` (``push_rationales`` / ``push_student``); :func:`push` reads a
+PushConfig into one of those calls, for ``ftcot push`` and ``ftcot run --push_to_hub`` alike.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import yaml
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.hub.publish import PushResult, check_repo_id, push_rationales, push_student
 from ftcot_hf.utils.parser import command_parser
-
-if TYPE_CHECKING:
-    from ftcot_hf.hub import PushResult
 
 
 @dataclass
@@ -95,26 +93,12 @@ def _read_mapping(path: str | None, what: str) -> dict[str, Any] | None:
     return data
 
 
-def check_repo_id(repo_id: str) -> None:
-    """A Hub repo id the Hub would refuse fails here, in one line naming it."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise FtcotError(
-            f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip."
-        ) from None
-
-
 def push(config: PushConfig, *, recipe: Mapping[str, Any] | None = None,
          results: Mapping[str, Any] | None = None) -> PushResult:  # fmt: skip
     """Publish what ``config`` names (``push_rationales`` or ``push_student``, by ``config.what``). ``ftcot push``
     and ``ftcot run --push_to_hub`` (one PushConfig per upload, its ``hub:`` section's values included) both end
     here, so a field added to PushConfig and read here reaches both. ``recipe`` / ``results``: a student card's
     values when the caller holds them (a run does), instead of ``recipe_file`` / ``results_file``."""
-    from ftcot_hf.hub import push_rationales, push_student  # cycle: hub imports PushConfig from here
-
     if not config.path or not config.repo_id:
         raise FtcotError("ftcot push needs --path and --repo_id (see `ftcot push --help`).")
     check_repo_id(config.repo_id)  # a typo is named before the token is looked for

@@ -1,13 +1,14 @@
 """Publish to the Hugging Face Hub: the rationale dataset (one config per task) and a student, each with its card.
 
-``ftcot push`` (:func:`cli_main`) and ``push_to_hub=True`` in a run config both end here. Everything goes through
+``ftcot push`` (``hub/cli.py``) and ``push_to_hub=True`` in a run config both end here. Everything goes through
 ``huggingface_hub``'s client (and ``datasets``' ``push_to_hub``), so the Hub endpoint is ``HF_ENDPOINT`` and the token
 is the ``token`` argument, else ``huggingface_hub.get_token()`` (``HF_TOKEN`` or ``hf auth login``). The token is
 passed to the client only: it is never logged, printed, or written into a card or a file.
 
-Cards are rendered from ``ftcot_hf/templates/`` without pushing (:func:`render_dataset_card`,
-:func:`render_model_card`, in :mod:`ftcot_hf.cards` and re-exported here) and their YAML metadata is validated
-locally: it must survive a ``DatasetCardData`` / ``ModelCardData`` round trip.
+The cards are rendered by their stages (:func:`ftcot_hf.teach.card.render_dataset_card`,
+:func:`ftcot_hf.training.card.render_model_card`, from ``ftcot_hf/templates/``) and their YAML metadata is validated
+locally (:func:`ftcot_hf.utils.card.validate_card`): it must survive a ``DatasetCardData`` / ``ModelCardData`` round
+trip.
 
 Example::
 
@@ -32,26 +33,10 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# The card rendering lives in ftcot_hf.cards; its public names stay importable from here.
-from ftcot_hf.cards import (  # noqa: F401
-    DATASET_CARD_DATA,
-    DATASET_TEMPLATE,
-    FRACTION_KEYS,
-    MODEL_TEMPLATE,
-    NOT_SHOWN,
-    PAPER_CITATION,
-    card_metadata,
-    folder_tasks,
-    render_dataset_card,
-    render_model_card,
-    result_rows,
-    scrub_config,
-    scrub_url,
-    validate_card,
-    yield_reports,
-)
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.students.formats import get_format
+from ftcot_hf.teach.card import folder_tasks, render_dataset_card, scrub_config, yield_reports
+from ftcot_hf.training.card import render_model_card
 from ftcot_hf.training.outputs import recorded_card_values
 from ftcot_hf.utils.export import write_parquet_configs
 from ftcot_hf.utils.scrub import redact
@@ -120,6 +105,18 @@ def resolve_token(token: str | None = None) -> str:
             "No Hugging Face token: log in with `hf auth login` or set HF_TOKEN (a token with write access)."
         )
     return token
+
+
+def check_repo_id(repo_id: str) -> None:
+    """A Hub repo id the Hub would refuse fails here, in one line naming it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise FtcotError(
+            f"Hub repo id {repo_id!r} is not valid ({e}); use owner/name, e.g. you/ftcot-coin_flip."
+        ) from None
 
 
 def check_push_access(repo_ids: list[str], token: str | None = None) -> None:
@@ -477,6 +474,3 @@ def push_student(
     return PushResult(url, repo_id=repo_id, repo_type="model", revision=revision, commit_oid=commit.oid,
                       commit_url=commit.commit_url, load_hint=hint)  # fmt: skip
 
-
-# `ftcot push` (its PushConfig is also a section of `ftcot run`'s config) lives in ftcot_hf/hub_cli.py.
-from ftcot_hf.hub_cli import PushConfig, check_repo_id, cli_main, push  # noqa: E402,F401

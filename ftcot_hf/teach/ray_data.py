@@ -38,7 +38,7 @@ POSITION_COLUMNS = ("position", "id")
 
 
 def _config(config: Any) -> Any:
-    from ftcot_hf.teach import TeachConfig
+    from ftcot_hf.teach.config import TeachConfig
 
     if isinstance(config, TeachConfig):
         return config
@@ -58,7 +58,7 @@ def _task(config: Any) -> Any:
 
 def questions(config: Any) -> int:
     """How many questions ``config`` teaches (its split, after ``--limit``): the ``n`` of ``ray.data.range(n)``."""
-    from ftcot_hf.teach import _taught
+    from ftcot_hf.teach.cli import _taught
 
     config = _config(config)
     task = _task(config)
@@ -118,8 +118,8 @@ class RayRationaleAugmenter:
     """
 
     def __init__(self, config: Any, output_dir: str | os.PathLike):
-        from ftcot_hf.merge import merge_caches
-        from ftcot_hf.teach import cache_path
+        from ftcot_hf.teach.config import cache_path
+        from ftcot_hf.teach.merge import merge_caches
         from ftcot_hf.teachers import build_teacher
         from ftcot_hf.teachers.cache import default_cache_path
 
@@ -137,8 +137,8 @@ class RayRationaleAugmenter:
         logger.info("Ray actor %d: teacher %s, cache %s", os.getpid(), self.config.teacher, self.cache_file)
 
     def __call__(self, batch: Any) -> dict[str, list]:
-        from ftcot_hf.rationale_folder import save_rationales
-        from ftcot_hf.teach import TeachIncompleteError, remove_partial, teach
+        from ftcot_hf.teach.cli import TeachIncompleteError, remove_partial, teach
+        from ftcot_hf.teach.folder import save_rationales
 
         column = next((c for c in POSITION_COLUMNS if c in batch), None)
         if column is None:

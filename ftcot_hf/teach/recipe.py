@@ -1,6 +1,6 @@
 """The data recipe: which of the teacher's samples become training rows, and how many rows each filter removed.
 
-:func:`~ftcot_hf.augment.augment` calls a :class:`RowFilter` on every chunk of questions (all the samples of a
+:func:`~ftcot_hf.teach.augment.augment` calls a :class:`RowFilter` on every chunk of questions (all the samples of a
 question are in one chunk, so every filter here is computed per chunk, in memory that does not grow with the run).
 The filters run in a fixed order, each on the rows the ones before it kept, and each counts the rows it removed
 (:data:`FILTERS`, ``YieldReport.filters``):
