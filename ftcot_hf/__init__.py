@@ -30,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "register_teacher": "ftcot_hf.teachers",
     "RationaleAugmenter": "ftcot_hf.teach.augment",
     "augment": "ftcot_hf.teach.augment",
-    "TeachConfig": "ftcot_hf.teach.config",
+    "TeachConfig": "ftcot_hf.teach.cli",
     # students, formats, training
     "StudentFormat": "ftcot_hf.students.formats",
     "get_format": "ftcot_hf.students.formats",

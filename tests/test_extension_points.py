@@ -191,7 +191,7 @@ def with_field(module, cls_name, name, default):
 
 import ftcot_hf.evaluation.cli as eval_cli
 import ftcot_hf.hub.cli as hub_cli
-import ftcot_hf.teach.config as teach_module
+import ftcot_hf.teach.cli as teach_module
 import ftcot_hf.training.config as train_config
 
 with_field(eval_cli, "EvalConfig", "new_eval_option", 1)

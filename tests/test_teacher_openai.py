@@ -21,7 +21,7 @@ from ftcot_hf.teachers.base import TEACHERS, Request, SamplingParams, TeacherErr
 from ftcot_hf.teachers.cache import CachedTeacher, RequestCache
 from ftcot_hf.teachers.http.openai import OpenAITeacher
 from ftcot_hf.teachers.http.transport import parse_retry_after as _parse_retry_after
-from ftcot_hf.teachers.http.transport import resolve_api_key as _resolve_api_key
+from ftcot_hf.teachers.http.urls import resolve_api_key as _resolve_api_key
 from tests.fake_openai_server import FakeOpenAIServer, dead_base_url, sample_text
 
 SECRET = "sk-test-DO-NOT-LEAK-7f3a9c"

@@ -39,7 +39,7 @@ from ftcot_hf.pipeline.distill_args import DISTILL, DISTILL_METHODS, DISTILL_RUN
 from ftcot_hf.students.loading import is_embedded
 from ftcot_hf.tasks import Task
 from ftcot_hf.tasks.args import TaskDatasetArgs
-from ftcot_hf.teach.config import TeachConfig, parse_kwargs
+from ftcot_hf.teach.cli import TeachConfig, parse_kwargs
 from ftcot_hf.training.cli import StudentArgs
 from ftcot_hf.training.config import FineTuneCoTConfig
 from ftcot_hf.utils.parser import declared_fields, section_values, view, view_defaults

@@ -19,7 +19,7 @@ from ftcot_hf.hub.cli import PushConfig
 from ftcot_hf.pipeline.config import RunConfig
 from ftcot_hf.students.loading import EMBEDDED_BASE_MODEL, is_embedded
 from ftcot_hf.tasks import Task
-from ftcot_hf.teach.config import TeachConfig
+from ftcot_hf.teach.cli import TeachConfig
 from ftcot_hf.training.config import FineTuneCoTConfig
 
 C = TypeVar("C")

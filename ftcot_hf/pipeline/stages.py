@@ -23,7 +23,7 @@ from ftcot_hf.errors import FtcotError
 from ftcot_hf.evaluation.cli import EvalConfig, run_eval
 from ftcot_hf.pipeline.config import EVAL, RunConfig
 from ftcot_hf.pipeline.plan import RunPlan
-from ftcot_hf.teach.config import TeachConfig
+from ftcot_hf.teach.cli import TeachConfig
 from ftcot_hf.training.callbacks import ValidationEvalCallback
 from ftcot_hf.training.cli import peft_config_from
 from ftcot_hf.training.config import FineTuneCoTConfig, bf16_supported, cpu_bf16_native

@@ -1,10 +1,10 @@
 """The teach stage: task questions in, a rationale dataset folder out (Fine-tune-CoT steps 1-2).
 
-config.py is ``TeachConfig`` (every option of ``ftcot teach``); cli.py runs it (:func:`teach`, ``ftcot teach``);
-augment.py asks the teacher (two-stage / one-stage / reasoning-trace protocols), recipe.py filters the samples,
-yields.py counts them; folder.py saves the dataset folder with its card (card.py); decontamination.py checks the
-taught questions against the test split; merge.py (``ftcot merge``) and ray_data.py put the parts of a sharded run
-together. The names below are imported on first use, so ``import ftcot_hf.teach.yields`` loads no teacher.
+cli.py is ``TeachConfig`` (every option of ``ftcot teach``) and :func:`teach`, which runs it; augment.py asks the
+teacher (two-stage / one-stage / reasoning-trace protocols), recipe.py filters the samples, yields.py counts them;
+folder.py saves the dataset folder with its card (card.py); decontamination.py checks the taught questions against
+the test split; merge.py (``ftcot merge``) and ray_data.py put the parts of a sharded run together. The names below
+are imported on first use, so ``import ftcot_hf.teach.yields`` loads no teacher.
 
     >>> from ftcot_hf.teach import TeachConfig, teach
 """
@@ -22,11 +22,11 @@ _NAMES = {
     "likely_cause": "ftcot_hf.teach.cli",
     "remove_partial": "ftcot_hf.teach.cli",
     "teach": "ftcot_hf.teach.cli",
-    "TeachConfig": "ftcot_hf.teach.config",
-    "cache_path": "ftcot_hf.teach.config",
-    "parse_kwargs": "ftcot_hf.teach.config",
-    "shard_cache_file": "ftcot_hf.teach.config",
-    "shard_range": "ftcot_hf.teach.config",
+    "TeachConfig": "ftcot_hf.teach.cli",
+    "cache_path": "ftcot_hf.teach.cli",
+    "parse_kwargs": "ftcot_hf.teach.cli",
+    "shard_cache_file": "ftcot_hf.teach.cli",
+    "shard_range": "ftcot_hf.teach.cli",
     "MAX_RATIONALES_CHECKED": "ftcot_hf.teach.decontamination",
     "check_output_dir": "ftcot_hf.teach.folder",
     "save_rationales": "ftcot_hf.teach.folder",

@@ -24,7 +24,7 @@ from ftcot_hf.utils.scrub import redact
 from ftcot_hf.utils.shards import discard_staged
 
 if TYPE_CHECKING:
-    from ftcot_hf.teach.config import TeachConfig
+    from ftcot_hf.teach.cli import TeachConfig
 
 logger = logging.getLogger(__name__)
 

@@ -246,7 +246,7 @@ def _recheck_rationales(report: YieldReport, task: Any, train: Any, test: Any) -
 
 def merged_config(part: Part, output_dir: str | os.PathLike, repo_id: str | None, lock_timeout: float) -> Any:
     """The ``TeachConfig`` of the one run the parts make: the first part's (as its folder recorded it), whole."""
-    from ftcot_hf.teach.config import TeachConfig
+    from ftcot_hf.teach.cli import TeachConfig
 
     recorded = part.meta.get("config") or {}
     names = {f.name for f in fields(TeachConfig) if f.init}
@@ -334,7 +334,7 @@ def merge_rationales(
 def part_caches(parts: Sequence[Part]) -> list[Path]:
     """The request caches the parts wrote by default (``teacher_cache.shard-I-of-N.sqlite`` beside the default
     cache, :func:`ftcot_hf.teach.cache_path`)."""
-    from ftcot_hf.teach.config import shard_cache_file
+    from ftcot_hf.teach.cli import shard_cache_file
 
     found: dict[Path, None] = {}
     for part in parts:

@@ -38,7 +38,7 @@ POSITION_COLUMNS = ("position", "id")
 
 
 def _config(config: Any) -> Any:
-    from ftcot_hf.teach.config import TeachConfig
+    from ftcot_hf.teach.cli import TeachConfig
 
     if isinstance(config, TeachConfig):
         return config
@@ -118,7 +118,7 @@ class RayRationaleAugmenter:
     """
 
     def __init__(self, config: Any, output_dir: str | os.PathLike):
-        from ftcot_hf.teach.config import cache_path
+        from ftcot_hf.teach.cli import cache_path
         from ftcot_hf.teach.merge import merge_caches
         from ftcot_hf.teachers import build_teacher
         from ftcot_hf.teachers.cache import default_cache_path

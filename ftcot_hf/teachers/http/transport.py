@@ -34,13 +34,9 @@ from urllib.parse import urlsplit
 
 from ftcot_hf.teachers.base import RequestFailedError, TeacherError
 from ftcot_hf.teachers.http.adaptive import Pacing
-from ftcot_hf.teachers.http.urls import (  # noqa: F401 -- also re-exported: they were defined here
-    BASE_URL_EXAMPLE,
-    HF_HOST_SUFFIXES,
-    check_base_url,
+from ftcot_hf.teachers.http.urls import (
     client_url,
     display_url,
-    is_hf_host,
     register_secrets,
     resolve_api_key,
     split_urls,
