@@ -109,6 +109,55 @@ def test_records_are_read_in_batches_from_their_arrow_files_as_slicing_reads_the
     assert list(read_batches(mapped.select(range(7, 90)), 50)) == [mapped[7:57], mapped[57:90]]
 
 
+def test_read_batches_reads_only_the_columns_asked_for(tmp_path):
+    from ftcot_hf.shards import _stream_files, read_batches
+
+    base = datasets.Dataset.from_dict({"sample_index": list(range(700)), "question": [f"q{i}" for i in range(700)],
+                                       "rationale": ["x" * 50] * 700})  # fmt: skip
+    mapped = base.map(lambda b: b, batched=True, cache_file_name=str(tmp_path / "rows.arrow"))
+    assert _stream_files(mapped) is not None
+    for data in (mapped, base):  # streamed from the file, and sliced
+        got = list(read_batches(data, 300, ["sample_index", "question"]))
+        assert got == [base.select_columns(["sample_index", "question"])[a : a + 300] for a in (0, 300, 600)]
+
+
+def test_a_user_dataset_is_converted_in_record_batches_of_record_batch_rows(tmp_path, monkeypatch):
+    # each record batch's header maps in the pages around it when the file is opened: 1,000-row batches meant the
+    # whole file resident (datasets' writer_batch_size splits a map's batches, it never joins them)
+    import pyarrow as pa
+
+    from ftcot_hf.tasks import custom
+
+    monkeypatch.setattr(custom, "RECORD_BATCH", 40)
+    rows = [{"q": f"What is {i} plus 1?", "a": str(i + 1)} for i in range(130)]
+    task = Task.from_dataset(str(_jsonl(tmp_path / "d.jsonl", rows)), question_column="q", answer_column="a",
+                             answer_type="number", task_name="d", test_size=10)  # fmt: skip
+    train = task.load()["train"]
+    (path,) = {f["filename"] for f in train.cache_files}
+    with pa.memory_map(path) as source:
+        sizes = [b.num_rows for b in pa.ipc.open_stream(source)]
+    # a batch per RECORD_BATCH rows of the file, less the test rows held out of each
+    assert sum(sizes) == train.num_rows == 120 and len(sizes) == 4 and max(sizes) <= 40
+
+
+def test_parquet_drops_the_dictionary_of_long_text_only_and_the_same_rows_give_the_same_bytes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from ftcot_hf.export import ROW_GROUP, _write_parquet
+
+    n = ROW_GROUP + 300
+    data = datasets.Dataset.from_dict({"sample_index": list(range(n)), "teacher": ["bench"] * n,
+                                       "rationale": [f"{i} " + "step " * 80 for i in range(n)]})  # fmt: skip
+    _write_parquet(data, tmp_path / "a.parquet")
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    encodings = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" in encodings["teacher"] and "RLE_DICTIONARY" not in encodings["rationale"]
+    assert meta.num_row_groups == 2 and pq.read_table(tmp_path / "a.parquet").to_pylist() == data.to_list()
+    parts = datasets.concatenate_datasets([data.select(range(7)), data.select(range(7, n))])
+    _write_parquet(parts, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
 def test_the_yield_counted_chunk_by_chunk_equals_one_pass(tmp_path):
     records = scripted_records(10)
     whole, one = augment(records, RationaleAugmenter(ScriptedTeacher(), "coin_flip", degree=4), batch_size=100)

@@ -400,7 +400,7 @@ class DatasetSource:
             return {name: [r.get(name) for r in records] for name in features}
 
         converted = part.data.map(
-            convert, batched=True, batch_size=1000, with_indices=True, remove_columns=part.data.column_names,
+            convert, batched=True, batch_size=RECORD_BATCH, with_indices=True, remove_columns=part.data.column_names,
             features=features, load_from_cache_file=False, desc=f"Reading {split}", writer_batch_size=RECORD_BATCH,
             # the function closes over this source: hashing it would be slow and warn; the records are a
             # function of the data, the mapping and the code, and are never read back from this cache anyway
@@ -452,11 +452,12 @@ class DatasetSource:
         return records
 
 
-RECORD_BATCH = 20_000
-"""Records per Arrow record batch of the converted splits. Opening a memory-mapped Arrow stream maps in the pages
-around each batch's header (the kernel's fault-around, 64 KB): with datasets' 1,000-row batches (~50 KB) that is
-every page of the file, 51 MB resident at 1M questions before a record is read; 20,000-row batches (~1 MB, buffered
-while written) leave ~6 % of it."""
+RECORD_BATCH = 10_000
+"""Rows per batch of the conversion, and so per Arrow record batch of the converted splits: ``Dataset.map`` writes
+each batch its function returns as one record batch (``writer_batch_size`` splits larger ones, it never joins
+smaller ones). Opening a memory-mapped Arrow stream maps in the pages around each batch's header (the kernel's
+fault-around, 64 KB): 1,000-row batches (~50 KB) meant every page of the file, ~50 MB resident at 1M questions
+before a record was read; 10,000-row batches leave ~6 % of it, for a few MB of rows in Python at a time."""
 
 
 class _Golds:

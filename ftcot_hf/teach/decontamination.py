@@ -200,10 +200,13 @@ def _batches(rows: Any, columns: tuple[str, ...], step: int = 1) -> Any:
         yield from rows.batches(list(columns), step, BATCH)
         return
     if hasattr(rows, "iter") and hasattr(rows, "select_columns"):
+        if step == 1:  # streamed from its Arrow files where it can be: a memory map keeps each page read resident
+            from ftcot_hf.shards import read_batches
+
+            yield from read_batches(rows, BATCH, list(columns))
+            return
         data = rows.select_columns(list(columns))
-        if step > 1:
-            data = data.select(range(0, data.num_rows, step))
-        yield from data.iter(batch_size=BATCH)
+        yield from data.select(range(0, data.num_rows, step)).iter(batch_size=BATCH)
         return
     rows = list(rows)[::step]
     for start in range(0, len(rows), BATCH):

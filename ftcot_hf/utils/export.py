@@ -42,8 +42,9 @@ def template_text(name: str) -> str:
 
 ROW_GROUP = 1000
 """Rows per Parquet row group of the rationale splits streamed from shards (8 MB of 8 KB traces)."""
-RELEASE_EVERY = 8
-"""Row groups between two returns of Arrow's freed memory to the system."""
+LONG_TEXT = 256
+"""Mean bytes a value above which a text column is written without a dictionary: every value of a rationale is
+distinct, so the dictionary Parquet tries first (and drops) only costs memory, ~40 MB of the peak at 8 KB traces."""
 
 
 def _write_parquet(data: Any, path: Path) -> None:
@@ -69,8 +70,9 @@ def _write_parquet(data: Any, path: Path) -> None:
                 yield from pa.ipc.open_stream(source)
 
     pending: list[Any] = []
-    held = groups = 0
-    with pq.ParquetWriter(str(path), schema) as writer:
+    held = 0
+    writer = None
+    try:
         for batch in batches():
             if not batch.num_rows:
                 continue
@@ -79,14 +81,34 @@ def _write_parquet(data: Any, path: Path) -> None:
                 held += part.num_rows
             while held >= ROW_GROUP:
                 table = pa.Table.from_batches(pending, schema)
-                writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                group = table.slice(0, ROW_GROUP)
+                writer = writer or pq.ParquetWriter(str(path), schema, use_dictionary=_dictionary_columns(group))
+                writer.write_table(group, row_group_size=ROW_GROUP)
                 rest = table.slice(ROW_GROUP)
                 pending, held = rest.to_batches(), rest.num_rows
-                groups += 1
-                if groups % RELEASE_EVERY == 0:  # Arrow's allocator keeps what the written groups freed (~40 MB)
-                    pa.default_memory_pool().release_unused()
+                pa.default_memory_pool().release_unused()  # Arrow's allocator keeps what a written group freed
+        last = pa.Table.from_batches(pending, schema)
+        writer = writer or pq.ParquetWriter(str(path), schema, use_dictionary=_dictionary_columns(last))
         if held:
-            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP)
+            writer.write_table(last, row_group_size=ROW_GROUP)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _dictionary_columns(first: Any) -> list[str]:
+    """The columns Parquet should dictionary-encode: all but text whose values in the first row group (the same
+    rows give the same choice, so the same bytes) average over :data:`LONG_TEXT` bytes."""
+    import pyarrow as pa
+
+    names = []
+    for name, column in zip(first.column_names, first.columns, strict=True):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = max(1, first.num_rows - column.null_count)
+            if sum(chunk.nbytes for chunk in column.chunks) / values > LONG_TEXT:
+                continue
+        names.append(name)
+    return names
 
 
 def write_parquet_configs(

@@ -191,8 +191,9 @@ def discard_staged(datasets: Any) -> None:
             pass
 
 
-def read_batches(dataset: Any, batch_size: int) -> Iterator[dict[str, list]]:
-    """The rows of ``dataset``, ``batch_size`` at a time, as columns of Python values (``dataset[a:b]``'s).
+def read_batches(dataset: Any, batch_size: int, columns: list[str] | None = None) -> Iterator[dict[str, list]]:
+    """The rows of ``dataset``, ``batch_size`` at a time, as columns of Python values (``dataset[a:b]``'s; only
+    ``columns`` when given).
 
     Where the dataset is its Arrow files read in order (datasets' cache files: what ``Dataset.map`` wrote, with no
     indices mapping, slice or renamed column over them), they are read as a stream with ordinary reads: slicing the
@@ -200,18 +201,22 @@ def read_batches(dataset: Any, batch_size: int) -> Iterator[dict[str, list]]:
     with the number of questions (~60 MB of question records at 1M). Any other dataset is sliced."""
     files = _stream_files(dataset)
     if files is None:
+        if columns is not None:
+            dataset = dataset.select_columns(columns)
         for start in range(0, dataset.num_rows, batch_size):
             yield dataset[start : start + batch_size]
         return
     import pyarrow as pa
 
     features = dataset.features
+    if columns is not None:
+        features = type(features)({name: features[name] for name in columns})
     pending: list[Any] = []
     rows = 0
     for path in files:
         with pa.OSFile(path) as source:
             for record_batch in pa.ipc.open_stream(source):
-                pending.append(record_batch)
+                pending.append(record_batch if columns is None else record_batch.select(columns))
                 rows += record_batch.num_rows
                 while rows >= batch_size:
                     table = pa.Table.from_batches(pending)
