@@ -110,7 +110,7 @@ def test_records_are_read_in_batches_from_their_arrow_files_as_slicing_reads_the
 
 
 def test_read_batches_reads_only_the_columns_asked_for(tmp_path):
-    from ftcot_hf.shards import _stream_files, read_batches
+    from ftcot_hf.utils.shards import _stream_files, read_batches
 
     base = datasets.Dataset.from_dict({"sample_index": list(range(700)), "question": [f"q{i}" for i in range(700)],
                                        "rationale": ["x" * 50] * 700})  # fmt: skip
@@ -143,7 +143,7 @@ def test_a_user_dataset_is_converted_in_record_batches_of_record_batch_rows(tmp_
 def test_parquet_drops_the_dictionary_of_long_text_only_and_the_same_rows_give_the_same_bytes(tmp_path):
     import pyarrow.parquet as pq
 
-    from ftcot_hf.export import ROW_GROUP, _write_parquet
+    from ftcot_hf.utils.export import ROW_GROUP, _write_parquet
 
     n = ROW_GROUP + 300
     data = datasets.Dataset.from_dict({"sample_index": list(range(n)), "teacher": ["bench"] * n,

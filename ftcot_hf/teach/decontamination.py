@@ -201,7 +201,7 @@ def _batches(rows: Any, columns: tuple[str, ...], step: int = 1) -> Any:
         return
     if hasattr(rows, "iter") and hasattr(rows, "select_columns"):
         if step == 1:  # streamed from its Arrow files where it can be: a memory map keeps each page read resident
-            from ftcot_hf.shards import read_batches
+            from ftcot_hf.utils.shards import read_batches
 
             yield from read_batches(rows, BATCH, list(columns))
             return
