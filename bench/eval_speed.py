@@ -23,8 +23,8 @@ The three runs
     hf-stop     ``model.generate`` on length-sorted batches with END as the end-of-sequence token: a row stops at
                 END, but the batch goes on (padding finished rows) until its last row stops. This is the
                 "generate() with a per-row stopping criterion" design.
-    ours        ``ftcot_hf.evaluation.generate_completions``: length-sorted batches, stop at END, finished rows
-                removed from the batch and the KV cache.
+    ours        ``ftcot_hf.students.generation.generate_completions``: length-sorted batches, stop at END, finished
+                rows removed from the batch and the KV cache.
 
 tokens/s counts useful tokens (completion tokens up to and including END, or the limit); "computed" counts
 row-steps actually run. The ceiling of any stopping scheme is the token ratio (questions x max_new_tokens /

@@ -14,12 +14,10 @@ torch = pytest.importorskip("torch")
 
 from ftcot_hf.errors import FtcotError  # noqa: E402
 from ftcot_hf.evaluation import (  # noqa: E402
-    Completion,
     EvalResult,
     evaluate_student,
     few_shot_cot_exemplars,
     few_shot_cot_prompt,
-    generate_completions,
     majority_vote,
     plot_accuracy_vs_degree,
     write_results,
@@ -27,6 +25,7 @@ from ftcot_hf.evaluation import (  # noqa: E402
 from ftcot_hf.evaluation import evaluator as evaluator_module  # noqa: E402
 from ftcot_hf.evaluation.baselines import eval_plan  # noqa: E402
 from ftcot_hf.evaluation.selfconsistency import vote  # noqa: E402
+from ftcot_hf.students.generation import Completion, generate_completions  # noqa: E402
 from ftcot_hf.tasks import get_task  # noqa: E402
 from tests.tiny_models import make_gpt2, make_tokenizer  # noqa: E402
 

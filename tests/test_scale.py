@@ -13,8 +13,8 @@ import datasets
 import pytest
 
 from ftcot_hf.cli import main
-from ftcot_hf.evaluation import decontamination as dc
 from ftcot_hf.tasks import Task
+from ftcot_hf.teach import decontamination as dc
 from ftcot_hf.teach.augment import RationaleAugmenter, augment
 from ftcot_hf.teachers.base import Generation, Request, Teacher
 from tests.doubles import ScriptedTeacher, scripted_records
