@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ftcot_hf.students.formats import get_format
 from ftcot_hf.students.loading import base_model_license
 from ftcot_hf.training.card import render_model_card
 
@@ -69,7 +70,7 @@ def training_recipe(config: Any, *, dataset_name: str | None, rows: int, process
     per_device = int(config.per_device_train_batch_size)
     accumulation = int(getattr(config, "gradient_accumulation_steps", 1) or 1)
     recipe: dict[str, Any] = {
-        "trainer": "ftcot-hf (TRL SFTTrainer, prompt masked)" if not config.format.endswith("_t5")
+        "trainer": "ftcot-hf (TRL SFTTrainer, prompt masked)" if not get_format(config.format).encoder_decoder
         else "ftcot-hf (transformers Seq2SeqTrainer)",
         "format": config.format,
         "rationale dataset": (dataset_name if _is_hub_dataset(dataset_name)

@@ -437,13 +437,14 @@ def train_student(
         config.student = student_name
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     fmt = get_format(config.format)
-    if encoder_decoder and not fmt.encoder_decoder and f"{fmt.name}_t5" in FORMATS:
-        logger.info("Encoder-decoder student: format %s -> %s_t5", fmt.name, fmt.name)
-        fmt = FORMATS[f"{fmt.name}_t5"]
+    if encoder_decoder and not fmt.encoder_decoder and fmt.encoder_decoder_variant is not None:
+        logger.info("Encoder-decoder student: format %s -> %s", fmt.name, fmt.encoder_decoder_variant)
+        fmt = get_format(fmt.encoder_decoder_variant)
         config.format = fmt.name
     if fmt.encoder_decoder != encoder_decoder:
         kind = "an encoder-decoder" if encoder_decoder else "a decoder-only"
-        hint = "ft_cot_t5 / vanilla_t5 / *_t5" if encoder_decoder else fmt.name.removesuffix("_t5")
+        decoder = next((n for n, f in FORMATS.items() if f.encoder_decoder_variant == fmt.name), "a decoder format")
+        hint = "ft_cot_t5 / vanilla_t5 / *_t5" if encoder_decoder else decoder
         raise FtcotError(f"Format {fmt.name!r} does not fit {student_name}, {kind} model: use {hint}.")
     with quiet_libraries():
         train = prepare_train_dataset(train_dataset, fmt)
