@@ -6,8 +6,7 @@ else is internal and may move.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ftcot_hf.utils.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -65,14 +64,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ftcot_hf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, globals())

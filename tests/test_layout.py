@@ -69,7 +69,7 @@ def _arrows() -> dict[tuple[str, str], list[str]]:
     arrows: dict[tuple[str, str], list[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         source = _part(_module_name(path))
-        if source is None:  # ftcot_hf/__init__.py: the lazy public API names modules, it imports none
+        if source is None:  # ftcot_hf/__init__.py: the lazy public API names modules (it imports only utils/lazy.py)
             continue
         for target, line in _imports(path):
             to = _part(target)

@@ -11,8 +11,7 @@ are imported on first use, so ``import ftcot_hf.teach.yields`` loads no teacher.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ftcot_hf.utils.lazy import lazy_names
 
 _NAMES = {
     "EXIT_INCOMPLETE": "ftcot_hf.teach.cli",
@@ -35,13 +34,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module 'ftcot_hf.teach' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_NAMES[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES])
+__getattr__, __dir__ = lazy_names(__name__, _NAMES, globals())

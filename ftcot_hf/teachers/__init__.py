@@ -24,6 +24,7 @@ from ftcot_hf.teachers.base import (
     Teacher,
     TeacherError,
     register_teacher,
+    unknown_options,
 )
 from ftcot_hf.teachers.replay.kojima import KOJIMA_MODEL  # light: names only
 from ftcot_hf.utils.scrub import REDACTED, register_in
@@ -203,14 +204,9 @@ def build_teacher(config: Any, tasks: Sequence[Any] = ()) -> tuple[Teacher, str]
     cls = spec.cls
     declared = cls.option_types()  # None: open-ended, the backend checks its options itself
     if declared is not None:
-        unknown = sorted(set(kwargs) - set(declared))
+        unknown = unknown_options(spec.backend, kwargs, list(declared), " (--teacher_kwargs)")
         if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0], list(declared), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise FtcotError(f"The {spec.backend} teacher takes no option {', '.join(unknown)}{hint} "
-                             f"(--teacher_kwargs); it takes: {', '.join(declared) or 'none'}.")  # fmt: skip
+            raise FtcotError(unknown)
         # a value of the wrong type fails here, named, not as a bare TypeError deep in the backend
         check_options(kwargs, declared, f"--teacher_kwargs of the {spec.backend} teacher")
     teacher = cls.from_config(

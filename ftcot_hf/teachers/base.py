@@ -9,7 +9,7 @@ cache can store each one the moment it arrives: a crash loses only what was in f
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,6 +291,21 @@ class Teacher:
         given = ("self", "cls", "model", "base_url", "tasks", "data_dir")  # every caller passes them: not options
         return {p.name: hints.get(p.name, Any) for p in params
                 if p.name not in given and p.kind is not p.VAR_POSITIONAL}  # fmt: skip
+
+
+def unknown_options(label: str, given: Iterable[str], accepted: Sequence[str], where: str = "") -> str | None:
+    """The one line that names the options a backend does not take, the closest valid one and all of them (None:
+    every one is known): what ``build_teacher`` says of ``--teacher_kwargs``, and a backend's ``from_config`` of a
+    direct caller's keywords. ``where`` follows the unknown names (`` (--teacher_kwargs)``)."""
+    unknown = sorted(set(given) - set(accepted))
+    if not unknown:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(unknown[0], list(accepted), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"The {label} teacher takes no option {', '.join(unknown)}{hint}{where}; it takes: "
+            f"{', '.join(accepted) or 'none'}.")  # fmt: skip
 
 
 TEACHERS: Registry[type[Teacher]] = Registry(

@@ -155,30 +155,18 @@ class VLLMTeacher(Teacher):
         base_url: str | Sequence[str] | None = None,
         tasks: Iterable[Any] = (),
         data_dir: str | os.PathLike | None = None,
-        name: str | None = None,
-        tensor_parallel_size: int | None = None,
-        data_parallel_size: int | None = None,
-        enable_prefix_caching: bool | None = None,
-        max_model_len: int | None = None,
-        dtype: str | None = None,
-        gpu_memory_utilization: float | None = None,
-        enforce_eager: bool | None = None,
-        engine_kwargs: dict[str, Any] | None = None,
-        seed: int | None = None,
-        reasoning_parser: str | None = None,
+        **kwargs: Any,
     ) -> VLLMTeacher:
         """The vllm teacher of a teach config (the contract of every backend's ``from_config``): ``model`` is what
         vLLM loads; ``tasks`` / ``data_dir`` are not used; a ``base_url`` is a mistake (this engine is in-process).
-        The other arguments are the constructor's, listed so that an unknown option is named with the valid ones."""
+        ``kwargs`` are the constructor's options (what ``option_types`` reads, so an unknown one is named with the
+        valid ones before this is called)."""
         if base_url:
             raise FtcotError("The vllm teacher runs the model in this process and takes no --base_url; for a vLLM "
                              "server use --teacher openai --base_url http://HOST:8000/v1.")  # fmt: skip
         if not model:
             raise FtcotError("The vllm teacher needs --teacher_model: a Hub id or a local model folder vLLM can load.")
-        return cls(model, name=name, tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
-                   enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len, dtype=dtype,
-                   gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
-                   engine_kwargs=engine_kwargs, seed=seed, reasoning_parser=reasoning_parser)  # fmt: skip
+        return cls(model, **kwargs)
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"backend": self.backend, "model": self.model}

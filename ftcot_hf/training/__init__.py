@@ -13,8 +13,7 @@ torch, transformers and TRL are loaded, since a CPU multi-process launch starts 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ftcot_hf.utils.lazy import lazy_names
 
 _NAMES = {
     "DataArgs": "ftcot_hf.training.data",
@@ -36,13 +35,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module 'ftcot_hf.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_NAMES[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES])
+__getattr__, __dir__ = lazy_names(__name__, _NAMES, globals())

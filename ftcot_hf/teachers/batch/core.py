@@ -28,8 +28,6 @@ stores each one as it is read. The order, and why:
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 import json
 import logging
 import os
@@ -49,6 +47,7 @@ from ftcot_hf.teachers.base import (
     SamplingParams,
     Teacher,
     TeacherError,
+    unknown_options,
 )
 from ftcot_hf.teachers.batch.client import ApiClient, ApiError
 from ftcot_hf.teachers.batch.state import BatchState, Line, batch_key
@@ -209,13 +208,9 @@ class BatchTeacher(ApiClient, Teacher):
             raise ValueError(f"The {label} teacher needs --teacher_model: the model the batches ask.")
         if not base_url:
             raise ValueError(f"The {label} teacher needs --base_url: the API root, e.g. {cls.example_url}.")
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model", "base_url")]
-        unknown = sorted(set(kwargs) - set(accepted))
+        unknown = unknown_options(label, kwargs, list(cls.option_types() or ()))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], accepted, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"The {label} teacher takes no option {', '.join(unknown)}{hint}; it takes: "
-                             f"{', '.join(accepted)}.")  # fmt: skip
+            raise ValueError(unknown)
         return cls(model, base_url, **kwargs)
 
     example_url: ClassVar[str] = "https://api.openai.com/v1"

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
-import inspect
 import itertools
 import json
 import logging
@@ -62,6 +60,7 @@ from ftcot_hf.teachers.base import (
     SamplingParams,
     Teacher,
     TeacherError,
+    unknown_options,
 )
 from ftcot_hf.teachers.http import transport as tp
 from ftcot_hf.teachers.http.adaptive import MIN_TIMEOUT, describe_rate, describe_seconds
@@ -320,22 +319,10 @@ class HTTPTeacher(Teacher):
                 f"The {label} teacher needs --base_url: the server's API root, e.g. http://localhost:8000/v1 "
                 "(several for a fleet)."
             )
-        accepted = cls.option_names()
-        unknown = sorted(set(kwargs) - set(accepted))
+        unknown = unknown_options(label, kwargs, list(cls.option_types() or ()))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], accepted, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(
-                f"The {label} teacher takes no option {', '.join(unknown)}{hint}; it takes: {', '.join(accepted)}."
-            )
+            raise ValueError(unknown)
         return cls(model, base_url, **kwargs)
-
-    @classmethod
-    def option_names(cls) -> list[str]:
-        """The constructor's options (what ``from_config`` accepts besides model/base_url/tasks/data_dir)."""
-        params = inspect.signature(cls.__init__).parameters.values()
-        skip = {"self", "model", "base_url"}
-        return [p.name for p in params if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
     # -- public surface --------------------------------------------------------------------------------------------
     @property
