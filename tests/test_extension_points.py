@@ -4,10 +4,10 @@ states, and each extension works from the CLI with only those files.
 - From outside the package: one file of a user's (written here into tmp_path) registering a task with its own answer
   type, a student format and a teacher backend, loaded as a plug-in (``FTCOT_PLUGINS`` or the ``ftcot_hf.plugins``
   entry point group), teaches, trains and evaluates through ``ftcot run``; a backend reached as ``module:Class``.
-- An option: a field added to ``EvalConfig``, ``PushConfig``, ``TeachConfig`` or ``FineTuneCoTConfig`` (a subclass
-  standing for the edited class, in a fresh interpreter, since ``ftcot run``'s config is built from them at import)
-  is a flag of its command and of ``ftcot run``, a key of both YAMLs, in the config the run builds for the stage and
-  in the stage's fingerprint.
+- An option: a field added to ``EvalConfig``, ``PushConfig``, ``TeachConfig``, ``FineTuneCoTConfig`` or
+  ``DistillConfig`` (a subclass standing for the edited class, in a fresh interpreter, since ``ftcot run``'s config
+  is built from them at import) is a flag of its command and of ``ftcot run``, a key of both YAMLs, in the config the
+  run builds for the stage and in the stage's fingerprint.
 - In the package: a built-in task is its module plus its name in ``BUILTIN_TASKS``; a built-in backend its module
   plus its line in ``TEACHERS``.
 """
@@ -193,46 +193,51 @@ import ftcot_hf.evaluation.cli as eval_cli
 import ftcot_hf.hub.cli as hub_cli
 import ftcot_hf.teach.cli as teach_module
 import ftcot_hf.training.config as train_config
+import ftcot_hf.training.distill_config as distill_config
 
 with_field(eval_cli, "EvalConfig", "new_eval_option", 1)
 with_field(hub_cli, "PushConfig", "new_push_option", "a")
 with_field(teach_module, "TeachConfig", "new_teach_option", 1.5)
 with_field(train_config, "FineTuneCoTConfig", "new_train_option", 2)
+with_field(distill_config, "DistillConfig", "new_distill_option", 0.5)
 
 import contextlib, io
 
 from ftcot_hf.cli import main
 from ftcot_hf.pipeline.run import parse_run_args, validate
-from ftcot_hf.pipeline.stages import eval_inputs, fingerprint, teach_inputs, train_inputs
+from ftcot_hf.pipeline.stages import distill_inputs, eval_inputs, fingerprint, teach_inputs, train_inputs
 from ftcot_hf.utils.parser import command_parser
 
 tmp, mirror = Path(sys.argv[1]), sys.argv[2]
 out = {}
-for command in ("eval", "push", "teach", "train", "run"):
+for command in ("eval", "push", "teach", "train", "distill", "run"):
     text = io.StringIO()
     with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
         main([command, "--help"])
-    out[command + "_help"] = sorted(set(__import__("re").findall(r"--new_\\w+", text.getvalue())))
+    out[command + "_help"] = sorted(set(__import__("re").findall(r"--(?:distill_)?new_\\w+", text.getvalue())))
 (tmp / "eval.yaml").write_text(yaml.safe_dump({"model": "gpt2", "new_eval_option": 7}))
 (parsed,) = command_parser((eval_cli.EvalConfig,), [], prog="ftcot eval").parse(["--config", str(tmp / "eval.yaml")])
 out["eval_yaml"] = parsed.new_eval_option
 (tmp / "run.yaml").write_text(yaml.safe_dump({
     "output_dir": str(tmp / "run"), "data_dir": mirror, "push_to_hub": True,
     "eval": {"new_eval_option": 7}, "hub": {"new_push_option": "b", "dataset_id": "me/r", "model_id": "me/s-{task}"},
-    "teach": {"new_teach_option": 2.5}, "train": {"new_train_option": 3}}))
+    "teach": {"new_teach_option": 2.5}, "train": {"new_train_option": 3},
+    "distill": {"method": "on_policy", "teacher": "smollm2-135m-instruct", "new_distill_option": 0.75}}))
 # offline: what is checked here is the plan, not the Hub (the module: `ftcot_hf.pipeline.run` is also a function)
 sys.modules["ftcot_hf.pipeline.run"].check_push_access = lambda ids: None
 config = parse_run_args(["--config", str(tmp / "run.yaml")])
 plan = validate(config)
 out["plan"] = {"eval": plan.evals["eval"]["coin_flip"].new_eval_option,
                "push": [plan.pushes["rationales"].new_push_option, plan.pushes["coin_flip"].new_push_option],
-               "teach": plan.teach.new_teach_option, "train": plan.train["coin_flip"].new_train_option}
+               "teach": plan.teach.new_teach_option, "train": plan.train["coin_flip"].new_train_option,
+               "distill": plan.distill["coin_flip"].new_distill_option}
 other = validate(parse_run_args(["--config", str(tmp / "run.yaml"), "--new_eval_option", "8", "--new_teach_option",
-                                 "3.5", "--new_train_option", "4"]))
+                                 "3.5", "--new_train_option", "4", "--distill_new_distill_option", "0.25"]))
 out["fingerprints_differ"] = {
     "eval": fingerprint(eval_inputs(plan.config)) != fingerprint(eval_inputs(other.config)),
     "teach": fingerprint(teach_inputs(plan.teach, plan.tasks)) != fingerprint(teach_inputs(other.teach, plan.tasks)),
     "train": fingerprint(train_inputs(plan.config)) != fingerprint(train_inputs(other.config)),
+    "distill": fingerprint(distill_inputs(plan.config)) != fingerprint(distill_inputs(other.config)),
 }
 print(json.dumps(out))
 '''
@@ -248,10 +253,13 @@ def test_a_field_on_a_commands_config_is_its_flag_the_runs_flag_and_yaml_and_rea
     assert out["push_help"] == ["--new_push_option"]
     assert out["teach_help"] == ["--new_teach_option"]
     assert out["train_help"] == ["--new_train_option"]
-    assert out["run_help"] == ["--new_eval_option", "--new_push_option", "--new_teach_option", "--new_train_option"]
+    assert out["distill_help"] == ["--new_distill_option"]
+    # a run's distill flags carry the section's prefix; the field's own name is the alias that help shows beside it
+    assert out["run_help"] == ["--distill_new_distill_option", "--new_distill_option", "--new_eval_option",
+                               "--new_push_option", "--new_teach_option", "--new_train_option"]  # fmt: skip
     assert out["eval_yaml"] == 7
-    assert out["plan"] == {"eval": 7, "push": ["b", "b"], "teach": 2.5, "train": 3}
-    assert out["fingerprints_differ"] == {"eval": True, "teach": True, "train": True}
+    assert out["plan"] == {"eval": 7, "push": ["b", "b"], "teach": 2.5, "train": 3, "distill": 0.75}
+    assert out["fingerprints_differ"] == {"eval": True, "teach": True, "train": True, "distill": True}
 
 
 # -- in the package ---------------------------------------------------------------------------------------------------

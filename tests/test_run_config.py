@@ -27,6 +27,7 @@ from ftcot_hf.tasks import resolve_task
 from ftcot_hf.teach import TeachConfig
 from ftcot_hf.training.cli import StudentArgs
 from ftcot_hf.training.config import FineTuneCoTConfig
+from ftcot_hf.utils.parser import declared_fields
 from tests.doubles import exits_2_in_one_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,23 @@ def test_every_option_of_teach_and_train_is_a_flag_of_run():
     for f in dataclasses.fields(StudentArgs):  # TRL's ModelConfig + the GGUF file
         assert f.name in RUN_FIELDS or f.name in ADAPTERS_OWNED
     assert {"use_peft", "lora_r", "lora_target_parameters", "use_dora"} <= RUN_FIELDS
+
+
+def test_the_distill_section_is_made_by_rule_and_holds_the_fields_it_always_held():
+    from ftcot_hf.pipeline.distill_args import DISTILL, DISTILL_FIELDS, DISTILL_OWNED, DISTILL_TRL
+    from ftcot_hf.pipeline.stages import distill_inputs
+    from ftcot_hf.training.distill_config import DistillConfig
+
+    # the hand-written list these replaced: the same fields, so a distill stage's fingerprint stays what it was
+    assert DISTILL_FIELDS == {"beta", "temperature", "lmbda", "max_completion_length", "learning_rate",
+                              "lr_scheduler_type", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                              "gradient_accumulation_steps", "top_p", "top_k", "gold_kwargs",
+                              "loss_top_k"}  # fmt: skip
+    assert set(DISTILL._ftcot_flags) == DISTILL_FIELDS
+    assert all(f"distill_{name}" in RUN_FIELDS for name in DISTILL_FIELDS)
+    assert DISTILL_OWNED <= declared_fields(DistillConfig) and not set(DISTILL_TRL) & declared_fields(DistillConfig)
+    section = distill_inputs(RunConfig(distill="on_policy", distill_teacher="smollm2-135m-instruct"))["distill"]
+    assert set(section) == DISTILL_FIELDS | {"method", "teacher", "teacher_url"}
 
 
 def test_options_that_run_used_to_miss_reach_their_stage(tmp_path):

@@ -1,7 +1,7 @@
 """The ``distill:`` section of ``ftcot run``: ``--distill on_policy --distill_teacher M`` (or ``--distill_teacher_url
-URL``, a vLLM server) and the options of
-``ftcot distill`` a run passes on (``--distill_beta``, ``--distill_lmbda``...), and the ``DistillConfig`` of a
-task's distill stage. Its flags carry a ``distill_`` prefix: ``learning_rate``, ``temperature`` and the batch size
+URL``, a vLLM server) and the options of ``ftcot distill`` a run passes on (``--distill_beta``, ``--distill_lmbda``...:
+a view of ``DistillConfig`` by exclusion, as the teach, train, eval and hub sections are), and the ``DistillConfig``
+of a task's distill stage. Its flags carry a ``distill_`` prefix: ``learning_rate``, ``temperature`` and the batch size
 are also the train and teach sections' flags (in YAML: ``distill: {method: on_policy, teacher: M, beta: 0.5}``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcot_hf.training.distill_config import DistillConfig
-from ftcot_hf.utils.parser import section_values, view
+from ftcot_hf.utils.parser import declared_fields, section_values, view
 
 DISTILL_METHODS = ("on_policy",)
 
@@ -41,10 +41,21 @@ class RunDistillArgs:
     )  # fmt: skip
 
 
-DISTILL_FIELDS = ("beta", "temperature", "lmbda", "max_completion_length", "learning_rate", "lr_scheduler_type",
-                  "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-                  "top_p", "top_k", "gold_kwargs", "loss_top_k")  # fmt: skip
-"""The DistillConfig options a run passes on; the others are the run's (folders, evaluation, seed, precision)."""
+_DECLARED = declared_fields(DistillConfig)
+DISTILL_OWNED = frozenset({"student", "teacher_model", "teacher_url", "task", "format", "output_dir", "bf16",
+                           "save_strategy", "save_total_limit", "cpu_threads", "activation_checkpointing",
+                           "gradient_checkpointing", "loss_add_tail", "report_best_epoch",
+                           *(n for n in _DECLARED if n.startswith("eval_"))})  # fmt: skip
+"""DistillConfig's own fields a run sets itself: the models (--student, --distill_teacher/_url), the task and format,
+the folders and checkpoints, the precision and threads (the train section's), the per-epoch evaluation (the eval
+section's), and two a run keeps at their defaults: activation checkpointing (off: small students), loss_add_tail
+(TRL's tail bucket, without which a top-1 server support gives a zero loss)."""
+DISTILL_TRL = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "top_p", "top_k")
+"""The options of TRL's DistillationConfig / TrainingArguments a run passes on as well: what sizes and samples a
+distillation (their hundreds of others are `ftcot distill`'s only)."""
+DISTILL_FIELDS = frozenset(_DECLARED - DISTILL_OWNED) | frozenset(DISTILL_TRL)
+"""The DistillConfig options a run passes on (``--distill_<name>``, the ``distill:`` section): every field
+DistillConfig declares but the run's own, and ``DISTILL_TRL``. A field added to DistillConfig is one of them."""
 
 DISTILL_RUN = view(RunDistillArgs, title="On-policy distillation of a run (YAML section distill:)", section="distill",
                    rename={"method": "distill", "teacher": "distill_teacher",
