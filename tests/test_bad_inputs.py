@@ -152,24 +152,14 @@ CASES: tuple[Case, ...] = (
         "bad.yaml",
     ),
     Case("teach --output_dir is a file", f"{TEACH.replace('{tmp}/out', '{tmp}/notes.txt')} --limit 2", "notes.txt"),
-    Case(
-        "teach --dataset missing",
-        f"{TEACH} --dataset {{tmp}}/nope.jsonl --question_column q --answer_column a "
-        "--answer_type number --task_name qa",
-        "nope.jsonl",
-    ),
+    Case("teach --dataset missing", f"{TEACH} --dataset {{tmp}}/nope.jsonl {QA}", "nope.jsonl"),
     Case(
         "teach --dataset missing column",
         f"{TEACH} --dataset {{tmp}}/qa.jsonl --question_column question "
         "--answer_column a --answer_type number --task_name qa",
         "question",
     ),
-    Case(
-        "teach --dataset bad gold answer",
-        f"{TEACH} --dataset {{tmp}}/qa_bad.jsonl --question_column q "
-        "--answer_column a --answer_type number --task_name qa --test_size 0.2",
-        "seven",
-    ),
+    Case("teach --dataset bad gold answer", f"{TEACH} --dataset {{tmp}}/qa_bad.jsonl {QA} --test_size 0.2", "seven"),
     Case(
         "teach --dataset without --question_column",
         f"{TEACH} --dataset {{tmp}}/qa.jsonl --answer_column a --answer_type number --task_name qa",
@@ -294,8 +284,7 @@ CASES: tuple[Case, ...] = (
     Case("run --limit of which stage", f"{RUN} --limit 3", "--limit_test or --limit_train"),
     Case(
         "run own dataset with the recorded teacher",
-        f"{RUN} --dataset {{tmp}}/qa.jsonl --question_column q --answer_column a --answer_type number "
-        "--task_name qa --test_size 0.2",
+        f"{RUN} --dataset {{tmp}}/qa.jsonl {QA} --test_size 0.2",
         "--teacher openai --model NAME",
     ),
     Case(

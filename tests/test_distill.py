@@ -15,6 +15,7 @@ import torch
 from ftcot_hf.cli import main
 from ftcot_hf.pipeline import RunConfig, run
 from tests.docs_commands import doc_command
+from tests.doubles import exits_2_in_one_line
 from tests.tiny_models import make_gpt2, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,10 +198,7 @@ def test_bad_input_is_one_line_and_exit_2(models, mirror, tmp_path, capsys, flag
     values = {k: str(v) for k, v in models.items()} | {"kwargs": '{"nope":1}'}
     argv = ["distill", "--output_dir", str(tmp_path / "out"), *[a.format(**values) for a in flags.split()],
             "--data_dir", str(mirror), *SMALL]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ftcot: error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert needle.format(**values) in err
+    exits_2_in_one_line(argv, capsys, needle.format(**values))
 
 
 def _run_config(tmp: Path, models: dict, mirror: Path, **overrides) -> RunConfig:

@@ -18,6 +18,7 @@ import torch
 
 from ftcot_hf.cli import main
 from tests import test_distill
+from tests.doubles import exits_2_in_one_line
 from tests.fake_http import free_port
 from tests.fake_trl_vllm_server import FakeTrlVllmServer
 from tests.test_distill import DOC_STUDENT, DOC_TEACHER, SMALL, as_typed
@@ -183,10 +184,7 @@ def test_what_the_server_path_cannot_do_is_one_line_and_exit_2(models, servers, 
                "dtype": '{"dtype":"float32"}'}  # fmt: skip
     argv = ["distill", *SMALL, "--output_dir", str(tmp_path / "out"), "--data_dir", str(mirror),
             *[a.format(**values) for a in flags.split()]]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ftcot: error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert needle.format(**values) in err
+    exits_2_in_one_line(argv, capsys, needle.format(**values))
 
 
 def test_ftcot_run_with_a_teacher_server_as_typed(models, servers, mirror, tmp_path, capsys):
