@@ -27,7 +27,6 @@ the point.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -40,6 +39,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bare_http import BareHTTP  # beside this file: a bench runs as a script
+from bare_http import serve as serve_until_closed
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRACE_BYTES = 8192
 FILLER = ("We add the two numbers digit by digit, carrying where the column sum passes nine, and check the total "
@@ -49,35 +51,12 @@ TEST_ROWS = 1000
 
 
 # -- the server (its own process) ----------------------------------------------------------------------------------
-class _Server(asyncio.Protocol):
+class _Server(BareHTTP):
     stats = {"requests": 0, "first": 0.0, "last": 0.0, "prompts": 0}
     seen: set[bytes] = set()
     repeats = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buffer[:head_end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buffer) < head_end + 4 + length:
-                return
-            method, path = head.split(" ", 2)[:2]
-            body = self.buffer[head_end + 4 : head_end + 4 + length]
-            self.buffer = self.buffer[head_end + 4 + length :]
-            self._answer(method, path, body)
-
-    def _answer(self, method: str, path: str, body: bytes) -> None:
+    def request(self, method: str, path: str, body: bytes) -> None:
         stats = self.stats
         if method == "GET":  # /_stats
             payload = json.dumps({**stats, "repeats": _Server.repeats}).encode()
@@ -98,20 +77,7 @@ class _Server(asyncio.Protocol):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 40, "completion_tokens": 2000, "total_tokens": 2040},
             }).encode()  # fmt: skip
-        if not self.transport.is_closing():
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
-            self.transport.write(head + payload)
-
-
-def serve() -> None:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(_Server, "127.0.0.1", 0, backlog=4096)
-        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
-        await loop.run_in_executor(None, sys.stdin.read)
-        server.close()
-
-    asyncio.run(main())
+        self.reply(payload)
 
 
 class ServerProcess:
@@ -322,7 +288,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="Where the files go (default: a temporary folder).")
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve_until_closed(_Server)
         return
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ftcot-scale-"))
     root.mkdir(parents=True, exist_ok=True)

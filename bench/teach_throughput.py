@@ -47,6 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bare_http import BareHTTP  # beside this file: a bench runs as a script
+from bare_http import serve as serve_until_closed
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `ftcot_hf` importable from a checkout
     sys.path.insert(0, str(REPO_ROOT))
@@ -66,33 +69,12 @@ ANSWER = json.dumps(
 
 
 # -- the server (its own process) ----------------------------------------------------------------------------------
-class _ServerProtocol(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, POST with Content-Length only (what both clients send)."""
-
+class _ServerProtocol(BareHTTP):
     latency = 0.05
     stats = {"requests": 0, "in_flight": 0, "max_in_flight": 0}
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buffer[:head_end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buffer) < head_end + 4 + length:
-                return
-            path = head.split(" ", 2)[1]
-            self.buffer = self.buffer[head_end + 4 + length :]
-            asyncio.ensure_future(self._answer(path))
+    def request(self, method: str, path: str, body: bytes) -> None:
+        asyncio.ensure_future(self._answer(path))
 
     async def _answer(self, path: str) -> None:
         stats = self.stats
@@ -101,23 +83,13 @@ class _ServerProtocol(asyncio.Protocol):
         stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
         await asyncio.sleep(self.latency)
         stats["in_flight"] -= 1
-        if not self.transport.is_closing():
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)
-            self.transport.write(head + ANSWER)
+        self.reply(ANSWER)
 
 
 def serve(latency: float) -> None:
     """Print ``PORT <n>``, serve until stdin closes."""
     _ServerProtocol.latency = latency
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(_ServerProtocol, "127.0.0.1", 0, backlog=4096)
-        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
-        await loop.run_in_executor(None, sys.stdin.read)
-        server.close()
-
-    asyncio.run(main())
+    serve_until_closed(_ServerProtocol)
 
 
 class ServerProcess:
