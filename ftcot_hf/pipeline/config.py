@@ -4,8 +4,9 @@ A run's options are the options of the commands its stages are: ``RunConfig`` ho
 fields of ``TeachConfig`` (``ftcot teach``), ``FineTuneCoTConfig`` + ``StudentArgs`` (``ftcot train``),
 ``DistillConfig`` (``ftcot distill``), ``EvalConfig`` (``ftcot eval``) and ``PushConfig`` (``ftcot push``), copied by
 :func:`~ftcot_hf.utils.parser.view` from those classes by exclusion (every field but what the run owns:
-``_TEACH_OWNED``, ``TRAIN_OWNED``, ``DISTILL_OWNED``, ``EVAL_OWNED``, ``PUSH_OWNED``), so a field added to a command is a flag of ``ftcot run`` with nothing else to touch. Each section is
-one YAML key of ``--config`` (``teach:``, ``train:``, ``eval:``, ``hub:``) holding the command's own field names; on
+``_TEACH_OWNED``, ``TRAIN_OWNED``, ``DISTILL_OWNED``, ``EVAL_OWNED``, ``PUSH_OWNED``), so a field added to a command
+is a flag of ``ftcot run`` with nothing else to touch. Each section is one YAML key of ``--config`` (``teach:``,
+``train:``, ``distill:``, ``eval:``, ``hub:``) holding the command's own field names; on
 the command line they are flat flags, a few renamed where two stages share a name (``teach.model`` is
 ``--teacher_model``, ``teach.limit`` ``--limit_train``, ``eval.limit`` ``--limit_test``, ``eval.max_new_tokens``
 ``--eval_max_new_tokens``, ``eval.batch_size`` ``--eval_batch_size``, ``hub.private`` ``--hub_private`` ...). What the
