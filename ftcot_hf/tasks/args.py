@@ -112,7 +112,7 @@ def resolve_tasks(
         names = [names]
     recorded: dict[str, Any] = {}
     if rationales and not all(isinstance(t, Task) for t in names or []):  # resolved already: nothing to read
-        from ftcot_hf.tasks.custom import recorded_tasks
+        from ftcot_hf.tasks.task import recorded_tasks
 
         recorded = recorded_tasks(rationales)
     return [t if isinstance(t, Task) else recorded.get(t) or resolve_task(t) for t in names or []]

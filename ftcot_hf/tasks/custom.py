@@ -21,7 +21,6 @@ from typing import Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks.answers import ANSWER_TYPES, LETTERS, make_parser
-from ftcot_hf.tasks.task import Task
 from ftcot_hf.utils.fs import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -159,18 +158,11 @@ class DatasetSource:
         return self.path + (f" [{self.dataset_config}]" if self.dataset_config else "")
 
     # --- building the Task ---------------------------------------------------------------------------------------
-    def task(
-        self,
-        name: str,
-        answer_type: str,
-        *,
-        title: str | None = None,
-        license: str | None = None,  # noqa: A002
-        citation: str = "",
-        choices: int | None = None,
-    ) -> Any:
-        """The :class:`~ftcot_hf.Task` over this dataset. Reads and checks the data now (so bad input fails before
-        any work), unless ``choices`` is given (a task rebuilt from a rationale dataset's record)."""
+    def task_fields(self, name: str, answer_type: str, *, choices: int | None = None) -> dict[str, Any]:
+        """The fields of the :class:`~ftcot_hf.Task` over this dataset that the dataset decides (its answer parser,
+        description, ``has_choices``, and itself as the source): :meth:`Task.from_dataset` builds the task of them.
+        Reads and checks the data now (so bad input fails before any work), unless ``choices`` is given (a task
+        rebuilt from a rationale dataset's record)."""
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise FtcotError(
                 f"--task_name {name!r}: give a name of letters, digits, '_', '-' or '.', starting with a letter "
@@ -192,20 +184,15 @@ class DatasetSource:
             parser = make_parser(answer_type, choices=choices)
         except ValueError as e:
             raise FtcotError(f"{self.display}: {e}.") from None
-        task = Task(
-            name=name,
-            title=title or name,
-            answer=parser,
-            source=self,
-            description=f"User dataset {self.public_path} (question: {self.question_column!r}, answer: "
-            f"{self.answer_column!r}, answer type: {answer_type}).",
-            license=license or "unknown",
-            citation=citation,
-            has_choices=answer_type == "choice",
-        )
         if raw is not None:
             self._prepared = self._records(raw, parser)
-        return task
+        return {
+            "answer": parser,
+            "source": self,
+            "description": f"User dataset {self.public_path} (question: {self.question_column!r}, answer: "
+            f"{self.answer_column!r}, answer type: {answer_type}).",
+            "has_choices": answer_type == "choice",
+        }
 
     def _read(self) -> dict[str, _Raw]:
         """The raw rows of the train and test splits, as ``datasets`` reads them (memory-mapped Arrow: nothing is
@@ -529,18 +516,3 @@ class _Raw:
         if self.member is None:
             return [(k, int(self.rows[i])) for k, i in enumerate(indices)]
         return [(k, int(i)) for k, i in enumerate(indices) if self.member[i]]
-
-
-def recorded_tasks(folder: str | Path) -> dict[str, Any]:
-    """The user-dataset tasks a rationale folder written by ``ftcot teach`` records (``yield_report.json``), rebuilt
-    as :class:`~ftcot_hf.Task` objects; {} for anything else (a Hub id, a folder without the record)."""
-    import json
-
-    report = Path(folder) / "yield_report.json"
-    if not report.is_file():
-        return {}
-    try:
-        stored = json.loads(report.read_text(encoding="utf-8")).get("tasks") or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {name: Task.from_dict(data) for name, data in stored.items()}

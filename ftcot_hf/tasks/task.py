@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.tasks.answers import AnswerParser
@@ -121,11 +122,11 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
-        from ftcot_hf.tasks.custom import DatasetSource  # cycle: custom imports Task
+        from ftcot_hf.tasks.custom import DatasetSource
 
         source = DatasetSource.from_dict(data["source"])
-        return source.task(data["name"], data["answer_type"], title=data.get("title"), license=data.get("license"),
-                           choices=int(data.get("choices") or 0))  # fmt: skip
+        return cls._over(source, data["name"], data["answer_type"], title=data.get("title"),
+                         license=data.get("license"), choices=int(data.get("choices") or 0))  # fmt: skip
 
     @classmethod
     def from_dataset(
@@ -173,7 +174,7 @@ class Task:
             >>> task = Task.from_dataset("my.jsonl", question_column="q", answer_column="a",
             ...                          answer_type="number", task_name="mine", test_size=0.2)
         """
-        from ftcot_hf.tasks.custom import DatasetSource  # cycle: custom imports Task
+        from ftcot_hf.tasks.custom import DatasetSource
 
         source = DatasetSource(
             path=str(path),
@@ -189,4 +190,36 @@ class Task:
             skip_bad_rows=skip_bad_rows,
             limits=dict(limits or {}),
         )
-        return source.task(task_name, answer_type, title=title, license=license, citation=citation)
+        return cls._over(source, task_name, answer_type, title=title, license=license, citation=citation)
+
+    @classmethod
+    def _over(
+        cls,
+        source: DatasetSource,
+        name: str,
+        answer_type: str,
+        *,
+        title: str | None = None,
+        license: str | None = None,  # noqa: A002
+        citation: str = "",
+        choices: int | None = None,
+    ) -> Task:
+        """The task over a user dataset: what the dataset decides (``DatasetSource.task_fields``: reads and checks
+        it now unless ``choices`` is given) and the names given here."""
+        fields = source.task_fields(name, answer_type, choices=choices)
+        return cls(name=name, title=title or name, license=license or "unknown", citation=citation, **fields)
+
+
+def recorded_tasks(folder: str | Path) -> dict[str, Task]:
+    """The user-dataset tasks a rationale folder written by ``ftcot teach`` records (``yield_report.json``), rebuilt
+    as :class:`~ftcot_hf.Task` objects; {} for anything else (a Hub id, a folder without the record)."""
+    import json
+
+    report = Path(folder) / "yield_report.json"
+    if not report.is_file():
+        return {}
+    try:
+        stored = json.loads(report.read_text(encoding="utf-8")).get("tasks") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {name: Task.from_dict(data) for name, data in stored.items()}
