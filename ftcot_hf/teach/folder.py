@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.tasks import Task, resolve_task
@@ -23,14 +23,29 @@ from ftcot_hf.utils.fs import DirLockTimeout, atomic_dir, dir_lock, link_tree
 from ftcot_hf.utils.scrub import redact
 from ftcot_hf.utils.shards import discard_staged
 
-if TYPE_CHECKING:
-    from ftcot_hf.teach.cli import TeachConfig
-
 logger = logging.getLogger(__name__)
 
 
+class FolderConfig(Protocol):
+    """What writing a rationale folder reads of its ``TeachConfig`` (a dataclass: its fields are also the config the
+    card and ``yield_report.json`` record)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def output_dir(self) -> str: ...
+    @property
+    def lock_timeout(self) -> float: ...
+    @property
+    def repo_id(self) -> str: ...
+    @property
+    def tasks(self) -> list[str]: ...
+    @property
+    def task_name(self) -> str | None: ...
+
+
 def save_rationales(
-    config: TeachConfig, results: dict[str, Any], reports: list[YieldReport], tasks: Sequence[Task] | None = None
+    config: FolderConfig, results: dict[str, Any], reports: list[YieldReport], tasks: Sequence[Task] | None = None
 ) -> Path:
     """Write the rationale dataset repo (one config per task) with its card and a yield_report.json.
 
@@ -58,7 +73,7 @@ def save_rationales(
 
 
 def _save(
-    config: TeachConfig, results: dict[str, Any], reports: list[YieldReport], tasks: Sequence[Task] | None, out: Path
+    config: FolderConfig, results: dict[str, Any], reports: list[YieldReport], tasks: Sequence[Task] | None, out: Path
 ) -> Path:
     try:
         with dir_lock(out, timeout=config.lock_timeout):
@@ -89,7 +104,7 @@ def _save(
     return out
 
 
-def check_output_dir(config: TeachConfig) -> Path:
+def check_output_dir(config: FolderConfig) -> Path:
     """``config.output_dir`` as an absolute path, refused when it is a file (checked before teaching, and again
     before writing)."""
     out = Path(os.path.abspath(config.output_dir))
@@ -143,7 +158,7 @@ def _previous_dataset(out: Path) -> dict[str, Any] | None:
 
 def _write_rationales(
     tmp: Path,
-    config: TeachConfig,
+    config: FolderConfig,
     results: dict[str, Any],
     reports: list[YieldReport],
     tasks: Sequence[Task] | None,
