@@ -7,16 +7,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ftcot_hf.teachers.base import BudgetExhaustedError, FailedRequest, Generation, Request, RequestFailedError
-
-if TYPE_CHECKING:
-    from ftcot_hf.teachers.http.core import HTTPTeacher
+from ftcot_hf.teachers.base import (
+    BudgetExhaustedError,
+    FailedRequest,
+    Generation,
+    Request,
+    RequestBudget,
+    RequestFailedError,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class ScheduledTeacher(Protocol):
+    """What a :class:`Schedule` asks of the teacher whose requests it works off (``HTTPTeacher``)."""
+
+    keep_going: bool
+    budget: RequestBudget | None
+    stats: Counter[str]
+
+    def _per_sample(self) -> bool: ...
+    async def _call(self, request: Request, offset: int, count: int) -> list[Generation]: ...
+    def _discarded(self, gens: Any) -> None: ...
 
 
 BACKLOG_PER_SLOT = 4
@@ -68,7 +84,7 @@ class Schedule:
     generations)`` once per request: all its samples, or (with ``keep_going``) what its failure yields; samples of
     a failed request that came back anyway are counted as billed and unused."""
 
-    def __init__(self, teacher: HTTPTeacher, requests: list[Request], deliver: Callable[[Any], None]):
+    def __init__(self, teacher: ScheduledTeacher, requests: list[Request], deliver: Callable[[Any], None]):
         self.teacher, self.requests, self.deliver = teacher, requests, deliver
         self.units: deque[tuple[int, int, int]] = deque()  # (position, first sample offset, sample count)
         self.partial: dict[int, list[Generation | None]] = {}
