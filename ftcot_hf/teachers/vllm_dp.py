@@ -53,7 +53,7 @@ def _plain(output: Any) -> tuple[int | None, list[tuple[int, str, str | None, in
 def _worker(rank: int, model: str, engine_args: dict[str, Any], devices: str | None, tasks: Any, results: Any) -> None:
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
-    from ftcot_hf.teachers.vllm import _build_engine, import_vllm, run_engine
+    from ftcot_hf.teachers.vllm_engine import _build_engine, import_vllm, run_engine
 
     try:
         vllm = import_vllm()
