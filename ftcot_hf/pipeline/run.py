@@ -58,7 +58,8 @@ from ftcot_hf.teachers import check_recorded_tasks, teacher_spec
 from ftcot_hf.teachers.batch.core import BatchesPending
 from ftcot_hf.training.callbacks import EPOCH_METRICS, epoch_metrics_file, summarize_epochs
 from ftcot_hf.training.distill import check_model
-from ftcot_hf.training.distill_server import normalize_url, reach_server
+from ftcot_hf.training.distill_config import normalize_url
+from ftcot_hf.training.distill_server import reach_server
 from ftcot_hf.utils.console import quiet_libraries
 from ftcot_hf.utils.fs import check_folder
 from ftcot_hf.utils.parser import parser_for

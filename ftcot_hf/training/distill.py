@@ -22,24 +22,23 @@ distillation's settings, ``epoch_metrics.json`` with epoch 0 = the SFT student, 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
 import re
 import time
 import types
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.students.formats import get_format
-from ftcot_hf.students.loading import check_student, ensure_converted, load_student, resolve_student
+from ftcot_hf.students.loading import check_student, load_student
 from ftcot_hf.training import distill_server
 from ftcot_hf.training.callbacks import EpochEvalCallback, summarize_epochs
+from ftcot_hf.training.distill_common import VocabularyCheck, experimental, model_source, no_auto_card
 from ftcot_hf.training.distill_config import DistillConfig
 from ftcot_hf.training.trainer import TrainResult, resume_point, whole_run_loss
 from ftcot_hf.utils.console import quiet_libraries
@@ -51,14 +50,6 @@ logger = logging.getLogger(__name__)
 
 DISTILLATION = "DistillationTrainer"
 GOLD = "GOLDTrainer"
-
-
-@contextlib.contextmanager
-def experimental() -> Iterator[None]:
-    """Imports from ``trl.experimental`` without TRL's warning about them: the line on the trainer says so."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*trl.experimental")
-        yield
 
 
 # --- the student and the teacher -------------------------------------------------------------------------------------
@@ -80,33 +71,6 @@ def check_model(name: str, flag: str) -> str:
         text = re.sub(r"^Student\b", "Student" if flag == "--student" else "Model", str(e))
         raise FtcotError(f"{flag} {name}: {text}") from None
     return name
-
-
-def model_source(name: str) -> str:
-    """Where a model's tokenizer and config are read from: its folder, the converted folder of a GGUF, or a Hub id."""
-    kind, where = resolve_student(name)
-    if kind == "gguf":
-        return str(ensure_converted(where))
-    if kind == "adapter":  # a LoRA student: the tokenizer saved beside it, else its base's
-        adapter = Path(where)
-        if (adapter / "tokenizer_config.json").is_file():
-            return str(adapter)
-        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-        return model_source(base)
-    return str(where)
-
-
-@dataclass(frozen=True)
-class VocabularyCheck:
-    """Which trainer distils this pair, and why, in one line."""
-
-    trainer: str
-    """``DistillationTrainer``, ``GOLDTrainer`` or ``ServerDistillationTrainer``."""
-    uld: bool
-    """GOLD's ULD loss (the tokenizations are aligned by text): the tokens differ."""
-    line: str
-    teacher: str | None = None
-    """The teacher as the card names it, where it is not ``--teacher_model`` (a served model)."""
 
 
 def check_vocabularies(student_tokenizer: Any, teacher_tokenizer: Any, student_vocab_size: int,
@@ -215,12 +179,6 @@ class _StartEvalCallback(EpochEvalCallback):
         super().on_train_begin(args, state, control, model=model, **kwargs)
         if self.start and state.is_world_process_zero and model is not None and state.global_step == 0:
             self.score(args, state, model, 0, **kwargs)
-
-
-def no_auto_card(cls: type) -> type:
-    """The trainer without TRL's model card at every checkpoint ("fine-tuned version of [None]"); ours is written at
-    the end (``write_student_card``)."""
-    return type(f"Ftcot{cls.__name__}", (cls,), {"create_model_card": lambda self, *a, **k: None})
 
 
 def gold_config(config: DistillConfig, *, uld: bool, teacher_tokenizer: str, max_length: int) -> Any:

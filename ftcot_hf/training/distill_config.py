@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
 from transformers.trainer_utils import SaveStrategy, SchedulerType
 from trl import DistillationConfig
@@ -14,6 +16,8 @@ from ftcot_hf.students.defaults import EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS
 from ftcot_hf.students.formats import get_format
 from ftcot_hf.training.config import resolve_device_defaults
 from ftcot_hf.utils.fs import check_folder
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,8 +180,6 @@ class DistillConfig(DistillationConfig):
         self.teacher_model = self.teacher_model or self.teacher_model_name_or_path
         self.teacher_model_name_or_path = self.teacher_model
         if self.teacher_url is not None:
-            from ftcot_hf.training.distill_server import normalize_url
-
             self.teacher_url = normalize_url(self.teacher_url)
         if self.output_dir is None and self.student:  # beside the SFT student: runs/x/student/<task>-distilled
             self.output_dir = str(self.student).rstrip("/") + "-distilled"
@@ -214,6 +216,63 @@ class DistillConfig(DistillationConfig):
         if isinstance(self.format, str):
             get_format(self.format)  # UnknownFormatError: names the close match
         if self.teacher_url is not None:
-            from ftcot_hf.training.distill_server import check_server_options
-
             check_server_options(self)
+
+
+# --- the teacher server's options (``--teacher_url``: :mod:`ftcot_hf.training.distill_server`) ----------------------
+def normalize_url(url: str) -> str:
+    """The server's base URL as VLLMClient wants it (it appends ``/v1/...`` itself): ``.../v1`` as ``ftcot teach``'s
+    ``--base_url`` takes it is accepted too."""
+    url = str(url).strip().rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def check_server_options(config: DistillConfig) -> None:
+    """What the server path cannot do, refused when the config is made (ValueError: one line, exit 2)."""
+    url = config.teacher_url
+    parsed = urlparse(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"--teacher_url {url!r} is not an http(s) URL: give the vLLM server's, e.g. "
+                         "http://localhost:8000.")  # fmt: skip
+    if config.lmbda < 1.0:
+        raise ValueError(f"--lmbda {config.lmbda:g} mixes in off-policy batches, which GOLD trains with a local "
+                         "teacher; with --teacher_url TRL's ServerDistillationTrainer is fully on-policy (--lmbda 1).")
+    if config.gold_kwargs:
+        raise ValueError("--gold_kwargs: GOLD does not run with --teacher_url (TRL's ServerDistillationTrainer "
+                         "does); give the teacher as --teacher_model for GOLD.")  # fmt: skip
+    top_k = config.loss_top_k
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"--loss_top_k must be 1 or more with --teacher_url, got {top_k!r}: a server returns the "
+                         "teacher's top-k logprobs, not its full distribution.")  # fmt: skip
+    if config.beta > 0 and top_k != 1:
+        raise ValueError(f"--loss_top_k {top_k} with --beta {config.beta:g}: with a server teacher TRL computes a "
+                         "divergence with a reverse-KL part on top-1 support only; use --loss_top_k 1, or --beta 0 "
+                         "(forward KL on the teacher's top k).")  # fmt: skip
+    if config.teacher_model_init_kwargs:
+        raise ValueError("--teacher_model_init_kwargs: with --teacher_url no teacher is loaded here (the server "
+                         "holds it).")  # fmt: skip
+    if config.use_vllm and config.vllm_mode == "server":
+        student = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{_student_port(config)}"
+        if _address(student) == _address(url):
+            raise ValueError(f"The student's vLLM server ({student}) is the teacher's (--teacher_url {url}): give "
+                             "the student's its own --vllm_server_port.")  # fmt: skip
+    if config.temperature != 1.0:
+        logger.warning("--temperature %g with --teacher_url: vLLM returns the teacher's prompt logprobs at "
+                       "temperature 1, while the student's are divided by %g.", config.temperature,
+                       config.temperature)  # fmt: skip
+
+
+def _student_port(config: DistillConfig) -> int:
+    """The port of the student's vLLM server (``--use_vllm --vllm_mode server``): TRL's ServerDistillationConfig
+    moves DistillationConfig's default 8000, the teacher's usual port, to 8001 (:func:`server_config` keeps that)."""
+    from trl import DistillationConfig
+
+    port = int(config.vllm_server_port)
+    return 8001 if port == DistillationConfig.vllm_server_port else port
+
+
+def _address(url: str) -> tuple[str, int | None]:
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    host = "127.0.0.1" if host in ("localhost", "0.0.0.0") else host  # the same loopback server
+    return host, parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -39,9 +39,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from ftcot_hf.errors import FtcotError
+from ftcot_hf.training.distill_common import VocabularyCheck, experimental, model_source, no_auto_card
+from ftcot_hf.training.distill_config import _student_port
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -52,64 +53,6 @@ logger = logging.getLogger(__name__)
 
 SERVER = "ServerDistillationTrainer"
 START = "start it with `trl vllm-serve --model M` (or `vllm serve M --max-logprobs -1`)"
-
-
-def normalize_url(url: str) -> str:
-    """The server's base URL as VLLMClient wants it (it appends ``/v1/...`` itself): ``.../v1`` as ``ftcot teach``'s
-    ``--base_url`` takes it is accepted too."""
-    url = str(url).strip().rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
-def check_server_options(config: DistillConfig) -> None:
-    """What the server path cannot do, refused when the config is made (ValueError: one line, exit 2)."""
-    url = config.teacher_url
-    parsed = urlparse(url or "")
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"--teacher_url {url!r} is not an http(s) URL: give the vLLM server's, e.g. "
-                         "http://localhost:8000.")  # fmt: skip
-    if config.lmbda < 1.0:
-        raise ValueError(f"--lmbda {config.lmbda:g} mixes in off-policy batches, which GOLD trains with a local "
-                         "teacher; with --teacher_url TRL's ServerDistillationTrainer is fully on-policy (--lmbda 1).")
-    if config.gold_kwargs:
-        raise ValueError("--gold_kwargs: GOLD does not run with --teacher_url (TRL's ServerDistillationTrainer "
-                         "does); give the teacher as --teacher_model for GOLD.")  # fmt: skip
-    top_k = config.loss_top_k
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise ValueError(f"--loss_top_k must be 1 or more with --teacher_url, got {top_k!r}: a server returns the "
-                         "teacher's top-k logprobs, not its full distribution.")  # fmt: skip
-    if config.beta > 0 and top_k != 1:
-        raise ValueError(f"--loss_top_k {top_k} with --beta {config.beta:g}: with a server teacher TRL computes a "
-                         "divergence with a reverse-KL part on top-1 support only; use --loss_top_k 1, or --beta 0 "
-                         "(forward KL on the teacher's top k).")  # fmt: skip
-    if config.teacher_model_init_kwargs:
-        raise ValueError("--teacher_model_init_kwargs: with --teacher_url no teacher is loaded here (the server "
-                         "holds it).")  # fmt: skip
-    if config.use_vllm and config.vllm_mode == "server":
-        student = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{_student_port(config)}"
-        if _address(student) == _address(url):
-            raise ValueError(f"The student's vLLM server ({student}) is the teacher's (--teacher_url {url}): give "
-                             "the student's its own --vllm_server_port.")  # fmt: skip
-    if config.temperature != 1.0:
-        logger.warning("--temperature %g with --teacher_url: vLLM returns the teacher's prompt logprobs at "
-                       "temperature 1, while the student's are divided by %g.", config.temperature,
-                       config.temperature)  # fmt: skip
-
-
-def _student_port(config: DistillConfig) -> int:
-    """The port of the student's vLLM server (``--use_vllm --vllm_mode server``): TRL's ServerDistillationConfig
-    moves DistillationConfig's default 8000, the teacher's usual port, to 8001 (:func:`server_config` keeps that)."""
-    from trl import DistillationConfig
-
-    port = int(config.vllm_server_port)
-    return 8001 if port == DistillationConfig.vllm_server_port else port
-
-
-def _address(url: str) -> tuple[str, int | None]:
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    host = "127.0.0.1" if host in ("localhost", "0.0.0.0") else host  # the same loopback server
-    return host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 # --- the server --------------------------------------------------------------------------------------------------
@@ -169,8 +112,6 @@ def _tokenizer_source(config: DistillConfig, served: ServedTeacher) -> str | Non
     """Where the teacher's tokenizer can be read: ``--teacher_model``, else the served folder when it is on this
     machine (a Hub id is not fetched for a check: the /tokenize probe covers that case)."""
     if config.teacher_model:
-        from ftcot_hf.training.distill import model_source
-
         return model_source(config.teacher_model)
     root = served.root or served.model
     return root if (Path(root).expanduser() / "tokenizer_config.json").is_file() else None
@@ -178,10 +119,9 @@ def _tokenizer_source(config: DistillConfig, served: ServedTeacher) -> str | Non
 
 def check_served_teacher(config: DistillConfig, rows: Dataset) -> Any:
     """Every check of the server path that needs the data and the student's tokenizer (no model is loaded):
-    returns the :class:`~ftcot_hf.training.distill.VocabularyCheck` whose line says which trainer runs and why."""
+    returns the :class:`~ftcot_hf.training.distill_common.VocabularyCheck` whose line says which trainer runs and
+    why."""
     from transformers import AutoTokenizer
-
-    from ftcot_hf.training.distill import VocabularyCheck, model_source
 
     student_tokenizer = AutoTokenizer.from_pretrained(model_source(str(config.student)))
     max_completion_length, student = int(config.max_completion_length or 0), config.student
@@ -263,7 +203,6 @@ def server_config(config: DistillConfig) -> Any:
     support."""
     from trl import DistillationConfig
 
-    from ftcot_hf.training.distill import experimental
 
     with experimental():
         from trl.experimental.server_distillation import ServerDistillationConfig
@@ -318,7 +257,6 @@ def server_trainer(config: DistillConfig, model: Any, tokenizer: Any, rows: Data
     """TRL's ServerDistillationTrainer on ``rows`` (the model card ours, as for the other trainers)."""
     import inspect
 
-    from ftcot_hf.training.distill import experimental, no_auto_card
 
     with experimental():
         from trl.experimental.server_distillation import ServerDistillationTrainer
