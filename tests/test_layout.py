@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "ftcot_hf"
@@ -41,9 +43,10 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> list[tuple[str, int]]:
-    """(absolute module or ``module.name``, line) of every import in the file, at any depth."""
-    name = _module_name(path)
+def _imports(path: Path, name: str | None = None) -> list[tuple[str, int]]:
+    """(absolute module or ``module.name``, line) of every import in the file, at any depth (``name``: the file's
+    module, where it does not lie in the package)."""
+    name = name or _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -115,6 +118,74 @@ def test_the_folder_graph_has_no_cycle():
     for start in sorted(graph):
         cycle = visit(start, []) if start not in state else None
         assert cycle is None, " -> ".join(cycle)
+
+
+def _module_files() -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _file_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (``from pkg import name``: ``pkg.name`` where that is a module,
+    else ``pkg``), at any depth, ``TYPE_CHECKING`` imports included. A package's ``__init__`` is left out, as source
+    and as target: it lends its folder's names by name (``importlib``, no arrow), and re-exports what it imports."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if name == "ftcot_hf" or path.name == "__init__.py":
+            continue
+        for target, _ in _imports(path, name):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name and modules[target].name != "__init__.py":
+                graph.setdefault(name, set()).add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A circle of the graph (its nodes in order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        path = [*path, node]
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt, path)):
+                return cycle
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start, [])):
+            return cycle
+    return None
+
+
+def test_the_file_graph_has_no_cycle():
+    """No two files import each other, however far round (a lazy import or a type-only one is an arrow too): a
+    circle is broken by moving what both need to the lower file, or to a small module of its own."""
+    cycle = _cycle(_file_graph(_module_files()))
+    assert cycle is None, "files that import each other: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize(
+    "injected",
+    [
+        "\n\ndef _injected():\n    from ftcot_hf.tasks.task import Task\n\n    return Task\n",
+        "\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from ftcot_hf.tasks.task import Task\n",
+    ],
+    ids=["lazy", "type-only"],
+)
+def test_the_file_cycle_check_finds_an_injected_cycle(tmp_path, injected):
+    """The check itself: tasks/task.py imports tasks/answers.py; answers.py importing task.py back (inside a
+    function, or under TYPE_CHECKING) is a circle it reports."""
+    modules = _module_files()
+    answers = tmp_path / "answers.py"
+    answers.write_text(modules["ftcot_hf.tasks.answers"].read_text(encoding="utf-8") + injected, encoding="utf-8")
+    assert _cycle(_file_graph(modules)) is None
+    cycle = _cycle(_file_graph(modules | {"ftcot_hf.tasks.answers": answers}))
+    assert cycle is not None and cycle[0] == cycle[-1], cycle
+    assert {"ftcot_hf.tasks.answers", "ftcot_hf.tasks.task"} <= set(cycle), cycle
 
 
 def test_the_check_sees_lazy_imports_and_the_folders_of_dotted_names():
