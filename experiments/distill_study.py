@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", default="last_letter_concatenation")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="the teacher's base; the student is it with "
                         "every other layer")  # fmt: skip
+    parser.add_argument("--student_keep", default="1/2", help="k/n: the student keeps k of every n decoder layers "
+                        "(1/2: every other one; 3/4: all but every fourth)")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     parser.add_argument("--teacher_epochs", type=float, default=5.0)
     parser.add_argument("--sft_epochs", type=float, default=3.0)
@@ -94,7 +96,8 @@ def _seconds(result: Any, stage: str) -> float:
 def recipe(args: argparse.Namespace) -> dict[str, Any]:
     """Everything a cell's figures depend on but the seed: a cell recorded with another recipe is run again."""
     keys = ("task", "base", "teacher_epochs", "sft_epochs", "distill_epochs", "learning_rate", "distill_learning_rate",
-            "distill_beta", "max_completion_length", "eval_max_new_tokens", "limit_train", "limit_test")  # fmt: skip
+            "distill_beta", "max_completion_length", "eval_max_new_tokens", "limit_train", "limit_test",
+            "student_keep")  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
 
@@ -153,12 +156,34 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     if "teacher" not in saved or not Path(saved["teacher"]["folder"]).is_dir():
         saved["teacher"] = teacher_cell(args, root)
         save()
-    student = keep_layers(args.base, root / "student-half")
+    student = make_student(args, root)
     for seed in pending:
         cells[str(seed)] = seed_cell(args, root, student, saved["teacher"]["folder"], seed)
         save()
         print(f"seed {seed}: {json.dumps(cells[str(seed)])} ({time.perf_counter() - start:.0f} s so far)", flush=True)
     return saved
+
+
+def student_layers(keep: str, total: int) -> list[int]:
+    """The layers a ``k/n`` student keeps of ``total``: the first k of every n."""
+    try:
+        k, n = (int(x) for x in keep.split("/"))
+    except ValueError:
+        raise SystemExit(f"--student_keep {keep!r}: expected k/n, e.g. 1/2 or 3/4") from None
+    if not 0 < k <= n:
+        raise SystemExit(f"--student_keep {keep!r}: k must be between 1 and n")
+    return [i for i in range(total) if i % n < k]
+
+
+def make_student(args: argparse.Namespace, root: Path) -> Path:
+    """The base with some of its layers (``--student_keep``); 1/2 keeps its old folder name, student-half."""
+    from ftcot_hf.students.loading import load_student
+
+    if args.student_keep == "1/2":
+        return keep_layers(args.base, root / "student-half")
+    total = load_student(args.base)[0].config.get_text_config().num_hidden_layers
+    folder = root / f"student-{args.student_keep.replace('/', 'of')}"
+    return keep_layers(args.base, folder, layers=student_layers(args.student_keep, total))
 
 
 def _spread(values: list[float]) -> str:
@@ -175,7 +200,8 @@ def render(name: str, saved: dict[str, Any]) -> str:
         "",
         f"Teacher: {r.get('base')} fine-tuned by Fine-tune-CoT ({r.get('teacher_epochs'):g} epoch(s), recorded "
         f"text-davinci-002 rationales), test accuracy {pct(teacher.get('accuracy'))} on {teacher.get('n', '-')} "
-        f"questions. Student: the same model with every other decoder layer (`ftcot_hf.students.shrink.keep_layers`), "
+        f"questions. Student: the same model with {r.get('student_keep', '1/2')} of its decoder layers "
+        "(`ftcot_hf.students.shrink.keep_layers`), "
         f"same vocabulary. `sft+distill`: {r.get('sft_epochs'):g} epoch(s) of Fine-tune-CoT "
         f"(lr {r.get('learning_rate')}), "
         f"then {r.get('distill_epochs'):g} of on-policy distillation (lr {r.get('distill_learning_rate')}, beta "
