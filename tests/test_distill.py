@@ -340,3 +340,13 @@ def test_the_distill_study_runs_in_its_smallest_form_and_resumes(models, mirror,
     assert study["main"](argv) == 0  # every cell is in the results file: nothing runs again
     assert "seed 1:" not in capsys.readouterr().out
     assert json.loads((tmp_path / "results" / "distill_quick.json").read_text())["seeds"] == saved["seeds"]
+
+
+def test_the_distill_study_student_keeps_k_of_every_n_layers():
+    study = runpy.run_path(str(REPO / "experiments" / "distill_study.py"))
+    assert study["student_layers"]("1/2", 30) == list(range(0, 30, 2))
+    three = study["student_layers"]("3/4", 30)
+    assert len(three) == 23 and not {3, 7, 11, 15, 19, 23, 27} & set(three) and three[:4] == [0, 1, 2, 4]
+    for bad in ("3", "0/4", "5/4", "a/b"):
+        with pytest.raises(SystemExit, match="--student_keep"):
+            study["student_layers"](bad, 30)

@@ -190,6 +190,9 @@ COVERAGE: dict[str, str] = {
         "tests/test_distill.py::test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed",
     "python experiments/distill_study.py": NOT_RUN + "an estimated 1-2 hours on 2 CPU cores (SmolLM2 teacher, 3 "
         "seeds x 2 arms); its smallest form below runs the same code",
+    "python experiments/distill_study.py --name distill_cpu_3of4 --student_keep 3/4": NOT_RUN + "~15 min a seed on "
+        "2 CPU cores with SmolLM2; its smallest form below runs the same code, and "
+        "tests/test_distill.py::test_the_distill_study_student_keeps_k_of_every_n_layers checks --student_keep",
     "python experiments/distill_study.py --name distill_quick --seeds 1 2 --limit_train 12 --limit_test 3 "
     "--teacher_epochs 1 --sft_epochs 1":
         "tests/test_distill.py::test_the_distill_study_runs_in_its_smallest_form_and_resumes",
