@@ -338,3 +338,38 @@ def test_samples_of_a_request_that_then_fails_are_failed_but_billed_and_a_spent_
         finally:
             teacher.close()
         assert sorted(r.body["prompt"] for r in server.requests if r.body["prompt"] != "p") == ["a"]
+
+
+def test_samples_still_in_flight_when_their_request_fails_are_awaited_and_in_the_ledger():
+    import threading
+
+    from ftcot_hf.teachers.base import Request, SamplingParams
+    from ftcot_hf.teachers.http.openai import OpenAITeacher
+
+    # The other order: sample 1 fails for good (a malformed answer, asked twice: no 503, which would narrow the
+    # concurrency bound and so hold its retry until the others are done) while samples 0 and 2 are still being
+    # answered. They answer only once generate() has returned, or after 2 s when it waits for them. The call used to
+    # end as soon as every request was delivered (this one as failed) and cancel samples 0 and 2: the server billed
+    # them, the ledger never saw them (what CI saw twice under load: 42 prompt + 8 completion tokens missing).
+    returned = threading.Event()
+
+    def siblings_last(body: dict) -> float:
+        if body.get("seed") in (0, 2):
+            returned.wait(2.0)
+        return 0.0
+
+    with FakeOpenAIServer(fault_for=lambda body: ("malformed",) if body.get("seed") == 1 else None,
+                          latency=siblings_last) as server:  # fmt: skip
+        teacher = OpenAITeacher("m", server.base_url, supports_n=False, seed=0, max_retries=1, **FAST)
+        teacher.keep_going = True
+        try:
+            [(_, failed)] = list(teacher.generate([Request("p", SamplingParams(temperature=0.7), n=3)]))
+            returned.set()
+            _wait_until(lambda: sum(r.billed is not None for r in list(server.requests)) == 2)
+            counts = teacher.counters()
+        finally:
+            returned.set()
+            teacher.close()
+        assert failed == [] and counts["failed_requests"] == 1
+        assert counts["failed_billed"] == 2 and counts["http_requests"] == len(server.requests) == 4
+        assert (counts["billed_prompt_tokens"], counts["billed_completion_tokens"]) == server.billed

@@ -366,7 +366,8 @@ class HTTPTeacher(Teacher):
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[Generation]]]:
         """Yield ``(position, generations)`` for each request as soon as it completes (completion order).
 
-        Stopping the iteration early (``break``, an exception in the caller) cancels what is still in flight.
+        Stopping the iteration early (``break``, an exception in the caller) cancels what is still in flight; once
+        every request is delivered, the call returns when the samples of failed requests still in flight are in.
         """
         requests = list(requests)
         if not requests:
@@ -389,6 +390,13 @@ class HTTPTeacher(Teacher):
                     remaining -= 1
                     backlog.taken()
                     yield result
+            # Every request is delivered, but samples of a request that failed may still be in flight: the server
+            # bills them, so they are waited for and counted (failed but billed), not cancelled with the call.
+            future.result()
+            while not results.empty():
+                item = results.get()
+                if isinstance(item, BaseException):
+                    raise item
         finally:
             if not future.done():
                 future.cancel()
