@@ -31,6 +31,7 @@ from typing import Any
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.teachers.base import Generation, Request, Teacher, TeacherError, is_failure, is_unusable
 from ftcot_hf.utils.fs import hf_home
+from ftcot_hf.utils.sqlite import connect_wal
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +150,7 @@ class RequestCache:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_wal(self.path, synchronous="NORMAL")
             self._local.conn = conn
         return conn
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftcot_hf.utils.sqlite import connect_wal
+
 
 def batch_key(digest: bytes, first_index: int, count: int) -> str:
     """The ``custom_id`` of a line: the request cache's key of the prompt (:func:`~ftcot_hf.teachers.cache.
@@ -51,8 +53,7 @@ class BatchState:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(self.path)
             self._local.conn = conn
         return conn
 
