@@ -238,6 +238,8 @@ def test_ftcot_run_with_the_distill_stage_as_typed_reused_and_resumed(models, mi
 
     again = run(config)
     assert {s["status"] for s in again.stages.values()} == {"reused"}
+    runtime = json.loads((out / "distilled/coin_flip/train_summary.json").read_text())["train_runtime"]
+    assert again.stages["distill/coin_flip"]["original_seconds"] >= round(runtime, 1)  # the stage, not its last copy
     changed = run(_run_config(tmp_path, models, mirror, distill_beta=0.5))  # only the distillation's inputs changed
     expected = {"teach": "reused", "train/coin_flip": "reused", "distill/coin_flip": "ran", "eval/coin_flip": "reused",
                 "eval_distilled/coin_flip": "ran"}  # fmt: skip

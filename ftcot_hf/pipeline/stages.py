@@ -316,6 +316,7 @@ def distill_stage(plan: RunPlan, task: Any, final: Path, fp: str, say: Any = Non
     the student was trained on (the validation hold-out stays held out); ``say`` gets the line on the vocabularies."""
     from ftcot_hf.training.distill import distill_student
 
+    started = time.perf_counter()
     config, rationales, distill = plan.config, plan.rationales, plan.distill[task.name]
     partial = _claim_partial(Path(distill.output_dir), fp)
     train, _, _ = hold_out(config, _train_split(rationales, task.name), task.name)
@@ -326,5 +327,7 @@ def distill_stage(plan: RunPlan, task: Any, final: Path, fp: str, say: Any = Non
         if is_disk_error(e):
             raise disk_error(e, "distill", partial) from None
         raise
-    meta = {"training_loss": result.training_loss, "trainer": result.trainer, "vocabulary": result.vocabulary}
+    # The whole stage's time, as the train stage records: a reused stage reports it (a study sizes arms by it).
+    meta = {"training_loss": result.training_loss, "trainer": result.trainer, "vocabulary": result.vocabulary,
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     _promote(partial, final, "distill", fp, meta)
