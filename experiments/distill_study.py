@@ -17,12 +17,16 @@ Each run lands in ``<root>/<name>/...``; finished stages are reused, so an inter
 After every cell ``experiments/results/<name>.json`` (settings, commands, figures, seconds) and ``<name>.md`` are
 rewritten; a cell already there with the same recipe is kept without its run folder (weights are never written to
 experiments/).
-Seed 42 was run on 2026-12-07 (experiments/results/distill_cpu*.md): students of 15 and of 23 layers scored 0-1.33 in
-every arm (the teacher 30.00), so the other seeds were not run: see docs/distill.md. Per seed on 2 CPU
-cores: ~6 min SFT, ~9 min distillation, ~4 min of extra SFT epochs, ~1 min per evaluation. Its smallest form runs
-with tiny models in ``tests/test_distill.py``.
+What it found on 2 CPU cores (2026-12-07/08, experiments/results/distill_cpu*.md, docs/distill.md): on
+last_letter_concatenation (teacher 30.00) no student made by dropping layers learns the task; on coin_flip (teacher
+97.33, ``--task coin_flip --teacher_epochs 2 --max_completion_length 144 --eval_max_new_tokens 144``) the 23-layer
+student does (``--student_keep 3/4``), and there the distillation arm beats more SFT epochs in each of 3 seeds.
+Per seed of that cell: ~4 min SFT, ~11 min distillation, ~17 min of SFT-only epochs, ~1 min per evaluation. Its
+smallest form runs with tiny models in ``tests/test_distill.py``.
 
     python experiments/distill_study.py                                   # the study (hours on a CPU)
+    python experiments/distill_study.py --name distill_cpu_coin_flip_3of4 --task coin_flip --student_keep 3/4 \
+        --teacher_epochs 2 --max_completion_length 144 --eval_max_new_tokens 144   # the cell that learns
     python experiments/distill_study.py --seeds 42 1 2 3 --table_only     # the table from the results file
 """
 

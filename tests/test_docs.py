@@ -193,6 +193,9 @@ COVERAGE: dict[str, str] = {
     "python experiments/distill_study.py --name distill_cpu_3of4 --student_keep 3/4": NOT_RUN + "~15 min a seed on "
         "2 CPU cores with SmolLM2; its smallest form below runs the same code, and "
         "tests/test_distill.py::test_the_distill_study_student_keeps_k_of_every_n_layers checks --student_keep",
+    "python experiments/distill_study.py --name distill_cpu_coin_flip_3of4 --task coin_flip --student_keep 3/4 "
+    "--teacher_epochs 2 --max_completion_length 144 --eval_max_new_tokens 144 --seeds 42 1 2": NOT_RUN + "~35 min a "
+        "seed on 2 CPU cores with SmolLM2; its smallest form below runs the same code",
     "python experiments/distill_study.py --name distill_quick --seeds 1 2 --limit_train 12 --limit_test 3 "
     "--teacher_epochs 1 --sft_epochs 1":
         "tests/test_distill.py::test_the_distill_study_runs_in_its_smallest_form_and_resumes",
