@@ -21,8 +21,8 @@ What it found on 2 CPU cores (2026-12-07/08, experiments/results/distill_cpu*.md
 last_letter_concatenation (teacher 30.00) no student made by dropping layers learns the task; on coin_flip (teacher
 97.33, ``--task coin_flip --teacher_epochs 2 --max_completion_length 144 --eval_max_new_tokens 144``) the 23-layer
 student does (``--student_keep 3/4``), and there the distillation arm beats more SFT epochs in each of 3 seeds.
-Per seed of that cell: ~4 min SFT, ~11 min distillation, ~17 min of SFT-only epochs, ~1 min per evaluation. Its
-smallest form runs with tiny models in ``tests/test_distill.py``.
+Per seed of that cell: ~4 min SFT, ~11 min distillation, ~14-17 min for the SFT-only arm (10-12 epochs), ~1 min
+per evaluation. Its smallest form runs with tiny models in ``tests/test_distill.py``.
 
     python experiments/distill_study.py                                   # the study (hours on a CPU)
     python experiments/distill_study.py --name distill_cpu_coin_flip_3of4 --task coin_flip --student_keep 3/4 \
