@@ -252,7 +252,7 @@ def check_server_options(config: DistillConfig) -> None:
         raise ValueError("--teacher_model_init_kwargs: with --teacher_url no teacher is loaded here (the server "
                          "holds it).")  # fmt: skip
     if config.use_vllm and config.vllm_mode == "server":
-        student = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{_student_port(config)}"
+        student = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{student_port(config)}"
         if _address(student) == _address(url):
             raise ValueError(f"The student's vLLM server ({student}) is the teacher's (--teacher_url {url}): give "
                              "the student's its own --vllm_server_port.")  # fmt: skip
@@ -262,7 +262,7 @@ def check_server_options(config: DistillConfig) -> None:
                        config.temperature)  # fmt: skip
 
 
-def _student_port(config: DistillConfig) -> int:
+def student_port(config: DistillConfig) -> int:
     """The port of the student's vLLM server (``--use_vllm --vllm_mode server``): TRL's ServerDistillationConfig
     moves DistillationConfig's default 8000, the teacher's usual port, to 8001 (:func:`server_config` keeps that)."""
     from trl import DistillationConfig

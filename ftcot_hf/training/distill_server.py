@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcot_hf.errors import FtcotError
 from ftcot_hf.training.distill_common import VocabularyCheck, experimental, model_source, no_auto_card
-from ftcot_hf.training.distill_config import _student_port
+from ftcot_hf.training.distill_config import student_port
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -203,7 +203,6 @@ def server_config(config: DistillConfig) -> Any:
     support."""
     from trl import DistillationConfig
 
-
     with experimental():
         from trl.experimental.server_distillation import ServerDistillationConfig
 
@@ -211,7 +210,7 @@ def server_config(config: DistillConfig) -> Any:
     skip = {"remove_unused_columns", "pad_to_multiple_of", "teacher_model_name_or_path", "teacher_model_init_kwargs",
             "model_init_kwargs", "gradient_checkpointing"}  # fmt: skip
     values = {f.name: getattr(config, f.name) for f in fields(DistillationConfig) if f.init and f.name not in skip}
-    values["vllm_server_port"] = _student_port(config)
+    values["vllm_server_port"] = student_port(config)
     return ServerDistillationConfig(**values, teacher_model_server_url=config.teacher_url,
                                     loss_top_k=int(config.loss_top_k), loss_add_tail=bool(config.loss_add_tail))
 
@@ -256,7 +255,6 @@ def _positions_from_mask(module: Any, args: tuple[Any, ...], kwargs: dict[str, A
 def server_trainer(config: DistillConfig, model: Any, tokenizer: Any, rows: Dataset, callbacks: list[Any]) -> Any:
     """TRL's ServerDistillationTrainer on ``rows`` (the model card ours, as for the other trainers)."""
     import inspect
-
 
     with experimental():
         from trl.experimental.server_distillation import ServerDistillationTrainer
